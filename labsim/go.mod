@@ -1,0 +1,5 @@
+module labsim
+
+go 1.19
+
+require github.com/vmware/govmomi v0.24.2

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/vmware/govmomi/object"
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/types"
+
+	_ "github.com/vmware/govmomi/vapi/simulator" // tagging REST endpoints
+)
+
+// Server is one physical machine: an ESXi host in vCenter and its BMC.
+type Server struct {
+	Name       string // short name, as in labswitch's config
+	FQDN       string // the host's name in vCenter
+	Group      string
+	Cluster    string
+	ServiceTag string
+	Host       types.ManagedObjectReference
+	bmc        *bmcServer
+
+	mu    sync.Mutex
+	power string // "On" or "Off": the truth; vCenter's view follows it
+	epoch int    // bumped on every power change, cancels stale timers
+}
+
+// vmTraits are what labsim decides about a guest, beyond what vSphere stores.
+type vmTraits struct {
+	toolless bool // VMware Tools not installed: guest shutdown faults
+	hung     bool // ignores a guest shutdown request
+	server   *Server
+}
+
+// Lab is the whole simulated lab; one value shared by vCenter and the BMCs.
+type Lab struct {
+	opts       options
+	model      *simulator.Model
+	vcsim      *simulator.Server
+	client     *vim25.Client // in-process, for building the inventory
+	vcURL      string
+	thumbprint string
+	certPEM    []byte
+	servers    []*Server
+	byHost     map[types.ManagedObjectReference]*Server
+	vms        map[types.ManagedObjectReference]*vmTraits
+	calls      *callCounter
+	tmpdir     string
+}
+
+func newLab(o options) (*Lab, error) {
+	if o.password == "" {
+		o.password = randomSecret()
+	}
+	if o.bmcPassword == "" {
+		o.bmcPassword = randomSecret()
+	}
+	l := &Lab{
+		opts:   o,
+		byHost: map[types.ManagedObjectReference]*Server{},
+		vms:    map[types.ManagedObjectReference]*vmTraits{},
+		calls:  newCallCounter(),
+	}
+	tlsConf, err := l.newTLS()
+	if err != nil {
+		return nil, err
+	}
+
+	l.model = simulator.VPX()
+	l.model.Datacenter, l.model.Cluster, l.model.Host, l.model.Machine = 0, 0, 0, 0
+	l.model.Portgroup, l.model.Datastore = 0, 0
+	if err := l.model.Create(); err != nil {
+		return nil, err
+	}
+	l.client, err = vim25.NewClient(context.Background(), l.model.Service)
+	if err != nil {
+		return nil, err
+	}
+	if l.tmpdir, err = os.MkdirTemp("", "labsim-"); err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewSource(o.seed))
+	vmsToTag, err := l.buildInventory(rng)
+	if err != nil {
+		return nil, err
+	}
+
+	l.model.Service.Listen = &url.URL{Host: o.listen + ":0", User: url.UserPassword(o.user, o.password)}
+	l.model.Service.TLS = tlsConf
+	l.model.Service.RegisterEndpoints = true
+	l.vcsim = l.model.Service.NewServer()
+	// Wrap the simulator's handler before anyone knows the port: labsim counts
+	// SOAP calls and takes over the few methods the simulator lacks or gets wrong.
+	l.vcsim.Config.Handler = &interceptor{lab: l, next: l.vcsim.Config.Handler}
+	u := *l.vcsim.URL
+	u.User = nil
+	l.vcURL = u.String()
+
+	if err := l.tagVMs(vmsToTag); err != nil {
+		return nil, err
+	}
+	simulator.Map.AddHandler(&powerWatcher{lab: l})
+	for _, s := range l.servers {
+		s.power = "On"
+		if s.bmc, err = startBMC(l, s, tlsConf); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+func (l *Lab) close() {
+	for _, s := range l.servers {
+		if s.bmc != nil {
+			_ = s.bmc.srv.Close()
+		}
+	}
+	l.vcsim.Close()
+	l.model.Remove()
+	_ = os.RemoveAll(l.tmpdir)
+}
+
+// buildInventory creates the datacenter, clusters, hosts and VMs, and returns
+// the VMs to tag StartUp (tagging needs the REST endpoint, which starts later).
+func (l *Lab) buildInventory(rng *rand.Rand) ([]types.ManagedObjectReference, error) {
+	ctx := context.Background()
+	o := l.opts
+	dc, err := object.NewRootFolder(l.client).CreateDatacenter(ctx, "Lab")
+	if err != nil {
+		return nil, err
+	}
+	folders, err := dc.Folders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []*object.HostSystem
+	for m := 1; m <= o.mgmtHosts; m++ {
+		name := fmt.Sprintf("mgmt%02d", m)
+		task, err := folders.HostFolder.AddStandaloneHost(ctx, types.HostConnectSpec{HostName: name + ".lab.local"}, true, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		h, err := l.addServer(ctx, task, name, "mgmt", "")
+		if err != nil {
+			return nil, err
+		}
+		hosts = append(hosts, h)
+	}
+	for c := 1; c <= o.clusters; c++ {
+		cname := fmt.Sprintf("Cluster%d", c)
+		cluster, err := folders.HostFolder.CreateCluster(ctx, cname, types.ClusterConfigSpecEx{})
+		if err != nil {
+			return nil, err
+		}
+		for h := 1; h <= o.hostsPerCluster; h++ {
+			name := fmt.Sprintf("esx%d%d", c, h)
+			if o.hostsPerCluster > 9 {
+				name = fmt.Sprintf("esx%d%02d", c, h)
+			}
+			task, err := cluster.AddHost(ctx, types.HostConnectSpec{HostName: name + ".lab.local"}, true, nil, nil)
+			if err != nil {
+				return nil, err
+			}
+			hs, err := l.addServer(ctx, task, name, "payload", cname)
+			if err != nil {
+				return nil, err
+			}
+			hosts = append(hosts, hs)
+		}
+	}
+	if err := l.createDatastore(ctx, hosts); err != nil {
+		return nil, err
+	}
+	return l.createVMs(ctx, rng, folders, hosts)
+}
+
+func (l *Lab) addServer(ctx context.Context, task *object.Task, name, group, cluster string) (*object.HostSystem, error) {
+	info, err := task.WaitForResult(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	ref := info.Result.(types.ManagedObjectReference)
+	s := &Server{
+		Name: name, FQDN: name + ".lab.local", Group: group, Cluster: cluster, Host: ref,
+		ServiceTag: fmt.Sprintf("LS%05d", len(l.servers)+1),
+	}
+	l.servers = append(l.servers, s)
+	l.byHost[ref] = s
+	return object.NewHostSystem(l.client, ref), nil
+}
+
+func (l *Lab) createDatastore(ctx context.Context, hosts []*object.HostSystem) error {
+	dir := filepath.Join(l.tmpdir, "datastore1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, h := range hosts {
+		dss, err := h.ConfigManager().DatastoreSystem(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := dss.CreateLocalDatastore(ctx, "datastore1", dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.DatacenterFolders, hosts []*object.HostSystem) ([]types.ManagedObjectReference, error) {
+	var tagged []types.ManagedObjectReference
+	vcsaHost := l.vcsaHost()
+	for i, h := range hosts {
+		s := l.servers[i]
+		pool, err := h.ResourcePool(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		if s == vcsaHost {
+			names = append(names, "vcsa")
+		}
+		for v := 1; v <= l.opts.vmsPerHost; v++ {
+			names = append(names, fmt.Sprintf("%s-vm%02d", s.Name, v))
+		}
+		for _, name := range names {
+			ref, err := l.createVM(ctx, folders, pool, h, name)
+			if err != nil {
+				return nil, err
+			}
+			t := &vmTraits{server: s}
+			if name != "vcsa" {
+				t.toolless = rng.Float64() < l.opts.toollessFraction
+				t.hung = rng.Float64() < l.opts.hungFraction
+				if rng.Float64() < l.opts.startupTagFraction {
+					tagged = append(tagged, ref)
+				}
+			}
+			l.vms[ref] = t
+			l.setGuest(ref, name, !t.toolless)
+		}
+	}
+	return tagged, nil
+}
+
+// vcsaHost picks the host of the vCenter VM from --vcenter-vm-on.
+func (l *Lab) vcsaHost() *Server {
+	for _, s := range l.servers {
+		if s.Group == l.opts.vcenterVMOn {
+			return s
+		}
+	}
+	return nil
+}
+
+func (l *Lab) createVM(ctx context.Context, folders *object.DatacenterFolders, pool *object.ResourcePool, h *object.HostSystem, name string) (types.ManagedObjectReference, error) {
+	var devices object.VirtualDeviceList
+	scsi, _ := devices.CreateSCSIController("pvscsi")
+	disk := devices.CreateDisk(scsi.(types.BaseVirtualController), types.ManagedObjectReference{},
+		fmt.Sprintf("[datastore1] %s/%s.vmdk", name, name))
+	disk.CapacityInKB = 16 * 1024 * 1024
+	devices = append(devices, scsi, disk)
+	spec := types.VirtualMachineConfigSpec{
+		Name:    name,
+		GuestId: string(types.VirtualMachineGuestOsIdentifierOtherLinux64Guest),
+		Version: "vmx-13",
+		Files:   &types.VirtualMachineFileInfo{VmPathName: "[datastore1]"},
+	}
+	spec.DeviceChange, _ = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
+	task, err := folders.VmFolder.CreateVM(ctx, spec, pool, h)
+	if err != nil {
+		return types.ManagedObjectReference{}, err
+	}
+	info, err := task.WaitForResult(ctx, nil)
+	if err != nil {
+		return types.ManagedObjectReference{}, err
+	}
+	ref := info.Result.(types.ManagedObjectReference)
+	if _, err := object.NewVirtualMachine(l.client, ref).PowerOn(ctx); err != nil {
+		return ref, err
+	}
+	return ref, nil
+}
+
+// setGuest fills in what VMware Tools would report for a running guest.
+func (l *Lab) setGuest(ref types.ManagedObjectReference, name string, toolsRunning bool) {
+	hostName, ip := name+".lab.local", ""
+	if name == "vcsa" {
+		u, _ := url.Parse(l.vcURLOrListen())
+		hostName, ip = u.Hostname(), u.Hostname()
+	}
+	obj := simulator.Map.Get(ref)
+	simulator.Map.WithLock(obj, func() {
+		simulator.Map.Update(obj, append(toolsChanges(toolsRunning),
+			types.PropertyChange{Name: "guest.hostName", Val: hostName},
+			types.PropertyChange{Name: "guest.ipAddress", Val: ip},
+		))
+	})
+}
+
+// vcURLOrListen is the vCenter URL once serving, else the listen address: the
+// vcsa VM's guest identity must match the URL labswitch is configured with.
+func (l *Lab) vcURLOrListen() string {
+	if l.vcURL != "" {
+		return l.vcURL
+	}
+	return "https://" + l.opts.listen + "/sdk"
+}
+
+func toolsChanges(running bool) []types.PropertyChange {
+	status, run, hb := types.VirtualMachineToolsStatusToolsNotRunning, string(types.VirtualMachineToolsRunningStatusGuestToolsNotRunning), types.ManagedEntityStatusGray
+	if running {
+		status, run, hb = types.VirtualMachineToolsStatusToolsOk, string(types.VirtualMachineToolsRunningStatusGuestToolsRunning), types.ManagedEntityStatusGreen
+	}
+	return []types.PropertyChange{
+		{Name: "guest.toolsStatus", Val: status},
+		{Name: "guest.toolsRunningStatus", Val: run},
+		{Name: "guestHeartbeatStatus", Val: hb},
+	}
+}
+
+// interceptor sits in front of the simulator's HTTP handler.
+type interceptor struct {
+	lab  *Lab
+	next http.Handler
+}

@@ -1,0 +1,81 @@
+// Command labsim serves a simulated vSphere lab: govmomi's vCenter simulator
+// plus one iDRAC-shaped Redfish BMC per ESXi host, sharing one power state.
+//
+// It is a test harness and the demo's target, not product code.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	clusters, hostsPerCluster, vmsPerHost, mgmtHosts                 int
+	vcenterVMOn                                                      string
+	startupTagFraction, toollessFraction, hungFraction               float64
+	guestShutdownDelay, hostBootDelay, hostShutdownDelay, toolsDelay time.Duration
+	seed                                                             int64
+	listen                                                           string
+	user, password, bmcUser, bmcPassword                             string
+	writeConfig, secretsFile, certOut                                string
+}
+
+func parseFlags() options {
+	var o options
+	flag.IntVar(&o.clusters, "clusters", 2, "number of clusters (their hosts are group payload)")
+	flag.IntVar(&o.hostsPerCluster, "hosts-per-cluster", 2, "ESXi hosts in each cluster")
+	flag.IntVar(&o.vmsPerHost, "vms-per-host", 3, "VMs on each host")
+	flag.IntVar(&o.mgmtHosts, "mgmt-hosts", 1, "standalone always-on hosts (group mgmt)")
+	flag.StringVar(&o.vcenterVMOn, "vcenter-vm-on", "mgmt", "where the VM 'vcsa' runs: mgmt, payload or none")
+	flag.Float64Var(&o.startupTagFraction, "startup-tag-fraction", 0.5, "fraction of VMs tagged Lab/StartUp")
+	flag.Float64Var(&o.toollessFraction, "toolless-fraction", 0.0, "fraction of VMs without VMware Tools")
+	flag.Float64Var(&o.hungFraction, "hung-fraction", 0.0, "fraction of VMs that ignore a guest shutdown")
+	flag.DurationVar(&o.guestShutdownDelay, "guest-shutdown-delay", 2*time.Second, "time a guest takes to shut down")
+	flag.DurationVar(&o.hostBootDelay, "host-boot-delay", 5*time.Second, "time from BMC power-on to the host reconnecting")
+	flag.DurationVar(&o.hostShutdownDelay, "host-shutdown-delay", 2*time.Second, "time an ESXi host takes to shut down")
+	flag.DurationVar(&o.toolsDelay, "tools-delay", 500*time.Millisecond, "time from VM power-on to tools running")
+	flag.Int64Var(&o.seed, "seed", 1, "seed for which VMs are tagged, toolless or hung")
+	flag.StringVar(&o.listen, "listen", "127.0.0.1", "address every server binds to")
+	flag.StringVar(&o.user, "user", "administrator@vsphere.local", "vCenter user")
+	flag.StringVar(&o.password, "password", "", "vCenter password (random when empty; printed)")
+	flag.StringVar(&o.bmcUser, "bmc-user", "root", "BMC user")
+	flag.StringVar(&o.bmcPassword, "bmc-password", "", "BMC password (random when empty; printed)")
+	flag.StringVar(&o.writeConfig, "write-config", "", "write a ready labswitch config for this lab to PATH")
+	flag.StringVar(&o.secretsFile, "secrets-file", "", "write the secrets as an env file (KEY=value lines) to PATH")
+	flag.StringVar(&o.certOut, "cert-out", "", "write the servers' certificate (PEM) to PATH")
+	flag.Parse()
+	return o
+}
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("labsim: ")
+	o := parseFlags()
+	if o.vcenterVMOn != "mgmt" && o.vcenterVMOn != "payload" && o.vcenterVMOn != "none" {
+		log.Fatalf("--vcenter-vm-on must be mgmt, payload or none, not %q", o.vcenterVMOn)
+	}
+	if o.vcenterVMOn == "mgmt" && o.mgmtHosts == 0 {
+		log.Fatal("--vcenter-vm-on mgmt needs --mgmt-hosts 1 or more")
+	}
+	start := time.Now()
+	lab, err := newLab(o)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := lab.writeOutputs(); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("%d hosts, %d VMs, ready in %s", len(lab.servers), len(lab.vms), time.Since(start).Round(time.Millisecond))
+	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
+	fmt.Printf("READY %s\n", lab.vcURL)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	lab.close()
+}

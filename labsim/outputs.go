@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/vmware/govmomi/vapi/rest"
+	"github.com/vmware/govmomi/vapi/tags"
+	"github.com/vmware/govmomi/vim25"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/soap"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+const (
+	envVCenterPassword = "LABSIM_VCENTER_PASSWORD"
+	envBMCPassword     = "LABSIM_BMC_PASSWORD"
+)
+
+// tagVMs creates category Lab with tag StartUp through the tagging REST API
+// (as an admin would) and attaches it to the chosen VMs in one call.
+func (l *Lab) tagVMs(vms []types.ManagedObjectReference) error {
+	ctx := context.Background()
+	u, _ := url.Parse(l.vcURL)
+	sc := soap.NewClient(u, true) // labsim talking to itself
+	vc, err := vim25.NewClient(ctx, sc)
+	if err != nil {
+		return err
+	}
+	rc := rest.NewClient(vc)
+	if err := rc.Login(ctx, url.UserPassword(l.opts.user, l.opts.password)); err != nil {
+		return err
+	}
+	defer func() { _ = rc.Logout(ctx) }()
+	m := tags.NewManager(rc)
+	cat, err := m.CreateCategory(ctx, &tags.Category{Name: "Lab", Cardinality: "MULTIPLE",
+		AssociableTypes: []string{"VirtualMachine"}, Description: "labswitch start-up and protection"})
+	if err != nil {
+		return err
+	}
+	tag, err := m.CreateTag(ctx, &tags.Tag{Name: "StartUp", CategoryID: cat, Description: "started by labswitch up"})
+	if err != nil {
+		return err
+	}
+	if len(vms) == 0 {
+		return nil
+	}
+	refs := make([]mo.Reference, len(vms))
+	for i := range vms {
+		refs[i] = vms[i]
+	}
+	return m.AttachTagToMultipleObjects(ctx, tag, refs)
+}
+
+// writeOutputs prints the secrets as env assignments and writes the optional
+// config, secrets and certificate files.
+func (l *Lab) writeOutputs() error {
+	secrets := fmt.Sprintf("%s=%s\n%s=%s\n", envVCenterPassword, l.opts.password, envBMCPassword, l.opts.bmcPassword)
+	for _, line := range strings.Split(strings.TrimSpace(secrets), "\n") {
+		fmt.Printf("export %s\n", line)
+	}
+	if l.opts.secretsFile != "" {
+		if err := os.WriteFile(l.opts.secretsFile, []byte(secrets), 0o600); err != nil {
+			return err
+		}
+	}
+	if l.opts.certOut != "" {
+		if err := os.WriteFile(l.opts.certOut, l.certPEM, 0o644); err != nil {
+			return err
+		}
+	}
+	if l.opts.writeConfig != "" {
+		return os.WriteFile(l.opts.writeConfig, []byte(l.config()), 0o644)
+	}
+	return nil
+}
+
+func (l *Lab) config() string {
+	var b strings.Builder
+	tls := fmt.Sprintf(`{ thumbprint = "%s" }`, l.thumbprint)
+	fmt.Fprintf(&b, "# labswitch configuration for a labsim lab (written by labsim --write-config).\n")
+	fmt.Fprintf(&b, "# Secrets are environment references; labsim printed their values.\n\n")
+	fmt.Fprintf(&b, "[vcenter]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.vcURL, l.opts.user, envVCenterPassword, tls)
+	fmt.Fprintf(&b, "[policy]\nstartup_tag = \"Lab/StartUp\"\n\n")
+	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
+	for _, s := range l.servers {
+		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\n", s.Name, s.FQDN, s.Group)
+		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
+			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
+	}
+	return b.String()
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"time"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// The server's power is the truth; vCenter's view of the host follows it.
+
+// powerOn answers false when the server is already on (an iDRAC's 409).
+func (l *Lab) powerOn(s *Server) bool {
+	s.mu.Lock()
+	if s.power == "On" {
+		s.mu.Unlock()
+		return false
+	}
+	s.power = "On"
+	s.epoch++
+	epoch := s.epoch
+	s.mu.Unlock()
+	time.AfterFunc(l.opts.hostBootDelay, func() {
+		if l.stillAt(s, epoch) {
+			l.hostConnected(s)
+		}
+	})
+	return true
+}
+
+// powerOff cuts the power at once; answers false when already off.
+func (l *Lab) powerOff(s *Server) bool {
+	s.mu.Lock()
+	if s.power == "Off" {
+		s.mu.Unlock()
+		return false
+	}
+	s.power = "Off"
+	s.epoch++
+	s.mu.Unlock()
+	l.hostGone(s)
+	return true
+}
+
+// shutdown is ESXi shutting down (vSphere call, ACPI power button): the
+// server goes off after --host-shutdown-delay unless its power changed meanwhile.
+func (l *Lab) shutdown(s *Server, thenBoot bool) bool {
+	s.mu.Lock()
+	if s.power == "Off" {
+		s.mu.Unlock()
+		return false
+	}
+	epoch := s.epoch
+	s.mu.Unlock()
+	time.AfterFunc(l.opts.hostShutdownDelay, func() {
+		if l.stillAt(s, epoch) && l.powerOff(s) && thenBoot {
+			l.powerOn(s)
+		}
+	})
+	return true
+}
+
+func (l *Lab) stillAt(s *Server, epoch int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch == epoch
+}
+
+func (s *Server) powerState() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.power
+}
+
+// hostGone: every VM stops with the server; vCenter loses the host.
+func (l *Lab) hostGone(s *Server) {
+	for _, vm := range l.vmsOn(s) {
+		l.setVMPower(vm, types.VirtualMachinePowerStatePoweredOff)
+	}
+	l.updateHost(s, types.HostSystemConnectionStateNotResponding, types.HostSystemPowerStateUnknown)
+}
+
+// hostConnected: ESXi booted and vCenter reconnected it. Maintenance mode is
+// kept across the reboot, as ESXi does; the VMs stay off.
+func (l *Lab) hostConnected(s *Server) {
+	l.updateHost(s, types.HostSystemConnectionStateConnected, types.HostSystemPowerStatePoweredOn)
+}
+
+func (l *Lab) updateHost(s *Server, conn types.HostSystemConnectionState, power types.HostSystemPowerState) {
+	obj := simulator.Map.Get(s.Host)
+	simulator.Map.WithLock(obj, func() {
+		changes := []types.PropertyChange{
+			{Name: "runtime.connectionState", Val: conn},
+			{Name: "runtime.powerState", Val: power},
+		}
+		if power == types.HostSystemPowerStatePoweredOn {
+			changes = append(changes, types.PropertyChange{Name: "runtime.bootTime", Val: time.Now()})
+		}
+		simulator.Map.Update(obj, changes)
+	})
+}
+
+func (l *Lab) hostState(s *Server) (conn types.HostSystemConnectionState, maintenance bool) {
+	obj := simulator.Map.Get(s.Host).(*simulator.HostSystem)
+	simulator.Map.WithLock(obj, func() {
+		conn, maintenance = obj.Runtime.ConnectionState, obj.Runtime.InMaintenanceMode
+	})
+	return conn, maintenance
+}
+
+func (l *Lab) vmsOn(s *Server) []types.ManagedObjectReference {
+	obj := simulator.Map.Get(s.Host).(*simulator.HostSystem)
+	var refs []types.ManagedObjectReference
+	simulator.Map.WithLock(obj, func() { refs = append(refs, obj.Vm...) })
+	return refs
+}
+
+func (l *Lab) setVMPower(ref types.ManagedObjectReference, state types.VirtualMachinePowerState) {
+	obj := simulator.Map.Get(ref)
+	simulator.Map.WithLock(obj, func() {
+		simulator.Map.Update(obj, []types.PropertyChange{
+			{Name: "runtime.powerState", Val: state},
+			{Name: "summary.runtime.powerState", Val: state},
+		})
+	})
+}
+
+func vmPower(ref types.ManagedObjectReference) (state types.VirtualMachinePowerState) {
+	obj := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	simulator.Map.WithLock(obj, func() { state = obj.Runtime.PowerState })
+	return state
+}
+
+// powerWatcher follows every VM power change, however made, to drive the
+// guest's tools: up --tools-delay after power-on, down at once at power-off.
+type powerWatcher struct{ lab *Lab }
+
+func (w *powerWatcher) Reference() types.ManagedObjectReference {
+	return types.ManagedObjectReference{Type: "LabsimPowerWatcher", Value: "labsim-power-watcher"}
+}
+func (w *powerWatcher) PutObject(mo.Reference)                    {}
+func (w *powerWatcher) RemoveObject(types.ManagedObjectReference) {}
+
+// UpdateObject runs with the VM locked: act from another goroutine.
+func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
+	ref := obj.Reference()
+	traits, ok := w.lab.vms[ref]
+	if !ok {
+		return
+	}
+	for _, c := range changes {
+		if c.Name != "runtime.powerState" {
+			continue
+		}
+		switch c.Val {
+		case types.VirtualMachinePowerStatePoweredOn:
+			if !traits.toolless {
+				time.AfterFunc(w.lab.opts.toolsDelay, func() {
+					if vmPower(ref) == types.VirtualMachinePowerStatePoweredOn {
+						w.lab.setTools(ref, true)
+					}
+				})
+			}
+		default:
+			go w.lab.setTools(ref, false)
+		}
+	}
+}
+
+func (l *Lab) setTools(ref types.ManagedObjectReference, running bool) {
+	obj := simulator.Map.Get(ref)
+	simulator.Map.WithLock(obj, func() { simulator.Map.Update(obj, toolsChanges(running)) })
+}
