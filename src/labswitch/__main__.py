@@ -1,0 +1,3 @@
+from labswitch.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The `labswitch` command: parse, load config, call one use case, render. No logic here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from labswitch import __version__
+from labswitch.config import DEFAULT_PATH, Config, load
+from labswitch.errors import EXIT_FAILED, LabswitchError
+
+app = typer.Typer(
+    name="labswitch",
+    help="Switch a VMware vSphere lab on and off on demand, and keep it healthy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # Rich tracebacks show locals: secrets must never be printed
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("labswitch")
+
+
+class State:
+    def __init__(self, config_path: Path, verbose: int) -> None:
+        self.config_path = config_path
+        self.verbose = verbose
+        self._config: Config | None = None
+
+    def config(self) -> Config:
+        """The configuration, loaded once (ConfigError on bad input, before any connection)."""
+        if self._config is None:
+            self._config = load(self.config_path)
+        return self._config
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    config: Annotated[
+        Path,
+        typer.Option("--config", "-c", envvar="LABSWITCH_CONFIG", help="Configuration file (TOML).", show_default=True),
+    ] = DEFAULT_PATH,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv for debug).")] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
+) -> None:
+    """Switch a VMware vSphere lab on and off on demand, and keep it healthy.
+
+    Exit codes: 0 success, 1 an operation failed, 2 usage or configuration error,
+    3 refused by a safety check.
+    """
+    if version:
+        typer.echo(f"labswitch {__version__}")
+        raise typer.Exit(0)
+    _setup_logging(verbose)
+    ctx.obj = State(config, verbose)
+
+
+def _setup_logging(verbose: int) -> None:
+    from rich.logging import RichHandler
+
+    from labswitch.render import stderr
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = RichHandler(console=stderr, show_time=verbose > 1, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Third-party request logs can carry credentials in headers or bodies: keep them quiet.
+    for noisy in ("sushy", "urllib3", "requests", "pyVmomi", "asyncssh", "pyghmi"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Entry point: run the app, map LabswitchError to one line and its exit code."""
+    from labswitch.cli import status  # noqa: F401 - registers the command
+
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: click's own message, exit 2
+        exc.show()
+        sys.exit(exc.exit_code)
+    except LabswitchError as exc:
+        print(f"labswitch: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        print("labswitch: aborted", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        print("labswitch: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line, the traceback only with -v
+        if "-v" in sys.argv or "-vv" in sys.argv or "--verbose" in sys.argv or os.environ.get("LABSWITCH_DEBUG"):
+            raise
+        print(f"labswitch: internal error: {type(exc).__name__}; run again with -v and report it", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,66 @@
+"""labswitch status"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from labswitch import render
+from labswitch.cli import State, app
+from labswitch.usecases.status import StatusReport, status
+
+
+@app.command("status")
+def status_command(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout (logs stay on stderr).")] = False,
+) -> None:
+    """Show hosts (connection, maintenance, BMC power) and VMs (power, tools, tags).
+
+    Reads vCenter in bulk and every BMC in parallel; changes nothing.
+
+    Examples:
+
+      labswitch status
+
+      labswitch --config lab.toml status --json | jq '.vms[] | select(.power_state=="poweredOn") | .name'
+    """
+    state: State = ctx.obj
+    report = status(state.config())
+    if json_out:
+        render.emit_json(as_json(report))
+    else:
+        show(report)
+    for note in report.notes:
+        render.note(note)
+    for host in report.hosts:
+        if host.bmc_error:
+            render.note(host.bmc_error)
+
+
+def as_json(report: StatusReport) -> dict[str, object]:
+    hosts = []
+    for h in report.hosts:
+        entry = asdict(h)
+        if entry["bmc_error"] is None:
+            del entry["bmc_error"]
+        hosts.append(entry)
+    vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
+    return {"hosts": hosts, "vms": vms}
+
+
+def show(report: StatusReport) -> None:
+    render.table(
+        "Hosts",
+        ["HOST", "GROUP", "CLUSTER", "CONNECTION", "MAINTENANCE", "BMC POWER"],
+        ((h.name, h.group, h.cluster, h.connection_state, render.yes_no(h.in_maintenance), h.bmc_power) for h in report.hosts),
+    )
+    render.stdout.print()
+    on = sum(1 for v in report.vms if v.power_state == "poweredOn")
+    render.table(
+        f"VMs ({on} of {len(report.vms)} on)",
+        ["VM", "HOST", "POWER", "TOOLS", "TAGS"],
+        ((v.name, v.host, v.power_state, "running" if v.tools_running else "-", ", ".join(v.tags)) for v in report.vms),
+    )

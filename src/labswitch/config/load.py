@@ -1,0 +1,104 @@
+"""Read a TOML file into a validated Config, or raise one ConfigError line."""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from labswitch.config import models
+from labswitch.config.secrets import resolve
+from labswitch.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = Path("labswitch.toml")
+
+
+def load(path: Path, *, resolve_secrets: bool = True) -> models.Config:
+    """The configuration at ``path``, validated, with secrets resolved.
+
+    Raises ConfigError (and nothing else) with one line naming the file, the key
+    path, what is wrong and how to fix it.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; create one with 'labswitch init' or pass --config PATH") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    return parse(raw, source=str(path), resolve_secrets=resolve_secrets)
+
+
+def parse(raw: bytes, *, source: str, resolve_secrets: bool = True) -> models.Config:
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
+    try:
+        config = models.Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+    return _resolve_secrets(config, source) if resolve_secrets else config
+
+
+def _resolve_secrets(config: models.Config, source: str) -> models.Config:
+    def secret(ref: Any, where: str) -> SecretStr:
+        if isinstance(ref, SecretStr):
+            log.warning("%s: %s is written in the file; prefer { env = ... }, { file = ... } or { keyring = ... }", source, where)
+        return resolve(ref, f"{source}: {where}")
+
+    vcenter = config.vcenter.model_copy(update={"password": secret(config.vcenter.password, "vcenter.password")})
+    servers = [
+        s.model_copy(update={"bmc": s.bmc.model_copy(update={"password": secret(s.bmc.password, f"servers[{i}].bmc.password")})})
+        for i, s in enumerate(config.servers)
+    ]
+    return config.model_copy(update={"vcenter": vcenter, "servers": servers})
+
+
+def _describe(exc: ValidationError) -> str:
+    # A typo shows as an unknown key and as the missing key it meant: name the typo.
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    where = _key_path(first["loc"])
+    kind, msg = first["type"], first["msg"]
+    if kind == "extra_forbidden":
+        key = str(first["loc"][-1])
+        close = difflib.get_close_matches(key, _known_keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else "; remove it or check the README for the key names"
+        text = f"{where}: unknown key{hint}"
+    elif kind == "missing":
+        text = f"{where}: missing; every server needs a BMC table" if where.endswith(".bmc") else f"{where}: missing; add it"
+    else:
+        msg = msg.removeprefix("Value error, ")
+        got = first.get("input")
+        shown = "" if isinstance(got, (dict, list)) or "password" in where or got is None else f" (got {got!r})"
+        text = f"{where}: {msg}{shown}" if where else f"{msg}"
+    more = len(errors) - 1
+    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("function-after[_parse_secret(), ...]",) or part.startswith(("function-", "union[", "lax-", "json-or-python")):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _known_keys() -> set[str]:
+    keys: set[str] = set()
+    for obj in vars(models).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == models.__name__:
+            keys.update(obj.model_fields)
+    return keys | {"env", "file", "keyring"}

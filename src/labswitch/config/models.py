@@ -1,0 +1,174 @@
+"""The configuration's shape: TOML tables validated into frozen pydantic models.
+
+Key names are binding (see the README): ``[vcenter]``, ``[policy]``,
+``[groups.NAME]``, ``[[servers]]`` with a ``bmc`` table, ``[energy]``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from labswitch.config.secrets import EnvSecret, FileSecret, KeyringSecret, SecretRef
+
+_SECRET_FORMS = "a secret is { env = \"VAR\" }, { file = \"PATH\" }, { keyring = \"service/user\" } or a string"
+
+
+def _parse_secret(value: Any) -> Any:
+    if isinstance(value, str):
+        return SecretStr(value)
+    if isinstance(value, dict) and len(value) == 1:
+        key = next(iter(value))
+        kinds: dict[str, type[BaseModel]] = {"env": EnvSecret, "file": FileSecret, "keyring": KeyringSecret}
+        if key in kinds:
+            return kinds[key].model_validate(value)
+    if isinstance(value, (EnvSecret, FileSecret, KeyringSecret, SecretStr)):
+        return value
+    raise ValueError(_SECRET_FORMS)
+
+
+Secret = Annotated[SecretRef, BeforeValidator(_parse_secret)]
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLS(Strict):
+    """How to trust an endpoint: system CAs by default, or one of these."""
+
+    ca_file: str | None = None
+    thumbprint: str | None = None
+    insecure: bool = False
+
+    @field_validator("thumbprint")
+    @classmethod
+    def _sha256_hex(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace(":", "").strip().lower()
+        if re.fullmatch(r"[0-9a-f]{40}", digits):
+            raise ValueError("that is a SHA-1 thumbprint; give the SHA-256 one (openssl x509 -noout -fingerprint -sha256)")
+        if not re.fullmatch(r"[0-9a-f]{64}", digits):
+            raise ValueError("must be the certificate's SHA-256 as 64 hex digits (colons allowed)")
+        return digits
+
+    @model_validator(mode="after")
+    def _one_way(self) -> TLS:
+        chosen = [k for k in ("ca_file", "thumbprint") if getattr(self, k)] + (["insecure"] if self.insecure else [])
+        if len(chosen) > 1:
+            raise ValueError(f"choose one of ca_file, thumbprint or insecure, not {' and '.join(chosen)}")
+        return self
+
+
+def _check_address(value: str) -> str:
+    value = value.strip()
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("must be a host name, host:port or URL without spaces")
+    parts = urlsplit(value if "://" in value else f"//{value}")
+    if "://" in value and parts.scheme not in ("http", "https", "ssh"):
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r}; use https://")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ValueError("has a malformed port") from None
+    if not parts.hostname:
+        raise ValueError("has no host name")
+    return value
+
+
+Address = Annotated[str, BeforeValidator(lambda v: _check_address(v) if isinstance(v, str) else v)]
+
+
+class VCenter(Strict):
+    url: Address
+    user: Annotated[str, Field(min_length=1)]
+    password: Secret
+    tls: TLS = TLS()
+    timeout: PositiveSeconds = 30.0
+
+    @property
+    def https_url(self) -> str:
+        """The SDK URL: a bare host gets https:// and /sdk."""
+        url = self.url if "://" in self.url else f"https://{self.url}"
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path if parts.path not in ('', '/') else '/sdk'}"
+
+
+class BMC(Strict):
+    driver: Literal["redfish", "racadm", "ipmi"]
+    address: Address
+    user: Annotated[str, Field(min_length=1)]
+    password: Secret
+    tls: TLS = TLS()
+
+    def endpoint(self, scheme: str, default_port: int) -> tuple[str, int]:
+        """(host, port) of the address for a driver's protocol."""
+        parts = urlsplit(self.address if "://" in self.address else f"//{self.address}")
+        return parts.hostname or "", parts.port or default_port
+
+    @property
+    def base_url(self) -> str:
+        """The address as an https:// base URL (a Redfish service root's host)."""
+        if "://" in self.address:
+            parts = urlsplit(self.address)
+            return f"{parts.scheme}://{parts.netloc}"
+        return f"https://{self.address}"
+
+
+class Server(Strict):
+    name: Annotated[str, Field(min_length=1)]
+    esxi: Annotated[str, Field(min_length=1)]
+    group: Annotated[str, Field(min_length=1)]
+    bmc: BMC
+
+
+class Group(Strict):
+    always_on: bool = False
+
+
+class Policy(Strict):
+    startup_tag: str = "StartUp"
+    protect: list[str] = []
+    protect_tag: str | None = None
+    max_parallel: Annotated[int, Field(ge=1, le=256)] = 16
+    guest_shutdown_timeout: PositiveSeconds = 300.0
+    hard_power_off: bool = False
+    host_off_timeout: PositiveSeconds = 600.0
+    bmc_force_off: bool = False
+    host_connect_timeout: PositiveSeconds = 900.0
+    bmc_timeout: PositiveSeconds = 30.0
+
+
+class Energy(Strict):
+    price_per_kwh: Annotated[float, Field(ge=0)] = 0.30
+    currency: str = "EUR"
+
+
+class Config(Strict):
+    state_dir: str | None = None
+    vcenter: VCenter
+    policy: Policy = Policy()
+    groups: dict[str, Group] = {}
+    servers: list[Server] = []
+    energy: Energy = Energy()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        seen: dict[str, str] = {}
+        for i, server in enumerate(self.servers):
+            if server.group not in self.groups:
+                known = ", ".join(sorted(self.groups)) or "none defined"
+                raise ValueError(f"servers[{i}].group: unknown group {server.group!r} (groups: {known}); add [groups.{server.group}]")
+            for key in {server.name, server.esxi}:
+                if key in seen:
+                    raise ValueError(f"servers[{i}]: {key!r} is already used by {seen[key]}; names must be unique")
+                seen[key] = f"servers[{i}]"
+        return self
+
+    def server(self, name: str) -> Server | None:
+        return next((s for s in self.servers if s.name == name or s.esxi == name), None)

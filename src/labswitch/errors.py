@@ -1,0 +1,63 @@
+"""The documented exception tree. The CLI maps each class to an exit code.
+
+Every message is one line: what failed, where, and what to do next. Messages
+never contain a secret. Third-party errors are translated at the adapter
+boundary (``raise ... from exc``) so nothing above the adapters sees them.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+
+
+class LabswitchError(Exception):
+    """Base of every error labswitch raises on purpose; exit code 1."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(LabswitchError):
+    """The configuration file or a flag is wrong; nothing was contacted; exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class SecretError(ConfigError):
+    """A secret reference (env, file, keyring) could not be resolved; exit code 2."""
+
+
+class EndpointError(LabswitchError):
+    """vCenter or a BMC could not be used; exit code 1."""
+
+
+class ConnectionFailed(EndpointError):
+    """An endpoint did not answer: refused, unreachable, timed out."""
+
+
+class TLSVerificationFailed(EndpointError):
+    """An endpoint's certificate is not trusted or does not match the pinned thumbprint."""
+
+
+class AuthenticationFailed(EndpointError):
+    """An endpoint refused the configured user and password."""
+
+
+class VSphereError(EndpointError):
+    """vCenter answered a call with a fault."""
+
+
+class BMCError(EndpointError):
+    """A BMC answered a request with an error."""
+
+
+class NotSupported(BMCError):
+    """The BMC driver or the BMC cannot do this operation."""
+
+
+class SafetyRefusal(LabswitchError):
+    """A safety check refused the operation before any change; exit code 3."""
+
+    exit_code = EXIT_REFUSED

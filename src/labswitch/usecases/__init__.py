@@ -1,0 +1,1 @@
+"""Use cases: each wires config, adapters and the planner for one command."""

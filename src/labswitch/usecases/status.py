@@ -1,0 +1,89 @@
+"""`labswitch status`: hosts and VMs from one bulk vCenter read, BMC power read in parallel."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from labswitch import vsphere
+from labswitch.bmc import Power, driver_for
+from labswitch.config import Config, Server
+from labswitch.errors import EndpointError
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    name: str
+    esxi: str
+    group: str | None
+    cluster: str | None
+    connection_state: str | None
+    in_maintenance: bool | None
+    bmc_power: str | None
+    bmc_error: str | None = None
+
+
+@dataclass(frozen=True)
+class VMStatus:
+    name: str
+    host: str | None
+    power_state: str
+    tools_running: bool
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    hosts: tuple[HostStatus, ...]
+    vms: tuple[VMStatus, ...]
+    notes: tuple[str, ...]
+
+
+def bmc_power(server: Server, timeout: float) -> tuple[Power, str | None]:
+    """The server's power through its BMC, or Unknown with the reason."""
+    driver = driver_for(server, timeout)
+    try:
+        return driver.power_state(), None
+    except EndpointError as exc:
+        return Power.UNKNOWN, str(exc)
+    finally:
+        driver.close()
+
+
+def status(config: Config) -> StatusReport:
+    servers = config.servers
+    with ThreadPoolExecutor(max_workers=max(1, min(config.policy.max_parallel, len(servers)))) as pool:
+        power = {s.name: pool.submit(bmc_power, s, config.policy.bmc_timeout) for s in servers}
+        with vsphere.connect(config.vcenter) as vc:
+            snap = vc.snapshot()
+        bmc = {name: future.result() for name, future in power.items()}
+
+    by_esxi = {s.esxi: s for s in servers}
+    display = {h.moid: (by_esxi[h.name].name if h.name in by_esxi else h.name) for h in snap.hosts}
+    hosts = []
+    for h in snap.hosts:
+        server = by_esxi.get(h.name)
+        state, error = bmc[server.name] if server else (None, None)
+        hosts.append(
+            HostStatus(
+                name=display[h.moid],
+                esxi=h.name,
+                group=server.group if server else None,
+                cluster=h.cluster,
+                connection_state=h.connection_state,
+                in_maintenance=h.in_maintenance,
+                bmc_power=str(state) if state else None,
+                bmc_error=error,
+            )
+        )
+    notes = list(snap.notes)
+    found = {h.name for h in snap.hosts}
+    for s in servers:
+        if s.esxi not in found:
+            state, error = bmc[s.name]
+            hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error))
+            notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
+    vms = tuple(
+        VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags) for vm in snap.vms if not vm.template
+    )
+    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes))

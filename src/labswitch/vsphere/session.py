@@ -1,0 +1,82 @@
+"""Log in to vCenter with pyVmomi and translate what can go wrong into labswitch errors."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim, vmodl
+
+from labswitch import tls
+from labswitch.config import VCenter
+from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, TLSVerificationFailed, VSphereError
+from labswitch.snapshot import Snapshot
+from labswitch.vsphere import inventory
+from labswitch.vsphere.tags import TagClient
+
+log = logging.getLogger(__name__)
+
+
+class VSphere:
+    """A logged-in vCenter: the service content plus what reads the inventory."""
+
+    def __init__(self, si: vim.ServiceInstance, config: VCenter) -> None:
+        self.si = si
+        self.content = si.RetrieveContent()
+        self.config = config
+        self.where = f"vCenter {config.https_url}"
+
+    def snapshot(self) -> Snapshot:
+        """Hosts and VMs in a fixed number of round trips, with their tags."""
+        snap = inventory.read(self.content, self.where)
+        try:
+            with TagClient(self.config) as tags:
+                by_moid = tags.vm_tags()
+        except EndpointError as exc:
+            log.warning("%s; VM tags are not shown", exc)
+            return inventory.with_tags(snap, {}, note=str(exc))
+        return inventory.with_tags(snap, by_moid)
+
+
+@contextmanager
+def connect(config: VCenter) -> Iterator[VSphere]:
+    """A logged-in session, logged out on exit."""
+    where = f"vCenter {config.https_url}"
+    parts = urlsplit(config.https_url)
+    host, port = parts.hostname or "", parts.port or 443
+    context = tls.ssl_context(config.tls, host, port, where, timeout=config.timeout)
+    try:
+        si = SmartConnect(
+            protocol=parts.scheme,
+            host=host,
+            port=port,
+            path=parts.path or "/sdk",
+            user=config.user,
+            pwd=config.password.get_secret_value(),  # type: ignore[union-attr]  # resolved on load
+            sslContext=context,
+            httpConnectionTimeout=config.timeout,
+        )
+    except vim.fault.InvalidLogin:
+        raise AuthenticationFailed(f"{where}: login refused for user {config.user!r}; check vcenter.user and vcenter.password") from None
+    except ssl.SSLCertVerificationError as exc:
+        raise TLSVerificationFailed(
+            f"{where}: certificate not trusted ({exc.verify_message}); set vcenter.tls = {{ ca_file = ... }} or {{ thumbprint = ... }}"
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check vcenter.url and that vCenter is up") from None
+    except vmodl.MethodFault as exc:
+        raise VSphereError(f"{where}: login failed: {exc.msg or type(exc).__name__}") from None
+    try:
+        yield VSphere(si, config)
+    finally:
+        try:
+            Disconnect(si)
+        except Exception:  # noqa: BLE001 - logging out of a dying session must not hide the real error
+            log.debug("logout from %s failed", where, exc_info=True)
