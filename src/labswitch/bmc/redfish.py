@@ -91,7 +91,7 @@ class RedfishDriver:
         if self._root is not None:
             try:
                 self._root._conn.close()
-            except Exception:  # noqa: BLE001 - closing must not hide the operation's outcome
+            except Exception:
                 log.debug("%s: closing the session failed", self.where, exc_info=True)
             self._root = None
 

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from labswitch import __version__
@@ -79,26 +78,16 @@ def _setup_logging(verbose: int) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, map LabswitchError to one line and its exit code."""
+    """Entry point. Typer handles usage errors (exit 2); LabswitchError becomes one line and its exit code."""
     from labswitch.cli import status  # noqa: F401 - registers the command
 
     try:
-        code = app(standalone_mode=False)
-    except click.ClickException as exc:  # usage errors: click's own message, exit 2
-        exc.show()
-        sys.exit(exc.exit_code)
+        app()
     except LabswitchError as exc:
         print(f"labswitch: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        print("labswitch: aborted", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
-    except KeyboardInterrupt:
-        print("labswitch: interrupted", file=sys.stderr)
-        sys.exit(130)
     except Exception as exc:  # a bug: one line, the traceback only with -v
         if "-v" in sys.argv or "-vv" in sys.argv or "--verbose" in sys.argv or os.environ.get("LABSWITCH_DEBUG"):
             raise
         print(f"labswitch: internal error: {type(exc).__name__}; run again with -v and report it", file=sys.stderr)
         sys.exit(EXIT_FAILED)
-    sys.exit(code if isinstance(code, int) else 0)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, f
 
 from labswitch.config.secrets import EnvSecret, FileSecret, KeyringSecret, SecretRef
 
-_SECRET_FORMS = "a secret is { env = \"VAR\" }, { file = \"PATH\" }, { keyring = \"service/user\" } or a string"
+_SECRET_FORMS = 'a secret is { env = "VAR" }, { file = "PATH" }, { keyring = "service/user" } or a string'
 
 
 def _parse_secret(value: Any) -> Any:
@@ -164,7 +164,7 @@ class Config(Strict):
             if server.group not in self.groups:
                 known = ", ".join(sorted(self.groups)) or "none defined"
                 raise ValueError(f"servers[{i}].group: unknown group {server.group!r} (groups: {known}); add [groups.{server.group}]")
-            for key in {server.name, server.esxi}:
+            for key in dict.fromkeys((server.name, server.esxi)):
                 if key in seen:
                     raise ValueError(f"servers[{i}]: {key!r} is already used by {seen[key]}; names must be unique")
                 seen[key] = f"servers[{i}]"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Union
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -77,7 +77,7 @@ class KeyringSecret(_Ref):
         return f"keyring:{self.keyring}"
 
 
-SecretRef = Union[EnvSecret, FileSecret, KeyringSecret, SecretStr]
+SecretRef = EnvSecret | FileSecret | KeyringSecret | SecretStr
 """A secret as written in the config: a reference, or a literal string (accepted with a warning)."""
 
 

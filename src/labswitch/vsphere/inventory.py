@@ -29,9 +29,11 @@ VM_PROPS = [
 CLUSTER_PROPS = ["name"]
 
 
-def read(content: vim.ServiceInstanceContent, where: str) -> Snapshot:
+def read(content: Any, where: str) -> Snapshot:
     try:
-        objects = dict(_retrieve(content, {vim.HostSystem: HOST_PROPS, vim.VirtualMachine: VM_PROPS, vim.ClusterComputeResource: CLUSTER_PROPS}))
+        objects = dict(
+            _retrieve(content, {vim.HostSystem: HOST_PROPS, vim.VirtualMachine: VM_PROPS, vim.ClusterComputeResource: CLUSTER_PROPS})
+        )
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: reading the inventory failed: {exc.msg or type(exc).__name__}") from None
     clusters = {moid: props["name"] for (kind, moid), props in objects.items() if kind is vim.ClusterComputeResource}
@@ -41,9 +43,7 @@ def read(content: vim.ServiceInstanceContent, where: str) -> Snapshot:
             key=lambda h: h.name,
         )
     )
-    vms = tuple(
-        sorted((_vm(moid, props) for (kind, moid), props in objects.items() if kind is vim.VirtualMachine), key=lambda v: v.name)
-    )
+    vms = tuple(sorted((_vm(moid, props) for (kind, moid), props in objects.items() if kind is vim.VirtualMachine), key=lambda v: v.name))
     return Snapshot(hosts=hosts, vms=vms)
 
 
@@ -52,7 +52,7 @@ def with_tags(snap: Snapshot, tags: Mapping[str, tuple[str, ...]], note: str | N
     return dataclasses.replace(snap, vms=vms, notes=snap.notes + ((note,) if note else ()))
 
 
-def _retrieve(content: vim.ServiceInstanceContent, wanted: Mapping[type, list[str]]) -> Iterator[tuple[tuple[type, str], dict[str, Any]]]:
+def _retrieve(content: Any, wanted: Mapping[type, list[str]]) -> Iterator[tuple[tuple[type, str], dict[str, Any]]]:
     view = content.viewManager.CreateContainerView(content.rootFolder, list(wanted), True)
     try:
         traverse = vmodl.query.PropertyCollector.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)

@@ -69,7 +69,11 @@ def connect(config: VCenter) -> Iterator[VSphere]:
             f"{where}: certificate not trusted ({exc.verify_message}); set vcenter.tls = {{ ca_file = ... }} or {{ thumbprint = ... }}"
         ) from None
     except (OSError, http.client.HTTPException) as exc:
-        reason = "timed out" if isinstance(exc, socket.timeout | TimeoutError) else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        reason = (
+            "timed out"
+            if isinstance(exc, socket.timeout | TimeoutError)
+            else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+        )
         raise ConnectionFailed(f"{where}: cannot connect: {reason}; check vcenter.url and that vCenter is up") from None
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: login failed: {exc.msg or type(exc).__name__}") from None
@@ -78,5 +82,5 @@ def connect(config: VCenter) -> Iterator[VSphere]:
     finally:
         try:
             Disconnect(si)
-        except Exception:  # noqa: BLE001 - logging out of a dying session must not hide the real error
+        except Exception:
             log.debug("logout from %s failed", where, exc_info=True)

@@ -7,6 +7,7 @@ simulator) only ``/rest/com/vmware/cis/tagging/...``. The client logs in to
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from types import TracebackType
 from typing import Any
@@ -40,10 +41,8 @@ class TagClient:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if SESSION_HEADER in self.http.headers:
-            try:
+            with contextlib.suppress(EndpointError):  # the session expires on its own
                 self._request("DELETE", "/api/session" if self.dialect == "api" else "/rest/com/vmware/cis/session")
-            except EndpointError:
-                pass  # the session expires on its own
         self.http.close()
 
     def vm_tags(self) -> dict[str, tuple[str, ...]]:
@@ -96,7 +95,9 @@ class TagClient:
         except requests.exceptions.RequestException as exc:
             raise ConnectionFailed(f"{self.where}: {type(exc).__name__}; check that vCenter is up") from None
         if response.status_code == 401:
-            raise AuthenticationFailed(f"{self.where}: login refused for user {self.config.user!r}; check vcenter.user and vcenter.password")
+            raise AuthenticationFailed(
+                f"{self.where}: login refused for user {self.config.user!r}; check vcenter.user and vcenter.password"
+            )
         if response.status_code not in ok:
             raise VSphereError(f"{self.where}: {method} {path} answered HTTP {response.status_code}")
         return response

@@ -1,0 +1,58 @@
+# Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
+# They install what they need: Debian's Go and govmomi source (for labsim), and the
+# Python package with its dev tools in a venv (.venv).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LABSIM := labsim/bin/labsim
+GOVMOMI := /usr/share/gocode/src/github.com/vmware/govmomi
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps venv labsim test lint typecheck unit demo bench clean
+
+all: test
+
+# Debian packages, installed only when missing.
+deps:
+	@missing=""; \
+	command -v go >/dev/null || missing="$$missing golang-go"; \
+	[ -d $(GOVMOMI)/simulator ] || missing="$$missing golang-github-vmware-govmomi-dev"; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: deps $(VENV)/.installed
+
+$(LABSIM): deps $(wildcard labsim/*.go)
+	cd labsim && GOPATH=/usr/share/gocode GO111MODULE=off go build -o bin/labsim .
+
+labsim: $(LABSIM)
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+test: venv labsim lint typecheck
+	LABSIM_BIN=$(abspath $(LABSIM)) $(VENV)/bin/pytest -q
+
+demo: venv labsim
+	LABSIM_BIN=$(abspath $(LABSIM)) PATH=$(abspath $(VENV))/bin:$$PATH ./scripts/demo.sh
+
+bench: venv labsim
+	LABSIM_BIN=$(abspath $(LABSIM)) $(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) labsim/bin .mypy_cache .ruff_cache .pytest_cache .demo

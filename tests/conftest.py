@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.labsim import Lab, start
+
+
+@pytest.fixture
+def lab_factory(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
+    """Start a fresh labsim with the given flags; stopped after the test."""
+    labs: list[Lab] = []
+
+    def make(*args: str) -> Lab:
+        lab = start(tmp_path / f"lab{len(labs)}", *args)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.stop()
+
+
+@pytest.fixture
+def lab(lab_factory: Callable[..., Lab]) -> Lab:
+    """A small lab: 1 mgmt host (with vcsa), 2 clusters x 2 hosts, 3 VMs per host."""
+    return lab_factory()
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """Run the installed CLI as a user would: a separate process, stdout and stderr apart."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+        full_env = {**os.environ, **(env or {})}
+        full_env.pop("LABSWITCH_CONFIG", None) if env is None or "LABSWITCH_CONFIG" not in env else None
+        proc = subprocess.run(
+            [sys.executable, "-m", "labswitch", *args],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a condition read back from the lab, failing with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

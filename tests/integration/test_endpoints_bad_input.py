@@ -1,0 +1,115 @@
+"""Wrong credentials, untrusted certificates, unreachable endpoints, bad config: one line, documented exit code."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import Result
+from tests.labsim import Lab
+
+Run = Callable[..., Result]
+
+
+def edit(lab: Lab, tmp_path: Path, old: str, new: str, count: int = -1) -> Path:
+    text = lab.config.read_text()
+    assert old in text
+    path = tmp_path / "edited.toml"
+    path.write_text(text.replace(old, new, count))
+    return path
+
+
+def assert_one_line(result: Result, code: int, *fragments: str, secrets: tuple[str, ...] = ()) -> None:
+    assert result.code == code, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    error_lines = [line for line in lines if line.startswith("labswitch: error: ")]
+    assert len(error_lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in error_lines[0]
+    for secret in secrets:
+        assert secret not in result.stderr and secret not in result.stdout
+
+
+def test_wrong_vcenter_password(cli: Run, lab: Lab) -> None:
+    env = {**lab.env, "LABSIM_VCENTER_PASSWORD": "wrong-s3cret"}
+    result = cli("--config", str(lab.config), "status", "--json", env=env)
+    assert_one_line(result, 1, "login refused", "administrator@vsphere.local", "vcenter.password", secrets=("wrong-s3cret",))
+    assert result.stdout == ""
+
+
+def test_wrong_thumbprint_is_refused(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    config = edit(lab, tmp_path, lab.thumbprint, "0" * 64, 1)
+    assert_one_line(cli("--config", str(config), "status", env=lab.env), 1, "does not match the pinned tls.thumbprint")
+
+
+def test_default_tls_refuses_a_self_signed_vcenter(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    config = edit(lab, tmp_path, f'tls = {{ thumbprint = "{lab.thumbprint}" }}\n', "", 1)
+    assert_one_line(cli("--config", str(config), "status", env=lab.env), 1, "certificate not trusted", "vcenter.tls")
+
+
+def test_ca_file_verifies(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    config = edit(lab, tmp_path, f'{{ thumbprint = "{lab.thumbprint}" }}', f'{{ ca_file = "{lab.cert}" }}')
+    result = cli("--config", str(config), "status", "--json", env=lab.env)
+    assert result.code == 0, result.stderr
+    assert all(h["bmc_power"] == "On" for h in result.json()["hosts"])
+
+
+def test_insecure_and_pins_survive_requests_ca_bundle(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    # REQUESTS_CA_BUNDLE overrides a requests Session's verify=False: labswitch passes verify per request.
+    bogus = tmp_path / "bundle.pem"
+    bogus.write_text("")
+    env = {**lab.env, "REQUESTS_CA_BUNDLE": str(bogus), "CURL_CA_BUNDLE": str(bogus)}
+    pinned = cli("--config", str(lab.config), "status", "--json", env=env)
+    assert pinned.code == 0, pinned.stderr
+    assert all(h["bmc_power"] == "On" for h in pinned.json()["hosts"])
+    config = edit(lab, tmp_path, f'{{ thumbprint = "{lab.thumbprint}" }}', "{ insecure = true }")
+    insecure = cli("--config", str(config), "status", "--json", env=env)
+    assert insecure.code == 0, insecure.stderr
+    assert all(h["bmc_power"] == "On" for h in insecure.json()["hosts"])
+    assert "TLS verification is off" in insecure.stderr
+
+
+def test_unreachable_vcenter(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config = edit(lab, tmp_path, lab.url, f"https://127.0.0.1:{closed}/sdk", 1)
+    assert_one_line(cli("--config", str(config), "status", env=lab.env), 1, "cannot reach", str(closed))
+
+
+def test_wrong_bmc_password_names_the_server_and_spares_the_others(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    text = lab.config.read_text()
+    head, _, tail = text.partition('name = "esx12"')
+    tail = tail.replace('password = { env = "LABSIM_BMC_PASSWORD" }', 'password = { env = "WRONG_BMC" }', 1)
+    config = tmp_path / "c.toml"
+    config.write_text(head + 'name = "esx12"' + tail)
+    result = cli("--config", str(config), "status", "--json", env={**lab.env, "WRONG_BMC": "nope-s3cret"})
+    assert result.code == 0, result.stderr
+    power = {h["name"]: h for h in result.json()["hosts"]}
+    assert power["esx12"]["bmc_power"] == "Unknown"
+    assert "server esx12" in power["esx12"]["bmc_error"] and "login refused" in power["esx12"]["bmc_error"]
+    assert all(h["bmc_power"] == "On" for name, h in power.items() if name != "esx12")
+    assert "nope-s3cret" not in result.stdout + result.stderr
+
+
+def test_bad_config_exits_2_and_contacts_nothing(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    lab.soap_calls(reset=True)
+    config = edit(lab, tmp_path, '{ env = "LABSIM_VCENTER_PASSWORD" }', '{ env = "LABSWITCH_UNSET_VAR" }', 1)
+    assert_one_line(
+        cli("--config", str(config), "status", env=lab.env), 2, str(config), "vcenter.password", "LABSWITCH_UNSET_VAR is not set"
+    )
+    assert lab.soap_calls() == {}
+
+
+def test_config_from_environment_variable(cli: Run, lab: Lab) -> None:
+    result = cli("status", "--json", env={**lab.env, "LABSWITCH_CONFIG": str(lab.config)})
+    assert result.code == 0, result.stderr
+    assert result.json()["hosts"]
+
+
+def test_usage_error_exits_2(cli: Run) -> None:
+    result = cli("status", "--no-such-flag")
+    assert result.code == 2
+    assert "No such option" in result.stderr

@@ -1,0 +1,146 @@
+"""Start labsim (the simulated lab in labsim/) and read its effects back independently.
+
+Readers here use pyVmomi and plain HTTP against labsim directly, never labswitch's
+own code, so tests assert what really happened, not what labswitch reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import signal
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from pyVim.connect import Disconnect, SmartConnect
+from pyVmomi import vim
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def labsim_binary() -> Path:
+    path = Path(os.environ.get("LABSIM_BIN") or REPO / "labsim" / "bin" / "labsim")
+    if not path.exists():
+        raise RuntimeError(f"labsim binary not found at {path}: run 'make labsim' (make test does)")
+    return path
+
+
+@dataclass
+class Lab:
+    proc: subprocess.Popen[str]
+    url: str
+    thumbprint: str
+    env: dict[str, str]
+    config: Path
+    cert: Path
+    stderr_lines: list[str] = field(default_factory=list)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        return parts.hostname or "", parts.port or 443
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.cert))
+        return ctx
+
+    @contextmanager
+    def vsphere(self) -> Iterator[vim.ServiceInstanceContent]:
+        """An independent pyVmomi session (verified against labsim's certificate)."""
+        host, port = self.host_port
+        si = SmartConnect(
+            host=host, port=port, user="administrator@vsphere.local", pwd=self.env["LABSIM_VCENTER_PASSWORD"], sslContext=self.ssl_context()
+        )
+        try:
+            yield si.RetrieveContent()
+        finally:
+            Disconnect(si)
+
+    def objects(self, content: vim.ServiceInstanceContent, kind: type) -> dict[str, Any]:
+        view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+        try:
+            return {o.name: o for o in view.view}
+        finally:
+            view.Destroy()
+
+    def bmc_url(self, server: str) -> str:
+        import tomllib
+
+        cfg = tomllib.loads(self.config.read_text())
+        return next(s["bmc"]["address"] for s in cfg["servers"] if s["name"] == server)
+
+    def redfish(
+        self, server: str, method: str = "GET", path: str = "/redfish/v1/Systems/System.Embedded.1", **kw: Any
+    ) -> requests.Response:
+        return requests.request(
+            method, self.bmc_url(server) + path, auth=("root", self.env["LABSIM_BMC_PASSWORD"]), verify=str(self.cert), timeout=10, **kw
+        )
+
+    def soap_calls(self, reset: bool = False) -> dict[str, int]:
+        r = requests.request(
+            "DELETE" if reset else "GET", self.url.replace("/sdk", "/labsim/soap-calls"), verify=str(self.cert), timeout=10
+        )
+        r.raise_for_status()
+        return dict(json.loads(r.text))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start(workdir: Path, *args: str, timeout: float = 60.0) -> Lab:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config, cert = workdir / "labswitch.toml", workdir / "labsim.pem"
+    cmd = [str(labsim_binary()), "--write-config", str(config), "--cert-out", str(cert), *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    stderr_lines: list[str] = []
+    threading.Thread(target=lambda: stderr_lines.extend(proc.stderr or []), daemon=True).start()
+    env: dict[str, str] = {}
+    thumbprint = ""
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            proc.kill()
+            raise RuntimeError(f"labsim did not print READY within {timeout}s") from None
+        if line is None:
+            raise RuntimeError(f"labsim exited early: {''.join(stderr_lines)}")
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            env[key] = value
+        elif line.startswith("THUMBPRINT "):
+            thumbprint = line.split()[1]
+        elif line.startswith("READY "):
+            lab = Lab(proc, line.split()[1], thumbprint, env, config, cert, stderr_lines)
+            pem = ssl.get_server_certificate(lab.host_port)
+            assert hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest() == thumbprint
+            return lab
+
+
+def have_labsim() -> bool:
+    return Path(os.environ.get("LABSIM_BIN") or REPO / "labsim" / "bin" / "labsim").exists() or shutil.which("labsim") is not None
