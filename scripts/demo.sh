@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The demo: start labsim (a simulated vCenter with iDRAC-shaped BMCs), then run
+# labswitch against it. Run through `make demo`, which builds both first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+demo=.demo
+labsim=${LABSIM_BIN:-labsim/bin/labsim}
+mkdir -p "$demo"
+rm -f "$demo/labsim.out"
+
+"$labsim" --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
+  --write-config "$demo/labswitch.toml" --secrets-file "$demo/secrets.env" >"$demo/labsim.out" 2>"$demo/labsim.log" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
+
+for _ in $(seq 1 300); do
+  grep -q '^READY ' "$demo/labsim.out" 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { echo "labsim exited:"; cat "$demo/labsim.log"; exit 1; }
+  sleep 0.1
+done
+grep -q '^READY ' "$demo/labsim.out" || { echo "labsim did not become ready in 30 s"; exit 1; }
+
+echo "labsim: $(cat "$demo/labsim.log")"
+echo "labsim: $(grep '^READY ' "$demo/labsim.out")"
+echo "config: $demo/labswitch.toml (secrets as env references; values in $demo/secrets.env)"
+set -a
+# shellcheck disable=SC1091
+. "$demo/secrets.env"
+set +a
+
+run() {
+  echo
+  echo "\$ labswitch --config $demo/labswitch.toml $*"
+  labswitch --config "$demo/labswitch.toml" "$@"
+}
+
+run status
