@@ -124,11 +124,9 @@ func (b *bmcServer) reset(w http.ResponseWriter, r *http.Request) {
 	on := s.powerState() == "On"
 	switch req.ResetType {
 	case "On":
-		if !on || !l.powerOn(s) {
-			if on {
-				b.idracError(w, "IDRAC.2.8.PSU501", "Server is already powered ON.")
-				return
-			}
+		if on || !l.powerOn(s) {
+			b.idracError(w, "IDRAC.2.8.PSU501", "Server is already powered ON.")
+			return
 		}
 	case "ForceOff", "GracefulShutdown", "PushPowerButton":
 		if !on {

@@ -1,0 +1,92 @@
+"""labsim behaves as the lab it stands for: checked through pyVmomi and Redfish, not through labswitch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from pyVmomi import vim
+
+from tests.conftest import wait_until
+from tests.labsim import Lab
+
+RESET = "/redfish/v1/Systems/System.Embedded.1/Actions/ComputerSystem.Reset"
+FAST = ("--host-boot-delay", "1s", "--host-shutdown-delay", "500ms", "--guest-shutdown-delay", "300ms", "--tools-delay", "100ms")
+
+
+def wait_task(task: vim.Task) -> None:
+    wait_until(lambda: task.info.state in ("success", "error"), 10, f"task {task.info.key}")
+
+
+def test_bmc_on_when_on_is_an_idrac_409(lab: Lab) -> None:
+    r = lab.redfish("esx11", "POST", RESET, json={"ResetType": "On"})
+    assert r.status_code == 409
+    assert "already powered ON" in r.text
+
+
+def test_bmc_rejects_wrong_password_and_accepts_sessions(lab: Lab) -> None:
+    import requests
+
+    url = lab.bmc_url("esx11")
+    assert requests.get(url + "/redfish/v1/Systems", auth=("root", "wrong"), verify=str(lab.cert), timeout=10).status_code == 401
+    login = requests.post(
+        url + "/redfish/v1/SessionService/Sessions",
+        json={"UserName": "root", "Password": lab.env["LABSIM_BMC_PASSWORD"]},
+        verify=str(lab.cert),
+        timeout=10,
+    )
+    assert login.status_code == 201
+    token = login.headers["X-Auth-Token"]
+    system = requests.get(url + "/redfish/v1/Systems/System.Embedded.1", headers={"X-Auth-Token": token}, verify=str(lab.cert), timeout=10)
+    assert system.json()["PowerState"] == "On"
+
+
+def test_host_shutdown_needs_maintenance_then_the_bmc_goes_off(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory(*FAST)
+    with lab.vsphere() as content:
+        host = lab.objects(content, vim.HostSystem)["esx11.lab.local"]
+        task = host.ShutdownHost_Task(force=False)
+        wait_task(task)
+        assert isinstance(task.info.error, vim.fault.InvalidState)
+
+        with pytest.raises(vim.fault.InvalidState):  # VMs still run: no DRS to move them
+            wait_task(host.EnterMaintenanceMode_Task(timeout=0))
+        for vm in host.vm:
+            wait_task(vm.PowerOffVM_Task())
+        wait_task(host.EnterMaintenanceMode_Task(timeout=0))
+        wait_task(host.ShutdownHost_Task(force=False))
+        wait_until(lambda: lab.redfish("esx11").json()["PowerState"] == "Off", 10, "BMC off after host shutdown")
+        assert host.runtime.connectionState == "notResponding"
+
+        assert lab.redfish("esx11", "POST", RESET, json={"ResetType": "On"}).status_code == 204
+        wait_until(lambda: host.runtime.connectionState == "connected", 10, "host reconnected after boot")
+        assert host.runtime.inMaintenanceMode  # kept across the reboot, as ESXi does
+        with pytest.raises(vim.fault.InvalidState):  # no VM starts on a host in maintenance
+            wait_task(host.vm[0].PowerOnVM_Task())
+
+
+def test_guest_shutdown_toolless_and_hung(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory(*FAST, "--toolless-fraction", "0.34", "--hung-fraction", "0.34", "--seed", "7")
+    with lab.vsphere() as content:
+        vms = [vm for name, vm in lab.objects(content, vim.VirtualMachine).items() if name != "vcsa"]
+        toolless = [vm for vm in vms if vm.guest.toolsRunningStatus != "guestToolsRunning"]
+        assert toolless, "the seed should make some VMs toolless"
+        with pytest.raises(vim.fault.ToolsUnavailable):
+            toolless[0].ShutdownGuest()
+        with_tools = [vm for vm in vms if vm not in toolless]
+        for vm in with_tools:
+            vm.ShutdownGuest()
+        wait_until(lambda: sum(vm.runtime.powerState == "poweredOff" for vm in with_tools) > 0, 10, "some guests off")
+        stays_on = [vm for vm in with_tools if vm.runtime.powerState == "poweredOn"]
+        assert stays_on, "the seed should make some VMs hung"
+
+
+def test_bmc_force_off_stops_the_vms_and_watts_follow(lab: Lab) -> None:
+    power = "/redfish/v1/Chassis/System.Embedded.1/Power"
+    watts_on = lab.redfish("esx12", path=power).json()["PowerControl"][0]["PowerConsumedWatts"]
+    assert watts_on > 70
+    assert lab.redfish("esx12", "POST", RESET, json={"ResetType": "ForceOff"}).status_code == 204
+    assert lab.redfish("esx12", path=power).json()["PowerControl"][0]["PowerConsumedWatts"] == 0
+    with lab.vsphere() as content:
+        host = lab.objects(content, vim.HostSystem)["esx12.lab.local"]
+        assert {vm.runtime.powerState for vm in host.vm} == {"poweredOff"}
