@@ -227,6 +227,9 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 		if s == vcsaHost {
 			names = append(names, "vcsa")
 		}
+		if s == l.groupHost(l.opts.selfVMOn) {
+			names = append(names, "labswitch")
+		}
 		for v := 1; v <= l.opts.vmsPerHost; v++ {
 			names = append(names, fmt.Sprintf("%s-vm%02d", s.Name, v))
 		}
@@ -236,7 +239,7 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 				return nil, err
 			}
 			t := &vmTraits{server: s}
-			if name != "vcsa" {
+			if name != "vcsa" && name != "labswitch" {
 				t.toolless = rng.Float64() < l.opts.toollessFraction
 				t.hung = rng.Float64() < l.opts.hungFraction
 				if rng.Float64() < l.opts.startupTagFraction {
@@ -251,9 +254,12 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 }
 
 // vcsaHost picks the host of the vCenter VM from --vcenter-vm-on.
-func (l *Lab) vcsaHost() *Server {
+func (l *Lab) vcsaHost() *Server { return l.groupHost(l.opts.vcenterVMOn) }
+
+// groupHost is the first server of a group (nil for "none").
+func (l *Lab) groupHost(group string) *Server {
 	for _, s := range l.servers {
-		if s.Group == l.opts.vcenterVMOn {
+		if s.Group == group {
 			return s
 		}
 	}
@@ -292,9 +298,12 @@ func (l *Lab) createVM(ctx context.Context, folders *object.DatacenterFolders, p
 // setGuest fills in what VMware Tools would report for a running guest.
 func (l *Lab) setGuest(ref types.ManagedObjectReference, name string, toolsRunning bool) {
 	hostName, ip := name+".lab.local", ""
-	if name == "vcsa" {
+	switch name {
+	case "vcsa":
 		u, _ := url.Parse(l.vcURLOrListen())
 		hostName, ip = u.Hostname(), u.Hostname()
+	case "labswitch": // the VM labswitch itself runs in
+		hostName, _ = os.Hostname()
 	}
 	obj := simulator.Map.Get(ref)
 	simulator.Map.WithLock(obj, func() {

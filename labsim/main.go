@@ -23,6 +23,8 @@ type options struct {
 	listen                                                           string
 	user, password, bmcUser, bmcPassword                             string
 	writeConfig, secretsFile, certOut                                string
+	noHostShutdown                                                   bool
+	stuckHosts, selfVMOn                                             string
 }
 
 func parseFlags() options {
@@ -48,6 +50,9 @@ func parseFlags() options {
 	flag.StringVar(&o.writeConfig, "write-config", "", "write a ready labswitch config for this lab to PATH")
 	flag.StringVar(&o.secretsFile, "secrets-file", "", "write the secrets as an env file (KEY=value lines) to PATH")
 	flag.StringVar(&o.certOut, "cert-out", "", "write the servers' certificate (PEM) to PATH")
+	flag.BoolVar(&o.noHostShutdown, "no-host-shutdown", false, "vCenter offers no ShutdownHost_Task/RebootHost_Task (MethodNotFound, as plain vcsim)")
+	flag.StringVar(&o.stuckHosts, "stuck-hosts", "", "comma-separated servers that power on at the BMC but never reconnect to vCenter")
+	flag.StringVar(&o.selfVMOn, "self-vm-on", "none", "add VM 'labswitch' whose guest host name is this machine's: mgmt, payload or none")
 	flag.Parse()
 	return o
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"time"
 
 	"github.com/vmware/govmomi/simulator"
@@ -22,7 +23,7 @@ func (l *Lab) powerOn(s *Server) bool {
 	epoch := s.epoch
 	s.mu.Unlock()
 	time.AfterFunc(l.opts.hostBootDelay, func() {
-		if l.stillAt(s, epoch) {
+		if l.stillAt(s, epoch) && !l.stuck(s) {
 			l.hostConnected(s)
 		}
 	})
@@ -59,6 +60,16 @@ func (l *Lab) shutdown(s *Server, thenBoot bool) bool {
 		}
 	})
 	return true
+}
+
+// stuck servers (--stuck-hosts) boot but never reconnect to vCenter.
+func (l *Lab) stuck(s *Server) bool {
+	for _, name := range strings.Split(l.opts.stuckHosts, ",") {
+		if strings.TrimSpace(name) == s.Name {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lab) stillAt(s *Server, epoch int) bool {

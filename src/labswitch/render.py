@@ -13,7 +13,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-stdout = Console(highlight=False, soft_wrap=True)
+# Off a terminal Rich would wrap tables at 80 columns; pipes and logs get whole lines.
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -37,3 +38,49 @@ def yes_no(value: bool | None) -> str:
 
 def note(message: str) -> None:
     stderr.print(f"[yellow]note:[/] {message}", markup=True, highlight=False)
+
+
+class Progress:
+    """Run feedback on stderr: the phase, counts and elapsed time on a terminal; plain lines otherwise."""
+
+    def __init__(self, total: int) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.start = time.monotonic()
+        self.total = total
+        self.done = 0
+        self.failed = 0
+        self.phase = ""
+        self.live = stderr.is_terminal
+        self._status = stderr.status("") if self.live else None
+        if self._status is not None:
+            self._status.start()
+
+    def __call__(self, kind: str, data: object) -> None:
+        if kind == "phase":
+            self.phase = str(data)
+            if not self.live:
+                stderr.print(f"[{self._elapsed()}] {self.phase}", markup=False)
+        elif kind == "note":
+            note(str(data))
+        elif kind == "step":
+            r = data
+            self.done += 1
+            status = getattr(r, "status", "")
+            self.failed += status != "ok"
+            line = f"[{self._elapsed()}] {status:7} {getattr(r, 'action', '')} {getattr(r, 'target', '')}: {getattr(r, 'detail', '')}"
+            if self.live and status == "ok":
+                pass  # the status line counts it
+            else:
+                stderr.print(line, markup=False)
+        if self._status is not None:
+            self._status.update(f"{self.phase}  {self.done}/{self.total} steps  {self.failed} failed  {self._elapsed()}")
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+    def _elapsed(self) -> str:
+        seconds = int(self._time() - self.start)
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"

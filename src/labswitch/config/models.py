@@ -90,6 +90,7 @@ class VCenter(Strict):
     password: Secret
     tls: TLS = TLS()
     timeout: PositiveSeconds = 30.0
+    vm: str | None = None  # the vCenter appliance's VM name, when its guest IP/name cannot be matched
 
     @property
     def https_url(self) -> str:
@@ -141,7 +142,24 @@ class Policy(Strict):
     host_off_timeout: PositiveSeconds = 600.0
     bmc_force_off: bool = False
     host_connect_timeout: PositiveSeconds = 900.0
+    maintenance_timeout: PositiveSeconds = 600.0
     bmc_timeout: PositiveSeconds = 30.0
+    bmc_poll_interval: PositiveSeconds = 2.0
+
+
+class Wave(Strict):
+    """One start-up wave: the selected VMs it names start together, then labswitch waits."""
+
+    name: str | None = None
+    vms: list[str] = []  # VM name globs
+    tags: list[str] = []  # "Tag" or "Category/Tag"
+    wait: Literal["tools", "heartbeat", "none"] = "tools"
+    delay: Annotated[float, Field(ge=0)] = 0.0  # seconds to wait after the condition
+    timeout: PositiveSeconds = 300.0
+
+
+class Startup(Strict):
+    waves: list[Wave] = []
 
 
 class Energy(Strict):
@@ -155,6 +173,7 @@ class Config(Strict):
     policy: Policy = Policy()
     groups: dict[str, Group] = {}
     servers: list[Server] = []
+    startup: Startup = Startup()
     energy: Energy = Energy()
 
     @model_validator(mode="after")

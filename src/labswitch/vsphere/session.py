@@ -32,13 +32,18 @@ class VSphere:
         self.config = config
         self.where = f"vCenter {config.https_url}"
 
-    def snapshot(self) -> Snapshot:
-        """Hosts and VMs in a fixed number of round trips, with their tags."""
+    def snapshot(self, tags_required: bool = False) -> Snapshot:
+        """Hosts and VMs in a fixed number of round trips, with their tags.
+
+        Without ``tags_required`` a tagging API failure is a warning and a note.
+        """
         snap = inventory.read(self.content, self.where)
         try:
             with TagClient(self.config) as tags:
                 by_moid = tags.vm_tags()
         except EndpointError as exc:
+            if tags_required:
+                raise
             log.warning("%s; VM tags are not shown", exc)
             return inventory.with_tags(snap, {}, note=str(exc))
         return inventory.with_tags(snap, by_moid)

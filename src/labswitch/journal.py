@@ -1,0 +1,163 @@
+"""The journal: an embedded SQLite file of runs, their steps, and VM power states before each down.
+
+It lives in the user's state directory (XDG; ``state_dir`` in the config overrides).
+VM states are recorded by the first down after an up (or ever); a down that resumes an
+interrupted one, or repeats a finished one, keeps the states that the first one saw, so
+``up --restore`` starts exactly what ran before the lab went down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from labswitch.errors import ConfigError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, intent TEXT NOT NULL, groups TEXT NOT NULL, pid INTEGER,
+    started REAL NOT NULL, finished REAL, outcome TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(id), seq INTEGER NOT NULL, phase TEXT, action TEXT, target TEXT,
+    status TEXT, detail TEXT, seconds REAL, at REAL
+);
+CREATE TABLE IF NOT EXISTS vm_states (
+    run_id TEXT NOT NULL REFERENCES runs(id), grp TEXT NOT NULL, vm_moid TEXT NOT NULL, vm_name TEXT,
+    server TEXT, power_state TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
+"""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    intent: str
+    groups: tuple[str, ...]
+    started: float
+    finished: float | None
+    outcome: str  # running | ok | failed | interrupted | refused
+
+
+@dataclass(frozen=True)
+class VMState:
+    group: str
+    moid: str
+    name: str
+    server: str
+    power_state: str
+
+
+def default_path(state_dir: str | None) -> Path:
+    base = Path(state_dir).expanduser() if state_dir else Path(platformdirs.user_state_dir("labswitch"))
+    return base / "journal.sqlite3"
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from None
+        self._lock = threading.Lock()
+        self.path = path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def start_run(self, intent: str, groups: Sequence[str], outcome: str = "running") -> str:
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    intent,
+                    json.dumps(list(groups)),
+                    os.getpid(),
+                    time.time(),
+                    None if outcome == "running" else time.time(),
+                    outcome,
+                ),
+            )
+        return run_id
+
+    def finish(self, run_id: str, outcome: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE runs SET finished = ?, outcome = ? WHERE id = ?", (time.time(), outcome, run_id))
+
+    def add_step(self, run_id: str, phase: str, action: str, target: str, status: str, detail: str, seconds: float) -> None:
+        with self._lock:
+            seq = self._db.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+            self._db.execute(
+                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?)", (run_id, seq, phase, action, target, status, detail, seconds, time.time())
+            )
+
+    def groups_needing_states(self, groups: Iterable[str]) -> list[str]:
+        """The groups whose latest started run is not a down: their VM states are to be recorded now."""
+        return [g for g in groups if (last := self._latest_started(g)) is None or last.intent != "down"]
+
+    def record_vm_states(self, run_id: str, states: Iterable[VMState]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO vm_states VALUES (?,?,?,?,?,?)", [(run_id, s.group, s.moid, s.name, s.server, s.power_state) for s in states]
+            )
+
+    def states_before_down(self, group: str) -> list[VMState] | None:
+        """The VM states recorded by the latest down of ``group`` that recorded any; None when there is none."""
+        row = self._db.execute(
+            "SELECT v.run_id FROM vm_states v JOIN runs r ON r.id = v.run_id WHERE v.grp = ? ORDER BY r.started DESC LIMIT 1", (group,)
+        ).fetchone()
+        if row is None:
+            return None
+        rows = self._db.execute(
+            "SELECT grp, vm_moid, vm_name, server, power_state FROM vm_states WHERE run_id = ? AND grp = ?", (row[0], group)
+        )
+        return [VMState(*r) for r in rows]
+
+    def runs(self, limit: int = 50) -> list[RunRecord]:
+        rows = self._db.execute(
+            "SELECT id, intent, groups, pid, started, finished, outcome FROM runs ORDER BY started DESC LIMIT ?", (limit,)
+        )
+        return [self._record(*r) for r in rows]
+
+    def steps(self, run_id: str) -> list[tuple[str, str, str, str, str, float]]:
+        rows = self._db.execute("SELECT phase, action, target, status, detail, seconds FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        return list(rows)
+
+    def _latest_started(self, group: str) -> RunRecord | None:
+        for record in self.runs(limit=1000):
+            if group in record.groups and record.outcome != "refused" and record.intent in ("down", "up"):
+                return record
+        return None
+
+    @staticmethod
+    def _record(run_id: str, intent: str, groups: str, pid: int | None, started: float, finished: float | None, outcome: str) -> RunRecord:
+        if outcome == "running" and pid is not None and not _alive(pid):
+            outcome = "interrupted"  # killed without a chance to say so
+        return RunRecord(run_id, intent, tuple(json.loads(groups)), started, finished, outcome)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

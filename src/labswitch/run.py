@@ -1,0 +1,332 @@
+"""Executes a Plan: bounded parallelism, waits on vCenter's change feed, timeouts, BMC fallbacks.
+
+Every step's outcome is journaled and emitted as an event as it happens. A step that
+fails never stops the others; what depends on it (a host whose VM stayed on, the VMs
+of a host that never reconnected) is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from labswitch.bmc import Driver, Power
+from labswitch.config import Config
+from labswitch.errors import EndpointError, VSphereError
+from labswitch.journal import Journal
+from labswitch.plan import Intent, Plan, Step
+from labswitch.vsphere.actions import Actions
+
+
+@dataclass(frozen=True)
+class StepResult:
+    phase: str
+    action: str
+    target: str
+    status: str  # ok | failed | skipped
+    detail: str
+    seconds: float
+
+
+EventSink = Callable[[str, Any], None]  # ("phase", name) or ("step", StepResult)
+
+
+class Runner:
+    def __init__(
+        self, actions: Actions, config: Config, drivers: Mapping[str, Driver], journal: Journal, run_id: str, on_event: EventSink
+    ) -> None:
+        self.actions = actions
+        self.config = config
+        self.policy = config.policy
+        self.drivers = drivers
+        self.journal = journal
+        self.run_id = run_id
+        self.on_event = on_event
+        self.results: list[StepResult] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=self.policy.max_parallel)
+
+    def run(self, plan: Plan) -> list[StepResult]:
+        try:
+            if plan.intent is Intent.DOWN:
+                self._down(plan)
+            else:
+                self._up(plan)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        return self.results
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _record(self, step: Step, status: str, detail: str, since: float, phase: str | None = None, action: str | None = None) -> None:
+        result = StepResult(phase or step.phase, action or step.action, step.target, status, detail, round(time.monotonic() - since, 2))
+        with self._lock:
+            self.results.append(result)
+            self.journal.add_step(self.run_id, result.phase, result.action, result.target, status, detail, result.seconds)
+        self.on_event("step", result)
+
+    def _phase(self, name: str) -> float:
+        self.on_event("phase", name)
+        return time.monotonic()
+
+    def _parallel(self, items: Iterable[Any], fn: Callable[[Any], Any]) -> list[tuple[Any, Any, str | None]]:
+        """Run fn over items on the pool, in order of submission: (item, result, error)."""
+        futures: list[tuple[Any, Future[Any]]] = [(item, self._pool.submit(fn, item)) for item in items]
+        out: list[tuple[Any, Any, str | None]] = []
+        for item, future in futures:
+            try:
+                out.append((item, future.result(), None))
+            except EndpointError as exc:
+                out.append((item, None, str(exc)))
+        return out
+
+    # -- down ------------------------------------------------------------------------------
+    def _down(self, plan: Plan) -> None:
+        blocked: set[str] = {s.server for s in plan.phase("power-off") if s.action == "leave-running" and s.server}
+        blocked |= self._guest_shutdown(plan.phase("guest-shutdown"))
+        for step in (s for s in plan.phase("power-off") if s.action == "leave-running"):
+            self._record(step, "failed", "no VMware Tools and policy.hard_power_off is false: left on, host left on", time.monotonic())
+        self._hard_power_off([s for s in plan.phase("power-off") if s.action == "power-off-vm"])
+        self._enter_maintenance([s for s in plan.phase("maintenance") if s.server not in blocked], blocked)
+        self._host_shutdown([s for s in plan.phase("host-shutdown") if s.server not in blocked], blocked)
+
+    def _guest_shutdown(self, steps: tuple[Step, ...]) -> set[str]:
+        """Ask every guest to shut down, wait on the change feed; returns servers left blocked."""
+        if not steps:
+            return set()
+        start = self._phase("guest-shutdown")
+        asked = []
+        fallback: list[tuple[Step, str]] = []
+        for step, _, error in self._parallel(steps, lambda s: self.actions.shutdown_guest(s.moid)):
+            if error is None:
+                asked.append(step)
+            else:
+                fallback.append((step, error))
+        by_moid = {s.moid: s for s in asked if s.moid}
+        done_at: dict[str, float] = {}
+
+        def seen(moid: str, props: Mapping[str, Any]) -> None:
+            if props.get("runtime.powerState") == "poweredOff" and moid not in done_at:
+                done_at[moid] = time.monotonic()
+                self._record(by_moid[moid], "ok", "guest shut down", start)
+
+        self.actions.watch(
+            "vm",
+            list(by_moid),
+            ["runtime.powerState"],
+            done=lambda state: all(state.get(m, {}).get("runtime.powerState") == "poweredOff" for m in by_moid),
+            timeout=self.policy.guest_shutdown_timeout,
+            on_change=seen,
+        )
+        fallback += [(s, f"still on after {self.policy.guest_shutdown_timeout:.0f}s") for m, s in by_moid.items() if m not in done_at]
+        blocked = set()
+        if self.policy.hard_power_off:
+            for step, why in fallback:
+                self._record(step, "failed", f"{why}; hard power-off follows (policy.hard_power_off)", start)
+            self._hard_power_off([Step("power-off", "power-off-vm", s.target, s.moid, s.server) for s, _ in fallback])
+        else:
+            for step, why in fallback:
+                self._record(step, "failed", f"{why}; left on, host left on (policy.hard_power_off = false)", start)
+                blocked.add(step.server or "")
+        return blocked
+
+    def _hard_power_off(self, steps: list[Step]) -> None:
+        if not steps:
+            return
+        start = self._phase("power-off")
+        self._tasks(
+            steps, lambda s: self.actions.power_off_vm(s.moid or ""), "powered off", start, timeout=self.policy.guest_shutdown_timeout
+        )
+
+    def _tasks(self, steps: list[Step], starter: Callable[[Step], Any], ok: str, start: float, timeout: float) -> dict[str, bool]:
+        """Start one task per step in parallel, wait for all on the change feed; target -> succeeded."""
+        tasks, outcome = {}, {}
+        for step, task, error in self._parallel(steps, starter):
+            if error is not None:
+                self._record(step, "failed", error, start)
+                outcome[step.target] = False
+            else:
+                tasks[step.target] = (step, task)
+        results = self.actions.wait_tasks({k: t for k, (_, t) in tasks.items()}, timeout) if tasks else {}
+        for target, (step, _) in tasks.items():
+            error = results.get(target)
+            self._record(step, "ok" if error is None else "failed", ok if error is None else error, start)
+            outcome[target] = error is None
+        return outcome
+
+    def _enter_maintenance(self, steps: list[Step], blocked: set[str]) -> None:
+        if not steps:
+            return
+        start = self._phase("maintenance")
+        outcome = self._tasks(
+            steps, lambda s: self.actions.enter_maintenance(s.moid or ""), "in maintenance mode", start, self.policy.maintenance_timeout
+        )
+        blocked |= {target for target, ok in outcome.items() if not ok}
+
+    def _host_shutdown(self, steps: list[Step], blocked: set[str]) -> None:
+        for server in sorted(blocked):
+            if server:
+                self._record(
+                    Step("host-shutdown", "shutdown-host", server), "skipped", "host left on: see the steps above", time.monotonic()
+                )
+        if not steps:
+            return
+        start = self._phase("host-shutdown")
+        self._parallel(steps, lambda s: self._shut_one_host(s, start))
+
+    def _shut_one_host(self, step: Step, start: float) -> None:
+        driver = self.drivers[step.server or step.target]
+        graceful_sent = False
+        if step.action == "shutdown-host":
+            try:
+                task = self.actions.shutdown_host(step.moid or "")
+                error = self.actions.wait_tasks({"t": task}, self.policy.maintenance_timeout)["t"]
+            except VSphereError as exc:
+                error = str(exc)
+            if error is None:
+                self._record(step, "ok", "ESXi shutting down", start)
+            else:
+                graceful_sent = self._bmc(step, start, driver.graceful_shutdown, f"vSphere shutdown failed ({error}); BMC GracefulShutdown")
+        else:
+            graceful_sent = self._bmc(step, start, driver.graceful_shutdown, "host not connected; BMC GracefulShutdown")
+        confirm = Step("host-shutdown", "confirm-off", step.target, step.moid, step.server)
+        if self._wait_off(driver, self.policy.host_off_timeout):
+            self._record(confirm, "ok", "off (BMC)", start)
+            return
+        if not graceful_sent:
+            self._bmc(confirm, start, driver.graceful_shutdown, f"still on after {self.policy.host_off_timeout:.0f}s; BMC GracefulShutdown")
+            if self._wait_off(driver, self.policy.host_off_timeout):
+                self._record(confirm, "ok", "off (BMC) after GracefulShutdown", start)
+                return
+        if self.policy.bmc_force_off:
+            self._bmc(confirm, start, driver.force_off, "still on; BMC ForceOff (policy.bmc_force_off)")
+            if self._wait_off(driver, 60):
+                self._record(confirm, "ok", "off (BMC) after ForceOff", start)
+                return
+        self._record(confirm, "failed", "server still on; set policy.bmc_force_off = true to force it off", start)
+
+    def _bmc(self, step: Step, start: float, action: Callable[[], bool], what: str) -> bool:
+        try:
+            action()
+        except EndpointError as exc:
+            self._record(step, "failed", f"{what}: {exc}", start)
+            return False
+        self._record(step, "ok", what, start, action="bmc-fallback" if step.action != "bmc-graceful-shutdown" else None)
+        return True
+
+    def _wait_off(self, driver: Driver, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if driver.power_state() is Power.OFF:
+                    return True
+            except EndpointError:
+                pass  # a BMC busy during the power transition: ask again
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(self.policy.bmc_poll_interval, max(0.0, deadline - time.monotonic())))
+
+    # -- up --------------------------------------------------------------------------------
+    def _up(self, plan: Plan) -> None:
+        failed_servers = self._power_on(plan.phase("power-on"))
+        failed_servers |= self._connect_and_exit_maintenance(plan, failed_servers)
+        for phase in [p for p in plan.phases if p.startswith("start:")]:
+            steps = [s for s in plan.phase(phase)]
+            runnable = [s for s in steps if s.server not in failed_servers]
+            for step in steps:
+                if step.server in failed_servers:
+                    self._record(step, "skipped", f"host {step.server} is not up", time.monotonic())
+            last = phase == plan.phases[-1]
+            self._start_wave(phase, runnable, steps[0].wave if steps else None, plan, wait=not last)
+
+    def _power_on(self, steps: tuple[Step, ...]) -> set[str]:
+        if not steps:
+            return set()
+        start = self._phase("power-on")
+        failed = set()
+        for step, changed, error in self._parallel(steps, lambda s: self.drivers[s.server or s.target].power_on()):
+            if error is not None:
+                self._record(step, "failed", error, start)
+                failed.add(step.server or step.target)
+            else:
+                self._record(step, "ok", "powered on" if changed else "already on", start)
+        return failed
+
+    def _connect_and_exit_maintenance(self, plan: Plan, failed: set[str]) -> set[str]:
+        """Exit maintenance on each host as soon as it is connected; a late host never races this."""
+        connect = [s for s in plan.phase("connect") if s.server not in failed]
+        exits = {s.moid: s for s in plan.phase("maintenance") if s.server not in failed and s.moid}
+        if not connect and not exits:
+            return set()
+        start = self._phase("connect")
+        waiting = {s.moid: s for s in connect if s.moid}
+        exited: dict[str, Future[None]] = {}
+
+        def exit_maintenance(step: Step, in_maintenance: bool) -> None:
+            if not in_maintenance:
+                self._record(step, "ok", "not in maintenance mode", start)
+                return
+            try:
+                error = self.actions.wait_tasks({"t": self.actions.exit_maintenance(step.moid or "")}, self.policy.maintenance_timeout)["t"]
+            except VSphereError as exc:
+                error = str(exc)
+            self._record(step, "ok" if error is None else "failed", "out of maintenance mode" if error is None else error, start)
+
+        def seen(moid: str, props: Mapping[str, Any]) -> None:
+            if props.get("runtime.connectionState") == "connected" and moid not in exited:
+                if moid in waiting:
+                    self._record(waiting[moid], "ok", "connected", start)
+                if moid in exits:
+                    exited[moid] = self._pool.submit(exit_maintenance, exits[moid], bool(props.get("runtime.inMaintenanceMode")))
+
+        state, _ = self.actions.watch(
+            "host",
+            list({*waiting, *exits}),
+            ["runtime.connectionState", "runtime.inMaintenanceMode"],
+            done=lambda st: all(st.get(m, {}).get("runtime.connectionState") == "connected" for m in {*waiting, *exits}),
+            timeout=self.policy.host_connect_timeout,
+            on_change=seen,
+        )
+        for future in exited.values():
+            future.result()
+        never = set()
+        for moid in {*waiting, *exits}:
+            if state.get(moid, {}).get("runtime.connectionState") != "connected":
+                step = waiting.get(moid) or exits[moid]
+                never.add(step.server or step.target)
+                self._record(
+                    step,
+                    "failed",
+                    f"not connected to vCenter after {self.policy.host_connect_timeout:.0f}s",
+                    start,
+                    phase="connect",
+                    action="wait-connected",
+                )
+                if moid in exits:
+                    self._record(exits[moid], "skipped", "host not connected", start)
+        return never
+
+    def _start_wave(self, phase: str, steps: list[Step], wave_index: int | None, plan: Plan, wait: bool) -> None:
+        if not steps:
+            return
+        start = self._phase(phase)
+        outcome = self._tasks(steps, lambda s: self.actions.power_on_vm(s.moid or ""), "powered on", start, self.policy.maintenance_timeout)
+        wave = plan.waves[wave_index] if wave_index is not None and wave_index < len(plan.waves) else None
+        started = [s.moid for s in steps if outcome.get(s.target) and s.moid]
+        if not wait or not started:
+            return
+        condition = wave.wait if wave else "tools"
+        timeout = wave.timeout if wave else 300.0
+        if condition != "none":
+            path, value = ("guest.toolsRunningStatus", "guestToolsRunning") if condition == "tools" else ("guestHeartbeatStatus", "green")
+            state, ok = self.actions.watch(
+                "vm", started, [path], done=lambda st: all(st.get(m, {}).get(path) == value for m in started), timeout=timeout
+            )
+            if not ok:
+                late = sorted(s.target for s in steps if s.moid in started and state.get(s.moid or "", {}).get(path) != value)
+                self.on_event("note", f"{phase}: {condition} not up after {timeout:.0f}s on {', '.join(late)}; next wave starts anyway")
+        if wave and wave.delay:
+            time.sleep(wave.delay)  # a configured pause between waves, not a wait on a condition

@@ -1,0 +1,150 @@
+"""`plan`, `down` and `up`: preflight, facts, the plan, safety, the journal, the run."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from labswitch import vsphere
+from labswitch.bmc import Driver, Power, driver_for
+from labswitch.config import Config
+from labswitch.errors import ConfigError, EndpointError, SafetyRefusal
+from labswitch.journal import Journal, VMState, default_path
+from labswitch.plan import Facts, Intent, Plan, make_plan, target_groups
+from labswitch.run import EventSink, Runner, StepResult
+from labswitch.snapshot import Snapshot
+from labswitch.vsphere.actions import Actions
+
+
+@dataclass(frozen=True)
+class Request:
+    intent: Intent
+    groups: Sequence[str] = ()
+    restore: bool = False
+    tag: str | None = None  # up: a start-up tag other than policy.startup_tag
+    skip_unreachable: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    run_id: str | None
+    results: tuple[StepResult, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.results)
+
+
+def make(config: Config, request: Request) -> Plan:
+    """The plan from live state, changing nothing (`labswitch plan`)."""
+    with _session(config, request) as (plan, *_):
+        return plan
+
+
+def execute(config: Config, request: Request, confirm: Callable[[Plan], bool], on_event: EventSink) -> Outcome:
+    """Plan, refuse or confirm, then run and journal (`labswitch down|up`)."""
+    with _session(config, request) as (plan, vc, drivers, snap, journal):
+        if plan.refusals:
+            journal.start_run(str(request.intent), plan.groups, outcome="refused")
+            raise SafetyRefusal("; ".join(plan.refusals))
+        if not plan.steps:
+            run_id = journal.start_run(str(request.intent), plan.groups, outcome="ok")
+            return Outcome(plan, run_id, ())
+        if not confirm(plan):
+            return Outcome(plan, None, (StepResult("confirm", "confirm", "lab", "skipped", "not confirmed", 0.0),))
+        run_id = journal.start_run(str(request.intent), plan.groups)
+        outcome = "interrupted"
+        try:
+            if request.intent is Intent.DOWN:
+                _record_states(journal, run_id, config, snap, plan)
+            actions = Actions(vc.si, vc.content, config.vcenter.timeout)
+            results = Runner(actions, config, drivers, journal, run_id, on_event).run(plan)
+            outcome = "ok" if all(r.status == "ok" for r in results) else "failed"
+        finally:
+            journal.finish(run_id, outcome)
+        return Outcome(plan, run_id, tuple(results))
+
+
+@contextlib.contextmanager
+def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.VSphere, dict[str, Driver], Snapshot, Journal]]:
+    groups = target_groups(config, request.groups, request.intent)
+    if request.tag:
+        config = config.model_copy(update={"policy": config.policy.model_copy(update={"startup_tag": request.tag})})
+    journal = Journal(default_path(config.state_dir))
+    servers = [s for s in config.servers if s.group in groups]
+    drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(config.policy.max_parallel, len(servers)))) as pool:
+            power = dict(zip(drivers, pool.map(_read_power, drivers.values()), strict=True))
+            with vsphere.connect(config.vcenter) as vc:
+                snap = vc.snapshot(tags_required=request.intent is Intent.UP and not request.restore)
+                facts = Facts(
+                    vcenter_addresses=_addresses(urlsplit(config.vcenter.https_url).hostname or ""),
+                    self_addresses=_self_addresses(config),
+                    bmc_power={name: p for name, (p, _) in power.items()},
+                    bmc_errors={name: e for name, (_, e) in power.items() if e},
+                    restore=_restore_set(journal, groups) if request.restore else None,
+                )
+                yield make_plan(snap, config, facts, request.intent, groups, request.skip_unreachable), vc, drivers, snap, journal
+    finally:
+        for driver in drivers.values():
+            driver.close()
+        journal.close()
+
+
+def _read_power(driver: Driver) -> tuple[Power, str | None]:
+    try:
+        return driver.power_state(), None
+    except EndpointError as exc:
+        return Power.UNKNOWN, str(exc)
+
+
+def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot, plan: Plan) -> None:
+    groups = journal.groups_needing_states(plan.groups)
+    states = []
+    for server in (s for s in config.servers if s.group in groups and s.name in plan.servers):
+        host = snap.host_by_name(server.esxi)
+        if host is not None:
+            states += [VMState(server.group, vm.moid, vm.name, server.name, vm.power_state) for vm in snap.vms_on(host.moid)]
+    journal.record_vm_states(run_id, states)
+
+
+def _restore_set(journal: Journal, groups: Sequence[str]) -> frozenset[str]:
+    moids: set[str] = set()
+    for group in groups:
+        states = journal.states_before_down(group)
+        if states is None:
+            raise ConfigError(
+                f"--restore: no down of group {group} is in the journal {journal.path}; start the tagged VMs instead (no --restore)"
+            )
+        moids |= {s.moid for s in states if s.power_state == "poweredOn"}
+    return frozenset(moids)
+
+
+def _addresses(name: str) -> frozenset[str]:
+    found = {name.lower()} if name else set()
+    with contextlib.suppress(OSError, UnicodeError):
+        found |= {str(info[4][0]).lower() for info in socket.getaddrinfo(name, None)}
+    return frozenset(found)
+
+
+def _self_addresses(config: Config) -> frozenset[str]:
+    """This machine's names, and the address it reaches vCenter from (no packet is sent)."""
+    names = {socket.gethostname().lower(), socket.getfqdn().lower()}
+    parts = urlsplit(config.vcenter.https_url)
+    with contextlib.suppress(OSError, UnicodeError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((parts.hostname or "", parts.port or 443))
+        names.add(s.getsockname()[0])
+    return frozenset(n for n in names if n)
+
+
+def as_json_steps(results: Sequence[StepResult]) -> list[Mapping[str, object]]:
+    return [
+        {"phase": r.phase, "action": r.action, "target": r.target, "status": r.status, "detail": r.detail, "seconds": r.seconds}
+        for r in results
+    ]

@@ -1,0 +1,89 @@
+"""The vSphere calls of a power cycle, each translated to labswitch errors, with bulk task waits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pyVmomi import vim, vmodl
+
+from labswitch.errors import VSphereError
+from labswitch.vsphere.watch import wait_for
+
+TASK_DONE = ("success", "error")
+
+
+def fault_text(exc: BaseException) -> str:
+    """A vSphere fault's name and message, for one-line reports."""
+    name = type(exc).__name__.split(".")[-1]
+    msg = getattr(exc, "msg", "") or ""
+    return f"{name}: {msg}" if msg else name
+
+
+class Actions:
+    """Start actions on managed objects by moid; wait for their tasks through the change feed."""
+
+    def __init__(self, si: Any, content: Any, timeout: float) -> None:
+        self.si = si
+        self.content = content
+        self.stub = si._stub
+        self.poll_ceiling = max(1.0, timeout - 5)
+
+    def vm(self, moid: str) -> Any:
+        return vim.VirtualMachine(moid, self.stub)
+
+    def host(self, moid: str) -> Any:
+        return vim.HostSystem(moid, self.stub)
+
+    # Each starter returns a Task (or None when the call completes at once) or raises VSphereError.
+    def shutdown_guest(self, moid: str) -> None:
+        self._call(lambda: self.vm(moid).ShutdownGuest())
+
+    def power_off_vm(self, moid: str) -> Any:
+        return self._call(lambda: self.vm(moid).PowerOffVM_Task())
+
+    def power_on_vm(self, moid: str) -> Any:
+        return self._call(lambda: self.vm(moid).PowerOnVM_Task())
+
+    def enter_maintenance(self, moid: str) -> Any:
+        return self._call(lambda: self.host(moid).EnterMaintenanceMode_Task(timeout=0, evacuatePoweredOffVms=False))
+
+    def exit_maintenance(self, moid: str) -> Any:
+        return self._call(lambda: self.host(moid).ExitMaintenanceMode_Task(timeout=0))
+
+    def shutdown_host(self, moid: str) -> Any:
+        return self._call(lambda: self.host(moid).ShutdownHost_Task(force=False))
+
+    def wait_tasks(self, tasks: Mapping[str, Any], timeout: float) -> dict[str, str | None]:
+        """Wait for many tasks at once: key -> None on success, else the fault text."""
+        by_moid = {task._moId: key for key, task in tasks.items()}
+        state, _ = wait_for(
+            self.content,
+            list(tasks.values()),
+            ["info.state", "info.error"],
+            lambda s: all(s.get(m, {}).get("info.state") in TASK_DONE for m in by_moid),
+            timeout,
+            self.poll_ceiling,
+        )
+        results: dict[str, str | None] = {}
+        for moid, key in by_moid.items():
+            props = state.get(moid, {})
+            if props.get("info.state") == "success":
+                results[key] = None
+            elif props.get("info.state") == "error":
+                error = props.get("info.error")
+                results[key] = fault_text(error.fault) if error is not None and error.fault is not None else "task failed"
+            else:
+                results[key] = f"task still {props.get('info.state', 'queued')} after {timeout:.0f}s"
+        return results
+
+    def watch(self, kind: str, moids: Sequence[str], paths: Sequence[str], **kw: Any) -> Any:
+        objects = [self.vm(m) if kind == "vm" else self.host(m) for m in moids]
+        return wait_for(self.content, objects, paths, poll_ceiling=self.poll_ceiling, **kw)
+
+    @staticmethod
+    def _call(fn: Any) -> Any:
+        try:
+            return fn()
+        except vmodl.MethodFault as exc:
+            raise VSphereError(fault_text(exc)) from None

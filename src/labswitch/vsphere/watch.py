@@ -1,0 +1,73 @@
+"""Waits on vCenter's change feed (WaitForUpdatesEx), never per-object polling.
+
+One dedicated PropertyCollector per wait, filtered to the objects and properties
+concerned: a wait for 1,000 VMs to power off is one long-poll at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pyVmomi import vmodl
+
+from labswitch.errors import VSphereError
+
+State = dict[str, dict[str, Any]]  # moid -> property path -> value
+PC = vmodl.query.PropertyCollector
+
+
+def wait_for(
+    content: Any,
+    objects: Sequence[Any],
+    paths: Sequence[str],
+    done: Callable[[State], bool],
+    timeout: float,
+    poll_ceiling: float,
+    on_change: Callable[[str, Mapping[str, Any]], None] | None = None,
+) -> tuple[State, bool]:
+    """Follow ``paths`` of ``objects`` until ``done(state)`` or ``timeout``: (state, done?).
+
+    ``poll_ceiling`` bounds each long-poll below the HTTP read timeout.
+    ``on_change(moid, props)`` runs for every object update, in this thread.
+    """
+    state: State = {}
+    if not objects:
+        return state, done(state)
+    by_type: dict[type, None] = {type(o): None for o in objects}
+    spec = PC.FilterSpec(
+        objectSet=[PC.ObjectSpec(obj=o, skip=False) for o in objects],
+        propSet=[PC.PropertySpec(type=kind, pathSet=list(paths)) for kind in by_type],
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        collector = content.propertyCollector.CreatePropertyCollector()
+    except vmodl.MethodFault as exc:
+        raise VSphereError(f"vCenter: cannot create a PropertyCollector: {exc.msg or type(exc).__name__}") from None
+    try:
+        collector.CreateFilter(spec, partialUpdates=False)
+        version = ""
+        while True:
+            remaining = deadline - time.monotonic()
+            wait = max(0, min(int(remaining), int(poll_ceiling)))
+            result = collector.WaitForUpdatesEx(version, PC.WaitOptions(maxWaitSeconds=wait))
+            if result is not None:
+                version = result.version
+                for fs in result.filterSet or []:
+                    for update in fs.objectSet or []:
+                        props = state.setdefault(update.obj._moId, {})
+                        for change in update.changeSet or []:
+                            props[change.name] = change.val
+                        if on_change is not None:
+                            on_change(update.obj._moId, props)
+            if done(state):
+                return state, True
+            if time.monotonic() >= deadline:
+                return state, False
+    except vmodl.MethodFault as exc:
+        raise VSphereError(f"vCenter: waiting on updates failed: {exc.msg or type(exc).__name__}") from None
+    finally:
+        with contextlib.suppress(Exception):  # the collector dies with the session anyway
+            collector.DestroyPropertyCollector()
