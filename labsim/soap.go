@@ -103,7 +103,7 @@ type override func(*simulator.Method) soap.HasFault
 // overrides are the SOAP methods labsim answers itself: the ones the
 // simulator lacks (host shutdown and reboot) or does not do as vCenter does.
 func (l *Lab) overrides() map[string]override {
-	return map[string]override{
+	m := map[string]override{
 		"ShutdownHost_Task":         l.shutdownHostTask,
 		"RebootHost_Task":           l.rebootHostTask,
 		"ShutdownGuest":             l.shutdownGuest,
@@ -111,6 +111,11 @@ func (l *Lab) overrides() map[string]override {
 		"PowerOnVM_Task":            l.powerOnVMTask,
 		"EnterMaintenanceMode_Task": l.enterMaintenanceModeTask,
 	}
+	if l.opts.noHostShutdown { // the simulator itself answers MethodNotFound
+		delete(m, "ShutdownHost_Task")
+		delete(m, "RebootHost_Task")
+	}
+	return m
 }
 
 func fault(f types.BaseMethodFault) soap.HasFault {

@@ -144,3 +144,54 @@ def start(workdir: Path, *args: str, timeout: float = 60.0) -> Lab:
 
 def have_labsim() -> bool:
     return Path(os.environ.get("LABSIM_BIN") or REPO / "labsim" / "bin" / "labsim").exists() or shutil.which("labsim") is not None
+
+
+MUTATING = {
+    "ShutdownGuest",
+    "PowerOffVM_Task",
+    "PowerOnVM_Task",
+    "EnterMaintenanceMode_Task",
+    "ExitMaintenanceMode_Task",
+    "ShutdownHost_Task",
+    "RebootHost_Task",
+}
+
+
+def vm_power(lab: Lab) -> dict[str, str]:
+    """VM name -> runtime.powerState, read with pyVmomi."""
+    with lab.vsphere() as content:
+        return {name: vm.runtime.powerState for name, vm in lab.objects(content, vim.VirtualMachine).items()}
+
+
+def host_state(lab: Lab) -> dict[str, tuple[str, bool]]:
+    """Host name (short) -> (connectionState, inMaintenanceMode), read with pyVmomi."""
+    with lab.vsphere() as content:
+        return {
+            name.split(".")[0]: (h.runtime.connectionState, h.runtime.inMaintenanceMode)
+            for name, h in lab.objects(content, vim.HostSystem).items()
+        }
+
+
+def bmc_power(lab: Lab, server: str) -> str:
+    return str(lab.redfish(server).json()["PowerState"])
+
+
+def tagged_vms(lab: Lab, tag: str = "StartUp") -> set[str]:
+    """Names of the VMs carrying ``tag``, read through the tagging REST API."""
+    base = lab.url.removesuffix("/sdk")
+    http = requests.Session()
+    http.trust_env = False  # REQUESTS_CA_BUNDLE would override the session's verify
+    http.verify = str(lab.cert)
+    auth = ("administrator@vsphere.local", lab.env["LABSIM_VCENTER_PASSWORD"])
+    http.headers["vmware-api-session-id"] = http.post(f"{base}/rest/com/vmware/cis/session", auth=auth).json()["value"]
+    tag_ids = [
+        t
+        for t in http.get(f"{base}/rest/com/vmware/cis/tagging/tag").json()["value"]
+        if http.get(f"{base}/rest/com/vmware/cis/tagging/tag/id:{t}").json()["value"]["name"] == tag
+    ]
+    attached = http.post(
+        f"{base}/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags", json={"tag_ids": tag_ids}
+    ).json()["value"]
+    moids = {o["id"] for entry in attached for o in entry.get("object_ids") or []}
+    with lab.vsphere() as content:
+        return {name for name, vm in lab.objects(content, vim.VirtualMachine).items() if vm._moId in moids}

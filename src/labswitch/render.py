@@ -68,7 +68,7 @@ class Progress:
             r = data
             self.done += 1
             status = getattr(r, "status", "")
-            self.failed += status != "ok"
+            self.failed += status not in ("ok", "fallback")
             line = f"[{self._elapsed()}] {status:7} {getattr(r, 'action', '')} {getattr(r, 'target', '')}: {getattr(r, 'detail', '')}"
             if self.live and status == "ok":
                 pass  # the status line counts it

@@ -27,7 +27,7 @@ class StepResult:
     phase: str
     action: str
     target: str
-    status: str  # ok | failed | skipped
+    status: str  # ok | fallback (did not work; the policy's fallback follows) | failed | skipped
     detail: str
     seconds: float
 
@@ -125,7 +125,7 @@ class Runner:
         blocked = set()
         if self.policy.hard_power_off:
             for step, why in fallback:
-                self._record(step, "failed", f"{why}; hard power-off follows (policy.hard_power_off)", start)
+                self._record(step, "fallback", f"{why}; hard power-off follows (policy.hard_power_off)", start)
             self._hard_power_off([Step("power-off", "power-off-vm", s.target, s.moid, s.server) for s, _ in fallback])
         else:
             for step, why in fallback:
@@ -189,7 +189,8 @@ class Runner:
             if error is None:
                 self._record(step, "ok", "ESXi shutting down", start)
             else:
-                graceful_sent = self._bmc(step, start, driver.graceful_shutdown, f"vSphere shutdown failed ({error}); BMC GracefulShutdown")
+                self._record(step, "fallback", f"vSphere shutdown failed ({error}); the BMC takes over", start)
+                graceful_sent = self._bmc(step, start, driver.graceful_shutdown, "BMC GracefulShutdown")
         else:
             graceful_sent = self._bmc(step, start, driver.graceful_shutdown, "host not connected; BMC GracefulShutdown")
         confirm = Step("host-shutdown", "confirm-off", step.target, step.moid, step.server)

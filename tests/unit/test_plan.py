@@ -18,7 +18,12 @@ def config(**overrides: Any) -> Config:
         "vcenter": {"url": "vcsa.lab.local", "user": "u", "password": "p"},
         "groups": {"mgmt": {"always_on": True}, "payload": {}},
         "servers": [
-            {"name": n, "esxi": f"{n}.lab", "group": g, "bmc": {"driver": "redfish", "address": f"{n}-oob", "user": "root", "password": "p"}}
+            {
+                "name": n,
+                "esxi": f"{n}.lab",
+                "group": g,
+                "bmc": {"driver": "redfish", "address": f"{n}-oob", "user": "root", "password": "p"},
+            }
             for n, g in (("mgmt01", "mgmt"), ("esx1", "payload"), ("esx2", "payload"))
         ],
     }
@@ -39,7 +44,11 @@ def vm(name: str, on: str, **kw: Any) -> VMInfo:
 
 def facts(**kw: Any) -> Facts:
     power = {"mgmt01": Power.ON, "esx1": Power.ON, "esx2": Power.ON}
-    base: dict[str, Any] = {"vcenter_addresses": frozenset({"vcsa.lab.local", "10.0.0.5"}), "self_addresses": frozenset(), "bmc_power": power}
+    base: dict[str, Any] = {
+        "vcenter_addresses": frozenset({"vcsa.lab.local", "10.0.0.5"}),
+        "self_addresses": frozenset(),
+        "bmc_power": power,
+    }
     return Facts(**{**base, **kw})
 
 
@@ -113,7 +122,12 @@ def test_host_already_in_maintenance_is_not_entered_again() -> None:
         (vm("vc", "esx1", guest_ip="10.0.0.5"), {}, {}, "VM vc is the vCenter"),
         (vm("vc", "esx1", guest_hostname="vcsa.lab.local"), {}, {}, "VM vc is the vCenter"),
         (vm("vc", "esx1", guest_hostname="vcsa"), {}, {}, "VM vc is the vCenter"),
-        (vm("appliance", "esx1"), {"vcenter": {"url": "vc", "user": "u", "password": "p", "vm": "appliance"}}, {}, "VM appliance is the vCenter"),
+        (
+            vm("appliance", "esx1"),
+            {"vcenter": {"url": "vc", "user": "u", "password": "p", "vm": "appliance"}},
+            {},
+            "VM appliance is the vCenter",
+        ),
         (vm("me", "esx2", guest_hostname="jump.lab"), {}, {"self_addresses": frozenset({"jump.lab"})}, "machine running labswitch"),
         (vm("db01", "esx2"), {"policy": {"protect": ["DB*"]}}, {}, "matches policy.protect"),
         (vm("keep", "esx2", tags=("Lab/Keep",)), {"policy": {"protect_tag": "Keep"}}, {}, "carries the protect tag"),
@@ -176,7 +190,9 @@ def test_up_waves_and_category_tag() -> None:
     cfg = config(policy={"startup_tag": "Lab/StartUp"}, startup={"waves": [{"name": "infra", "vms": ["dns"]}, {"tags": ["Lab/Web"]}]})
     starts = [(s.phase, s.target) for s in plan(Intent.UP, snap, cfg=cfg, f=f).steps if s.action == "power-on-vm"]
     assert starts == [("start:infra", "dns"), ("start:2", "app"), ("start:remaining", "old")]
-    assert not [s for s in plan(Intent.UP, snap, cfg=config(policy={"startup_tag": "Other/StartUp"}), f=f).steps if s.action == "power-on-vm"]
+    assert not [
+        s for s in plan(Intent.UP, snap, cfg=config(policy={"startup_tag": "Other/StartUp"}), f=f).steps if s.action == "power-on-vm"
+    ]
 
 
 def test_up_restore_starts_exactly_the_recorded_vms() -> None:

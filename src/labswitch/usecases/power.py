@@ -19,6 +19,8 @@ from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
 from labswitch.vsphere.actions import Actions
 
+OK_STATUSES = ("ok", "fallback")  # a fallback is a step the policy's fallback completed
+
 
 @dataclass(frozen=True)
 class Request:
@@ -37,7 +39,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return all(r.status == "ok" for r in self.results)
+        return all(r.status in OK_STATUSES for r in self.results)
 
 
 def make(config: Config, request: Request) -> Plan:
@@ -57,14 +59,16 @@ def execute(config: Config, request: Request, confirm: Callable[[Plan], bool], o
             return Outcome(plan, run_id, ())
         if not confirm(plan):
             return Outcome(plan, None, (StepResult("confirm", "confirm", "lab", "skipped", "not confirmed", 0.0),))
+        # Decided before this run is journaled: a down after a down keeps the first one's states.
+        record_for = journal.groups_needing_states(plan.groups) if request.intent is Intent.DOWN else []
         run_id = journal.start_run(str(request.intent), plan.groups)
         outcome = "interrupted"
         try:
-            if request.intent is Intent.DOWN:
-                _record_states(journal, run_id, config, snap, plan)
+            if record_for:
+                _record_states(journal, run_id, config, snap, plan, record_for)
             actions = Actions(vc.si, vc.content, config.vcenter.timeout)
             results = Runner(actions, config, drivers, journal, run_id, on_event).run(plan)
-            outcome = "ok" if all(r.status == "ok" for r in results) else "failed"
+            outcome = "ok" if all(r.status in OK_STATUSES for r in results) else "failed"
         finally:
             journal.finish(run_id, outcome)
         return Outcome(plan, run_id, tuple(results))
@@ -104,8 +108,7 @@ def _read_power(driver: Driver) -> tuple[Power, str | None]:
         return Power.UNKNOWN, str(exc)
 
 
-def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot, plan: Plan) -> None:
-    groups = journal.groups_needing_states(plan.groups)
+def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot, plan: Plan, groups: Sequence[str]) -> None:
     states = []
     for server in (s for s in config.servers if s.group in groups and s.name in plan.servers):
         host = snap.host_by_name(server.esxi)
