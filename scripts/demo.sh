@@ -10,6 +10,7 @@ mkdir -p "$demo"
 rm -f "$demo/labsim.out"
 
 "$labsim" --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
+  --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
   --write-config "$demo/labswitch.toml" --secrets-file "$demo/secrets.env" >"$demo/labsim.out" 2>"$demo/labsim.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
@@ -35,4 +36,13 @@ run() {
   labswitch --config "$demo/labswitch.toml" "$@"
 }
 
+export XDG_STATE_HOME="$PWD/$demo/state"   # the demo's journal stays in .demo/
+rm -rf "$demo/state"
+
 run status
+run plan down
+run down --yes
+run status
+run up --yes
+run status
+run history

@@ -88,7 +88,7 @@ def test_status_follows_a_server_switched_off_at_its_bmc(cli: Run, lab: Lab) -> 
 def test_human_output_is_a_table(cli: Run, lab: Lab) -> None:
     result = cli("--config", str(lab.config), "status", env=lab.env)
     assert result.code == 0, result.stderr
-    assert re.search(r"esx11\s+payload\s+Cluster1\s+connected\s+no\s+On", result.stdout)
+    assert re.search(r"esx11\s+payload\s+Cluster1\s+connected\s+no\s+On\s+3/3", result.stdout)
     assert "vcsa" in result.stdout
 
 

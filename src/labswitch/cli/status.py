@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
 from typing import Annotated
 
@@ -52,10 +53,23 @@ def as_json(report: StatusReport) -> dict[str, object]:
 
 
 def show(report: StatusReport) -> None:
+    vms_on = Counter(v.host for v in report.vms if v.power_state == "poweredOn")
+    vms_all = Counter(v.host for v in report.vms)
     render.table(
         "Hosts",
-        ["HOST", "GROUP", "CLUSTER", "CONNECTION", "MAINTENANCE", "BMC POWER"],
-        ((h.name, h.group, h.cluster, h.connection_state, render.yes_no(h.in_maintenance), h.bmc_power) for h in report.hosts),
+        ["HOST", "GROUP", "CLUSTER", "CONNECTION", "MAINTENANCE", "BMC POWER", "VMS ON"],
+        (
+            (
+                h.name,
+                h.group,
+                h.cluster,
+                h.connection_state,
+                render.yes_no(h.in_maintenance),
+                h.bmc_power,
+                f"{vms_on[h.name]}/{vms_all[h.name]}",
+            )
+            for h in report.hosts
+        ),
     )
     render.stdout.print()
     on = sum(1 for v in report.vms if v.power_state == "poweredOn")
