@@ -1,5 +1,6 @@
 # Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
-# They install what they need: Debian's Go and govmomi source (for labsim), and the
+# They install what they need: Debian's Go and govmomi source (for labsim), ipmitool (the
+# IPMI cross-check), and the
 # Python package with its dev tools in a venv (.venv).
 
 SHELL := /bin/bash
@@ -19,6 +20,7 @@ deps:
 	@missing=""; \
 	command -v go >/dev/null || missing="$$missing golang-go"; \
 	[ -d $(GOVMOMI)/simulator ] || missing="$$missing golang-github-vmware-govmomi-dev"; \
+	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

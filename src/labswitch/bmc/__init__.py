@@ -1,10 +1,9 @@
-"""BMC drivers behind one protocol: Redfish now; racadm over SSH and IPMI are the next issue's."""
+"""BMC drivers behind one protocol: Redfish (sushy), racadm over SSH (asyncssh), IPMI (pyghmi)."""
 
 from __future__ import annotations
 
 from labswitch.bmc.base import Driver, Power, SystemInfo
 from labswitch.config import Server
-from labswitch.errors import NotSupported
 
 
 def driver_for(server: Server, timeout: float) -> Driver:
@@ -13,7 +12,13 @@ def driver_for(server: Server, timeout: float) -> Driver:
         from labswitch.bmc.redfish import RedfishDriver
 
         return RedfishDriver(server.name, server.bmc, timeout)
-    raise NotSupported(f"server {server.name}: bmc.driver {server.bmc.driver!r} is not implemented yet; use redfish")
+    if server.bmc.driver == "racadm":
+        from labswitch.bmc.racadm import RacadmDriver
+
+        return RacadmDriver(server.name, server.bmc, timeout)
+    from labswitch.bmc.ipmi import IpmiDriver
+
+    return IpmiDriver(server.name, server.bmc, timeout)
 
 
 __all__ = ["Driver", "Power", "SystemInfo", "driver_for"]

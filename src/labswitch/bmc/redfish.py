@@ -72,14 +72,19 @@ class RedfishDriver:
 
     def watts(self) -> float:
         def read() -> float | None:
-            for chassis in self._system().chassis:
+            try:
+                chassis_list = self._system().chassis
+            except (sx.MissingAttributeError, sx.ResourceNotFoundError):
+                return None  # a linked Chassis that is not there (seen in real iDRAC captures)
+            for chassis in chassis_list:
                 try:
-                    controls = chassis.power.power_control
+                    # sushy's Power resource does not model PowerControl: read the member from its JSON.
+                    controls = chassis.power.json.get("PowerControl") or []
                 except (sx.MissingAttributeError, sx.ResourceNotFoundError):
                     continue
-                for control in controls or []:
-                    if control.power_consumed_watts is not None:
-                        return float(control.power_consumed_watts)
+                for control in controls:
+                    if isinstance(control, dict) and isinstance(control.get("PowerConsumedWatts"), int | float):
+                        return float(control["PowerConsumedWatts"])
             return None
 
         watts = self._call(read)

@@ -105,7 +105,16 @@ class BMC(Strict):
     address: Address
     user: Annotated[str, Field(min_length=1)]
     password: Secret
-    tls: TLS = TLS()
+    tls: TLS = TLS()  # redfish
+    known_hosts: str | None = None  # racadm: an OpenSSH known_hosts file (default ~/.ssh/known_hosts)
+    host_key: str | None = None  # racadm: the pinned public key, "ssh-ed25519 AAAA..."
+
+    @field_validator("host_key")
+    @classmethod
+    def _openssh_key(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?", value.strip()):
+            raise ValueError("must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (ssh-keyscan prints them)")
+        return value.strip() if value else value
 
     def endpoint(self, scheme: str, default_port: int) -> tuple[str, int]:
         """(host, port) of the address for a driver's protocol."""

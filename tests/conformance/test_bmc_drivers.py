@@ -1,0 +1,222 @@
+"""One conformance suite for every BMC driver, against BMCs this project did not write.
+
+Targets (peers.md): labsim's iDRAC-shaped Redfish BMC; sushy-tools' emulator (fake driver);
+real iDRAC R640 captures served read-only by sushy-static; pyghmi's fake BMC over IPMI,
+cross-checked with ipmitool; an SSH server answering racadm as iDRAC 8 and iDRAC 9 do.
+Every power claim is read back outside the driver (Redfish GET, ipmitool, the SSH server's state).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from labswitch.bmc import Driver, Power, driver_for
+from labswitch.config import Server
+from labswitch.errors import AuthenticationFailed, ConnectionFailed, NotSupported, TLSVerificationFailed
+from tests import peers
+from tests.conftest import wait_until
+from tests.labsim import start as start_labsim
+
+
+@dataclass
+class Target:
+    name: str
+    server: dict[str, Any]  # the [[servers]] entry, as a user writes it
+    truth: Callable[[], str]  # "On" / "Off", read without the driver
+    writable: bool = True
+    settle: float = 10.0  # how long a power change may take to show
+    watts: Callable[[float], bool] | None = None  # None: the driver must say NotSupported
+    info: dict[str, Any] = field(default_factory=dict)
+    wrong_trust: dict[str, Any] = field(default_factory=dict)  # bmc keys that make trust fail
+
+    def driver(self, **bmc: Any) -> Driver:
+        entry = {**self.server, "bmc": {**self.server["bmc"], **bmc}}
+        return driver_for(Server.model_validate(entry), timeout=5)
+
+
+def redfish_get(url: str, auth: tuple[str, str] | None, cert: str) -> dict[str, Any]:
+    return dict(requests.get(url, auth=auth, verify=cert, timeout=10).json())
+
+
+def entry(driver: str, address: str, user: str, password: str, **bmc: Any) -> dict[str, Any]:
+    return {
+        "name": "bmc-under-test",
+        "esxi": "esx.lab",
+        "group": "g",
+        "bmc": {"driver": driver, "address": address, "user": user, "password": password, **bmc},
+    }
+
+
+def labsim_target(stack: ExitStack, tmp: Any) -> Target:
+    lab = start_labsim(tmp / "labsim", "--host-shutdown-delay", "300ms", "--host-boot-delay", "300ms")
+    stack.callback(lab.stop)
+    url = lab.bmc_url("esx11")
+    return Target(
+        "labsim-redfish",
+        entry("redfish", url, "root", lab.env["LABSIM_BMC_PASSWORD"], tls={"thumbprint": lab.thumbprint}),
+        truth=lambda: str(lab.redfish("esx11").json()["PowerState"]),
+        watts=lambda w: w > 0,
+        info={"model": "PowerEdge R640", "bmc_firmware": "6.10.30.00", "host_name": "esx11.lab.local"},
+        wrong_trust={"tls": {"thumbprint": "0" * 64}},
+    )
+
+
+def sushy_emulator_target(stack: ExitStack, tmp: Any) -> Target:
+    peer = stack.enter_context(peers.sushy_emulator(tmp / "sushy"))
+    system = f"{peer.url}/redfish/v1/Systems/lab-1"
+    return Target(
+        "sushy-emulator",
+        entry("redfish", peer.url, peer.user, peer.password, tls={"ca_file": str(peer.cert)}),
+        truth=lambda: str(redfish_get(system, (peer.user, peer.password), str(peer.cert))["PowerState"]),
+        settle=20.0,  # the fake driver applies a change 0-11 s later
+        wrong_trust={"tls": {}},  # system CAs: a self-signed certificate is refused
+    )
+
+
+def idrac_capture_target(stack: ExitStack, tmp: Any) -> Target:
+    peer = stack.enter_context(peers.sushy_static_idrac(tmp / "idrac"))
+    return Target(
+        "idrac-r640-capture",
+        entry("redfish", peer.url, peer.user, peer.password, tls={"thumbprint": peer.thumbprint}),
+        truth=lambda: str(redfish_get(f"{peer.url}/redfish/v1/Systems/System.Embedded.1", None, str(peer.cert))["PowerState"]),
+        writable=False,
+        info={"model": "PowerEdge R640", "service_tag": "8CYCZ23", "bios_version": "2.10.2", "bmc_firmware": "3.34.34.34"},
+        wrong_trust={"tls": {"thumbprint": "f" * 64}},
+    )
+
+
+def ipmi_target(stack: ExitStack, tmp: Any) -> Target:
+    peer = stack.enter_context(peers.pyghmi_fake_bmc(tmp / "ipmi"))
+    return Target("pyghmi-ipmi", entry("ipmi", f"127.0.0.1:{peer.port}", peer.user, peer.password), truth=peer.ipmitool_power)
+
+
+def racadm_target(generation: str) -> Callable[[ExitStack, Any], Target]:
+    def make(stack: ExitStack, tmp: Any) -> Target:
+        peer = stack.enter_context(peers.racadm_ssh(generation))
+        return Target(
+            f"racadm-{generation}",
+            entry("racadm", f"127.0.0.1:{peer.port}", peer.user, peer.password, host_key=peer.host_key),
+            truth=lambda: "On" if peer.power == "ON" else "Off",
+            watts=lambda w: w == 112,
+            info={"model": "PowerEdge R620", "service_tag": "RAC0620", "bios_version": "2.9.0", "bmc_firmware": "2.83.83.83"},
+            wrong_trust={"host_key": peers.asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()},
+        )
+
+    return make
+
+
+TARGETS = {
+    "labsim-redfish": labsim_target,
+    "sushy-emulator": sushy_emulator_target,
+    "idrac-r640-capture": idrac_capture_target,
+    "pyghmi-ipmi": ipmi_target,
+    "racadm-idrac8": racadm_target("idrac8"),
+    "racadm-idrac9": racadm_target("idrac9"),
+}
+
+
+@pytest.fixture(scope="module", params=list(TARGETS))
+def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    with ExitStack() as stack:
+        yield TARGETS[request.param](stack, tmp_path_factory.mktemp(request.param))
+
+
+def settle(target: Target, want: str) -> None:
+    wait_until(lambda: target.truth() == want, target.settle, f"{target.name} power {want}")
+
+
+def test_power_state_matches_an_independent_read(target: Target) -> None:
+    assert str(target.driver().power_state()) == target.truth()
+
+
+def test_power_on_off_graceful_and_already(target: Target) -> None:
+    driver = target.driver()
+    if not target.writable:
+        # Read-only capture: the server is On, so power-on is "already on" and sends nothing.
+        assert driver.power_state() is Power.ON and driver.power_on() is False
+        return
+    if target.truth() == "On":
+        assert driver.force_off() is True
+        settle(target, "Off")
+    assert driver.force_off() is False  # already off
+    assert driver.power_on() is True
+    settle(target, "On")
+    assert driver.power_state() is Power.ON
+    assert driver.power_on() is False  # already on: an iDRAC's 409 counts as done
+    assert driver.graceful_shutdown() is True
+    settle(target, "Off")
+    assert driver.power_state() is Power.OFF
+
+
+def test_power_cycle_leaves_the_server_on(target: Target) -> None:
+    if not target.writable:
+        pytest.skip("read-only capture: a cycle cannot be observed (sushy-static ignores POSTs)")
+    driver = target.driver()
+    if target.truth() == "Off":
+        driver.power_on()
+        settle(target, "On")
+    driver.power_cycle()
+    settle(target, "On")
+
+
+def test_system_info(target: Target) -> None:
+    info = target.driver().system_info()
+    assert str(info.power) == target.truth()
+    for key, value in target.info.items():
+        assert getattr(info, key) == value, key
+
+
+def test_watts_or_not_supported(target: Target) -> None:
+    driver = target.driver()
+    if target.watts is None:
+        with pytest.raises(NotSupported, match="bmc-under-test"):
+            driver.watts()
+        return
+    if target.truth() == "Off" and target.writable:
+        driver.power_on()
+        settle(target, "On")
+    assert target.watts(driver.watts())
+
+
+def test_wrong_password(target: Target) -> None:
+    if target.name == "idrac-r640-capture":
+        pytest.skip("sushy-static has no authentication to refuse")
+    with pytest.raises(AuthenticationFailed) as err:
+        target.driver(password="wrong-s3cret").power_state()
+    assert "bmc-under-test" in str(err.value) and "wrong-s3cret" not in str(err.value)
+
+
+def test_untrusted_identity(target: Target) -> None:
+    if not target.wrong_trust:
+        pytest.skip("IPMI has no server identity to check")
+    with pytest.raises(TLSVerificationFailed, match="bmc-under-test"):
+        target.driver(**target.wrong_trust).power_state()
+
+
+@pytest.mark.parametrize("driver", ["redfish", "racadm", "ipmi"])
+def test_unreachable_and_silent_bmcs_fail_within_the_timeout(driver: str) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
+    port = silent.getsockname()[1] if driver != "ipmi" else peers.free_port(socket.SOCK_DGRAM)
+    address = f"https://127.0.0.1:{port}" if driver == "redfish" else f"127.0.0.1:{port}"
+    extra = (
+        {"host_key": peers.asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()} if driver == "racadm" else {}
+    )
+    server = Server.model_validate(entry(driver, address, "root", "pw", **extra))
+    start = time.monotonic()
+    with pytest.raises(ConnectionFailed, match="bmc-under-test"):
+        driver_for(server, timeout=2).power_state()
+    assert time.monotonic() - start < 30
+    silent.close()

@@ -1,0 +1,335 @@
+"""Peers the BMC conformance suite runs against, each started on 127.0.0.1 and stopped after use.
+
+See ../shared/peers.md. Only the racadm SSH server is written here (no racadm emulator
+exists anywhere); it answers in the documented formats of two iDRAC generations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncssh
+import bcrypt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+BIN = Path(sys.executable).parent
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def self_signed(directory: Path) -> tuple[Path, Path, str]:
+    """A P-256 certificate for 127.0.0.1: (cert, key, sha256 thumbprint)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "peer.pem", directory / "peer.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path, hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30, udp: bool = False) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"peer exited with {proc.returncode}")
+        if udp:
+            return _wait_udp(deadline)
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"peer not listening on {port} after {timeout}s")
+
+
+def _wait_udp(deadline: float) -> None:
+    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # UDP has no handshake to wait on; the BMC binds at once
+
+
+@contextmanager
+def process(cmd: list[str], port: int, udp: bool = False, **kw: object) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+    try:
+        wait_listening(port, proc, udp=udp)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class RedfishPeer:
+    url: str
+    user: str
+    password: str
+    thumbprint: str
+    cert: Path
+
+
+@contextmanager
+def sushy_emulator(workdir: Path) -> Iterator[RedfishPeer]:
+    """OpenStack sushy-tools' emulator with its fake driver (power changes land 0-11 s later)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key, thumb = self_signed(workdir)
+    port = free_port()
+    auth = workdir / "htpasswd"
+    auth.write_text("admin:" + bcrypt.hashpw(b"s3cret-sushy", bcrypt.gensalt()).decode() + "\n")
+    conf = workdir / "emulator.conf"
+    conf.write_text(
+        "SUSHY_EMULATOR_FAKE_DRIVER = True\n"
+        f"SUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': 'lab-1', 'name': 'lab-1', 'power_state': 'Off', 'nics': []}}]\n"
+        f"SUSHY_EMULATOR_STATE_DIR = {str(workdir / 'state')!r}\n"
+        f"SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\n"
+        f"SUSHY_EMULATOR_AUTH_FILE = {str(auth)!r}\n"
+        f"SUSHY_EMULATOR_SSL_CERT = {str(cert)!r}\nSUSHY_EMULATOR_SSL_KEY = {str(key)!r}\n"
+    )
+    with process([str(BIN / "sushy-emulator"), "--config", str(conf)], port):
+        yield RedfishPeer(f"https://127.0.0.1:{port}", "admin", "s3cret-sushy", thumb, cert)
+
+
+def idrac_mockup(directory: Path) -> Path:
+    """Lay the iDRAC R640 captures shipped in sushy-oem-idrac out as a sushy-static mockup tree."""
+    import sushy_oem_idrac
+
+    samples = Path(sushy_oem_idrac.__file__).parent / "tests" / "unit" / "json_samples"
+    tree = {  # sushy-static serves DIR/<path after /redfish/v1>/index.json
+        ".": "root.json",
+        "Systems/System.Embedded.1": "system.json",
+        "Managers": "manager_collection.json",
+        "Managers/iDRAC.Embedded.1": "manager.json",
+    }
+    for path, sample in tree.items():
+        (directory / path).mkdir(parents=True, exist_ok=True)
+        shutil.copy(samples / sample, directory / path / "index.json")
+    # The captures hold no Systems collection: this one is written here, in the standard shape.
+    collection = {
+        "@odata.id": "/redfish/v1/Systems",
+        "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
+        "Name": "Computer System Collection",
+        "Members": [{"@odata.id": "/redfish/v1/Systems/System.Embedded.1"}],
+        "Members@odata.count": 1,
+    }
+    (directory / "Systems/index.json").write_text(json.dumps(collection))
+    return directory
+
+
+@contextmanager
+def sushy_static_idrac(workdir: Path) -> Iterator[RedfishPeer]:
+    """Real iDRAC JSON (PowerEdge R640, iDRAC 3.34) served read-only by sushy-tools' sushy-static."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key, thumb = self_signed(workdir)
+    port = free_port()
+    mockup = idrac_mockup(workdir / "mockup")
+    with process([str(BIN / "sushy-static"), "-i", "127.0.0.1", "-p", str(port), "-m", str(mockup), "-c", str(cert), "-k", str(key)], port):
+        yield RedfishPeer(f"https://127.0.0.1:{port}", "root", "calvin-unused", thumb, cert)
+
+
+FAKE_BMC = """
+import sys
+from pyghmi.cmd.fakebmc import FakeBmc
+import pyghmi.ipmi.bmc as bmc
+from pyghmi.ipmi.private import serversession
+
+# pyghmi's fake BMC answers cipher suite 3 (SHA-1) whatever the client proposes, so pyghmi's
+# own client, which proposes SHA-256 first, fails (peers.md). A suite-3-only BMC rejects the
+# proposal instead (RMCP+ status 0x04, invalid authentication algorithm) and the client falls
+# back to SHA-1: this makes the fake do that, and nothing else.
+_open = serversession.ServerSession.create_open_session_response
+def _suite3_only(self, request):
+    if request[12] != 1:
+        return bytearray([request[0], 0x04, 0, 0]) + request[4:8]
+    return _open(self, request)
+serversession.ServerSession.create_open_session_response = _suite3_only
+
+class LabBmc(FakeBmc):
+    def __init__(self, port):
+        bmc.Bmc.__init__(self, {"admin": "s3cret-ipmi"}, port=port, address="127.0.0.1")
+        self.powerstate = "off"
+        self.bootdevice = "default"
+
+LabBmc(int(sys.argv[1])).listen()
+"""
+
+
+@dataclass
+class IpmiPeer:
+    port: int
+    user: str = "admin"
+    password: str = "s3cret-ipmi"
+
+    def ipmitool_power(self) -> str:
+        """Power as Debian's ipmitool reads it (the cross-check)."""
+        out = subprocess.run(
+            [
+                "ipmitool",
+                "-I",
+                "lanplus",
+                "-C",
+                "3",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-P",
+                self.password,
+                "power",
+                "status",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        return "On" if out.strip().lower().endswith("on") else "Off"
+
+
+@contextmanager
+def pyghmi_fake_bmc(workdir: Path) -> Iterator[IpmiPeer]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    script = workdir / "fakebmc.py"
+    script.write_text(FAKE_BMC)
+    port = free_port(socket.SOCK_DGRAM)
+    with process([sys.executable, str(script), str(port)], port, udp=True):
+        yield IpmiPeer(port)
+
+
+# -- racadm over SSH ----------------------------------------------------------------------
+GENERATIONS = {
+    # iDRAC 7/8 style
+    "idrac8": {
+        "status": "Server power status: {state}",
+        "ok": "Server power operation successful",
+        "already": "Server is already powered {state}",
+    },
+    # iDRAC 9 style
+    "idrac9": {
+        "status": "Server Power Status: {state}",
+        "ok": "Server power operation successful",
+        "already": "Server is already powered {state}.",
+    },
+}
+
+
+@dataclass
+class RacadmPeer:
+    """A test SSH server answering racadm commands: the only hand-written peer (no emulator exists)."""
+
+    port: int
+    host_key: str  # OpenSSH public key line
+    generation: str
+    user: str = "root"
+    password: str = "s3cret-racadm"
+    power: str = "OFF"
+    watts_on: int = 112
+    commands: list[str] = field(default_factory=list)
+
+    def answer(self, command: str) -> tuple[str, int]:
+        self.commands.append(command)
+        fmt = GENERATIONS[self.generation]
+        args = command.split()
+        if args[:2] == ["racadm", "serveraction"] and len(args) == 3:
+            verb = args[2]
+            if verb == "powerstatus":
+                return fmt["status"].format(state=self.power) + "\n", 0
+            target = {"powerup": "ON", "powerdown": "OFF", "graceshutdown": "OFF", "powercycle": "ON", "hardreset": "ON"}.get(verb)
+            if target is None:
+                return f"ERROR: Invalid action: {verb}\n", 1
+            if verb in ("powerup", "powerdown", "graceshutdown") and self.power == target:
+                return fmt["already"].format(state=target) + "\n", 1
+            self.power = target
+            return fmt["ok"] + "\n", 0
+        if args[:2] == ["racadm", "getsysinfo"]:
+            return (
+                "RAC Information:\nRAC Date/Time           = Mon Nov 23 20:00:00 2026\nFirmware Version        = 2.83.83.83\n\n"
+                "System Information:\nSystem Model            = PowerEdge R620\nSystem BIOS Version     = 2.9.0\n"
+                f"Service Tag             = RAC0620\nHost Name               = esx21.lab.local\nPower Status            = {self.power}\n",
+                0,
+            )
+        if args[:3] == ["racadm", "getconfig", "-g"] and "cfgServerActualPowerConsumption" in command:
+            watts = self.watts_on if self.power == "ON" else 0
+            return f"{watts} W | {round(watts * 3.412)} Btu/hr\n", 0
+        return "ERROR: Unable to perform the requested operation.\n", 1
+
+
+@contextmanager
+def racadm_ssh(generation: str = "idrac9") -> Iterator[RacadmPeer]:
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    port = free_port()
+    peer = RacadmPeer(port, key.export_public_key().decode().strip(), generation)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    class Server(asyncssh.SSHServer):
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, username: str, password: str) -> bool:
+            return username == peer.user and password == peer.password
+
+    async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
+        out, status = peer.answer(process.command or "")
+        process.stdout.write(out)
+        process.exit(status)
+
+    async def serve() -> asyncssh.SSHAcceptor:
+        return await asyncssh.create_server(Server, "127.0.0.1", port, server_host_keys=[key], process_factory=handle)
+
+    acceptor: list[asyncssh.SSHAcceptor] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        acceptor.append(loop.run_until_complete(serve()))
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("racadm SSH test server did not start")
+    try:
+        yield peer
+    finally:
+        loop.call_soon_threadsafe(acceptor[0].close)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
