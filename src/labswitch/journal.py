@@ -138,6 +138,14 @@ class Journal:
         rows = self._db.execute("SELECT phase, action, target, status, detail, seconds FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
         return list(rows)
 
+    def power_steps(self) -> list[tuple[float, str, str]]:
+        """(time, action, server) of every successful server power change: confirmed off, powered on."""
+        rows = self._db.execute(
+            "SELECT at, action, target FROM steps WHERE status = 'ok' AND action IN ('confirm-off', 'bmc-power-on') "
+            "AND NOT (action = 'bmc-power-on' AND detail = 'already on') ORDER BY at"
+        )
+        return [(float(at), str(action), str(target)) for at, action, target in rows]
+
     def _latest_started(self, group: str) -> RunRecord | None:
         for record in self.runs(limit=1000):
             if group in record.groups and record.outcome != "refused" and record.intent in ("down", "up"):

@@ -174,6 +174,7 @@ class Startup(Strict):
 class Energy(Strict):
     price_per_kwh: Annotated[float, Field(ge=0)] = 0.30
     currency: str = "EUR"
+    server_watts: Annotated[float, Field(gt=0)] = 80.0  # a server's draw when on, where no BMC reading says otherwise
 
 
 class Config(Strict):
