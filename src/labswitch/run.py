@@ -175,7 +175,10 @@ class Runner:
         if not steps:
             return
         start = self._phase("host-shutdown")
-        self._parallel(steps, lambda s: self._shut_one_host(s, start))
+        # Each host mostly waits (its shutdown, then BMC polls): one worker per host, not max_parallel.
+        with ThreadPoolExecutor(max_workers=len(steps)) as hosts:
+            for future in [hosts.submit(self._shut_one_host, s, start) for s in steps]:
+                future.result()
 
     def _shut_one_host(self, step: Step, start: float) -> None:
         driver = self.drivers[step.server or step.target]
