@@ -6,11 +6,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
 from pyVmomi import vim
 
 from tests.conftest import Result
-from tests.labsim import Lab
+from tests.labsim import Lab, tagged_vms
 
 Run = Callable[..., Result]
 
@@ -52,22 +51,8 @@ def test_status_json_matches_vcenter_and_bmcs(cli: Run, lab: Lab) -> None:
 
 def test_status_tags_match_the_tagging_api(cli: Run, lab: Lab) -> None:
     data = run_status(cli, lab).json()
-    base = lab.url.removesuffix("/sdk")
-    http = requests.Session()
-    http.trust_env = False  # REQUESTS_CA_BUNDLE would override the session's verify
-    http.verify = str(lab.cert)
-    auth = ("administrator@vsphere.local", lab.env["LABSIM_VCENTER_PASSWORD"])
-    http.headers["vmware-api-session-id"] = http.post(f"{base}/rest/com/vmware/cis/session", auth=auth).json()["value"]
-    tag_ids = http.get(f"{base}/rest/com/vmware/cis/tagging/tag").json()["value"]
-    tagged = set()
-    for entry in http.post(
-        f"{base}/rest/com/vmware/cis/tagging/tag-association?~action=list-attached-objects-on-tags", json={"tag_ids": tag_ids}
-    ).json()["value"]:
-        tagged |= {o["id"] for o in entry.get("object_ids") or []}
-    with lab.vsphere() as content:
-        moid = {name: vm._moId for name, vm in lab.objects(content, vim.VirtualMachine).items()}
     shown = {v["name"] for v in data["vms"] if "Lab/StartUp" in v["tags"]}
-    assert shown and shown == {name for name, m in moid.items() if m in tagged}
+    assert shown and shown == tagged_vms(lab)
 
 
 def test_status_follows_a_server_switched_off_at_its_bmc(cli: Run, lab: Lab) -> None:

@@ -36,21 +36,19 @@ class IpmiDriver:
         return Power.ON if state == "on" else Power.OFF if state == "off" else Power.UNKNOWN
 
     def power_on(self) -> bool:
-        if self.power_state() is Power.ON:
-            return False
-        self._call(lambda c: c.set_power("on", wait=False))
-        return True
+        return self._set_power("on", unless=Power.ON)
 
     def graceful_shutdown(self) -> bool:
-        if self.power_state() is Power.OFF:
-            return False
-        self._call(lambda c: c.set_power("shutdown", wait=False))  # ACPI soft-off
-        return True
+        return self._set_power("shutdown", unless=Power.OFF)  # ACPI soft-off
 
     def force_off(self) -> bool:
-        if self.power_state() is Power.OFF:
+        return self._set_power("off", unless=Power.OFF)
+
+    def _set_power(self, state: str, unless: Power) -> bool:
+        """False, sending nothing, when the server already is ``unless``."""
+        if self.power_state() is unless:
             return False
-        self._call(lambda c: c.set_power("off", wait=False))
+        self._call(lambda c: c.set_power(state, wait=False))
         return True
 
     def power_cycle(self) -> None:

@@ -55,33 +55,36 @@ def status(ctx: typer.Context, servers: Servers = None, json_out: Json = False) 
     _finish(outcomes)
 
 
-def _power_command(name: str, verb: str, op: Callable[[Driver], bool], done: str, already: str) -> None:
-    def command(ctx: typer.Context, servers: Servers = None, json_out: Json = False) -> None:
-        outcomes = _run(ctx, servers, op)
-        rows = [
-            {"server": o.server, "ok": o.error is None, "changed": bool(o.value), "detail": o.error or (done if o.value else already)}
-            for o in outcomes
-        ]
-        if json_out:
-            render.emit_json(rows)
-        else:
-            for r in rows:
-                if r["ok"]:
-                    render.stdout.print(f"{r['server']}: {r['detail']}", markup=False)
-        _finish(outcomes)
+def _report_actions(outcomes: list[bmc.Outcome], json_out: bool, done: str, already: str) -> None:
+    """One line (or JSON row) per server: what was done, or that nothing was needed."""
+    rows = [
+        {
+            "server": o.server,
+            "ok": o.error is None,
+            "changed": o.error is None and o.value is not False,
+            "detail": o.error or (already if o.value is False else done),
+        }
+        for o in outcomes
+    ]
+    if json_out:
+        render.emit_json(rows)
+    else:
+        for r in rows:
+            if r["ok"]:
+                render.stdout.print(f"{r['server']}: {r['detail']}", markup=False)
+    _finish(outcomes)
 
-    command.__doc__ = f"{verb} (all configured servers by default)."
-    bmc_app.command(name)(command)
+
+@bmc_app.command("on")
+def on(ctx: typer.Context, servers: Servers = None, json_out: Json = False) -> None:
+    """Power the servers on; a server already on succeeds and says so."""
+    _report_actions(_run(ctx, servers, lambda d: d.power_on()), json_out, "powered on", "already on")
 
 
-_power_command("on", "Power the servers on; a server already on succeeds and says so", lambda d: d.power_on(), "powered on", "already on")
-_power_command(
-    "shutdown",
-    "Ask the servers' OS to shut down (ACPI, GracefulShutdown)",
-    lambda d: d.graceful_shutdown(),
-    "graceful shutdown requested",
-    "already off",
-)
+@bmc_app.command("shutdown")
+def shutdown(ctx: typer.Context, servers: Servers = None, json_out: Json = False) -> None:
+    """Ask the servers' OS to shut down (ACPI: GracefulShutdown, else PushPowerButton)."""
+    _report_actions(_run(ctx, servers, lambda d: d.graceful_shutdown()), json_out, "graceful shutdown requested", "already off")
 
 
 @bmc_app.command("off")
@@ -95,33 +98,14 @@ def off(
 
     Prefer `labswitch down`, which shuts the VMs and hosts down first.
     """
-    outcomes = _run(ctx, servers, (lambda d: d.force_off()) if force else (lambda d: d.graceful_shutdown()))
-    done = "powered off (ForceOff)" if force else "graceful shutdown requested"
-    rows = [
-        {"server": o.server, "ok": o.error is None, "changed": bool(o.value), "detail": o.error or (done if o.value else "already off")}
-        for o in outcomes
-    ]
-    if json_out:
-        render.emit_json(rows)
-    else:
-        for r in rows:
-            if r["ok"]:
-                render.stdout.print(f"{r['server']}: {r['detail']}", markup=False)
-    _finish(outcomes)
+    op: Callable[[Driver], Any] = (lambda d: d.force_off()) if force else (lambda d: d.graceful_shutdown())
+    _report_actions(_run(ctx, servers, op), json_out, "powered off (ForceOff)" if force else "graceful shutdown requested", "already off")
 
 
 @bmc_app.command("cycle")
 def cycle(ctx: typer.Context, servers: Servers = None, json_out: Json = False) -> None:
     """Power-cycle the servers (PowerCycle, else ForceRestart)."""
-    outcomes = _run(ctx, servers, lambda d: d.power_cycle())
-    rows = [{"server": o.server, "ok": o.error is None, "detail": o.error or "power cycled"} for o in outcomes]
-    if json_out:
-        render.emit_json(rows)
-    else:
-        for r in rows:
-            if r["ok"]:
-                render.stdout.print(f"{r['server']}: {r['detail']}", markup=False)
-    _finish(outcomes)
+    _report_actions(_run(ctx, servers, lambda d: d.power_cycle()), json_out, "power cycled", "power cycled")
 
 
 @bmc_app.command("info")
