@@ -74,3 +74,37 @@ def test_energy_reports_labsim_watts_and_a_consistent_cost(cli: Run, lab: Lab, t
     assert abs(data["monthly_cost_always_on"] - expected) < 0.01
     assert data["currency"] == "EUR"
     assert (tmp_path / "energy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bmc_commands_against_sushy_tools(cli: Run, tmp_path: Path) -> None:
+    from tests import peers
+
+    with peers.sushy_emulator(tmp_path / "sushy") as peer:
+        config = tmp_path / "sushy.toml"
+        config.write_text(
+            f'[vcenter]\nurl = "vc.invalid"\nuser = "u"\npassword = {{ env = "UNUSED_VC" }}\n\n[groups.lab]\n\n'
+            f'[[servers]]\nname = "sushy1"\nesxi = "sushy1.lab"\ngroup = "lab"\n'
+            f'bmc = {{ driver = "redfish", address = "{peer.url}", user = "{peer.user}", password = {{ env = "SUSHY_PW" }}, '
+            f'tls = {{ thumbprint = "{peer.thumbprint}" }} }}\n'
+        )
+        env = {"UNUSED_VC": "x", "SUSHY_PW": peer.password}
+        system = f"{peer.url}/redfish/v1/Systems/lab-1"
+
+        def truth() -> str:
+            import requests
+
+            return str(requests.get(system, auth=(peer.user, peer.password), verify=str(peer.cert), timeout=10).json()["PowerState"])
+
+        status = cli("--config", str(config), "bmc", "status", "--json", env=env)
+        assert status.code == 0 and status.json() == [{"server": "sushy1", "power": truth()}]
+        on = cli("--config", str(config), "bmc", "on", "--json", env=env)
+        assert on.code == 0 and on.json()[0]["ok"] is True
+        wait_until(lambda: truth() == "On", 20, "sushy-tools system on (its fake driver applies changes 0-11 s later)")
+        off = cli("--config", str(config), "bmc", "off", "sushy1", "--force", env=env)
+        assert off.code == 0 and "sushy1: powered off (ForceOff)" in off.stdout
+        wait_until(lambda: truth() == "Off", 20, "sushy-tools system off")
+        info = cli("--config", str(config), "bmc", "info", "--json", env=env)
+        assert info.code == 0 and info.json()[0]["power"] == "Off"
+        watts = cli("--config", str(config), "bmc", "watts", "--json", env=env)
+        assert watts.code == 0 and watts.json()[0]["watts"] is None
+        assert "reports no PowerControl" in watts.json()[0]["error"]
