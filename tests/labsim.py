@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import signal
 import ssl
 import subprocess
@@ -140,10 +139,6 @@ def start(workdir: Path, *args: str, timeout: float = 60.0) -> Lab:
             pem = ssl.get_server_certificate(lab.host_port)
             assert hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest() == thumbprint
             return lab
-
-
-def have_labsim() -> bool:
-    return Path(os.environ.get("LABSIM_BIN") or REPO / "labsim" / "bin" / "labsim").exists() or shutil.which("labsim") is not None
 
 
 MUTATING = {

@@ -43,12 +43,11 @@ def note(message: str) -> None:
 class Progress:
     """Run feedback on stderr: the phase, counts and elapsed time on a terminal; plain lines otherwise."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self) -> None:
         import time
 
         self._time = time.monotonic
         self.start = time.monotonic()
-        self.total = total
         self.done = 0
         self.failed = 0
         self.phase = ""
@@ -75,7 +74,7 @@ class Progress:
             else:
                 stderr.print(line, markup=False)
         if self._status is not None:
-            self._status.update(f"{self.phase}  {self.done}/{self.total} steps  {self.failed} failed  {self._elapsed()}")
+            self._status.update(f"{self.phase}  {self.done} steps done  {self.failed} not ok  {self._elapsed()}")
 
     def stop(self) -> None:
         if self._status is not None:

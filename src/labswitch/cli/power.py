@@ -118,7 +118,7 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
         show_plan(plan, json_out=False, to_stderr=True)
         return typer.confirm(f"{request.intent} {', '.join(plan.groups)}: {len(plan.steps)} steps on {len(plan.servers)} servers. Proceed?")
 
-    progress = render.Progress(total=0)
+    progress = render.Progress()
     try:
         outcome = power.execute(config, request, confirm, progress)
     finally:
