@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from labswitch.bmc import Driver, driver_for
+from labswitch.bmc import Driver, Power, driver_for
 from labswitch.config import Config, Server
 from labswitch.errors import ConfigError, EndpointError, NotSupported
 
@@ -36,19 +36,31 @@ def select(config: Config, names: Sequence[str]) -> list[Server]:
 
 def each(config: Config, servers: Sequence[Server], operation: Callable[[Driver], Any]) -> list[Outcome]:
     """Run ``operation`` on every server's BMC in parallel; results in the servers' order."""
-
-    def one(server: Server) -> Outcome:
-        driver = driver_for(server, config.policy.bmc_timeout)
-        try:
-            return Outcome(server.name, operation(driver))
-        except NotSupported as exc:
-            return Outcome(server.name, error=str(exc), unsupported=True)
-        except EndpointError as exc:
-            return Outcome(server.name, error=str(exc))
-        finally:
+    drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
+    try:
+        return on_drivers(drivers, operation, config.policy.max_parallel)
+    finally:
+        for driver in drivers.values():
             driver.close()
 
-    if not servers:
+
+def on_drivers(drivers: Mapping[str, Driver], operation: Callable[[Driver], Any], max_parallel: int) -> list[Outcome]:
+    """Run ``operation`` on drivers already open (kept open), in parallel; results in their order."""
+
+    def one(name: str, driver: Driver) -> Outcome:
+        try:
+            return Outcome(name, operation(driver))
+        except NotSupported as exc:
+            return Outcome(name, error=str(exc), unsupported=True)
+        except EndpointError as exc:
+            return Outcome(name, error=str(exc))
+
+    if not drivers:
         return []
-    with ThreadPoolExecutor(max_workers=min(config.policy.max_parallel, len(servers))) as pool:
-        return list(pool.map(one, servers))
+    with ThreadPoolExecutor(max_workers=min(max_parallel, len(drivers))) as pool:
+        return list(pool.map(one, drivers, drivers.values()))
+
+
+def power_states(outcomes: Sequence[Outcome]) -> dict[str, tuple[Power, str | None]]:
+    """Server -> (power, why it is Unknown) from power_state() outcomes."""
+    return {o.server: (o.value, None) if o.error is None else (Power.UNKNOWN, o.error) for o in outcomes}

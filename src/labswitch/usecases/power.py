@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from labswitch import vsphere
-from labswitch.bmc import Driver, Power, driver_for
+from labswitch.bmc import Driver, driver_for
 from labswitch.config import Config
-from labswitch.errors import ConfigError, EndpointError, SafetyRefusal
+from labswitch.errors import ConfigError, SafetyRefusal
 from labswitch.journal import Journal, VMState, default_path
 from labswitch.plan import Facts, Intent, Plan, make_plan, target_groups
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
+from labswitch.usecases import bmc
 from labswitch.vsphere.actions import Actions
 
 OK_STATUSES = ("ok", "fallback")  # a fallback is a step the policy's fallback completed
@@ -83,10 +84,11 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
     servers = [s for s in config.servers if s.group in groups]
     drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
     try:
-        with ThreadPoolExecutor(max_workers=max(1, min(config.policy.max_parallel, len(servers)))) as pool:
-            power = dict(zip(drivers, pool.map(_read_power, drivers.values()), strict=True))
+        with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
+            reading = side.submit(bmc.on_drivers, drivers, lambda d: d.power_state(), config.policy.max_parallel)
             with vsphere.connect(config.vcenter) as vc:
                 snap = vc.snapshot(tags_required=request.intent is Intent.UP and not request.restore)
+                power = bmc.power_states(reading.result())
                 facts = Facts(
                     vcenter_addresses=_addresses(urlsplit(config.vcenter.https_url).hostname or ""),
                     self_addresses=_self_addresses(config),
@@ -99,13 +101,6 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
         for driver in drivers.values():
             driver.close()
         journal.close()
-
-
-def _read_power(driver: Driver) -> tuple[Power, str | None]:
-    try:
-        return driver.power_state(), None
-    except EndpointError as exc:
-        return Power.UNKNOWN, str(exc)
 
 
 def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot, plan: Plan, groups: Sequence[str]) -> None:

@@ -6,9 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from labswitch import vsphere
-from labswitch.bmc import Power, driver_for
-from labswitch.config import Config, Server
-from labswitch.errors import EndpointError
+from labswitch.config import Config
+from labswitch.usecases import bmc
 
 
 @dataclass(frozen=True)
@@ -39,31 +38,20 @@ class StatusReport:
     notes: tuple[str, ...]
 
 
-def bmc_power(server: Server, timeout: float) -> tuple[Power, str | None]:
-    """The server's power through its BMC, or Unknown with the reason."""
-    driver = driver_for(server, timeout)
-    try:
-        return driver.power_state(), None
-    except EndpointError as exc:
-        return Power.UNKNOWN, str(exc)
-    finally:
-        driver.close()
-
-
 def status(config: Config) -> StatusReport:
     servers = config.servers
-    with ThreadPoolExecutor(max_workers=max(1, min(config.policy.max_parallel, len(servers)))) as pool:
-        power = {s.name: pool.submit(bmc_power, s, config.policy.bmc_timeout) for s in servers}
+    with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
+        reading = side.submit(bmc.each, config, servers, lambda d: d.power_state())
         with vsphere.connect(config.vcenter) as vc:
             snap = vc.snapshot()
-        bmc = {name: future.result() for name, future in power.items()}
+        power = bmc.power_states(reading.result())
 
     by_esxi = {s.esxi: s for s in servers}
     display = {h.moid: (by_esxi[h.name].name if h.name in by_esxi else h.name) for h in snap.hosts}
     hosts = []
     for h in snap.hosts:
         server = by_esxi.get(h.name)
-        state, error = bmc[server.name] if server else (None, None)
+        state, error = power[server.name] if server else (None, None)
         hosts.append(
             HostStatus(
                 name=display[h.moid],
@@ -80,7 +68,7 @@ def status(config: Config) -> StatusReport:
     found = {h.name for h in snap.hosts}
     for s in servers:
         if s.esxi not in found:
-            state, error = bmc[s.name]
+            state, error = power[s.name]
             hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error))
             notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
     vms = tuple(
