@@ -68,10 +68,8 @@ class Progress:
             self.done += 1
             status = getattr(r, "status", "")
             self.failed += status not in ("ok", "fallback")
-            line = f"[{self._elapsed()}] {status:7} {getattr(r, 'action', '')} {getattr(r, 'target', '')}: {getattr(r, 'detail', '')}"
-            if self.live and status == "ok":
-                pass  # the status line counts it
-            else:
+            if not (self.live and status == "ok"):  # on a terminal the status line counts the ok steps
+                line = f"[{self._elapsed()}] {status:7} {getattr(r, 'action', '')} {getattr(r, 'target', '')}: {getattr(r, 'detail', '')}"
                 stderr.print(line, markup=False)
         if self._status is not None:
             self._status.update(f"{self.phase}  {self.done} steps done  {self.failed} not ok  {self._elapsed()}")

@@ -24,7 +24,6 @@ class Actions:
     """Start actions on managed objects by moid; wait for their tasks through the change feed."""
 
     def __init__(self, si: Any, content: Any, timeout: float) -> None:
-        self.si = si
         self.content = content
         self.stub = si._stub
         self.poll_ceiling = max(1.0, timeout - 5)
