@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import hashlib
 import json
+import select
 import shutil
 import socket
 import subprocess
@@ -61,13 +62,18 @@ def self_signed(directory: Path) -> tuple[Path, Path, str]:
     return cert_path, key_path, hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30, udp: bool = False) -> None:
+def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30, ready_line: bytes | None = None) -> None:
+    """Until the peer accepts TCP on ``port``, or (UDP peers) prints ``ready_line`` once bound."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"peer exited with {proc.returncode}")
-        if udp:
-            return _wait_udp(deadline)
+        if ready_line is not None:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if ready and proc.stdout.readline().strip() == ready_line:
+                return
+            continue
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -75,15 +81,12 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30
     raise RuntimeError(f"peer not listening on {port} after {timeout}s")
 
 
-def _wait_udp(deadline: float) -> None:
-    time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # UDP has no handshake to wait on; the BMC binds at once
-
-
 @contextmanager
-def process(cmd: list[str], port: int, udp: bool = False, **kw: object) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+def process(cmd: list[str], port: int, ready_line: bytes | None = None, **kw: object) -> Iterator[subprocess.Popen[bytes]]:
+    stdout = subprocess.PIPE if ready_line is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
     try:
-        wait_listening(port, proc, udp=udp)
+        wait_listening(port, proc, ready_line=ready_line)
         yield proc
     finally:
         proc.terminate()
@@ -161,6 +164,7 @@ def sushy_static_idrac(workdir: Path) -> Iterator[RedfishPeer]:
 
 
 FAKE_BMC = """
+import os
 import sys
 from pyghmi.cmd.fakebmc import FakeBmc
 import pyghmi.ipmi.bmc as bmc
@@ -183,7 +187,10 @@ class LabBmc(FakeBmc):
         self.powerstate = "off"
         self.bootdevice = "default"
 
-LabBmc(int(sys.argv[1])).listen()
+bmc_server = LabBmc(int(sys.argv[1]))  # binds its UDP socket
+print("READY", flush=True)
+sys.stdout = open(os.devnull, "w")  # FakeBmc prints each power change; nobody reads the pipe after READY
+bmc_server.listen()
 """
 
 
@@ -227,7 +234,7 @@ def pyghmi_fake_bmc(workdir: Path) -> Iterator[IpmiPeer]:
     script = workdir / "fakebmc.py"
     script.write_text(FAKE_BMC)
     port = free_port(socket.SOCK_DGRAM)
-    with process([sys.executable, str(script), str(port)], port, udp=True):
+    with process([sys.executable, str(script), str(port)], port, ready_line=b"READY"):
         yield IpmiPeer(port)
 
 
