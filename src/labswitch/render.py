@@ -67,7 +67,7 @@ class Progress:
             r = data
             self.done += 1
             status = getattr(r, "status", "")
-            self.failed += status not in ("ok", "fallback")
+            self.failed += not getattr(r, "ok", False)
             if not (self.live and status == "ok"):  # on a terminal the status line counts the ok steps
                 line = f"[{self._elapsed()}] {status:7} {getattr(r, 'action', '')} {getattr(r, 'target', '')}: {getattr(r, 'detail', '')}"
                 stderr.print(line, markup=False)

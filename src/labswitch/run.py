@@ -31,6 +31,11 @@ class StepResult:
     detail: str
     seconds: float
 
+    @property
+    def ok(self) -> bool:
+        """Done: directly, or by the fallback the policy names."""
+        return self.status in ("ok", "fallback")
+
 
 EventSink = Callable[[str, Any], None]  # ("phase", name) or ("step", StepResult)
 

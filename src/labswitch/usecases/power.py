@@ -20,8 +20,6 @@ from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
 from labswitch.vsphere.actions import Actions
 
-OK_STATUSES = ("ok", "fallback")  # a fallback is a step the policy's fallback completed
-
 
 @dataclass(frozen=True)
 class Request:
@@ -40,7 +38,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return all(r.status in OK_STATUSES for r in self.results)
+        return all(r.ok for r in self.results)
 
 
 def make(config: Config, request: Request) -> Plan:
@@ -69,7 +67,7 @@ def execute(config: Config, request: Request, confirm: Callable[[Plan], bool], o
                 _record_states(journal, run_id, config, snap, plan, record_for)
             actions = Actions(vc.si, vc.content, config.vcenter.timeout)
             results = Runner(actions, config, drivers, journal, run_id, on_event).run(plan)
-            outcome = "ok" if all(r.status in OK_STATUSES for r in results) else "failed"
+            outcome = "ok" if all(r.ok for r in results) else "failed"
         finally:
             journal.finish(run_id, outcome)
         return Outcome(plan, run_id, tuple(results))
