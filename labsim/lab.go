@@ -52,6 +52,7 @@ type Lab struct {
 	servers    []*Server
 	byHost     map[types.ManagedObjectReference]*Server
 	vms        map[types.ManagedObjectReference]*vmTraits
+	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
 	calls      *callCounter
 	tmpdir     string
 }
@@ -75,6 +76,10 @@ func newLab(o options) (*Lab, error) {
 	}
 
 	l.model = simulator.VPX()
+	// A vCenter 7.0 U3: the API version that reports SGX (hardware.sgxInfo, config.sgxInfo).
+	l.model.ServiceContent.About.Version, l.model.ServiceContent.About.Build = "7.0.3", "20395099"
+	l.model.ServiceContent.About.ApiVersion = "7.0.3.0"
+	l.model.ServiceContent.About.FullName = "VMware vCenter Server 7.0.3 build-20395099 (labsim)"
 	l.model.Datacenter, l.model.Cluster, l.model.Host, l.model.Machine = 0, 0, 0, 0
 	l.model.Portgroup, l.model.Datastore = 0, 0
 	if err := l.model.Create(); err != nil {
@@ -90,6 +95,13 @@ func newLab(o options) (*Lab, error) {
 	rng := rand.New(rand.NewSource(o.seed))
 	vmsToTag, err := l.buildInventory(rng)
 	if err != nil {
+		return nil, err
+	}
+	l.hostOptions()
+	if err := l.sgx(); err != nil {
+		return nil, err
+	}
+	if err := l.cbt(context.Background(), rng); err != nil {
 		return nil, err
 	}
 
@@ -240,6 +252,7 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 			}
 			t := &vmTraits{server: s}
 			if name != "vcsa" && name != "labswitch" {
+				l.vmOrder = append(l.vmOrder, ref)
 				t.toolless = rng.Float64() < l.opts.toollessFraction
 				t.hung = rng.Float64() < l.opts.hungFraction
 				if rng.Float64() < l.opts.startupTagFraction {

@@ -25,6 +25,8 @@ type options struct {
 	writeConfig, secretsFile, certOut                                string
 	noHostShutdown                                                   bool
 	stuckHosts, selfVMOn                                             string
+	sgxHosts, vsgxVMs                                                string
+	cbtFraction                                                      float64
 }
 
 func parseFlags() options {
@@ -53,6 +55,9 @@ func parseFlags() options {
 	flag.BoolVar(&o.noHostShutdown, "no-host-shutdown", false, "vCenter offers no ShutdownHost_Task/RebootHost_Task (MethodNotFound, as plain vcsim)")
 	flag.StringVar(&o.stuckHosts, "stuck-hosts", "", "comma-separated servers that power on at the BMC but never reconnect to vCenter")
 	flag.StringVar(&o.selfVMOn, "self-vm-on", "none", "add VM 'labswitch' whose guest host name is this machine's: mgmt, payload or none")
+	flag.StringVar(&o.sgxHosts, "sgx-hosts", "", "SGX state per server, NAME=STATE,... (enabled, disabledBIOS, ...; others notPresent)")
+	flag.StringVar(&o.vsgxVMs, "vsgx-vms", "", "virtual SGX per VM, NAME=EPC_MB,...")
+	flag.Float64Var(&o.cbtFraction, "cbt-fraction", 0.0, "fraction of payload VMs with changed block tracking on")
 	flag.Parse()
 	return o
 }

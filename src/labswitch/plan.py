@@ -22,6 +22,7 @@ from labswitch.snapshot import HostInfo, Snapshot, VMInfo
 class Intent(enum.StrEnum):
     DOWN = "down"
     UP = "up"
+    REBOOT = "reboot"  # one host: guests down, maintenance, reboot, back, guests up again
 
 
 @dataclass(frozen=True)
@@ -120,21 +121,27 @@ def make_plan(
 # -- safety ------------------------------------------------------------------------------
 def _safety(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None]) -> list[str]:
     refusals = []
-    self_ids = {a for a in facts.self_addresses if not _loopback(a)}
     for server in servers:
         host = hosts[server.name]
-        if host is None:
-            continue
-        for vm in snap.vms_on(host.moid):
-            ids = _identities(vm)
-            if (config.vcenter.vm and vm.name == config.vcenter.vm) or ids & _with_short_names(facts.vcenter_addresses):
-                refusals.append(f"VM {vm.name} is the vCenter and runs on {server.name}; move it to an always-on host first")
-            if ids & _with_short_names(self_ids):
-                refusals.append(f"VM {vm.name} is the machine running labswitch and runs on {server.name}; run labswitch elsewhere")
-            if any(fnmatchcase(vm.name.lower(), glob.lower()) for glob in config.policy.protect):
-                refusals.append(f"VM {vm.name} on {server.name} matches policy.protect; move it or change the policy")
-            if config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
-                refusals.append(f"VM {vm.name} on {server.name} carries the protect tag {config.policy.protect_tag}")
+        if host is not None:
+            refusals += _host_safety(snap, config, facts, host, server.name)
+    return refusals
+
+
+def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, label: str) -> list[str]:
+    """Why the VMs on ``host`` must not be stopped: the vCenter, labswitch's own machine, protected VMs."""
+    refusals = []
+    self_ids = {a for a in facts.self_addresses if not _loopback(a)}
+    for vm in snap.vms_on(host.moid):
+        ids = _identities(vm)
+        if (config.vcenter.vm and vm.name == config.vcenter.vm) or ids & _with_short_names(facts.vcenter_addresses):
+            refusals.append(f"VM {vm.name} is the vCenter and runs on {label}; move it to an always-on host first")
+        if ids & _with_short_names(self_ids):
+            refusals.append(f"VM {vm.name} is the machine running labswitch and runs on {label}; run labswitch elsewhere")
+        if any(fnmatchcase(vm.name.lower(), glob.lower()) for glob in config.policy.protect):
+            refusals.append(f"VM {vm.name} on {label} matches policy.protect; move it or change the policy")
+        if config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
+            refusals.append(f"VM {vm.name} on {label} carries the protect tag {config.policy.protect_tag}")
     return refusals
 
 
@@ -181,7 +188,9 @@ def _down(
     snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None], notes: list[str]
 ) -> list[Step]:
     waves = config.startup.waves
-    guest, hard, maintenance, shutdown = [], [], [], []
+    guest: list[tuple[VMInfo, str]] = []
+    hard: list[Step] = []
+    maintenance, shutdown = [], []
     for server in servers:
         host = hosts[server.name]
         if facts.bmc_power.get(server.name) is Power.OFF:
@@ -189,27 +198,62 @@ def _down(
         if host is None or host.connection_state != "connected":
             shutdown.append(Step("host-shutdown", "bmc-graceful-shutdown", server.name, host.moid if host else None, server.name))
             continue
-        blocked = False
-        for vm in snap.vms_on(host.moid):
-            if vm.power_state != "poweredOn":
-                continue
-            if vm.tools_running:
-                guest.append((vm, server))
-            elif config.policy.hard_power_off:
-                hard.append(Step("power-off", "power-off-vm", vm.name, vm.moid, server.name))
-            else:
-                hard.append(Step("power-off", "leave-running", vm.name, vm.moid, server.name))
-                blocked = True
+        blocked = _stop_vms(snap, config, host, server.name, guest, hard)
         if blocked:
             notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
             continue
         if not host.in_maintenance:
             maintenance.append(Step("maintenance", "enter-maintenance", server.name, host.moid, server.name))
         shutdown.append(Step("host-shutdown", "shutdown-host", server.name, host.moid, server.name))
+    return _guest_steps(guest, waves) + hard + maintenance + shutdown
+
+
+def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest: list[tuple[VMInfo, str]], hard: list[Step]) -> bool:
+    """Add the steps that stop the powered-on VMs of ``host``; True when one must stay on (the host too)."""
+    blocked = False
+    for vm in snap.vms_on(host.moid):
+        if vm.power_state != "poweredOn":
+            continue
+        if vm.tools_running:
+            guest.append((vm, label))
+        elif config.policy.hard_power_off:
+            hard.append(Step("power-off", "power-off-vm", vm.name, vm.moid, label))
+        else:
+            hard.append(Step("power-off", "leave-running", vm.name, vm.moid, label))
+            blocked = True
+    return blocked
+
+
+def _guest_steps(guest: list[tuple[VMInfo, str]], waves: Sequence[Wave]) -> list[Step]:
     # Reverse start-up order: the last wave's VMs are asked first.
     guest.sort(key=lambda pair: (-wave_of(pair[0], waves), pair[0].name))
-    guest_steps = [Step("guest-shutdown", "shutdown-guest", vm.name, vm.moid, server.name) for vm, server in guest]
-    return guest_steps + hard + maintenance + shutdown
+    return [Step("guest-shutdown", "shutdown-guest", vm.name, vm.moid, label) for vm, label in guest]
+
+
+# -- reboot ------------------------------------------------------------------------------
+def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInfo) -> Plan:
+    """One host of a rolling reboot: its running VMs stopped, maintenance, reboot through vSphere,
+    reconnected, out of maintenance, and the same VMs started again."""
+    label = host.name
+    refusals = _host_safety(snap, config, facts, host, label)
+    if host.connection_state != "connected":
+        refusals.append(f"host {label} is {host.connection_state}; it cannot be rebooted through vCenter")
+    guest: list[tuple[VMInfo, str]] = []
+    hard: list[Step] = []
+    notes = []
+    if _stop_vms(snap, config, host, label, guest, hard):
+        refusals.append(f"host {label} runs VMs without VMware Tools and policy.hard_power_off is false; it cannot be emptied")
+    running = [vm for vm in snap.vms_on(host.moid) if vm.power_state == "poweredOn"]
+    steps = _guest_steps(guest, config.startup.waves) + hard
+    if not host.in_maintenance:
+        steps.append(Step("maintenance", "enter-maintenance", label, host.moid, label))
+    else:
+        notes.append(f"host {label} is in maintenance mode already; it is left in it after the reboot")
+    steps += [Step("reboot", "reboot-host", label, host.moid, label), Step("connect", "wait-connected", label, host.moid, label)]
+    if not host.in_maintenance:
+        steps.append(Step("maintenance-exit", "exit-maintenance", label, host.moid, label))
+    steps += [Step("start:restore", "power-on-vm", vm.name, vm.moid, label) for vm in sorted(running, key=lambda v: v.name)]
+    return Plan(Intent.REBOOT, (), (label,), tuple(steps), tuple(refusals), tuple(notes))
 
 
 # -- up ----------------------------------------------------------------------------------

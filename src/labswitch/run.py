@@ -59,6 +59,8 @@ class Runner:
         try:
             if plan.intent is Intent.DOWN:
                 self._down(plan)
+            elif plan.intent is Intent.REBOOT:
+                self._reboot(plan)
             else:
                 self._up(plan)
         finally:
@@ -90,13 +92,50 @@ class Runner:
 
     # -- down ------------------------------------------------------------------------------
     def _down(self, plan: Plan) -> None:
+        blocked = self._empty_hosts(plan)
+        self._host_shutdown([s for s in plan.phase("host-shutdown") if s.server not in blocked], blocked)
+
+    def _empty_hosts(self, plan: Plan) -> set[str]:
+        """Stop the VMs and put the hosts in maintenance mode; returns the servers left blocked."""
         blocked: set[str] = {s.server for s in plan.phase("power-off") if s.action == "leave-running" and s.server}
         blocked |= self._guest_shutdown(plan.phase("guest-shutdown"))
         for step in (s for s in plan.phase("power-off") if s.action == "leave-running"):
             self._record(step, "failed", "no VMware Tools and policy.hard_power_off is false: left on, host left on", time.monotonic())
         self._hard_power_off([s for s in plan.phase("power-off") if s.action == "power-off-vm"])
         self._enter_maintenance([s for s in plan.phase("maintenance") if s.server not in blocked], blocked)
-        self._host_shutdown([s for s in plan.phase("host-shutdown") if s.server not in blocked], blocked)
+        return blocked
+
+    # -- reboot (one host of a rolling reboot) ------------------------------------------------
+    def _reboot(self, plan: Plan) -> None:
+        step = plan.phase("reboot")[0]
+        if self._empty_hosts(plan):
+            self._record(step, "skipped", "host not emptied: see the steps above", time.monotonic())
+            return
+        start = self._phase("reboot")
+        moid = step.moid or ""
+        try:
+            error = self.actions.wait_tasks({"t": self.actions.reboot_host(moid)}, self.policy.maintenance_timeout)["t"]
+        except VSphereError as exc:
+            error = str(exc)
+        if error is not None:
+            self._record(step, "failed", f"{error}; the host stays in maintenance mode with its VMs off", start)
+            return
+        _, gone = self.actions.watch(
+            "host",
+            [moid],
+            ["runtime.connectionState"],
+            done=lambda st: st.get(moid, {}).get("runtime.connectionState") not in (None, "connected"),
+            timeout=self.policy.host_off_timeout,
+        )
+        if not gone:
+            self._record(step, "failed", f"still connected {self.policy.host_off_timeout:.0f}s after the reboot task", start)
+            return
+        self._record(step, "ok", "rebooting", start)
+        if self._connect_and_exit_maintenance(list(plan.phase("connect")), list(plan.phase("maintenance-exit")), start=None):
+            for vm in plan.phase("start:restore"):
+                self._record(vm, "skipped", "host did not come back", time.monotonic())
+            return
+        self._start_wave("start:restore", list(plan.phase("start:restore")), None, plan, wait=False)
 
     def _guest_shutdown(self, steps: tuple[Step, ...]) -> set[str]:
         """Ask every guest to shut down, wait on the change feed; returns servers left blocked."""
@@ -241,7 +280,10 @@ class Runner:
     # -- up --------------------------------------------------------------------------------
     def _up(self, plan: Plan) -> None:
         failed_servers = self._power_on(plan.phase("power-on"))
-        failed_servers |= self._connect_and_exit_maintenance(plan, failed_servers)
+        failed_servers |= self._connect_and_exit_maintenance(
+            [s for s in plan.phase("connect") if s.server not in failed_servers],
+            [s for s in plan.phase("maintenance") if s.server not in failed_servers],
+        )
         for phase in [p for p in plan.phases if p.startswith("start:")]:
             steps = [s for s in plan.phase(phase)]
             runnable = [s for s in steps if s.server not in failed_servers]
@@ -264,13 +306,12 @@ class Runner:
                 self._record(step, "ok", "powered on" if changed else "already on", start)
         return failed
 
-    def _connect_and_exit_maintenance(self, plan: Plan, failed: set[str]) -> set[str]:
-        """Exit maintenance on each host as soon as it is connected; a late host never races this."""
-        connect = [s for s in plan.phase("connect") if s.server not in failed]
-        exits = {s.moid: s for s in plan.phase("maintenance") if s.server not in failed and s.moid}
+    def _connect_and_exit_maintenance(self, connect: list[Step], exit_steps: list[Step], start: float | None = None) -> set[str]:
+        """Exit maintenance on each host as soon as it is connected; returns the servers that never connected."""
+        exits = {s.moid: s for s in exit_steps if s.moid}
         if not connect and not exits:
             return set()
-        start = self._phase("connect")
+        start = self._phase("connect") if start is None else start
         waiting = {s.moid: s for s in connect if s.moid}
         exited: dict[str, Future[None]] = {}
 

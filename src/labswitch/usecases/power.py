@@ -88,8 +88,8 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                 snap = vc.snapshot(tags_required=request.intent is Intent.UP and not request.restore)
                 power = bmc.power_states(reading.result())
                 facts = Facts(
-                    vcenter_addresses=_addresses(urlsplit(config.vcenter.https_url).hostname or ""),
-                    self_addresses=_self_addresses(config),
+                    vcenter_addresses=vcenter_addresses(config),
+                    self_addresses=self_addresses(config),
                     bmc_power={name: p for name, (p, _) in power.items()},
                     bmc_errors={name: e for name, (_, e) in power.items() if e},
                     restore=_restore_set(journal, groups) if request.restore else None,
@@ -122,14 +122,16 @@ def _restore_set(journal: Journal, groups: Sequence[str]) -> frozenset[str]:
     return frozenset(moids)
 
 
-def _addresses(name: str) -> frozenset[str]:
+def vcenter_addresses(config: Config) -> frozenset[str]:
+    """The vCenter URL's host name and the addresses it resolves to, lower case."""
+    name = urlsplit(config.vcenter.https_url).hostname or ""
     found = {name.lower()} if name else set()
     with contextlib.suppress(OSError, UnicodeError):
         found |= {str(info[4][0]).lower() for info in socket.getaddrinfo(name, None)}
     return frozenset(found)
 
 
-def _self_addresses(config: Config) -> frozenset[str]:
+def self_addresses(config: Config) -> frozenset[str]:
     """This machine's names, and the address it reaches vCenter from (no packet is sent)."""
     names = {socket.gethostname().lower(), socket.getfqdn().lower()}
     parts = urlsplit(config.vcenter.https_url)

@@ -36,22 +36,25 @@ class Actions:
 
     # Each starter returns a Task (or None when the call completes at once) or raises VSphereError.
     def shutdown_guest(self, moid: str) -> None:
-        self._call(lambda: self.vm(moid).ShutdownGuest())
+        self.call(lambda: self.vm(moid).ShutdownGuest())
 
     def power_off_vm(self, moid: str) -> Any:
-        return self._call(lambda: self.vm(moid).PowerOffVM_Task())
+        return self.call(lambda: self.vm(moid).PowerOffVM_Task())
 
     def power_on_vm(self, moid: str) -> Any:
-        return self._call(lambda: self.vm(moid).PowerOnVM_Task())
+        return self.call(lambda: self.vm(moid).PowerOnVM_Task())
 
     def enter_maintenance(self, moid: str) -> Any:
-        return self._call(lambda: self.host(moid).EnterMaintenanceMode_Task(timeout=0, evacuatePoweredOffVms=False))
+        return self.call(lambda: self.host(moid).EnterMaintenanceMode_Task(timeout=0, evacuatePoweredOffVms=False))
 
     def exit_maintenance(self, moid: str) -> Any:
-        return self._call(lambda: self.host(moid).ExitMaintenanceMode_Task(timeout=0))
+        return self.call(lambda: self.host(moid).ExitMaintenanceMode_Task(timeout=0))
 
     def shutdown_host(self, moid: str) -> Any:
-        return self._call(lambda: self.host(moid).ShutdownHost_Task(force=False))
+        return self.call(lambda: self.host(moid).ShutdownHost_Task(force=False))
+
+    def reboot_host(self, moid: str) -> Any:
+        return self.call(lambda: self.host(moid).RebootHost_Task(force=False))
 
     def wait_tasks(self, tasks: Mapping[str, Any], timeout: float) -> dict[str, str | None]:
         """Wait for many tasks at once: key -> None on success, else the fault text."""
@@ -81,7 +84,8 @@ class Actions:
         return wait_for(self.content, objects, paths, poll_ceiling=self.poll_ceiling, **kw)
 
     @staticmethod
-    def _call(fn: Any) -> Any:
+    def call(fn: Any) -> Any:
+        """Run one vSphere call; a fault becomes VSphereError with its name and message."""
         try:
             return fn()
         except vmodl.MethodFault as exc:

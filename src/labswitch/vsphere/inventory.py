@@ -14,7 +14,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from labswitch.errors import VSphereError
-from labswitch.snapshot import HostInfo, Snapshot, VMInfo
+from labswitch.snapshot import Disk, HostInfo, Snapshot, VMInfo, reports_sgx
 
 HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "runtime.powerState"]
 VM_PROPS = [
@@ -27,24 +27,61 @@ VM_PROPS = [
     "config.template",
 ]
 CLUSTER_PROPS = ["name"]
+# What the audits add: still one read for every VM and host, plus one for every host's options.
+AUDIT_HOST_PROPS = ["configManager.advancedOption", "summary.hardware.cpuModel"]
+AUDIT_VM_PROPS = ["config.version", "config.changeTrackingEnabled", "config.hardware.device", "rootSnapshot"]
+SGX_HOST_PROPS = ["hardware.sgxInfo"]  # vSphere 7.0 and later; older vCenters reject the path
+SGX_VM_PROPS = ["config.sgxInfo"]
 
 
-def read(content: Any, where: str) -> Snapshot:
+def read(content: Any, where: str, audit: bool = False) -> Snapshot:
+    """Hosts, clusters and VMs in one PropertyCollector read; ``audit`` adds disks, CBT, options, SGX."""
+    api = str(getattr(content.about, "apiVersion", "") or "")
+    host_props, vm_props = list(HOST_PROPS), list(VM_PROPS)
+    if audit:
+        host_props += AUDIT_HOST_PROPS + (SGX_HOST_PROPS if reports_sgx(api) else [])
+        vm_props += AUDIT_VM_PROPS + (SGX_VM_PROPS if reports_sgx(api) else [])
     try:
-        objects = dict(
-            _retrieve(content, {vim.HostSystem: HOST_PROPS, vim.VirtualMachine: VM_PROPS, vim.ClusterComputeResource: CLUSTER_PROPS})
-        )
+        wanted: dict[type, list[str]] = {
+            vim.HostSystem: host_props,
+            vim.VirtualMachine: vm_props,
+            vim.ClusterComputeResource: CLUSTER_PROPS,
+        }
+        objects = dict(_retrieve(content, wanted))
+        options = _host_options(content, objects) if audit else {}
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: reading the inventory failed: {exc.msg or type(exc).__name__}") from None
     clusters = {moid: props["name"] for (kind, moid), props in objects.items() if kind is vim.ClusterComputeResource}
     hosts = tuple(
         sorted(
-            (_host(moid, props, clusters) for (kind, moid), props in objects.items() if kind is vim.HostSystem),
+            (_host(moid, props, clusters, options.get(moid, {})) for (kind, moid), props in objects.items() if kind is vim.HostSystem),
             key=lambda h: h.name,
         )
     )
     vms = tuple(sorted((_vm(moid, props) for (kind, moid), props in objects.items() if kind is vim.VirtualMachine), key=lambda v: v.name))
-    return Snapshot(hosts=hosts, vms=vms)
+    return Snapshot(hosts=hosts, vms=vms, api_version=api)
+
+
+def _host_options(content: Any, objects: Mapping[tuple[type, str], Mapping[str, Any]]) -> dict[str, dict[str, object]]:
+    """Every host's advanced settings in one read of their OptionManagers: host moid -> key -> value."""
+    managers = {
+        props["configManager.advancedOption"]._moId: moid
+        for (kind, moid), props in objects.items()
+        if kind is vim.HostSystem and props.get("configManager.advancedOption") is not None
+    }
+    if not managers:
+        return {}
+    pc = vmodl.query.PropertyCollector
+    stub = content.propertyCollector._stub
+    spec = pc.FilterSpec(
+        objectSet=[pc.ObjectSpec(obj=vim.option.OptionManager(m, stub), skip=False) for m in managers],
+        propSet=[pc.PropertySpec(type=vim.option.OptionManager, pathSet=["setting"])],
+    )
+    out: dict[str, dict[str, object]] = {}
+    for obj in _pages(content.propertyCollector, spec):
+        settings = next((p.val for p in obj.propSet if p.name == "setting"), None) or []
+        out[managers[obj.obj._moId]] = {o.key: o.value for o in settings}
+    return out
 
 
 def with_tags(snap: Snapshot, tags: Mapping[str, tuple[str, ...]], note: str | None = None) -> Snapshot:
@@ -60,22 +97,26 @@ def _retrieve(content: Any, wanted: Mapping[type, list[str]]) -> Iterator[tuple[
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
             propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths) for kind, paths in wanted.items()],
         )
-        pc = content.propertyCollector
-        result = pc.RetrievePropertiesEx(specSet=[spec], options=vmodl.query.PropertyCollector.RetrieveOptions())
-        while result is not None:
-            for obj in result.objects:
-                kind = next(k for k in wanted if isinstance(obj.obj, k))
-                yield (kind, obj.obj._moId), {p.name: p.val for p in obj.propSet}
-            result = pc.ContinueRetrievePropertiesEx(token=result.token) if result.token else None
+        for obj in _pages(content.propertyCollector, spec):
+            kind = next(k for k in wanted if isinstance(obj.obj, k))
+            yield (kind, obj.obj._moId), {p.name: p.val for p in obj.propSet}
     finally:
         view.Destroy()
+
+
+def _pages(pc: Any, spec: Any) -> Iterator[Any]:
+    result = pc.RetrievePropertiesEx(specSet=[spec], options=vmodl.query.PropertyCollector.RetrieveOptions())
+    while result is not None:
+        yield from result.objects
+        result = pc.ContinueRetrievePropertiesEx(token=result.token) if result.token else None
 
 
 def _moid(ref: Any) -> str | None:
     return ref._moId if ref is not None else None
 
 
-def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str]) -> HostInfo:
+def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str], options: Mapping[str, object]) -> HostInfo:
+    sgx = props.get("hardware.sgxInfo")
     return HostInfo(
         moid=moid,
         name=props.get("name", moid),
@@ -83,6 +124,9 @@ def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str]) -> Host
         connection_state=str(props.get("runtime.connectionState", "unknown")),
         in_maintenance=bool(props.get("runtime.inMaintenanceMode", False)),
         power_state=str(props.get("runtime.powerState", "unknown")),
+        options=dict(options),
+        cpu_model=props.get("summary.hardware.cpuModel"),
+        sgx_state=str(sgx.sgxState) if sgx is not None else None,
     )
 
 
@@ -96,4 +140,28 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         guest_ip=props.get("guest.ipAddress") or None,
         guest_hostname=props.get("guest.hostName") or None,
         template=bool(props.get("config.template", False)),
+        hw_version=_hw_version(props.get("config.version")),
+        cbt=bool(props.get("config.changeTrackingEnabled")),
+        has_snapshots=bool(props.get("rootSnapshot")),
+        disks=tuple(_disk(d) for d in props.get("config.hardware.device") or [] if isinstance(d, vim.vm.device.VirtualDisk)),
+        sgx_epc_mb=int(sgx.epcSize) if (sgx := props.get("config.sgxInfo")) is not None and sgx.epcSize else None,
+    )
+
+
+def _hw_version(text: str | None) -> int | None:
+    try:
+        return int(str(text).removeprefix("vmx-")) if text else None
+    except ValueError:
+        return None
+
+
+def _disk(device: Any) -> Disk:
+    backing = device.backing
+    label = device.deviceInfo.label if device.deviceInfo is not None else f"disk {device.key}"
+    return Disk(
+        label=label,
+        file=str(getattr(backing, "fileName", "") or ""),
+        thin=bool(getattr(backing, "thinProvisioned", False)),
+        eager_zeroed=bool(getattr(backing, "eagerlyScrub", False)),
+        sharing=str(getattr(backing, "sharing", None) or "sharingNone"),
     )

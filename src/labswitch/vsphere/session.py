@@ -32,6 +32,10 @@ class VSphere:
         self.config = config
         self.where = f"vCenter {config.https_url}"
 
+    def audit_snapshot(self) -> Snapshot:
+        """Hosts and VMs with what the audits read (disks, CBT, snapshots, options, SGX); no tags."""
+        return inventory.read(self.content, self.where, audit=True)
+
     def snapshot(self, tags_required: bool = False) -> Snapshot:
         """Hosts and VMs in a fixed number of round trips, with their tags.
 

@@ -1,0 +1,186 @@
+"""`labswitch fix`: plan from a fresh bulk read, refuse or dry-run, apply, read the result back.
+
+Every fix reports per target what it did and what it read back afterwards; a fix whose
+read-back does not show the change is a failure, whatever the task said.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pyVmomi import VmomiSupport, vim, vmodl
+
+from labswitch import vsphere
+from labswitch.audits import FixPlan, FixStep, cbt_unmap, l1tf
+from labswitch.config import Config
+from labswitch.errors import EndpointError, SafetyRefusal, VSphereError
+from labswitch.journal import Journal, default_path
+from labswitch.plan import Facts, Plan, make_reboot_plan
+from labswitch.run import EventSink, Runner, StepResult
+from labswitch.usecases.power import self_addresses, vcenter_addresses  # the identities down/up refuse on
+from labswitch.vsphere.actions import Actions, fault_text
+
+Confirm = Callable[[FixPlan], bool]
+
+
+@dataclass(frozen=True)
+class FixResult:
+    target: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class FixOutcome:
+    plan: FixPlan
+    results: tuple[FixResult, ...] = ()
+    reboots: tuple[StepResult, ...] = ()
+    applied: bool = False  # False on --dry-run
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results) and all(r.ok for r in self.reboots)
+
+
+def l1tf_fix(
+    config: Config,
+    hosts: Sequence[str],
+    mitigate: bool,
+    reboot: bool,
+    dry_run: bool,
+    confirm: Confirm,
+    on_event: EventSink,
+) -> FixOutcome:
+    with vsphere.connect(config.vcenter) as vc:
+        snap = vc.audit_snapshot()
+        plan, targets = l1tf.plan_fix(snap, hosts, mitigate)
+        reboot_plans: list[Plan] = []
+        if reboot and mitigate:
+            facts = Facts(vcenter_addresses(config), self_addresses(config), {})
+            reboot_plans = [make_reboot_plan(snap, config, facts, h) for h in targets]
+            plan = FixPlan(
+                plan.steps + tuple(_reboot_step(p) for p in reboot_plans),
+                plan.refusals + tuple(r for p in reboot_plans for r in p.refusals),
+                plan.notes + tuple(n for p in reboot_plans for n in p.notes),
+            )
+        if plan.refusals:
+            raise SafetyRefusal("; ".join(plan.refusals))
+        if dry_run or not plan.steps or not confirm(plan):
+            return FixOutcome(plan)
+        key, value = (l1tf.MITIGATION, True) if mitigate else (l1tf.SUPPRESS, VmomiSupport.GetVmodlType("long")(1))
+        by_name = {h.name: h for h in targets}
+        results = []
+        for step in (s for s in plan.steps if s.action == "set-option"):
+            results.append(_set_option(vc.si, by_name[step.target].moid, step.target, key, value, mitigate))
+        reboots: list[StepResult] = []
+        if reboot_plans and all(r.ok for r in results):
+            reboots = _rolling_reboot(vc, config, reboot_plans, on_event)
+        return FixOutcome(plan, tuple(results), tuple(reboots), applied=True)
+
+
+def _reboot_step(plan: Plan) -> FixStep:
+    running = len(plan.phase("start:restore"))
+    return FixStep(plan.servers[0], "rolling-reboot", f"maintenance mode, reboot, back; {running} running VMs stopped and started again")
+
+
+def _set_option(si: Any, host_moid: str, name: str, key: str, value: object, mitigate: bool) -> FixResult:
+    manager = vim.HostSystem(host_moid, si._stub).configManager.advancedOption
+    try:
+        manager.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=value)])
+        now = {o.key: o.value for o in manager.QueryOptions(name=key)}.get(key)
+    except vim.fault.InvalidName:
+        return FixResult(name, False, f"host has no option {key}")
+    except vmodl.MethodFault as exc:  # reported per host; the others go on
+        return FixResult(name, False, f"setting {key} failed: {fault_text(exc)}")
+    if not l1tf.truthy(now):
+        return FixResult(name, False, f"{key} reads back as {now!r} after the change")
+    detail = f"{key} = {str(now).lower()} (read back)" + ("; takes effect after a reboot" if mitigate else "")
+    return FixResult(name, True, detail)
+
+
+def _rolling_reboot(vc: vsphere.VSphere, config: Config, plans: list[Plan], on_event: EventSink) -> list[StepResult]:
+    """One host at a time; stops at the first host that does not come back whole."""
+    journal = Journal(default_path(config.state_dir))
+    results: list[StepResult] = []
+    try:
+        for plan in plans:
+            run_id = journal.start_run("reboot", plan.servers)
+            outcome = "interrupted"
+            try:
+                actions = Actions(vc.si, vc.content, config.vcenter.timeout)
+                done = Runner(actions, config, {}, journal, run_id, on_event).run(plan)
+                outcome = "ok" if all(r.ok for r in done) else "failed"
+            finally:
+                journal.finish(run_id, outcome)
+            results += done
+            if outcome != "ok":
+                on_event("note", f"rolling reboot stopped at {plan.servers[0]}: it did not come back whole; the next hosts are untouched")
+                break
+    finally:
+        journal.close()
+    return results
+
+
+def cbt_reset(config: Config, vms: Sequence[str], with_snapshots: bool, dry_run: bool, confirm: Confirm) -> FixOutcome:
+    with vsphere.connect(config.vcenter) as vc:
+        snap = vc.audit_snapshot()
+        plan = cbt_unmap.plan_reset(snap, vms, with_snapshots)
+        if plan.refusals:
+            raise SafetyRefusal("; ".join(plan.refusals))
+        if dry_run or not plan.steps or not confirm(plan):
+            return FixOutcome(plan)
+        targets = [snap.vm_by_name(n) for n in dict.fromkeys(s.target for s in plan.steps)]
+        actions = Actions(vc.si, vc.content, config.vcenter.timeout)
+        with ThreadPoolExecutor(max_workers=config.policy.max_parallel) as pool:
+            results = list(pool.map(lambda vm: _reset_one(actions, vm.moid, vm.name, config.policy.maintenance_timeout), targets))
+        return FixOutcome(plan, tuple(results), applied=True)
+
+
+def _reset_one(actions: Actions, moid: str, name: str, timeout: float) -> FixResult:
+    vm = actions.vm(moid)
+
+    def wait(task: Any, what: str) -> Any:
+        error = actions.wait_tasks({"t": task}, timeout)["t"]
+        if error is not None:
+            raise VSphereError(f"{what}: {error}")
+        return task.info.result
+
+    def reconfigure(cbt: bool) -> None:
+        wait(actions.call(lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(changeTrackingEnabled=cbt))), f"CBT {'on' if cbt else 'off'}")
+
+    started = time.monotonic()
+    try:
+        reconfigure(False)
+        try:
+            snapshot = wait(
+                actions.call(
+                    lambda: vm.CreateSnapshot_Task(
+                        name=cbt_unmap.RESET_SNAPSHOT, description="labswitch fix cbt-reset (KB 2139574)", memory=False, quiesce=False
+                    )
+                ),
+                "create snapshot",
+            )
+            wait(actions.call(lambda: snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True)), "remove snapshot")
+        finally:
+            reconfigure(True)  # never leave the VM without CBT, whatever failed in between
+        enabled = vm.config.changeTrackingEnabled
+        left = [s.name for s in _tree(vm.snapshot.rootSnapshotList if vm.snapshot else []) if s.name == cbt_unmap.RESET_SNAPSHOT]
+    except EndpointError as exc:
+        return FixResult(name, False, str(exc))
+    if not enabled:
+        return FixResult(name, False, "CBT reads back as off after the reset")
+    if left:
+        return FixResult(name, False, f"snapshot {cbt_unmap.RESET_SNAPSHOT!r} is still there; remove it in the vSphere Client")
+    return FixResult(name, True, f"CBT reset in {time.monotonic() - started:.1f}s: on, no snapshot left (read back)")
+
+
+def _tree(nodes: Sequence[Any]) -> list[Any]:
+    out = []
+    for node in nodes or []:
+        out.append(node)
+        out += _tree(node.childSnapshotList)
+    return out
