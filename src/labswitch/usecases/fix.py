@@ -143,11 +143,11 @@ def cbt_reset(config: Config, vms: Sequence[str], with_snapshots: bool, dry_run:
 def _reset_one(actions: Actions, moid: str, name: str, timeout: float) -> FixResult:
     vm = actions.vm(moid)
 
-    def wait(task: Any, what: str) -> Any:
+    def wait(task: Any, what: str, result: bool = False) -> Any:
         error = actions.wait_tasks({"t": task}, timeout)["t"]
         if error is not None:
             raise VSphereError(f"{what}: {error}")
-        return task.info.result
+        return task.info.result if result else None
 
     def reconfigure(cbt: bool) -> None:
         wait(actions.call(lambda: vm.ReconfigVM_Task(spec=vim.vm.ConfigSpec(changeTrackingEnabled=cbt))), f"CBT {'on' if cbt else 'off'}")
@@ -163,12 +163,14 @@ def _reset_one(actions: Actions, moid: str, name: str, timeout: float) -> FixRes
                     )
                 ),
                 "create snapshot",
+                result=True,
             )
             wait(actions.call(lambda: snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True)), "remove snapshot")
         finally:
             reconfigure(True)  # never leave the VM without CBT, whatever failed in between
-        enabled = vm.config.changeTrackingEnabled
-        left = [s.name for s in _tree(vm.snapshot.rootSnapshotList if vm.snapshot else []) if s.name == cbt_unmap.RESET_SNAPSHOT]
+        now = actions.read(vm, ["config.changeTrackingEnabled", "snapshot.rootSnapshotList"])
+        enabled = now.get("config.changeTrackingEnabled")
+        left = [s.name for s in _tree(now.get("snapshot.rootSnapshotList") or []) if s.name == cbt_unmap.RESET_SNAPSHOT]
     except EndpointError as exc:
         return FixResult(name, False, str(exc))
     if not enabled:

@@ -79,6 +79,13 @@ class Actions:
                 results[key] = f"task still {props.get('info.state', 'queued')} after {timeout:.0f}s"
         return results
 
+    def read(self, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
+        """Properties of one object in one PropertyCollector call; unset properties are absent."""
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=obj, skip=False)], propSet=[pc.PropertySpec(type=type(obj), pathSet=list(paths))])
+        result = self.call(lambda: self.content.propertyCollector.RetrievePropertiesEx(specSet=[spec], options=pc.RetrieveOptions()))
+        return {p.name: p.val for o in (result.objects if result else []) for p in o.propSet}
+
     def watch(self, kind: str, moids: Sequence[str], paths: Sequence[str], **kw: Any) -> Any:
         objects = [self.vm(m) if kind == "vm" else self.host(m) for m in moids]
         return wait_for(self.content, objects, paths, poll_ceiling=self.poll_ceiling, **kw)

@@ -29,7 +29,7 @@ VM_PROPS = [
 CLUSTER_PROPS = ["name"]
 # What the audits add: still one read for every VM and host, plus one for every host's options.
 AUDIT_HOST_PROPS = ["configManager.advancedOption", "summary.hardware.cpuModel"]
-AUDIT_VM_PROPS = ["config.version", "config.changeTrackingEnabled", "config.hardware.device", "rootSnapshot"]
+AUDIT_VM_PROPS = ["config.version", "config.changeTrackingEnabled", "config.hardware.device", "snapshot.rootSnapshotList"]
 SGX_HOST_PROPS = ["hardware.sgxInfo"]  # vSphere 7.0 and later; older vCenters reject the path
 SGX_VM_PROPS = ["config.sgxInfo"]
 
@@ -142,7 +142,7 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         template=bool(props.get("config.template", False)),
         hw_version=_hw_version(props.get("config.version")),
         cbt=bool(props.get("config.changeTrackingEnabled")),
-        has_snapshots=bool(props.get("rootSnapshot")),
+        has_snapshots=bool(props.get("snapshot.rootSnapshotList")),
         disks=tuple(_disk(d) for d in props.get("config.hardware.device") or [] if isinstance(d, vim.vm.device.VirtualDisk)),
         sgx_epc_mb=int(sgx.epcSize) if (sgx := props.get("config.sgxInfo")) is not None and sgx.epcSize else None,
     )
