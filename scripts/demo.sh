@@ -11,6 +11,7 @@ rm -f "$demo/labsim.out"
 
 "$labsim" --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
   --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
+  --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32 \
   --write-config "$demo/labswitch.toml" --secrets-file "$demo/secrets.env" >"$demo/labsim.out" 2>"$demo/labsim.log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
@@ -46,3 +47,7 @@ run status
 run up --yes
 run status
 run history
+run audit cbt-unmap sgx
+run fix l1tf --mitigate --dry-run
+run fix l1tf --mitigate esx11.lab.local --yes
+run audit l1tf --csv -
