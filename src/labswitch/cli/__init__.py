@@ -75,11 +75,13 @@ def _setup_logging(verbose: int) -> None:
     # Third-party request logs can carry credentials in headers or bodies: keep them quiet.
     for noisy in ("sushy", "urllib3", "requests", "pyVmomi", "asyncssh", "pyghmi"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # sushy warns on every retry; labswitch reports the final error once, naming the server.
+    logging.getLogger("sushy").setLevel(logging.WARNING if verbose > 1 else logging.ERROR)
 
 
 def main() -> None:
     """Entry point. Typer handles usage errors (exit 2); LabswitchError becomes one line and its exit code."""
-    from labswitch.cli import audit, bmc, energy, fix, history, power, sgx, status  # noqa: F401 - registers the commands
+    from labswitch.cli import audit, bmc, energy, fix, history, init, power, sgx, status  # noqa: F401 - registers the commands
 
     try:
         app()

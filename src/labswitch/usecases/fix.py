@@ -60,7 +60,7 @@ def l1tf_fix(
         plan, targets = l1tf.plan_fix(snap, hosts, mitigate)
         reboot_plans: list[Plan] = []
         if reboot and mitigate:
-            facts = Facts(vcenter_addresses(config), self_addresses(config), {})
+            facts = Facts(vcenter_addresses(config.vcenter.https_url), self_addresses(config), {})
             reboot_plans = [make_reboot_plan(snap, config, facts, h) for h in targets]
             plan = FixPlan(
                 plan.steps + tuple(_reboot_step(p) for p in reboot_plans),

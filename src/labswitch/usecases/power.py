@@ -88,7 +88,7 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                 snap = vc.snapshot(tags_required=request.intent is Intent.UP and not request.restore)
                 power = bmc.power_states(reading.result())
                 facts = Facts(
-                    vcenter_addresses=vcenter_addresses(config),
+                    vcenter_addresses=vcenter_addresses(config.vcenter.https_url),
                     self_addresses=self_addresses(config),
                     bmc_power={name: p for name, (p, _) in power.items()},
                     bmc_errors={name: e for name, (_, e) in power.items() if e},
@@ -122,9 +122,9 @@ def _restore_set(journal: Journal, groups: Sequence[str]) -> frozenset[str]:
     return frozenset(moids)
 
 
-def vcenter_addresses(config: Config) -> frozenset[str]:
+def vcenter_addresses(url: str) -> frozenset[str]:
     """The vCenter URL's host name and the addresses it resolves to, lower case."""
-    name = urlsplit(config.vcenter.https_url).hostname or ""
+    name = urlsplit(url).hostname or ""
     found = {name.lower()} if name else set()
     with contextlib.suppress(OSError, UnicodeError):
         found |= {str(info[4][0]).lower() for info in socket.getaddrinfo(name, None)}

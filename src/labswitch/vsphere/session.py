@@ -32,6 +32,10 @@ class VSphere:
         self.config = config
         self.where = f"vCenter {config.https_url}"
 
+    def hosts_and_vms(self) -> Snapshot:
+        """Hosts, clusters and VMs in one read, without tags."""
+        return inventory.read(self.content, self.where)
+
     def audit_snapshot(self) -> Snapshot:
         """Hosts and VMs with what the audits read (disks, CBT, snapshots, options, SGX); no tags."""
         return inventory.read(self.content, self.where, audit=True)
