@@ -2,22 +2,26 @@
 #   docker build -t labswitch .
 #   docker run --rm -v "$PWD/labswitch.toml:/config/labswitch.toml:ro" -v labswitch-state:/state \
 #       -e LABSWITCH_VCENTER_PASSWORD -e LABSWITCH_BMC_PASSWORD labswitch status
-FROM python:3.11-slim AS build
+# PYTHON_IMAGE: any image with python3 >= 3.11 and its venv module (default: the official slim one).
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY src ./src
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN python3 -m venv /opt/labswitch \
+    && /opt/labswitch/bin/pip install --no-cache-dir . \
+    && find /opt/labswitch -name __pycache__ -prune -exec rm -rf {} +
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="labswitch" \
       org.opencontainers.image.description="Switch a VMware vSphere lab on and off on demand, and keep it healthy."
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/labswitch-*.whl \
-    && rm -rf /wheels \
-    && useradd --system --uid 10001 --home-dir /state --shell /usr/sbin/nologin labswitch \
+COPY --from=build /opt/labswitch /opt/labswitch
+RUN useradd --system --uid 10001 --home-dir /state --shell /usr/sbin/nologin labswitch \
     && mkdir -p /config /state \
-    && chown labswitch /state
-ENV LABSWITCH_CONFIG=/config/labswitch.toml \
+    && chown 10001 /state
+ENV PATH=/opt/labswitch/bin:$PATH \
+    LABSWITCH_CONFIG=/config/labswitch.toml \
     XDG_STATE_HOME=/state \
     PYTHONUNBUFFERED=1
 VOLUME ["/config", "/state"]

@@ -1,6 +1,6 @@
 # Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
 # They install what they need: Debian's Go and govmomi source (for labsim), ipmitool (the
-# IPMI cross-check), and the
+# IPMI cross-check), shellcheck and systemd-analyze (the deploy script and schedule units), and the
 # Python package with its dev tools in a venv (.venv).
 
 SHELL := /bin/bash
@@ -21,6 +21,8 @@ deps:
 	command -v go >/dev/null || missing="$$missing golang-go"; \
 	[ -d $(GOVMOMI)/simulator ] || missing="$$missing golang-github-vmware-govmomi-dev"; \
 	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -43,6 +45,8 @@ labsim: $(LABSIM)
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	shellcheck deploy/*.sh scripts/*.sh
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: venv
 	$(VENV)/bin/mypy

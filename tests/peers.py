@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import bcrypt
@@ -297,10 +298,10 @@ class RacadmPeer:
 
 
 @contextmanager
-def racadm_ssh(generation: str = "idrac9") -> Iterator[RacadmPeer]:
+def ssh_server(user: str, password: str, handle: Any) -> Iterator[tuple[int, str]]:
+    """An asyncssh server on 127.0.0.1 (its own thread and loop) running ``handle(process)``: (port, host key line)."""
     key = asyncssh.generate_private_key("ssh-ed25519")
     port = free_port()
-    peer = RacadmPeer(port, key.export_public_key().decode().strip(), generation)
     loop = asyncio.new_event_loop()
     ready = threading.Event()
 
@@ -311,13 +312,8 @@ def racadm_ssh(generation: str = "idrac9") -> Iterator[RacadmPeer]:
         def password_auth_supported(self) -> bool:
             return True
 
-        def validate_password(self, username: str, password: str) -> bool:
-            return username == peer.user and password == peer.password
-
-    async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
-        out, status = peer.answer(process.command or "")
-        process.stdout.write(out)
-        process.exit(status)
+        def validate_password(self, username: str, given: str) -> bool:
+            return username == user and given == password
 
     async def serve() -> asyncssh.SSHAcceptor:
         return await asyncssh.create_server(Server, "127.0.0.1", port, server_host_keys=[key], process_factory=handle)
@@ -333,10 +329,24 @@ def racadm_ssh(generation: str = "idrac9") -> Iterator[RacadmPeer]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     if not ready.wait(10):
-        raise RuntimeError("racadm SSH test server did not start")
+        raise RuntimeError("SSH test server did not start")
     try:
-        yield peer
+        yield port, key.export_public_key().decode().strip()
     finally:
         loop.call_soon_threadsafe(acceptor[0].close)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
+
+
+@contextmanager
+def racadm_ssh(generation: str = "idrac9") -> Iterator[RacadmPeer]:
+    peer = RacadmPeer(0, "", generation)
+
+    async def handle(process: asyncssh.SSHServerProcess[str]) -> None:
+        out, status = peer.answer(process.command or "")
+        process.stdout.write(out)
+        process.exit(status)
+
+    with ssh_server(peer.user, peer.password, handle) as (port, host_key):
+        peer.port, peer.host_key = port, host_key
+        yield peer

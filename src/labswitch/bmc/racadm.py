@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 
-import asyncssh
-
+from labswitch import ssh
 from labswitch.bmc.base import Power, SystemInfo
 from labswitch.config import BMC
-from labswitch.errors import AuthenticationFailed, BMCError, ConnectionFailed, NotSupported, TLSVerificationFailed
+from labswitch.errors import BMCError, ConnectionFailed, NotSupported
 
 _POWER = re.compile(r"power\s+status\s*[:=]\s*(on|off)", re.IGNORECASE)
 _ALREADY = re.compile(r"already\s+powered\s+(on|off)", re.IGNORECASE)
@@ -91,37 +89,13 @@ class RacadmDriver:
             raise ConnectionFailed(f"{self.where}: no answer within {self.timeout:.0f}s (bmc_timeout); check that the BMC is up") from None
 
     async def _exec(self, command: str) -> str:
-        try:
-            async with asyncssh.connect(
-                self.host,
-                self.port,
-                username=self.bmc.user,
-                password=self.bmc.password.get_secret_value(),  # type: ignore[union-attr]  # resolved on load
-                known_hosts=self._known_hosts(),
-                client_keys=None,
-                agent_path=None,
-                connect_timeout=self.timeout,
-            ) as conn:
-                result = await conn.run(command, check=False)
-        except asyncssh.PermissionDenied:
-            raise AuthenticationFailed(f"{self.where}: login refused for user {self.bmc.user!r}; check bmc.user and bmc.password") from None
-        except asyncssh.HostKeyNotVerifiable:
-            raise TLSVerificationFailed(
-                f"{self.where}: host key not trusted; add it to known_hosts (ssh-keyscan -p {self.port} {self.host}) or pin bmc.host_key"
-            ) from None
-        except (OSError, asyncssh.Error) as exc:
-            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-            raise ConnectionFailed(f"{self.where}: cannot connect: {reason}; check bmc.address and that SSH is enabled") from None
+        trust = ssh.known_hosts(self.bmc.host_key, self.bmc.known_hosts, self.where, "bmc.host_key")
+        password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+        settings = "bmc.user and bmc.password"
+        async with await ssh.connect(self.host, self.port, self.bmc.user, password, trust, self.timeout, self.where, settings) as conn:
+            result = await conn.run(command, check=False)
         out = str(result.stdout or "") + str(result.stderr or "")
         if result.exit_status not in (0, None) and not (_ALREADY.search(out) or _POWER.search(out)):
             first = out.strip().splitlines()[0] if out.strip() else f"exit status {result.exit_status}"
             raise BMCError(f"{self.where}: '{command}' failed: {first}")
         return out
-
-    def _known_hosts(self) -> object:
-        if self.bmc.host_key:
-            return ([asyncssh.import_public_key(self.bmc.host_key)], [], [])
-        path = Path(self.bmc.known_hosts or "~/.ssh/known_hosts").expanduser()
-        if not path.exists():
-            raise TLSVerificationFailed(f"{self.where}: no known_hosts file at {path}; pin bmc.host_key or set bmc.known_hosts")
-        return str(path)

@@ -81,7 +81,7 @@ def _setup_logging(verbose: int) -> None:
 
 def main() -> None:
     """Entry point. Typer handles usage errors (exit 2); LabswitchError becomes one line and its exit code."""
-    from labswitch.cli import audit, bmc, energy, fix, history, host, init, power, schedule, sgx, status  # noqa: F401 - registers the commands
+    from labswitch.cli import audit, bmc, energy, fix, history, host, init, power, schedule, sgx, status, vcsa  # noqa: F401 - registers the commands
 
     try:
         app()

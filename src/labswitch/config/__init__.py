@@ -1,6 +1,21 @@
 """Configuration: TOML -> validated models; secret references resolved on load, never printed."""
 
 from labswitch.config.load import DEFAULT_PATH, load, parse
-from labswitch.config.models import BMC, TLS, Config, Energy, Group, Policy, Server, Startup, VCenter, Wave
+from labswitch.config.models import BMC, TLS, Appliance, Config, Energy, Group, Policy, Server, Startup, VCenter, Wave
 
-__all__ = ["BMC", "DEFAULT_PATH", "TLS", "Config", "Energy", "Group", "Policy", "Server", "Startup", "VCenter", "Wave", "load", "parse"]
+__all__ = [
+    "BMC",
+    "DEFAULT_PATH",
+    "TLS",
+    "Appliance",
+    "Config",
+    "Energy",
+    "Group",
+    "Policy",
+    "Server",
+    "Startup",
+    "VCenter",
+    "Wave",
+    "load",
+    "parse",
+]

@@ -59,7 +59,10 @@ def _resolve_secrets(config: models.Config, source: str) -> models.Config:
         s.model_copy(update={"bmc": s.bmc.model_copy(update={"password": secret(s.bmc.password, f"servers[{i}].bmc.password")})})
         for i, s in enumerate(config.servers)
     ]
-    return config.model_copy(update={"vcenter": vcenter, "servers": servers})
+    update: dict[str, Any] = {"vcenter": vcenter, "servers": servers}
+    if config.vcsa is not None:
+        update["vcsa"] = config.vcsa.model_copy(update={"password": secret(config.vcsa.password, "vcsa.password")})
+    return config.model_copy(update=update)
 
 
 def _describe(exc: ValidationError) -> str:

@@ -100,6 +100,12 @@ class VCenter(Strict):
         return f"{parts.scheme}://{parts.netloc}{parts.path if parts.path not in ('', '/') else '/sdk'}"
 
 
+def _openssh_key(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?", value.strip()):
+        raise ValueError("must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (ssh-keyscan prints them)")
+    return value.strip() if value else value
+
+
 class BMC(Strict):
     driver: Literal["redfish", "racadm", "ipmi"]
     address: Address
@@ -109,12 +115,7 @@ class BMC(Strict):
     known_hosts: str | None = None  # racadm: an OpenSSH known_hosts file (default ~/.ssh/known_hosts)
     host_key: str | None = None  # racadm: the pinned public key, "ssh-ed25519 AAAA..."
 
-    @field_validator("host_key")
-    @classmethod
-    def _openssh_key(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?", value.strip()):
-            raise ValueError("must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (ssh-keyscan prints them)")
-        return value.strip() if value else value
+    _host_key = field_validator("host_key")(_openssh_key)
 
     def endpoint(self, scheme: str, default_port: int) -> tuple[str, int]:
         """(host, port) of the address for a driver's protocol."""
@@ -128,6 +129,24 @@ class BMC(Strict):
             parts = urlsplit(self.address)
             return f"{parts.scheme}://{parts.netloc}"
         return f"https://{self.address}"
+
+
+class Appliance(Strict):
+    """The vCenter Server Appliance's SSH login, for `labswitch vcsa check|repair`."""
+
+    address: Address
+    user: Annotated[str, Field(min_length=1)] = "root"
+    password: Secret
+    known_hosts: str | None = None  # an OpenSSH known_hosts file (default ~/.ssh/known_hosts)
+    host_key: str | None = None  # the pinned public key, "ssh-ed25519 AAAA..."
+    timeout: PositiveSeconds = 60.0  # one command; a full service restart gets service_timeout
+    service_timeout: PositiveSeconds = 1200.0  # service-control --stop/--start --all
+
+    _host_key = field_validator("host_key")(_openssh_key)
+
+    def endpoint(self) -> tuple[str, int]:
+        parts = urlsplit(self.address if "://" in self.address else f"//{self.address}")
+        return parts.hostname or "", parts.port or 22
 
 
 class Server(Strict):
@@ -185,6 +204,7 @@ class Config(Strict):
     servers: list[Server] = []
     startup: Startup = Startup()
     energy: Energy = Energy()
+    vcsa: Appliance | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -1,0 +1,54 @@
+"""SSH connections (asyncssh) with host keys checked and failures as labswitch errors:
+shared by the racadm driver and the vCenter appliance commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from labswitch.errors import AuthenticationFailed, ConnectionFailed, TLSVerificationFailed
+
+
+def known_hosts(host_key: str | None, known_hosts_file: str | None, where: str, key_setting: str) -> object:
+    """asyncssh's known_hosts argument: the pinned key, else an OpenSSH known_hosts file (never 'trust anything')."""
+    if host_key:
+        return ([asyncssh.import_public_key(host_key)], [], [])
+    path = Path(known_hosts_file or "~/.ssh/known_hosts").expanduser()
+    if not path.exists():
+        raise TLSVerificationFailed(f"{where}: no known_hosts file at {path}; pin {key_setting} or set its known_hosts")
+    return str(path)
+
+
+async def connect(
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    trust: object,
+    timeout: float,
+    where: str,
+    settings: str,
+) -> Any:
+    """An open asyncssh connection; ``settings`` names the config keys to fix (e.g. "bmc.user and bmc.password")."""
+    try:
+        return await asyncssh.connect(
+            host,
+            port,
+            username=user,
+            password=password,
+            known_hosts=trust,
+            client_keys=None,
+            agent_path=None,
+            connect_timeout=timeout,
+        )
+    except asyncssh.PermissionDenied:
+        raise AuthenticationFailed(f"{where}: login refused for user {user!r}; check {settings}") from None
+    except asyncssh.HostKeyNotVerifiable:
+        raise TLSVerificationFailed(
+            f"{where}: host key not trusted; add it to known_hosts (ssh-keyscan -p {port} {host}) or pin its host_key"
+        ) from None
+    except (OSError, asyncssh.Error) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check the address and that SSH is enabled") from None
