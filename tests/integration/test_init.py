@@ -99,3 +99,10 @@ def test_deploy_script_is_shellcheck_clean_and_dry_runs(tmp_path: Path) -> None:
     assert not Path("/etc/systemd/network/10-static-eth0.network").exists() or "ok:" in proc.stdout
     bad = subprocess.run([str(script), "--network-file", str(network), "--user", "root", "--dry-run"], capture_output=True, text=True)
     assert bad.returncode == 2 and "must not be root" in bad.stderr
+
+
+def test_version_needs_no_command_and_no_config(cli: Callable[..., Result]) -> None:
+    from labswitch import __version__
+
+    result = cli("--version")
+    assert result.code == 0 and result.stdout == f"labswitch {__version__}\n"

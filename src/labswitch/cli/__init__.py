@@ -39,6 +39,13 @@ class State:
         return self._config
 
 
+def _version(value: bool) -> None:
+    """Eager: runs while the options are parsed, before a missing command is an error."""
+    if value:
+        typer.echo(f"labswitch {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global(
     ctx: typer.Context,
@@ -47,16 +54,13 @@ def _global(
         typer.Option("--config", "-c", envvar="LABSWITCH_CONFIG", help="Configuration file (TOML).", show_default=True),
     ] = DEFAULT_PATH,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv for debug).")] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)] = False,
 ) -> None:
     """Switch a VMware vSphere lab on and off on demand, and keep it healthy.
 
     Exit codes: 0 success, 1 an operation failed, 2 usage or configuration error,
     3 refused by a safety check.
     """
-    if version:
-        typer.echo(f"labswitch {__version__}")
-        raise typer.Exit(0)
     _setup_logging(verbose)
     ctx.obj = State(config, verbose)
 
