@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from labswitch.audits.sgx import Registers
+from labswitch.errors import LabswitchError
 
 DEVICE = Path("/dev/cpu/0/cpuid")
 LEAVES = [(1, 0), (7, 0)] + [(0x12, sub) for sub in range(0, 10)]
@@ -36,7 +37,11 @@ def read_leaves(device: Path = DEVICE) -> dict[tuple[int, int], Registers] | Non
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
-    for line in cpuinfo.read_text().splitlines():
+    try:
+        text = cpuinfo.read_text()
+    except OSError as exc:
+        raise LabswitchError(f"SGX: neither raw CPUID (/dev/cpu/0/cpuid) nor {cpuinfo} can be read here ({exc.strerror})") from None
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "flags":
             return set(value.split())

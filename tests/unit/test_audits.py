@@ -268,3 +268,13 @@ def test_run_sorts_most_severe_first_and_rejects_unknown_checks() -> None:
     assert [f.severity for f in audits.run(s, [])] == [Severity.CRITICAL, Severity.HIGH]
     with pytest.raises(ConfigError, match="no such check"):
         audits.run(s, ["l1ft"])
+
+
+def test_cpu_flags_unreadable_is_a_labswitch_error(tmp_path: Any) -> None:
+    from labswitch import cpuid
+    from labswitch.errors import LabswitchError
+
+    with pytest.raises(LabswitchError, match="cannot be read here"):
+        cpuid.cpu_flags(tmp_path / "no-cpuinfo")
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu sgx sgx_lc\n")
+    assert cpuid.cpu_flags(tmp_path / "cpuinfo") == {"fpu", "sgx", "sgx_lc"}
