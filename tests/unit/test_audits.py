@@ -274,7 +274,7 @@ def test_cpu_flags_unreadable_is_a_labswitch_error(tmp_path: Any) -> None:
     from labswitch import cpuid
     from labswitch.errors import LabswitchError
 
-    with pytest.raises(LabswitchError, match="cannot be read here"):
+    with pytest.raises(LabswitchError, match="can be read here"):
         cpuid.cpu_flags(tmp_path / "no-cpuinfo")
     (tmp_path / "cpuinfo").write_text("processor\t: 0\nflags\t\t: fpu sgx sgx_lc\n")
     assert cpuid.cpu_flags(tmp_path / "cpuinfo") == {"fpu", "sgx", "sgx_lc"}
