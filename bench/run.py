@@ -1,86 +1,468 @@
-"""Benchmarks against labsim (`make bench`; never part of `make test`).
+"""`make bench` (never part of `make test`): labswitch against labsim at 100, 1,000 and 5,000 VMs.
 
-Now: `labswitch status --json` wall time and SOAP calls at 100 and 1,000 VMs,
-beside a naive reference that reads each VM's attributes through pyVmomi one by
-one, as simple scripts do. The benchmark issue extends this to down/up and audit.
+Measured side by side, in one run:
+  (a) `labswitch status` and `labswitch audit`: wall time and SOAP calls, against a naive
+      reference reading each VM's attributes through pyVmomi one by one, as simple scripts do;
+  (b) `labswitch down` and `labswitch up --restore`: wall time against the physical limit
+      (slowest guest shutdown + host shutdown; BMC on + boot + the start-up waves) and
+      against a sequential reference (one VM or host at a time, waiting for each, as
+      hand-written scripts do) timed on a sample and scaled to the topology;
+  (c) labswitch's peak memory (max RSS of the process, from wait4).
+Writes bench/RESULTS.md and bench/results.png.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyVmomi import vim
 from tests.labsim import Lab, start
 
+HERE = Path(__file__).resolve().parent
+GUEST_S, HOST_SHUTDOWN_S, BOOT_S, TOOLS_S = 2.0, 2.0, 5.0, 0.5
+DELAYS = ("--guest-shutdown-delay", f"{GUEST_S}s", "--host-shutdown-delay", f"{HOST_SHUTDOWN_S}s")
+DELAYS += ("--host-boot-delay", f"{BOOT_S}s", "--tools-delay", f"{TOOLS_S}s")
 TOPOLOGIES = {
     100: ("--clusters", "2", "--hosts-per-cluster", "5", "--vms-per-host", "10"),
     1000: ("--clusters", "5", "--hosts-per-cluster", "10", "--vms-per-host", "20"),
+    5000: ("--clusters", "10", "--hosts-per-cluster", "10", "--vms-per-host", "50"),
 }
+POLICY = {"max_parallel": 32, "bmc_poll_interval": 0.5, "guest_shutdown_timeout": 300, "host_off_timeout": 120, "host_connect_timeout": 300}
+LATENCY = "2ms"  # the extra 1,000-VM read comparison: a LAN round trip plus vCenter's work per SOAP call
+SAMPLE_HOSTS = 2  # the sequential reference is timed on this many hosts and their VMs
 
 
-def labswitch_status(lab: Lab) -> float:
-    start_time = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "labswitch", "--config", str(lab.config), "status", "--json"],
-        env={**os.environ, **lab.env},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert proc.stdout.startswith("{")
-    return time.perf_counter() - start_time
+@dataclass
+class Row:
+    vms: int
+    hosts: int
+    results: dict[str, Any] = field(default_factory=dict)
 
 
-def labswitch_inventory(lab: Lab) -> float:
-    """The same VM reads as the naive reference, through labswitch's bulk reader, in process."""
-    from labswitch import config, vsphere
+def configure(lab: Lab) -> Path:
+    data = tomllib.loads(lab.config.read_text())
+    data["policy"].update(POLICY)
+    data["vcenter"]["timeout"] = 600  # labsim's simulator slows down at 5,000 VMs (see the notes); a long-poll must not time out
+    path = lab.config.with_name("bench.toml")
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def labswitch(lab: Lab, config: Path, *args: str) -> tuple[float, int, str]:
+    """Run the CLI as a user does: (wall seconds, peak RSS in MB, stdout)."""
+    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(config.parent / "state")}
+    started = time.perf_counter()
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config), *args]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"labswitch {' '.join(args)} exited {proc.returncode}: {out[-500:]}")
+    return seconds, usage.ru_maxrss // 1024, out
+
+
+def soap_reads(lab: Lab) -> int:
+    return sum(lab.soap_calls(reset=True).values())
+
+
+def inventory(lab: Lab, config: Path) -> float:
+    """labswitch's bulk inventory read (what status shows of every VM), in process like the naive reference."""
+    from labswitch import vsphere
+    from labswitch.config import load
 
     os.environ.update(lab.env)
-    cfg = config.load(lab.config)
-    start_time = time.perf_counter()
+    cfg = load(config)
+    started = time.perf_counter()
     with vsphere.connect(cfg.vcenter) as vc:
-        assert vc.snapshot().vms
-    return time.perf_counter() - start_time
+        assert vc.hosts_and_vms().vms
+    return time.perf_counter() - started
 
 
 def naive_status(lab: Lab) -> float:
-    start_time = time.perf_counter()
+    started = time.perf_counter()
     with lab.vsphere() as content:
         view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
         rows = [(vm.name, vm.runtime.powerState, vm.guest.toolsRunningStatus, vm.runtime.host.name) for vm in view.view]
-        assert rows
-    return time.perf_counter() - start_time
+    assert rows
+    return time.perf_counter() - started
+
+
+def naive_audit(lab: Lab) -> float:
+    """What an audit script does: each VM's config, snapshot and host, each host's options, one by one."""
+    started = time.perf_counter()
+    with lab.vsphere() as content:
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        findings = 0
+        for vm in view.view:
+            config = vm.config
+            disks = [d for d in config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk)]
+            findings += bool(config.changeTrackingEnabled and any(d.backing.thinProvisioned for d in disks))
+            _ = (vm.runtime.host.name, vm.runtime.powerState)
+        hosts = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
+        for host in hosts.view:
+            host.configManager.advancedOption.QueryOptions(name="VMkernel.Boot.hyperthreadingMitigation")
+    return time.perf_counter() - started
+
+
+def sequential_sample(lab: Lab) -> dict[str, float]:
+    """One VM, then one host, at a time, each waited for, as hand-written scripts do: timed on
+    SAMPLE_HOSTS hosts and their VMs; returns seconds per VM and per host, for down and up."""
+    with lab.vsphere() as content:
+        hosts = sorted((h for h in lab.objects(content, vim.HostSystem).values() if h.name.startswith("esx")), key=lambda h: h.name)
+        sample = hosts[:SAMPLE_HOSTS]
+        vms = [vm for h in sample for vm in h.vm]
+        t0 = time.perf_counter()
+        for vm in vms:
+            vm.ShutdownGuest()
+            wait(lambda vm=vm: vm.runtime.powerState == "poweredOff")
+        t1 = time.perf_counter()
+        for h in sample:
+            wait_task(h.EnterMaintenanceMode_Task(timeout=0))
+            wait_task(h.ShutdownHost_Task(force=False))
+            server = h.name.split(".")[0]
+            wait(lambda server=server: lab.redfish(server).json()["PowerState"] == "Off")
+        t2 = time.perf_counter()
+        for h in sample:
+            server = h.name.split(".")[0]
+            lab.redfish(server, "POST", "/redfish/v1/Systems/System.Embedded.1/Actions/ComputerSystem.Reset", json={"ResetType": "On"})
+            wait(lambda h=h: h.runtime.connectionState == "connected")
+            wait_task(h.ExitMaintenanceMode_Task(timeout=0))
+        t3 = time.perf_counter()
+        for vm in vms:
+            wait_task(vm.PowerOnVM_Task())
+            wait(lambda vm=vm: vm.guest.toolsRunningStatus == "guestToolsRunning")
+        t4 = time.perf_counter()
+    return {
+        "down_per_vm": (t1 - t0) / len(vms),
+        "down_per_host": (t2 - t1) / len(sample),
+        "up_per_host": (t3 - t2) / len(sample),
+        "up_per_vm": (t4 - t3) / len(vms),
+    }
+
+
+def wait(condition: Any, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("sequential reference: condition not met in time")
+        time.sleep(0.1)  # a script's poll loop: this is the reference being measured
+
+
+def wait_task(task: Any) -> None:
+    wait(lambda: task.info.state in ("success", "error"))
+
+
+def phases(tmp: Path) -> dict[str, Any]:
+    """Where the time goes in a 1,000-VM down and up: the same use case as the CLI, in process, with
+    a timestamp on every phase and on every guest shutdown request and confirmation."""
+    from labswitch import run as runner
+    from labswitch.config import load
+    from labswitch.plan import Intent
+    from labswitch.usecases import power
+    from labswitch.vsphere.actions import Actions
+
+    lab = start(tmp / "phases", *TOPOLOGIES[1000], *DELAYS, "--mgmt-hosts", "1", timeout=180)
+    requests: list[float] = []
+    seen: list[float] = []
+    shutdown_guest, record = Actions.shutdown_guest, runner.Runner._record
+
+    def timed_request(self: Actions, moid: str) -> None:
+        shutdown_guest(self, moid)
+        requests.append(time.perf_counter())
+
+    def timed_record(self: runner.Runner, step: Any, status: str, *args: Any, **kw: Any) -> None:
+        if step.phase == "guest-shutdown":
+            seen.append(time.perf_counter())
+        record(self, step, status, *args, **kw)
+
+    Actions.shutdown_guest, runner.Runner._record = timed_request, timed_record  # type: ignore[method-assign]
+    try:
+        config_path = configure(lab)
+        os.environ.update({**lab.env, "XDG_STATE_HOME": str(config_path.parent / "state")})
+        config = load(config_path)
+        out: dict[str, Any] = {}
+        for intent, restore in ((Intent.DOWN, False), (Intent.UP, True)):
+            t0 = time.perf_counter()
+            marks: list[tuple[str, float]] = []
+
+            def confirm(_: Any, marks: list[tuple[str, float]] = marks, t0: float = t0) -> bool:
+                marks.append(("plan ready", time.perf_counter() - t0))
+                return True
+
+            def event(kind: str, data: Any, marks: list[tuple[str, float]] = marks, t0: float = t0) -> None:
+                if kind == "phase":
+                    marks.append((str(data), time.perf_counter() - t0))
+
+            result = power.execute(config, power.Request(intent, restore=restore), confirm, event)
+            marks.append(("done", time.perf_counter() - t0))
+            assert result.ok
+            out[str(intent)] = marks
+            if requests:
+                out["guest_requests"] = (min(requests) - t0, max(requests) - t0)
+                out["guest_seen_off"] = (min(seen) - t0, max(seen) - t0)
+                requests.clear()
+        print(f"phases at 1,000 VMs: {out}", flush=True)
+        return out
+    finally:
+        Actions.shutdown_guest, runner.Runner._record = shutdown_guest, record  # type: ignore[method-assign]
+        lab.stop()
+
+
+def latency_reads(tmp: Path) -> dict[str, float]:
+    """The 1,000-VM read comparison again, with LATENCY added to every SOAP call by labsim."""
+    lab = start(tmp / "latency", *TOPOLOGIES[1000], "--mgmt-hosts", "1", "--latency", LATENCY, timeout=180)
+    try:
+        config = configure(lab)
+        lab.soap_calls(reset=True)
+        out: dict[str, float] = {"inventory_s": min(inventory(lab, config) for _ in range(2))}
+        out["inventory_calls"] = soap_reads(lab) // 2
+        out["status_s"] = min(labswitch(lab, config, "status", "--json")[0] for _ in range(2))
+        lab.soap_calls(reset=True)
+        out["naive_status_s"] = naive_status(lab)
+        out["naive_status_calls"] = soap_reads(lab)
+        out["audit_s"] = labswitch(lab, config, "audit", "--json")[0]
+        out["naive_audit_s"] = naive_audit(lab)
+        print(f"1000 VMs, {LATENCY} per call: {out}", flush=True)
+        return out
+    finally:
+        lab.stop()
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line), "?")
+    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def measure(vms: int, args: tuple[str, ...], tmp: Path, per: dict[str, float] | None) -> tuple[Row, dict[str, float] | None]:
+    lab = start(tmp / str(vms), *args, *DELAYS, "--mgmt-hosts", "1", "--startup-tag-fraction", "0.5", timeout=180)
+    try:
+        config = configure(lab)
+        hosts = len(tomllib.loads(config.read_text())["servers"])
+        row = Row(vms, hosts)
+        r = row.results
+        lab.soap_calls(reset=True)
+        r["status_s"], r["status_mb"], _ = min(labswitch(lab, config, "status", "--json") for _ in range(3))
+        r["status_calls"] = soap_reads(lab) // 3
+        r["inventory_s"] = min(inventory(lab, config) for _ in range(3))
+        r["inventory_calls"] = soap_reads(lab) // 3
+        r["naive_status_s"] = naive_status(lab)
+        r["naive_status_calls"] = soap_reads(lab)
+        r["audit_s"], r["audit_mb"], out = min(labswitch(lab, config, "audit", "--json") for _ in range(3))
+        r["audit_calls"] = soap_reads(lab) // 3
+        r["audit_findings"] = len(json.loads(out)["findings"])
+        r["naive_audit_s"] = naive_audit(lab)
+        r["naive_audit_calls"] = soap_reads(lab)
+        if per is None:  # timed once, on the smallest lab, before labswitch touches its power
+            per = sequential_sample(lab)
+        payload_hosts = hosts - 1
+        r["down_s"], r["down_mb"], out = labswitch(lab, config, "down", "--yes", "--json")
+        r["down_steps"] = len(json.loads(out)["steps"])
+        r["up_s"], r["up_mb"], out = labswitch(lab, config, "up", "--restore", "--yes", "--json")
+        r["up_steps"] = len(json.loads(out)["steps"])
+        r["down_limit_s"] = GUEST_S + HOST_SHUTDOWN_S
+        r["up_limit_s"] = BOOT_S  # BMC on is immediate; the restored VMs form the last wave, which waits for nothing
+        payload_vms = vms  # every payload VM runs before the down
+        r["down_seq_s"] = per["down_per_vm"] * payload_vms + per["down_per_host"] * payload_hosts
+        r["up_seq_s"] = per["up_per_host"] * payload_hosts + per["up_per_vm"] * payload_vms
+        r["peak_mb"] = max(r[k] for k in ("status_mb", "audit_mb", "down_mb", "up_mb"))
+        print(f"{vms} VMs: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()), flush=True)
+        return row, per
+    finally:
+        lab.stop()
+
+
+def target(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def write_results(rows: list[Row], per: dict[str, float], latency: dict[str, float], timeline: dict[str, Any], seconds: float) -> None:
+    by = {row.vms: row.results for row in rows}
+    k = by[1000]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {seconds / 60:.1f} min.",
+        f"Machine: {machine()}.",
+        "",
+        "Topology: labsim, one always-on management host with the vCenter VM, payload clusters of 10 hosts (5 at 100 VMs),",
+        "every host an iDRAC-shaped Redfish BMC. Physical delays: guest shutdown "
+        f"{GUEST_S:.0f} s, host shutdown {HOST_SHUTDOWN_S:.0f} s, host boot {BOOT_S:.0f} s, VMware Tools up {TOOLS_S} s after power-on.",
+        f"Policy: {', '.join(f'{k} = {v}' for k, v in POLICY.items())}. `up --restore` starts every VM that ran before the `down`.",
+        "",
+        "## Reads",
+        "",
+        "| VMs | hosts | inventory read s | SOAP calls | naive read s | naive calls | speed-up | `status` CLI s |"
+        " `audit` CLI s | SOAP calls | naive audit s | naive calls | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r = row.results
+        lines.append(
+            f"| {row.vms:,} | {row.hosts} | {r['inventory_s']:.2f} | {r['inventory_calls']} | {r['naive_status_s']:.2f} | "
+            f"{r['naive_status_calls']:,} | {r['naive_status_s'] / r['inventory_s']:.0f}x | {r['status_s']:.2f} | {r['audit_s']:.2f} | "
+            f"{r['audit_calls']} | {r['naive_audit_s']:.2f} | {r['naive_audit_calls']:,} | {r['naive_audit_s'] / r['audit_s']:.1f}x |"
+        )
+    lat = latency
+    lines.append(
+        f"| 1,000, {LATENCY}/call | | {lat['inventory_s']:.2f} | {lat['inventory_calls']:.0f} | {lat['naive_status_s']:.2f} | "
+        f"{lat['naive_status_calls']:,.0f} | {lat['naive_status_s'] / lat['inventory_s']:.0f}x | {lat['status_s']:.2f} | "
+        f"{lat['audit_s']:.2f} | | {lat['naive_audit_s']:.2f} | | {lat['naive_audit_s'] / lat['audit_s']:.1f}x |"
+    )
+    lines += [
+        "",
+        "The inventory read is labswitch's bulk read of every host and VM with what `status` shows, in process after login,",
+        "like the naive reference (the same VM attributes read one by one through pyVmomi). `status` and `audit` CLI times are",
+        "the whole process (interpreter start, login, every BMC read in parallel, output), best of 3. SOAP calls are counted by",
+        f"labsim. labsim answers on localhost in well under a millisecond; the last row adds {LATENCY} to every call, a LAN",
+        "round trip plus vCenter's own work, which is what a script pays per call against a real vCenter.",
+        "",
+        "## Down and up",
+        "",
+        "| VMs | `down` s | physical limit s | over | sequential s | `up --restore` s | physical limit s | over | sequential s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r = row.results
+        lines.append(
+            f"| {row.vms:,} | {r['down_s']:.1f} | {r['down_limit_s']:.1f} | +{r['down_s'] - r['down_limit_s']:.1f} | "
+            f"{r['down_seq_s']:,.0f} | "
+            f"{r['up_s']:.1f} | {r['up_limit_s']:.1f} | +{r['up_s'] - r['up_limit_s']:.1f} | {r['up_seq_s']:,.0f} |"
+        )
+    lines += [
+        "",
+        f"Sequential reference: timed on {SAMPLE_HOSTS} hosts and their VMs of the 100-VM lab (one guest shutdown at a time,",
+        "waiting for each; each host into maintenance, shut down, waited off at its BMC; back: BMC on, wait connected, exit",
+        "maintenance, then each VM powered on and waited for Tools), then scaled to each topology: "
+        f"{per['down_per_vm']:.2f} s per VM and {per['down_per_host']:.2f} s per host down, "
+        f"{per['up_per_host']:.2f} s per host and {per['up_per_vm']:.2f} s per VM up.",
+        "",
+        "## Memory",
+        "",
+        "| VMs | `status` MB | `audit` MB | `down` MB | `up` MB |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r = row.results
+        lines.append(f"| {row.vms:,} | {r['status_mb']} | {r['audit_mb']} | {r['down_mb']} | {r['up_mb']} |")
+    f = by[5000]
+    speedup = k["naive_status_s"] / k["inventory_s"]
+    speedup_lat = latency["naive_status_s"] / latency["inventory_s"]
+    flat = by[100]["inventory_calls"] == k["inventory_calls"] == f["inventory_calls"]
+    inventory_ok = max(speedup, speedup_lat) >= 20 and flat
+    down_ok = k["down_s"] <= max(k["down_limit_s"] * 1.05, k["down_limit_s"] + 2)
+    up_ok = k["up_s"] <= max(k["up_limit_s"] * 1.05, k["up_limit_s"] + 2)
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+        f"| inventory ≥ 20x faster than the naive reference at 1,000 VMs, SOAP reads not growing with VMs | "
+        f"{speedup:.0f}x on localhost, {speedup_lat:.0f}x at {LATENCY} per call; "
+        f"{by[100]['inventory_calls']} / {k['inventory_calls']} / {f['inventory_calls']} calls at 100 / 1,000 / 5,000 VMs | "
+        f"{target(inventory_ok)} |",
+        f"| `down` within 5 % or 2 s of the physical limit at 1,000 VMs | {k['down_s']:.1f} s vs {k['down_limit_s']:.1f} s "
+        f"(+{k['down_s'] - k['down_limit_s']:.1f} s) | {target(down_ok)} |",
+        f"| `up` within 5 % or 2 s of the physical limit at 1,000 VMs | {k['up_s']:.1f} s vs {k['up_limit_s']:.1f} s "
+        f"(+{k['up_s'] - k['up_limit_s']:.1f} s) | {target(up_ok)} |",
+        f"| audit of 5,000 VMs under 5 s | {f['audit_s']:.2f} s | {target(f['audit_s'] < 5)} |",
+        f"| under 200 MB peak memory at 5,000 VMs | {f['peak_mb']} MB | {target(f['peak_mb'] < 200)} |",
+        "",
+        "![results](results.png)",
+        "",
+    ]
+    lines += [
+        "## Where the time goes at 1,000 VMs",
+        "",
+        "The same down and up, in process (no interpreter start), with a timestamp per phase (seconds from the start):",
+        "",
+        "| run | " + " | ".join(name for name, _ in timeline["down"]) + " |",
+        "|---|" + "---|" * len(timeline["down"]),
+        "| down | " + " | ".join(f"{t:.2f}" for _, t in timeline["down"]) + " |",
+        "",
+        "| run | " + " | ".join(name for name, _ in timeline["up"]) + " |",
+        "|---|" + "---|" * len(timeline["up"]),
+        "| up | " + " | ".join(f"{t:.2f}" for _, t in timeline["up"]) + " |",
+        "",
+        f"Guest shutdown requests went out from {timeline['guest_requests'][0]:.2f} s to {timeline['guest_requests'][1]:.2f} s; "
+        f"labswitch saw the first guest off at {timeline['guest_seen_off'][0]:.2f} s and the last at {timeline['guest_seen_off'][1]:.2f} s "
+        f"(each guest takes {GUEST_S:.0f} s in labsim, so the last was off at about {timeline['guest_requests'][1] + GUEST_S:.2f} s).",
+        "",
+    ]
+    notes = HERE / "NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text()]
+    (HERE / "RESULTS.md").write_text("\n".join(lines))
+    plot(rows)
+
+
+def plot(rows: list[Row]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (reads, power) = plt.subplots(1, 2, figsize=(12, 4.5))
+    vms = [r.vms for r in rows]
+    for key, label, style in (
+        ("status_s", "labswitch status", "o-"),
+        ("naive_status_s", "naive status", "o--"),
+        ("audit_s", "labswitch audit", "s-"),
+        ("naive_audit_s", "naive audit", "s--"),
+    ):
+        reads.plot(vms, [r.results[key] for r in rows], style, label=label)
+    reads.set(xscale="log", yscale="log", xlabel="VMs", ylabel="seconds", title="Reads")
+    reads.legend()
+    for key, label, style in (
+        ("down_s", "labswitch down", "o-"),
+        ("down_limit_s", "down physical limit", "o:"),
+        ("down_seq_s", "down sequential", "o--"),
+        ("up_s", "labswitch up", "s-"),
+        ("up_limit_s", "up physical limit", "s:"),
+        ("up_seq_s", "up sequential", "s--"),
+    ):
+        power.plot(vms, [r.results[key] for r in rows], style, label=label)
+    power.set(xscale="log", yscale="log", xlabel="VMs", ylabel="seconds", title="Down and up")
+    power.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(HERE / "results.png", dpi=110)
 
 
 def main() -> None:
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    columns = ["VMs", "hosts+BMCs", "`status --json` CLI, whole (s)", "labswitch inventory read (s)", "SOAP calls"]
-    columns += ["naive per-attribute read (s)", "SOAP calls", "inventory speed-up"]
-    print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|")
+    started = time.perf_counter()
+    print(f"machine: {machine()}", flush=True)
+    rows, per = [], None
     with tempfile.TemporaryDirectory() as tmp:
         for vms, args in TOPOLOGIES.items():
-            lab = start(Path(tmp) / str(vms), *args, "--mgmt-hosts", "1")
-            try:
-                lab.soap_calls(reset=True)
-                whole = min(labswitch_status(lab) for _ in range(3))
-                lab.soap_calls(reset=True)
-                ours = min(labswitch_inventory(lab) for _ in range(3))
-                our_calls = sum(lab.soap_calls(reset=True).values()) // 3
-                naive = naive_status(lab)
-                naive_calls = sum(lab.soap_calls(reset=True).values())
-                hosts = len([line for line in lab.config.read_text().splitlines() if line == "[[servers]]"])
-                print(f"| {vms} | {hosts} | {whole:.2f} | {ours:.2f} | {our_calls} | {naive:.2f} | {naive_calls} | {naive / ours:.0f}x |")
-            finally:
-                lab.stop()
+            row, per = measure(vms, args, Path(tmp), per)
+            rows.append(row)
+        latency = latency_reads(Path(tmp))
+        timeline = phases(Path(tmp))
+    assert per is not None
+    write_results(rows, per, latency, timeline, time.perf_counter() - started)
+    (HERE / "results.json").write_text(
+        json.dumps(
+            {"rows": [{"vms": r.vms, "hosts": r.hosts, **r.results} for r in rows], "latency_1000": latency, "sequential": per}, indent=1
+        )
+        + "\n"
+    )
+    print(f"wrote {HERE / 'RESULTS.md'} and results.png in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ type options struct {
 	stuckHosts, selfVMOn                                             string
 	sgxHosts, vsgxVMs                                                string
 	cbtFraction                                                      float64
+	latency                                                          time.Duration
 }
 
 func parseFlags() options {
@@ -58,6 +59,7 @@ func parseFlags() options {
 	flag.StringVar(&o.sgxHosts, "sgx-hosts", "", "SGX state per server, NAME=STATE,... (enabled, disabledBIOS, ...; others notPresent)")
 	flag.StringVar(&o.vsgxVMs, "vsgx-vms", "", "virtual SGX per VM, NAME=EPC_MB,...")
 	flag.Float64Var(&o.cbtFraction, "cbt-fraction", 0.0, "fraction of payload VMs with changed block tracking on")
+	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()
 	return o
 }

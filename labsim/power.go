@@ -127,14 +127,20 @@ func (l *Lab) vmsOn(s *Server) []types.ManagedObjectReference {
 	return refs
 }
 
+// setVMPower changes a VM's power in one update; a VM that stops has its tools
+// stop in the same update, as vCenter reports a guest shutdown. (The simulator
+// re-collects every watched object for each update, so fewer updates keep big
+// labs' change feeds fast.)
 func (l *Lab) setVMPower(ref types.ManagedObjectReference, state types.VirtualMachinePowerState) {
 	obj := simulator.Map.Get(ref)
-	simulator.Map.WithLock(obj, func() {
-		simulator.Map.Update(obj, []types.PropertyChange{
-			{Name: "runtime.powerState", Val: state},
-			{Name: "summary.runtime.powerState", Val: state},
-		})
-	})
+	changes := []types.PropertyChange{
+		{Name: "runtime.powerState", Val: state},
+		{Name: "summary.runtime.powerState", Val: state},
+	}
+	if state != types.VirtualMachinePowerStatePoweredOn {
+		changes = append(changes, toolsChanges(false)...)
+	}
+	simulator.Map.WithLock(obj, func() { simulator.Map.Update(obj, changes) })
 }
 
 func vmPower(ref types.ManagedObjectReference) (state types.VirtualMachinePowerState) {
@@ -174,9 +180,20 @@ func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyCh
 				})
 			}
 		default:
-			go w.lab.setTools(ref, false)
+			if !toolsStopped(changes) { // a power-off through the simulator itself: tools stop after it
+				go w.lab.setTools(ref, false)
+			}
 		}
 	}
+}
+
+func toolsStopped(changes []types.PropertyChange) bool {
+	for _, c := range changes {
+		if c.Name == "guest.toolsRunningStatus" {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *Lab) setTools(ref types.ManagedObjectReference, running bool) {

@@ -66,6 +66,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		if i.lab.opts.latency > 0 { // a LAN round trip plus vpxd's own work, per call
+			time.Sleep(i.lab.opts.latency)
+		}
 		if m := soapMethod.FindSubmatch(body); m != nil {
 			name := string(m[1])
 			i.lab.calls.add(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,3 +98,5 @@ class Actions:
             return fn()
         except vmodl.MethodFault as exc:
             raise VSphereError(fault_text(exc)) from None
+        except (OSError, http.client.HTTPException) as exc:  # timeouts and dropped connections: per step, not a crash
+            raise VSphereError(f"no answer from vCenter ({type(exc).__name__}); raise vcenter.timeout if it is overloaded") from None

@@ -7,6 +7,7 @@ concerned: a wait for 1,000 VMs to power off is one long-poll at a time.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -68,6 +69,11 @@ def wait_for(
                 return state, False
     except vmodl.MethodFault as exc:
         raise VSphereError(f"vCenter: waiting on updates failed: {exc.msg or type(exc).__name__}") from None
+    except (OSError, http.client.HTTPException) as exc:  # a read timeout or a dropped connection mid-wait
+        raise VSphereError(
+            f"vCenter: no answer while waiting on updates ({type(exc).__name__}); vCenter may be overloaded: "
+            "raise vcenter.timeout, or run again (a re-run completes an interrupted run)"
+        ) from None
     finally:
         with contextlib.suppress(Exception):  # the collector dies with the session anyway
             collector.DestroyPropertyCollector()
