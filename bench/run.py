@@ -43,6 +43,7 @@ TOPOLOGIES = {
 }
 POLICY = {"max_parallel": 32, "bmc_poll_interval": 0.5, "guest_shutdown_timeout": 300, "host_off_timeout": 120, "host_connect_timeout": 300}
 LATENCY = "2ms"  # the extra 1,000-VM read comparison: a LAN round trip plus vCenter's work per SOAP call
+FAILURES: list[str] = []  # runs that did not succeed, reported in RESULTS.md
 SAMPLE_HOSTS = 2  # the sequential reference is timed on this many hosts and their VMs
 
 
@@ -73,7 +74,14 @@ def labswitch(lab: Lab, config: Path, *args: str) -> tuple[float, int, str]:
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"labswitch {' '.join(args)} exited {proc.returncode}: {out[-500:]}")
+        try:
+            failed = [
+                f"{x['action']} {x['target']}: {x['detail']}" for x in json.loads(out)["steps"] if x["status"] not in ("ok", "fallback")
+            ]
+        except (ValueError, KeyError):
+            failed = [out[-300:]]
+        FAILURES.append(f"labswitch {' '.join(args)} exited {proc.returncode}: {len(failed)} steps not ok, e.g. {failed[:3]}")
+        print(FAILURES[-1], flush=True)
     return seconds, usage.ru_maxrss // 1024, out
 
 
@@ -405,6 +413,8 @@ def write_results(rows: list[Row], per: dict[str, float], latency: dict[str, flo
         f"(each guest takes {GUEST_S:.0f} s in labsim, so the last was off at about {timeline['guest_requests'][1] + GUEST_S:.2f} s).",
         "",
     ]
+    if FAILURES:
+        lines += ["## Runs that did not succeed", "", *[f"- {f}" for f in FAILURES], ""]
     notes = HERE / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -449,7 +459,10 @@ def main() -> None:
     print(f"machine: {machine()}", flush=True)
     rows, per = [], None
     with tempfile.TemporaryDirectory() as tmp:
+        only = {int(v) for v in os.environ.get("BENCH_ONLY", "").split(",") if v}  # for a partial run while debugging
         for vms, args in TOPOLOGIES.items():
+            if only and vms not in only:
+                continue
             row, per = measure(vms, args, Path(tmp), per)
             rows.append(row)
         latency = latency_reads(Path(tmp))

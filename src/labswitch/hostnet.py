@@ -62,12 +62,13 @@ def parse(
         if not _HOSTNAME.fullmatch(name.removeprefix("~")):
             raise ConfigError(f"--domains {name}: not a DNS domain")
     for server in ntp:
-        if not _HOSTNAME.fullmatch(server) and not _is_ip(server):
+        if not _HOSTNAME.fullmatch(server) and not is_ip(server):
             raise ConfigError(f"--ntp {server}: not a host name or IP address")
     return StaticNetwork(interface, iface, gw, tuple(dns), tuple(domains), tuple(ntp))
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
+    """An IPv4 or IPv6 address (not a name)."""
     try:
         ipaddress.ip_address(text)
     except ValueError:

@@ -16,6 +16,7 @@ from fnmatch import fnmatchcase
 from labswitch.bmc import Power
 from labswitch.config import Config, Server, Wave
 from labswitch.errors import ConfigError
+from labswitch.hostnet import is_ip
 from labswitch.snapshot import HostInfo, Snapshot, VMInfo
 
 
@@ -152,20 +153,12 @@ def _identities(vm: VMInfo) -> set[str]:
 
 def _with_short_names(names: Iterable[str]) -> set[str]:
     out = set(names)
-    out |= {n.split(".", 1)[0] for n in out if "." in n and not _is_ip(n)}
+    out |= {n.split(".", 1)[0] for n in out if "." in n and not is_ip(n)}
     return out
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _loopback(text: str) -> bool:
-    return text == "localhost" or (_is_ip(text) and ipaddress.ip_address(text).is_loopback)
+    return text == "localhost" or (is_ip(text) and ipaddress.ip_address(text).is_loopback)
 
 
 def has_tag(vm: VMInfo, wanted: str) -> bool:

@@ -142,28 +142,38 @@ class Runner:
         if not steps:
             return set()
         start = self._phase("guest-shutdown")
-        asked = []
         fallback: list[tuple[Step, str]] = []
-        for step, _, error in self._parallel(steps, lambda s: self.actions.shutdown_guest(s.moid)):
-            if error is None:
-                asked.append(step)
-            else:
-                fallback.append((step, error))
-        by_moid = {s.moid: s for s in asked if s.moid}
+        by_moid: dict[str, Step] = {}  # the VMs asked, filled once the watch is in place
+        asked = False
         done_at: dict[str, float] = {}
 
+        def ask() -> None:  # runs once the watch holds every VM's current state
+            nonlocal asked
+            for step, _, error in self._parallel(steps, lambda s: self.actions.shutdown_guest(s.moid)):
+                if error is None and step.moid:
+                    by_moid[step.moid] = step
+                elif error is not None:
+                    fallback.append((step, error))
+            asked = True
+
         def seen(moid: str, props: Mapping[str, Any]) -> None:
-            if props.get("runtime.powerState") == "poweredOff" and moid not in done_at:
+            if asked and moid in by_moid and props.get("runtime.powerState") == "poweredOff" and moid not in done_at:
                 done_at[moid] = time.monotonic()
                 self._record(by_moid[moid], "ok", "guest shut down", start)
 
+        def done(state: Mapping[str, Mapping[str, Any]]) -> bool:
+            for moid in by_moid:  # a guest already off when asked sends no change: record it here
+                seen(moid, state.get(moid, {}))
+            return asked and len(done_at) == len(by_moid)
+
         self.actions.watch(
             "vm",
-            list(by_moid),
+            [s.moid for s in steps if s.moid],
             ["runtime.powerState"],
-            done=lambda state: all(state.get(m, {}).get("runtime.powerState") == "poweredOff" for m in by_moid),
+            done=done,
             timeout=self.policy.guest_shutdown_timeout,
             on_change=seen,
+            started=ask,
         )
         fallback += [(s, f"still on after {self.policy.guest_shutdown_timeout:.0f}s") for m, s in by_moid.items() if m not in done_at]
         blocked = set()

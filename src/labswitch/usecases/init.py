@@ -24,6 +24,7 @@ from labswitch import vsphere
 from labswitch.config import TLS, VCenter
 from labswitch.config.load import parse
 from labswitch.errors import ConfigError, TLSVerificationFailed
+from labswitch.hostnet import is_ip
 from labswitch.usecases.power import vcenter_addresses
 
 VCENTER_PASSWORD_ENV = "LABSWITCH_VCENTER_PASSWORD"
@@ -94,7 +95,7 @@ def group_name(cluster: str) -> str:
 
 
 def short_name(host: str) -> str:
-    return host if re.fullmatch(r"[0-9.]+|.*:.*", host) else host.split(".", 1)[0]
+    return host if is_ip(host) else host.split(".", 1)[0]
 
 
 def bmc_address(pattern: str, host: str) -> str:

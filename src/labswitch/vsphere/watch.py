@@ -20,6 +20,19 @@ State = dict[str, dict[str, Any]]  # moid -> property path -> value
 PC = vmodl.query.PropertyCollector
 
 
+def _reread(content: Any, spec: Any, state: State, on_change: Callable[[str, Mapping[str, Any]], None] | None) -> None:
+    result = content.propertyCollector.RetrievePropertiesEx(specSet=[spec], options=PC.RetrieveOptions())
+    while result is not None:
+        for obj in result.objects:
+            props = state.setdefault(obj.obj._moId, {})
+            fresh = {p.name: p.val for p in obj.propSet}
+            if any(props.get(k) != v for k, v in fresh.items()):
+                props.update(fresh)
+                if on_change is not None:
+                    on_change(obj.obj._moId, props)
+        result = content.propertyCollector.ContinueRetrievePropertiesEx(token=result.token) if result.token else None
+
+
 def wait_for(
     content: Any,
     objects: Sequence[Any],
@@ -28,11 +41,15 @@ def wait_for(
     timeout: float,
     poll_ceiling: float,
     on_change: Callable[[str, Mapping[str, Any]], None] | None = None,
+    started: Callable[[], None] | None = None,
 ) -> tuple[State, bool]:
     """Follow ``paths`` of ``objects`` until ``done(state)`` or ``timeout``: (state, done?).
 
     ``poll_ceiling`` bounds each long-poll below the HTTP read timeout.
     ``on_change(moid, props)`` runs for every object update, in this thread.
+    ``started()`` runs once the initial state is in: act there, and no change can slip
+    between the action and the wait. Before giving up, the objects are read once more
+    directly, so a change the feed did not deliver is not reported as a timeout.
     """
     state: State = {}
     if not objects:
@@ -63,10 +80,16 @@ def wait_for(
                             props[change.name] = change.val
                         if on_change is not None:
                             on_change(update.obj._moId, props)
+            if started is not None:
+                run_now = started
+                started = None
+                run_now()
+                continue
             if done(state):
                 return state, True
             if time.monotonic() >= deadline:
-                return state, False
+                _reread(content, spec, state, on_change)
+                return state, done(state)
     except vmodl.MethodFault as exc:
         raise VSphereError(f"vCenter: waiting on updates failed: {exc.msg or type(exc).__name__}") from None
     except (OSError, http.client.HTTPException) as exc:  # a read timeout or a dropped connection mid-wait
