@@ -299,13 +299,15 @@ def target(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def write_results(rows: list[Row], per: dict[str, float], latency: dict[str, float], timeline: dict[str, Any], seconds: float) -> None:
+def write_results(
+    rows: list[Row], per: dict[str, float], latency: dict[str, float], timeline: dict[str, Any], seconds: float, written: str
+) -> None:
     by = {row.vms: row.results for row in rows}
     k = by[1000]
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, in {seconds / 60:.1f} min.",
+        f"Written by `make bench` on {written}; the measurements took {seconds / 60:.1f} min.",
         f"Machine: {machine()}.",
         "",
         "Topology: labsim, one always-on management host with the vCenter VM, payload clusters of 10 hosts (5 at 100 VMs),",
@@ -431,9 +433,10 @@ def plot(rows: list[Row]) -> None:
     fig, (reads, power) = plt.subplots(1, 2, figsize=(12, 4.5))
     vms = [r.vms for r in rows]
     for key, label, style in (
-        ("status_s", "labswitch status", "o-"),
+        ("inventory_s", "labswitch inventory read", "^-"),
+        ("status_s", "labswitch status (whole CLI)", "o-"),
         ("naive_status_s", "naive status", "o--"),
-        ("audit_s", "labswitch audit", "s-"),
+        ("audit_s", "labswitch audit (whole CLI)", "s-"),
         ("naive_audit_s", "naive audit", "s--"),
     ):
         reads.plot(vms, [r.results[key] for r in rows], style, label=label)
@@ -454,7 +457,18 @@ def plot(rows: list[Row]) -> None:
     fig.savefig(HERE / "results.png", dpi=110)
 
 
+def render_saved() -> None:
+    """Rewrite RESULTS.md and the plot from results.json (after editing NOTES.md), without measuring again."""
+    saved = json.loads((HERE / "results.json").read_text())
+    rows = [Row(r.pop("vms"), r.pop("hosts"), r) for r in saved["rows"]]
+    FAILURES.extend(saved.get("failures", []))
+    write_results(rows, saved["sequential"], saved["latency_1000"], saved["timeline"], saved["seconds"], saved["written"])
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--render"]:
+        render_saved()
+        return
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
     rows, per = [], None
@@ -468,13 +482,18 @@ def main() -> None:
         latency = latency_reads(Path(tmp))
         timeline = phases(Path(tmp))
     assert per is not None
-    write_results(rows, per, latency, timeline, time.perf_counter() - started)
-    (HERE / "results.json").write_text(
-        json.dumps(
-            {"rows": [{"vms": r.vms, "hosts": r.hosts, **r.results} for r in rows], "latency_1000": latency, "sequential": per}, indent=1
-        )
-        + "\n"
-    )
+    seconds, written = time.perf_counter() - started, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    saved = {
+        "rows": [{"vms": r.vms, "hosts": r.hosts, **r.results} for r in rows],
+        "latency_1000": latency,
+        "sequential": per,
+        "timeline": timeline,
+        "failures": FAILURES,
+        "seconds": seconds,
+        "written": written,
+    }
+    (HERE / "results.json").write_text(json.dumps(saved, indent=1) + "\n")
+    write_results(rows, per, latency, timeline, seconds, written)
     print(f"wrote {HERE / 'RESULTS.md'} and results.png in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 
