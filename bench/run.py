@@ -430,29 +430,30 @@ def plot(rows: list[Row]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (reads, power) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    panels = {
+        "Reads": [
+            ("inventory_s", "labswitch inventory read", "^-"),
+            ("status_s", "labswitch status (whole CLI)", "o-"),
+            ("naive_status_s", "naive status", "o--"),
+            ("audit_s", "labswitch audit (whole CLI)", "s-"),
+            ("naive_audit_s", "naive audit", "s--"),
+        ],
+        "Down and up": [
+            ("down_s", "labswitch down", "o-"),
+            ("down_limit_s", "down physical limit", "o:"),
+            ("down_seq_s", "down sequential", "o--"),
+            ("up_s", "labswitch up", "s-"),
+            ("up_limit_s", "up physical limit", "s:"),
+            ("up_seq_s", "up sequential", "s--"),
+        ],
+    }
     vms = [r.vms for r in rows]
-    for key, label, style in (
-        ("inventory_s", "labswitch inventory read", "^-"),
-        ("status_s", "labswitch status (whole CLI)", "o-"),
-        ("naive_status_s", "naive status", "o--"),
-        ("audit_s", "labswitch audit (whole CLI)", "s-"),
-        ("naive_audit_s", "naive audit", "s--"),
-    ):
-        reads.plot(vms, [r.results[key] for r in rows], style, label=label)
-    reads.set(xscale="log", yscale="log", xlabel="VMs", ylabel="seconds", title="Reads")
-    reads.legend()
-    for key, label, style in (
-        ("down_s", "labswitch down", "o-"),
-        ("down_limit_s", "down physical limit", "o:"),
-        ("down_seq_s", "down sequential", "o--"),
-        ("up_s", "labswitch up", "s-"),
-        ("up_limit_s", "up physical limit", "s:"),
-        ("up_seq_s", "up sequential", "s--"),
-    ):
-        power.plot(vms, [r.results[key] for r in rows], style, label=label)
-    power.set(xscale="log", yscale="log", xlabel="VMs", ylabel="seconds", title="Down and up")
-    power.legend(fontsize=8)
+    for ax, (title, series) in zip(axes, panels.items(), strict=True):
+        for key, label, style in series:
+            ax.plot(vms, [r.results[key] for r in rows], style, label=label)
+        ax.set(xscale="log", yscale="log", xlabel="VMs", ylabel="seconds", title=title)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(HERE / "results.png", dpi=110)
 
