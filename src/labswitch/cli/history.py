@@ -18,7 +18,7 @@ def history_command(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """List past down and up runs with their outcome (from the journal).
+    """List past runs (down, up, and the rolling reboots of fix l1tf) with their outcome (from the journal).
 
     Outcomes: ok, failed (some steps failed), interrupted (re-run the same command to
     complete it), refused (a safety check stopped it before any change), running.
