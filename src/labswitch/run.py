@@ -131,7 +131,7 @@ class Runner:
             self._record(step, "failed", f"still connected {self.policy.host_off_timeout:.0f}s after the reboot task", start)
             return
         self._record(step, "ok", "rebooting", start)
-        if self._connect_and_exit_maintenance(list(plan.phase("connect")), list(plan.phase("maintenance-exit")), start=None):
+        if self._connect_and_exit_maintenance(list(plan.phase("connect")), list(plan.phase("maintenance-exit"))):
             for vm in plan.phase("start:restore"):
                 self._record(vm, "skipped", "host did not come back", time.monotonic())
             return
@@ -316,12 +316,12 @@ class Runner:
                 self._record(step, "ok", "powered on" if changed else "already on", start)
         return failed
 
-    def _connect_and_exit_maintenance(self, connect: list[Step], exit_steps: list[Step], start: float | None = None) -> set[str]:
+    def _connect_and_exit_maintenance(self, connect: list[Step], exit_steps: list[Step]) -> set[str]:
         """Exit maintenance on each host as soon as it is connected; returns the servers that never connected."""
         exits = {s.moid: s for s in exit_steps if s.moid}
         if not connect and not exits:
             return set()
-        start = self._phase("connect") if start is None else start
+        start = self._phase("connect")
         waiting = {s.moid: s for s in connect if s.moid}
         exited: dict[str, Future[None]] = {}
 

@@ -46,8 +46,7 @@ def init_command(
 
       labswitch init --vcenter vcsa.lab.local --bmc-pattern "{host}-idrac.lab.local"
     """
-    if out.exists() and not force:  # before any connection
-        raise ConfigError(f"{out}: exists; pass --force to overwrite it, or --out another file")
+    usecase.refuse_overwrite(out, force)  # before any connection
     if bmc_driver not in ("redfish", "racadm", "ipmi"):
         raise ConfigError(f"--bmc-driver {bmc_driver}: one of redfish, racadm, ipmi")
     usecase.bmc_address(bmc_pattern, "esx01.example.com")  # a bad pattern fails now, not after discovery

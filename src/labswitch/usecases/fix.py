@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pyVmomi import VmomiSupport, vim, vmodl
+from pyVmomi import VmomiSupport, vim
 
 from labswitch import vsphere
 from labswitch.audits import FixPlan, FixStep, cbt_unmap, l1tf
@@ -22,7 +22,7 @@ from labswitch.journal import Journal, default_path
 from labswitch.plan import Facts, Plan, make_reboot_plan
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.usecases.power import self_addresses, vcenter_addresses  # the identities down/up refuse on
-from labswitch.vsphere.actions import Actions, fault_text
+from labswitch.vsphere.actions import Actions
 
 Confirm = Callable[[FixPlan], bool]
 
@@ -73,12 +73,13 @@ def l1tf_fix(
             return FixOutcome(plan)
         key, value = (l1tf.MITIGATION, True) if mitigate else (l1tf.SUPPRESS, VmomiSupport.GetVmodlType("long")(1))
         by_name = {h.name: h for h in targets}
+        actions = Actions(vc.si, vc.content, config.vcenter.timeout)
         results = []
         for step in (s for s in plan.steps if s.action == "set-option"):
-            results.append(_set_option(vc.si, by_name[step.target].moid, step.target, key, value, mitigate))
+            results.append(_set_option(actions, by_name[step.target].moid, step.target, key, value, mitigate))
         reboots: list[StepResult] = []
         if reboot_plans and all(r.ok for r in results):
-            reboots = _rolling_reboot(vc, config, reboot_plans, on_event)
+            reboots = _rolling_reboot(actions, config, reboot_plans, on_event)
         return FixOutcome(plan, tuple(results), tuple(reboots), applied=True)
 
 
@@ -87,22 +88,20 @@ def _reboot_step(plan: Plan) -> FixStep:
     return FixStep(plan.servers[0], "rolling-reboot", f"maintenance mode, reboot, back; {running} running VMs stopped and started again")
 
 
-def _set_option(si: Any, host_moid: str, name: str, key: str, value: object, mitigate: bool) -> FixResult:
-    manager = vim.HostSystem(host_moid, si._stub).configManager.advancedOption
+def _set_option(actions: Actions, host_moid: str, name: str, key: str, value: object, mitigate: bool) -> FixResult:
     try:
-        manager.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=value)])
-        now = {o.key: o.value for o in manager.QueryOptions(name=key)}.get(key)
-    except vim.fault.InvalidName:
-        return FixResult(name, False, f"host has no option {key}")
-    except vmodl.MethodFault as exc:  # reported per host; the others go on
-        return FixResult(name, False, f"setting {key} failed: {fault_text(exc)}")
+        manager = actions.call(lambda: actions.host(host_moid).configManager.advancedOption)
+        actions.call(lambda: manager.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=value)]))
+        now = {o.key: o.value for o in actions.call(lambda: manager.QueryOptions(name=key))}.get(key)
+    except EndpointError as exc:  # reported per host; the others go on
+        return FixResult(name, False, f"setting {key} failed: {exc}")
     if not l1tf.truthy(now):
         return FixResult(name, False, f"{key} reads back as {now!r} after the change")
     detail = f"{key} = {str(now).lower()} (read back)" + ("; takes effect after a reboot" if mitigate else "")
     return FixResult(name, True, detail)
 
 
-def _rolling_reboot(vc: vsphere.VSphere, config: Config, plans: list[Plan], on_event: EventSink) -> list[StepResult]:
+def _rolling_reboot(actions: Actions, config: Config, plans: list[Plan], on_event: EventSink) -> list[StepResult]:
     """One host at a time; stops at the first host that does not come back whole."""
     journal = Journal(default_path(config.state_dir))
     results: list[StepResult] = []
@@ -111,7 +110,6 @@ def _rolling_reboot(vc: vsphere.VSphere, config: Config, plans: list[Plan], on_e
             run_id = journal.start_run("reboot", plan.servers)
             outcome = "interrupted"
             try:
-                actions = Actions(vc.si, vc.content, config.vcenter.timeout)
                 done = Runner(actions, config, {}, journal, run_id, on_event).run(plan)
                 outcome = "ok" if all(r.ok for r in done) else "failed"
             finally:

@@ -175,9 +175,13 @@ def _inline(values: Mapping[str, object]) -> tomlkit.items.InlineTable:
     return table
 
 
-def write(text: str, out: Path, force: bool) -> None:
+def refuse_overwrite(out: Path, force: bool) -> None:
     if out.exists() and not force:
         raise ConfigError(f"{out}: exists; pass --force to overwrite it, or --out another file")
+
+
+def write(text: str, out: Path, force: bool) -> None:
+    refuse_overwrite(out, force)  # again: the file may have appeared during discovery
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:

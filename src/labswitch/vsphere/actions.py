@@ -9,6 +9,7 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from labswitch.errors import VSphereError
+from labswitch.vsphere.inventory import pages
 from labswitch.vsphere.watch import wait_for
 
 TASK_DONE = ("success", "error")
@@ -84,8 +85,8 @@ class Actions:
         """Properties of one object in one PropertyCollector call; unset properties are absent."""
         pc = vmodl.query.PropertyCollector
         spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=obj, skip=False)], propSet=[pc.PropertySpec(type=type(obj), pathSet=list(paths))])
-        result = self.call(lambda: self.content.propertyCollector.RetrievePropertiesEx(specSet=[spec], options=pc.RetrieveOptions()))
-        return {p.name: p.val for o in (result.objects if result else []) for p in o.propSet}
+        objects = self.call(lambda: list(pages(self.content.propertyCollector, spec)))
+        return {p.name: p.val for o in objects for p in o.propSet}
 
     def watch(self, kind: str, moids: Sequence[str], paths: Sequence[str], **kw: Any) -> Any:
         objects = [self.vm(m) if kind == "vm" else self.host(m) for m in moids]

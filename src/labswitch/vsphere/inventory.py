@@ -78,7 +78,7 @@ def _host_options(content: Any, objects: Mapping[tuple[type, str], Mapping[str, 
         propSet=[pc.PropertySpec(type=vim.option.OptionManager, pathSet=["setting"])],
     )
     out: dict[str, dict[str, object]] = {}
-    for obj in _pages(content.propertyCollector, spec):
+    for obj in pages(content.propertyCollector, spec):
         settings = next((p.val for p in obj.propSet if p.name == "setting"), None) or []
         out[managers[obj.obj._moId]] = {o.key: o.value for o in settings}
     return out
@@ -97,14 +97,15 @@ def _retrieve(content: Any, wanted: Mapping[type, list[str]]) -> Iterator[tuple[
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
             propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=paths) for kind, paths in wanted.items()],
         )
-        for obj in _pages(content.propertyCollector, spec):
+        for obj in pages(content.propertyCollector, spec):
             kind = next(k for k in wanted if isinstance(obj.obj, k))
             yield (kind, obj.obj._moId), {p.name: p.val for p in obj.propSet}
     finally:
         view.Destroy()
 
 
-def _pages(pc: Any, spec: Any) -> Iterator[Any]:
+def pages(pc: Any, spec: Any) -> Iterator[Any]:
+    """The objects of one PropertyCollector read, page by page."""
     result = pc.RetrievePropertiesEx(specSet=[spec], options=vmodl.query.PropertyCollector.RetrieveOptions())
     while result is not None:
         yield from result.objects

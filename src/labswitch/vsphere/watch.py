@@ -15,22 +15,20 @@ from typing import Any
 from pyVmomi import vmodl
 
 from labswitch.errors import VSphereError
+from labswitch.vsphere.inventory import pages
 
 State = dict[str, dict[str, Any]]  # moid -> property path -> value
 PC = vmodl.query.PropertyCollector
 
 
 def _reread(content: Any, spec: Any, state: State, on_change: Callable[[str, Mapping[str, Any]], None] | None) -> None:
-    result = content.propertyCollector.RetrievePropertiesEx(specSet=[spec], options=PC.RetrieveOptions())
-    while result is not None:
-        for obj in result.objects:
-            props = state.setdefault(obj.obj._moId, {})
-            fresh = {p.name: p.val for p in obj.propSet}
-            if any(props.get(k) != v for k, v in fresh.items()):
-                props.update(fresh)
-                if on_change is not None:
-                    on_change(obj.obj._moId, props)
-        result = content.propertyCollector.ContinueRetrievePropertiesEx(token=result.token) if result.token else None
+    for obj in pages(content.propertyCollector, spec):
+        props = state.setdefault(obj.obj._moId, {})
+        fresh = {p.name: p.val for p in obj.propSet}
+        if any(props.get(k) != v for k, v in fresh.items()):
+            props.update(fresh)
+            if on_change is not None:
+                on_change(obj.obj._moId, props)
 
 
 def wait_for(
