@@ -12,7 +12,7 @@ import typer
 
 from labswitch import __version__
 from labswitch.config import DEFAULT_PATH, Config, load
-from labswitch.errors import EXIT_FAILED, LabswitchError
+from labswitch.errors import EXIT_FAILED, ConfigError, LabswitchError
 
 app = typer.Typer(
     name="labswitch",
@@ -24,6 +24,17 @@ app = typer.Typer(
 )
 
 log = logging.getLogger("labswitch")
+
+# The options every command spells the same way.
+Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (logs and progress stay on stderr).")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (required when not on a terminal).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")]
+
+
+def require_confirmable(what: str, yes: bool) -> None:
+    """A change needs --yes off a terminal, where nobody can answer the question (exit 2 before anything is contacted)."""
+    if not yes and not sys.stdin.isatty():
+        raise ConfigError(f"{what}: not on a terminal, so nothing can be confirmed; pass --yes (or --dry-run to see the plan)")
 
 
 class State:

@@ -12,7 +12,7 @@ import typer
 
 from labswitch import render
 from labswitch.audits import CHECKS, Finding, Severity
-from labswitch.cli import State, app
+from labswitch.cli import Json, State, app
 from labswitch.errors import EXIT_FAILED, ConfigError
 from labswitch.usecases import audit as usecase
 
@@ -110,7 +110,7 @@ def placement_command(
     ctx: typer.Context,
     vm: Annotated[str, typer.Argument(help="The VM to power on or vMotion.")],
     host: Annotated[str, typer.Option("--host", help="The host it would run on.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json_out: Json = False,
 ) -> None:
     """Would running VM on HOST take any of its multi-writer VMDKs past 8 hosts (KB 1034165)?
 

@@ -10,7 +10,7 @@ import typer
 
 from labswitch import render
 from labswitch.bmc import Driver
-from labswitch.cli import State, app
+from labswitch.cli import Json, State, app
 from labswitch.errors import EXIT_FAILED
 from labswitch.usecases import bmc
 
@@ -21,7 +21,6 @@ bmc_app = typer.Typer(
 app.add_typer(bmc_app, name="bmc")
 
 Servers = Annotated[list[str] | None, typer.Argument(help="Server names (default: every configured server).", show_default=False)]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 def _run(ctx: typer.Context, servers: list[str] | None, op: Callable[[Driver], Any]) -> list[bmc.Outcome]:

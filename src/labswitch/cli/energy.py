@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from labswitch import render
-from labswitch.cli import State, app
+from labswitch.cli import Json, State, app
 from labswitch.errors import ConfigError
 from labswitch.usecases.energy import EnergyReport, report
 
@@ -17,7 +17,7 @@ from labswitch.usecases.energy import EnergyReport, report
 @app.command("energy")
 def energy_command(
     ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json_out: Json = False,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write on-hours and kWh per day per group to a PNG (needs labswitch[plot]).")
     ] = None,

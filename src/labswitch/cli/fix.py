@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from labswitch import render
 from labswitch.audits import FixPlan
-from labswitch.cli import State, app
+from labswitch.cli import DryRun, Json, State, Yes, app, require_confirmable
 from labswitch.errors import EXIT_FAILED, ConfigError
 from labswitch.usecases import fix as usecase
 from labswitch.usecases.power import as_json_steps
@@ -18,10 +17,6 @@ fix_app = typer.Typer(
     help="Apply the fix for an audit finding: planned, confirmed, read back. Every fix has --dry-run.", no_args_is_help=True
 )
 app.add_typer(fix_app, name="fix")
-
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (progress stays on stderr).")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (required when not on a terminal).")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would change and change nothing.")]
 
 
 @fix_app.command("l1tf")
@@ -57,7 +52,8 @@ def l1tf_command(
         raise ConfigError("fix l1tf: --reboot goes with --mitigate (hiding the warning needs no reboot)")
     state: State = ctx.obj
     config = state.config()
-    _need_yes(yes, dry_run)
+    if not dry_run:
+        require_confirmable("fix", yes)
     progress = render.Progress()
     try:
         outcome = usecase.l1tf_fix(config, hosts or [], mitigate, reboot, dry_run, _confirm(yes, "fix l1tf"), progress)
@@ -86,14 +82,10 @@ def cbt_reset_command(
     """
     state: State = ctx.obj
     config = state.config()
-    _need_yes(yes, dry_run)
+    if not dry_run:
+        require_confirmable("fix", yes)
     outcome = usecase.cbt_reset(config, vms, with_snapshots, dry_run, _confirm(yes, "fix cbt-reset"))
     _finish(outcome, json_out)
-
-
-def _need_yes(yes: bool, dry_run: bool) -> None:
-    if not yes and not dry_run and not sys.stdin.isatty():
-        raise ConfigError("fix: not on a terminal, so nothing can be confirmed; pass --yes (or --dry-run to see the plan)")
 
 
 def _confirm(yes: bool, what: str) -> usecase.Confirm:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from labswitch import render
-from labswitch.cli import State, app
+from labswitch.cli import Json, State, app
 from labswitch.journal import Journal, default_path
 
 
@@ -16,7 +16,7 @@ from labswitch.journal import Journal, default_path
 def history_command(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    json_out: Json = False,
 ) -> None:
     """List past runs (down, up, and the rolling reboots of fix l1tf) with their outcome (from the journal).
 

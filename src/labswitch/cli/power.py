@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
 from labswitch import render
-from labswitch.cli import State, app
+from labswitch.cli import DryRun, Json, State, Yes, app, require_confirmable
 from labswitch.errors import EXIT_FAILED, EXIT_REFUSED, ConfigError
 from labswitch.plan import Intent, Plan
 from labswitch.usecases import power
@@ -16,9 +15,6 @@ from labswitch.usecases import power
 Groups = Annotated[
     list[str] | None, typer.Option("--group", "-g", help="A group to act on (repeatable). Default: every group that is not always_on.")
 ]
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (progress stays on stderr).")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (required when not on a terminal).")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")]
 Skip = Annotated[bool, typer.Option("--skip-unreachable", help="Leave out servers whose BMC cannot be reached, and say so.")]
 
 
@@ -109,8 +105,7 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
         plan = power.make(config, request)
         show_plan(plan, json_out)
         raise typer.Exit(EXIT_REFUSED if plan.refusals else 0)
-    if not yes and not sys.stdin.isatty():
-        raise ConfigError(f"{request.intent}: not on a terminal, so nothing can be confirmed; pass --yes (or --dry-run to see the plan)")
+    require_confirmable(str(request.intent), yes)
 
     def confirm(plan: Plan) -> bool:
         if yes:

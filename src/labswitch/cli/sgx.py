@@ -10,15 +10,13 @@ import typer
 
 from labswitch import cpuid, render
 from labswitch.audits import sgx
-from labswitch.cli import app
+from labswitch.cli import Json, app
 from labswitch.errors import ConfigError
 
 sgx_app = typer.Typer(
     help="Intel SGX on this machine's CPU, or in a saved test-sgx dump (for hosts: labswitch audit sgx).", no_args_is_help=True
 )
 app.add_typer(sgx_app, name="sgx")
-
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 @sgx_app.command("local")

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict
-from typing import Annotated
 
 import typer
 
 from labswitch import render
-from labswitch.cli import State, app
+from labswitch.cli import Json, State, app
 from labswitch.usecases.status import StatusReport, status
 
 
 @app.command("status")
 def status_command(
     ctx: typer.Context,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON on stdout (logs stay on stderr).")] = False,
+    json_out: Json = False,
 ) -> None:
     """Show hosts (connection, maintenance, BMC power) and VMs (power, tools, tags).
 

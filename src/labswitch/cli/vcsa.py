@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from labswitch import render
-from labswitch.cli import State, app
+from labswitch.cli import Json, State, app
 from labswitch.errors import EXIT_FAILED
 from labswitch.usecases import vcsa as usecase
 from labswitch.vcsa import CORE, Health
@@ -16,8 +16,6 @@ vcsa_app = typer.Typer(
     help='Check and repair the vCenter appliance over SSH ("This appliance cannot be used or repaired").', no_args_is_help=True
 )
 app.add_typer(vcsa_app, name="vcsa")
-
-Json = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
 def _as_json(h: Health) -> dict[str, object]:
