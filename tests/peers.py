@@ -164,6 +164,49 @@ def sushy_static_idrac(workdir: Path) -> Iterator[RedfishPeer]:
         yield RedfishPeer(f"https://127.0.0.1:{port}", "root", "calvin-unused", thumb, cert)
 
 
+DMTF_MOCKUP = Path(__file__).parent / "data" / "dmtf-public-rackmount1"
+# Which power layouts each variant of the DMTF tree keeps linked from its chassis (and whether its system links the chassis).
+DMTF_LAYOUTS = {
+    "published": {},  # EnvironmentMetrics, PowerSubsystem and the deprecated Power, as published
+    "power-subsystem": {"drop": ["EnvironmentMetrics"]},
+    "deprecated-power": {"drop": ["EnvironmentMetrics", "PowerSubsystem"]},
+    "power-in-links": {"drop": ["EnvironmentMetrics", "PowerSubsystem", "Power"], "links_power": True},
+    "unlinked-chassis": {"unlink_system": True},
+    "no-power": {"drop": ["EnvironmentMetrics", "PowerSubsystem", "Power"]},
+}
+
+
+def dmtf_mockup(directory: Path, layout: str) -> Path:
+    """The DMTF public-rackmount1 resources (tests/data) laid out with only ``layout``'s power sources linked."""
+    shutil.copytree(DMTF_MOCKUP, directory, ignore=shutil.ignore_patterns("*.md"))
+    spec: dict[str, Any] = DMTF_LAYOUTS[layout]
+    chassis_file = directory / "Chassis/1U/index.json"
+    chassis = json.loads(chassis_file.read_text())
+    for key in spec.get("drop", []):
+        chassis.pop(key, None)
+        chassis.pop(f"{key}@Redfish.Deprecated", None)
+    if spec.get("links_power"):
+        chassis["Links"]["Power"] = {"@odata.id": "/redfish/v1/Chassis/1U/Power"}
+    chassis_file.write_text(json.dumps(chassis))
+    if spec.get("unlink_system"):
+        system_file = directory / "Systems/437XR1138R2/index.json"
+        system = json.loads(system_file.read_text())
+        system["Links"].pop("Chassis")
+        system_file.write_text(json.dumps(system))
+    return directory
+
+
+@contextmanager
+def sushy_static_dmtf(workdir: Path, layout: str) -> Iterator[RedfishPeer]:
+    """A variant of DMTF's published rackmount mockup, served read-only by sushy-static."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cert, key, thumb = self_signed(workdir)
+    port = free_port()
+    mockup = dmtf_mockup(workdir / "mockup", layout)
+    with process([str(BIN / "sushy-static"), "-i", "127.0.0.1", "-p", str(port), "-m", str(mockup), "-c", str(cert), "-k", str(key)], port):
+        yield RedfishPeer(f"https://127.0.0.1:{port}", "root", "unused", thumb, cert)
+
+
 FAKE_BMC = """
 import os
 import sys

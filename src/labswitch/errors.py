@@ -11,6 +11,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
+EXIT_INTERRUPTED = 130
 
 
 class LabswitchError(Exception):
@@ -61,3 +62,13 @@ class SafetyRefusal(LabswitchError):
     """A safety check refused the operation before any change; exit code 3."""
 
     exit_code = EXIT_REFUSED
+
+
+class RunInProgress(LabswitchError):
+    """Another run holds the run lock (one run at a time, CLI and service alike); exit code 1."""
+
+
+class Interrupted(LabswitchError):
+    """The run was stopped (Ctrl-C, SIGTERM) and journaled as interrupted; the same command finishes it; exit code 130."""
+
+    exit_code = EXIT_INTERRUPTED

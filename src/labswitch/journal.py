@@ -58,9 +58,13 @@ class VMState:
     power_state: str
 
 
+def state_base(state_dir: str | None) -> Path:
+    """The state directory: ``state_dir`` from the config, else the XDG state directory."""
+    return Path(state_dir).expanduser() if state_dir else Path(platformdirs.user_state_dir("labswitch"))
+
+
 def default_path(state_dir: str | None) -> Path:
-    base = Path(state_dir).expanduser() if state_dir else Path(platformdirs.user_state_dir("labswitch"))
-    return base / "journal.sqlite3"
+    return state_base(state_dir) / "journal.sqlite3"
 
 
 class Journal:

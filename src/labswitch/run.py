@@ -11,10 +11,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from typing import Any
 
 from labswitch.bmc import Driver, Power
+from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, VSphereError
 from labswitch.journal import Journal
@@ -30,6 +32,7 @@ class StepResult:
     status: str  # ok | fallback (did not work; the policy's fallback follows) | failed | skipped
     detail: str
     seconds: float
+    server: str | None = None  # the config server the step belongs to
 
     @property
     def ok(self) -> bool:
@@ -37,14 +40,24 @@ class StepResult:
         return self.status in ("ok", "fallback")
 
 
-EventSink = Callable[[str, Any], None]  # ("phase", name) or ("step", StepResult)
+# ("plan", Plan) once; ("phase", name); ("start", Step) when a step begins; ("step", StepResult) when it ends; ("note", text)
+EventSink = Callable[[str, Any], None]
 
 
 class Runner:
     def __init__(
-        self, actions: Actions, config: Config, drivers: Mapping[str, Driver], journal: Journal, run_id: str, on_event: EventSink
+        self,
+        actions: Actions,
+        config: Config,
+        drivers: Mapping[str, Driver],
+        journal: Journal,
+        run_id: str,
+        on_event: EventSink,
+        cancel: Cancel | None = None,
     ) -> None:
         self.actions = actions
+        self.cancel = cancel or Cancel()
+        self.actions.cancel = self.cancel
         self.config = config
         self.policy = config.policy
         self.drivers = drivers
@@ -56,6 +69,8 @@ class Runner:
         self._pool = ThreadPoolExecutor(max_workers=self.policy.max_parallel)
 
     def run(self, plan: Plan) -> list[StepResult]:
+        """Run the plan; Interrupted when the cancel switch is set (self.results then holds what was done)."""
+        self.on_event("plan", plan)
         try:
             if plan.intent is Intent.DOWN:
                 self._down(plan)
@@ -69,7 +84,9 @@ class Runner:
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _record(self, step: Step, status: str, detail: str, since: float, phase: str | None = None, action: str | None = None) -> None:
-        result = StepResult(phase or step.phase, action or step.action, step.target, status, detail, round(time.monotonic() - since, 2))
+        result = StepResult(
+            phase or step.phase, action or step.action, step.target, status, detail, round(time.monotonic() - since, 2), step.server
+        )
         with self._lock:
             self.results.append(result)
             self.journal.add_step(self.run_id, result.phase, result.action, result.target, status, detail, result.seconds)
@@ -80,8 +97,23 @@ class Runner:
         return time.monotonic()
 
     def _parallel(self, items: Iterable[Any], fn: Callable[[Any], Any]) -> list[tuple[Any, Any, str | None]]:
-        """Run fn over items on the pool, in order of submission: (item, result, error)."""
-        futures: list[tuple[Any, Future[Any]]] = [(item, self._pool.submit(fn, item)) for item in items]
+        """Run fn over items on the pool, in order of submission: (item, result, error).
+
+        Once the cancel switch is set nothing more is submitted; the calls under way finish, then Interrupted.
+        """
+
+        def begin(item: Any) -> Any:
+            if isinstance(item, Step):
+                self.on_event("start", item)
+            return fn(item)
+
+        futures: list[tuple[Any, Future[Any]]] = []
+        for item in items:
+            if self.cancel.is_set():
+                break
+            futures.append((item, self._pool.submit(begin, item)))
+        futures_wait([f for _, f in futures])
+        self.cancel.check()
         out: list[tuple[Any, Any, str | None]] = []
         for item, future in futures:
             try:
@@ -235,6 +267,8 @@ class Runner:
                 future.result()
 
     def _shut_one_host(self, step: Step, start: float) -> None:
+        self.cancel.check()
+        self.on_event("start", step)
         driver = self.drivers[step.server or step.target]
         graceful_sent = False
         if step.action == "shutdown-host":
@@ -285,7 +319,7 @@ class Runner:
                 pass  # a BMC busy during the power transition: ask again
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(min(self.policy.bmc_poll_interval, max(0.0, deadline - time.monotonic())))
+            self.cancel.sleep(min(self.policy.bmc_poll_interval, max(0.0, deadline - time.monotonic())))
 
     # -- up --------------------------------------------------------------------------------
     def _up(self, plan: Plan) -> None:
@@ -326,6 +360,7 @@ class Runner:
         exited: dict[str, Future[None]] = {}
 
         def exit_maintenance(step: Step, in_maintenance: bool) -> None:
+            self.on_event("start", step)
             if not in_maintenance:
                 self._record(step, "ok", "not in maintenance mode", start)
                 return
@@ -389,4 +424,4 @@ class Runner:
                 late = sorted(s.target for s in steps if s.moid in started and state.get(s.moid or "", {}).get(path) != value)
                 self.on_event("note", f"{phase}: {condition} not up after {timeout:.0f}s on {', '.join(late)}; next wave starts anyway")
         if wave and wave.delay:
-            time.sleep(wave.delay)  # a configured pause between waves, not a wait on a condition
+            self.cancel.sleep(wave.delay)  # a configured pause between waves, not a wait on a condition

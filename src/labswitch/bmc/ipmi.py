@@ -95,6 +95,15 @@ class IpmiDriver:
             return _COMMANDS[key]
 
     def _call(self, fn: Callable[[Any], T]) -> T:
+        """One operation within bmc_timeout, pyghmi's own login retries included."""
+        try:
+            return _within(self.timeout, lambda: self._unbounded(fn))
+        except TimeoutError:
+            raise ConnectionFailed(
+                f"{self.where}: no answer within {self.timeout:g}s (policy.bmc_timeout); check bmc.address and IPMI over LAN"
+            ) from None
+
+    def _unbounded(self, fn: Callable[[Any], T]) -> T:
         logging_in = True
         try:
             if self._ipmi is None:
@@ -115,3 +124,24 @@ class IpmiDriver:
             raise BMCError(f"{self.where}: {text or type(exc).__name__}") from None
         except OSError as exc:
             raise ConnectionFailed(f"{self.where}: {exc.strerror or type(exc).__name__}; check bmc.address") from None
+
+
+def _within(timeout: float, fn: Callable[[], T]) -> T:
+    """fn's result, or TimeoutError after ``timeout`` (pyghmi has no overall deadline; its thread is left to end)."""
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread as it is
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="ipmi-call").start()
+    if not done.wait(timeout):
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["value"]  # type: ignore[no-any-return]

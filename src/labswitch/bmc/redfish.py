@@ -2,13 +2,16 @@
 
 Reset types are chosen from what the system advertises (ResetType@Redfish.AllowableValues).
 An iDRAC answers a power change the server is already in with HTTP 409: that counts as done.
+``bmc_timeout`` is the budget of one whole operation, sushy's retries included: every request
+gets what is left of it, and a request that fails with no time left for a retry ends the operation.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 import sushy
@@ -25,6 +28,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _POWER = {sushy.PowerState.ON: Power.ON, sushy.PowerState.OFF: Power.OFF}
+RETRY_DELAY = 1.0  # sushy's pause between retries (server_side_retries_delay)
+BUDGET_SPENT = "no answer within the bmc_timeout budget"
+
+
+class _BudgetSpent(requests.exceptions.RequestException):
+    """The operation's time is up: not one of the errors sushy retries."""
 
 
 class RedfishDriver:
@@ -37,6 +46,7 @@ class RedfishDriver:
         self.where = f"server {server} BMC {bmc.base_url}"
         self._root: sushy.Sushy | None = None
         self._system_path: str | None = None
+        self._deadline = float("inf")  # of the operation under way
 
     # -- protocol -----------------------------------------------------------------
     def power_state(self) -> Power:
@@ -71,25 +81,25 @@ class RedfishDriver:
         return self._call(read)
 
     def watts(self) -> float:
+        """The chassis' power draw wherever the service publishes it (see _chassis_watts)."""
+
         def read() -> float | None:
-            try:
-                chassis_list = self._system().chassis
-            except (sx.MissingAttributeError, sx.ResourceNotFoundError):
-                return None  # a linked Chassis that is not there (seen in real iDRAC captures)
-            for chassis in chassis_list:
-                try:
-                    # sushy's Power resource does not model PowerControl: read the member from its JSON.
-                    controls = chassis.power.json.get("PowerControl") or []
-                except (sx.MissingAttributeError, sx.ResourceNotFoundError):
-                    continue
-                for control in controls:
-                    if isinstance(control, dict) and isinstance(control.get("PowerConsumedWatts"), int | float):
-                        return float(control["PowerConsumedWatts"])
+            links = (self._system().json.get("Links") or {}).get("Chassis") or []
+            paths = [c["@odata.id"] for c in links if isinstance(c, dict) and "@odata.id" in c]
+            if not paths:  # the system links no chassis: every chassis of the service
+                paths = [m["@odata.id"] for m in self._get("/redfish/v1/Chassis").get("Members") or [] if isinstance(m, dict)]
+            for path in paths:
+                watts = _chassis_watts(self._get, path)
+                if watts is not None:
+                    return watts
             return None
 
         watts = self._call(read)
         if watts is None:
-            raise NotSupported(f"{self.where}: reports no PowerControl PowerConsumedWatts")
+            raise NotSupported(
+                f"{self.where}: reports no power draw (no EnvironmentMetrics PowerWatts, power supply InputPowerWatts "
+                "or PowerControl PowerConsumedWatts on its chassis)"
+            )
         return watts
 
     def close(self) -> None:
@@ -115,6 +125,7 @@ class RedfishDriver:
             # sushy passes verify on each request (safe from REQUESTS_CA_BUNDLE);
             # a thumbprint pin needs urllib3's assert_fingerprint on its session.
             tls.configure_session(connector._session, self.bmc.tls, self.where)
+            connector._session.request = self._within_budget(connector._session.request)
             self._root = sushy.Sushy(
                 self.bmc.base_url,
                 auth=SessionOrBasicAuth(username=self.bmc.user, password=password),
@@ -122,6 +133,36 @@ class RedfishDriver:
                 verify=tls.requests_verify(self.bmc.tls),
             )
         return self._root
+
+    def _within_budget(self, request: Callable[..., requests.Response]) -> Callable[..., requests.Response]:
+        """Every request gets what is left of the operation's budget; none starts once it is spent."""
+
+        def send(method: str, url: str, **kwargs: Any) -> requests.Response:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0.05:
+                raise _BudgetSpent(BUDGET_SPENT)
+            timeout = kwargs.get("timeout")
+            if isinstance(timeout, tuple):
+                kwargs["timeout"] = tuple(min(t or remaining, remaining) for t in timeout)
+            else:
+                kwargs["timeout"] = min(timeout or remaining, remaining)
+            try:
+                return request(method, url, **kwargs)
+            except requests.exceptions.SSLError:
+                raise
+            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+                if self._deadline - time.monotonic() < RETRY_DELAY:  # no time left for sushy's retry
+                    raise _BudgetSpent(BUDGET_SPENT) from exc
+                raise
+
+        return send
+
+    def _get(self, path: str) -> dict[str, Any]:
+        """A resource's JSON through sushy's connection (auth, TLS, budget)."""
+        data = self._connect()._conn.get(path).json()
+        if not isinstance(data, dict):
+            raise BMCError(f"{self.where}: {path} is not a JSON object")
+        return data
 
     def _system(self) -> sushy.resources.system.system.System:
         root = self._connect()
@@ -152,6 +193,7 @@ class RedfishDriver:
         return self._call(do)
 
     def _call(self, fn: Callable[[], T]) -> T:
+        self._deadline = time.monotonic() + self.timeout
         try:
             return fn()
         except (AuthenticationFailed, BMCError):
@@ -160,6 +202,10 @@ class RedfishDriver:
             raise AuthenticationFailed(f"{self.where}: login refused for user {self.bmc.user!r}; check bmc.user and bmc.password") from None
         except sx.ConnectionError as exc:
             text = str(exc)
+            if BUDGET_SPENT in text:
+                raise ConnectionFailed(
+                    f"{self.where}: no answer within {self.timeout:g}s (policy.bmc_timeout); check bmc.address and that the BMC is up"
+                ) from None
             if "SSL" in text or "certificate" in text.lower() or "Fingerprint" in text:
                 raise TLSVerificationFailed(f"{self.where}: certificate not trusted or not the pinned one; check bmc.tls") from None
             reason = "timed out" if "timed out" in text.lower() or "timeout" in text.lower() else "connection failed"
@@ -168,3 +214,77 @@ class RedfishDriver:
             raise BMCError(f"{self.where}: HTTP {exc.status_code}: {exc.detail or exc.code}") from None
         except (sx.SushyError, requests.RequestException, ValueError) as exc:
             raise BMCError(f"{self.where}: unexpected answer: {type(exc).__name__}") from None
+
+
+# -- where a chassis publishes its power draw -----------------------------------------
+Getter = Callable[[str], dict[str, Any]]
+
+
+def _chassis_watts(get: Getter, path: str) -> float | None:
+    """In order: EnvironmentMetrics PowerWatts.Reading; the present power supplies' InputPowerWatts;
+    the deprecated Power resource's PowerControl[].PowerConsumedWatts (by its property or a Links entry)."""
+    chassis = _optional(get, path)
+    if chassis is None:
+        return None
+    for source in (_environment_metrics, _power_subsystem, _power_control):
+        watts = source(get, chassis)
+        if watts is not None:
+            return watts
+    return None
+
+
+def _environment_metrics(get: Getter, chassis: dict[str, Any]) -> float | None:
+    metrics = _follow(get, chassis.get("EnvironmentMetrics"))
+    return _number(((metrics or {}).get("PowerWatts") or {}).get("Reading"))
+
+
+def _power_subsystem(get: Getter, chassis: dict[str, Any]) -> float | None:
+    """The sum over the installed power supplies, when every one of them reports its input watts."""
+    supplies = _follow(get, (_follow(get, chassis.get("PowerSubsystem")) or {}).get("PowerSupplies"))
+    readings = []
+    for member in (supplies or {}).get("Members") or []:
+        supply = _follow(get, member) or {}
+        if (supply.get("Status") or {}).get("State") == "Absent":
+            continue
+        reading = _number(((_follow(get, supply.get("Metrics")) or {}).get("InputPowerWatts") or {}).get("Reading"))
+        if reading is None:
+            return None
+        readings.append(reading)
+    return sum(readings) if readings else None
+
+
+def _power_control(get: Getter, chassis: dict[str, Any]) -> float | None:
+    links = chassis.get("Links") or {}
+    for ref in _refs(chassis.get("Power")) + _refs(links.get("Power") if isinstance(links, dict) else None):
+        power = _follow(get, ref) or {}
+        for control in power.get("PowerControl") or []:
+            watts = _number(control.get("PowerConsumedWatts")) if isinstance(control, dict) else None
+            if watts is not None:
+                return watts
+    return None
+
+
+def _refs(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value] if value else []
+
+
+def _follow(get: Getter, ref: Any) -> dict[str, Any] | None:
+    if isinstance(ref, dict) and isinstance(ref.get("@odata.id"), str):
+        return _optional(get, ref["@odata.id"])
+    return None
+
+
+def _optional(get: Getter, path: str) -> dict[str, Any] | None:
+    """A linked resource that is not there (seen in real iDRAC captures) is no source, not an error."""
+    try:
+        return get(path.split("#", 1)[0])
+    except (sx.ResourceNotFoundError, sx.MissingAttributeError):
+        return None
+    except sx.HTTPError as exc:
+        if exc.status_code in (404, 405, 501):
+            return None
+        raise
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -12,13 +12,12 @@ import typer
 
 from labswitch import __version__
 from labswitch.config import DEFAULT_PATH, Config, load
-from labswitch.errors import EXIT_FAILED, ConfigError, LabswitchError
+from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError, LabswitchError
 
 app = typer.Typer(
     name="labswitch",
     help="Switch a VMware vSphere lab on and off on demand, and keep it healthy.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,  # Rich tracebacks show locals: secrets must never be printed
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -65,13 +64,19 @@ def _global(
         typer.Option("--config", "-c", envvar="LABSWITCH_CONFIG", help="Configuration file (TOML).", show_default=True),
     ] = DEFAULT_PATH,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv for debug).")] = 0,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: the NO_COLOR environment variable).")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)] = False,
 ) -> None:
     """Switch a VMware vSphere lab on and off on demand, and keep it healthy.
 
-    Exit codes: 0 success, 1 an operation failed, 2 usage or configuration error,
-    3 refused by a safety check.
+    Exit codes: 0 success, 1 an operation failed (also: another run is in progress, a
+    confirmation declined), 2 usage or configuration error, 3 refused by a safety check,
+    130 interrupted (journaled; the same command finishes the run).
     """
+    if no_color:
+        from labswitch.render import no_color as disable_color
+
+        disable_color()
     _setup_logging(verbose)
     ctx.obj = State(config, verbose)
 
@@ -103,6 +108,9 @@ def main() -> None:
     except LabswitchError as exc:
         print(f"labswitch: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:  # outside a run (a run handles Ctrl-C itself): nothing was changed
+        print("labswitch: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line, the traceback only with -v
         if "-v" in sys.argv or "-vv" in sys.argv or "--verbose" in sys.argv or os.environ.get("LABSWITCH_DEBUG"):
             raise

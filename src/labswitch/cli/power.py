@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
 
 from labswitch import render
-from labswitch.cli import DryRun, Json, State, Yes, app, require_confirmable
-from labswitch.errors import EXIT_FAILED, EXIT_REFUSED, ConfigError
+from labswitch.cancel import Cancel
+from labswitch.cli import DryRun, Json, State, Yes, app, interrupts, require_confirmable
+from labswitch.config import DEFAULT_PATH
+from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_REFUSED, ConfigError
 from labswitch.plan import Intent, Plan
+from labswitch.render import runs
+from labswitch.render.live import LiveProgress, RunView
 from labswitch.usecases import power
 
 Groups = Annotated[
     list[str] | None, typer.Option("--group", "-g", help="A group to act on (repeatable). Default: every group that is not always_on.")
 ]
 Skip = Annotated[bool, typer.Option("--skip-unreachable", help="Leave out servers whose BMC cannot be reached, and say so.")]
+Wait = Annotated[
+    bool, typer.Option("--wait", help="If another run is in progress, wait for it (up to --wait-timeout) instead of exiting 1.")
+]
+WaitTimeout = Annotated[float, typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="How long --wait waits.")]
 
 
 @app.command("plan")
@@ -50,6 +59,8 @@ def down_command(
     yes: Yes = False,
     dry_run: DryRun = False,
     skip_unreachable: Skip = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 3600,
     json_out: Json = False,
 ) -> None:
     """Switch the lab off: guests shut down, hosts in maintenance mode and shut down, confirmed off by their BMCs.
@@ -63,7 +74,8 @@ def down_command(
 
       labswitch down --group payload --yes --json
     """
-    _run(ctx, power.Request(Intent.DOWN, tuple(group or ()), skip_unreachable=skip_unreachable), yes, dry_run, json_out)
+    request = power.Request(Intent.DOWN, tuple(group or ()), skip_unreachable=skip_unreachable, lock_wait=wait_timeout if wait else 0)
+    _run(ctx, request, yes, dry_run, json_out)
 
 
 @app.command("up")
@@ -77,6 +89,8 @@ def up_command(
     yes: Yes = False,
     dry_run: DryRun = False,
     skip_unreachable: Skip = False,
+    wait: Wait = False,
+    wait_timeout: WaitTimeout = 3600,
     json_out: Json = False,
 ) -> None:
     """Switch the lab on: BMC power-on, hosts reconnected and out of maintenance mode, tagged VMs started in waves.
@@ -91,7 +105,14 @@ def up_command(
         raise ConfigError("--restore and --tag: choose one (restore starts what ran before; --tag starts tagged VMs)")
     _run(
         ctx,
-        power.Request(Intent.UP, tuple(group or ()), restore=restore, tag=tag, skip_unreachable=skip_unreachable),
+        power.Request(
+            Intent.UP,
+            tuple(group or ()),
+            restore=restore,
+            tag=tag,
+            skip_unreachable=skip_unreachable,
+            lock_wait=wait_timeout if wait else 0,
+        ),
         yes,
         dry_run,
         json_out,
@@ -106,34 +127,71 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
         show_plan(plan, json_out)
         raise typer.Exit(EXIT_REFUSED if plan.refusals else 0)
     require_confirmable(str(request.intent), yes)
+    groups = {s.name: s.group for s in config.servers}
+    policy = config.policy
+    slow_after = {
+        "shutdown-guest": policy.guest_shutdown_timeout / 2,
+        "wait-connected": policy.host_connect_timeout / 2,
+        "shutdown-host": policy.host_off_timeout / 2,
+        "enter-maintenance": policy.maintenance_timeout / 2,
+        "exit-maintenance": policy.maintenance_timeout / 2,
+    }
+    progress = LiveProgress(render.stderr, RunView(groups, slow_after))
+    cancel = Cancel()
 
     def confirm(plan: Plan) -> bool:
-        if yes:
-            return True
-        show_plan(plan, json_out=False, to_stderr=True)
-        return typer.confirm(f"{request.intent} {', '.join(plan.groups)}: {len(plan.steps)} steps on {len(plan.servers)} servers. Proceed?")
+        if not yes:
+            if state.verbose:
+                show_plan(plan, json_out=False, to_stderr=True)
+            else:
+                runs.plan_summary(render.stderr, plan, groups)
+                for note in plan.notes:
+                    render.note(note)
+            if not render.ask(runs.question(plan)):
+                return False
+        interrupts.install(cancel, progress)
+        return True
 
-    progress = render.Progress()
     try:
-        outcome = power.execute(config, request, confirm, progress)
+        outcome = power.execute(config, request, confirm, progress, cancel, on_wait=render.note)
     finally:
         progress.stop()
+        interrupts.restore()
+    if not outcome.confirmed:
+        render.stderr.print("Aborted, nothing changed.")
+        raise typer.Exit(EXIT_FAILED)
     for note in outcome.plan.notes:
         render.note(note)
     if json_out:
-        render.emit_json({"ok": outcome.ok, "run_id": outcome.run_id, "steps": power.as_json_steps(outcome.results)})
+        render.emit_json(
+            {"ok": outcome.ok, "run_id": outcome.run_id, "interrupted": outcome.interrupted, "steps": power.as_json_steps(outcome.results)}
+        )
+    elif not outcome.results and not outcome.interrupted:
+        render.stdout.print(f"{request.intent}: nothing to do; the lab is already {request.intent}")
     else:
-        failed = [r for r in outcome.results if r.status != "ok"]
-        if not outcome.results:
-            render.stdout.print(f"{request.intent}: nothing to do; the lab is already {request.intent}")
-        else:
-            render.stdout.print(
-                f"{request.intent}: {len(outcome.results) - len(failed)} of {len(outcome.results)} steps ok (run {outcome.run_id})"
-            )
-        for r in failed:
-            render.stdout.print(f"  {r.status}: {r.action} {r.target}: {r.detail}", markup=False)
+        retry = retry_command(state, request)
+        runs.final_summary(
+            render.stdout, outcome.plan, outcome.results, outcome.run_id, progress.view.elapsed(), outcome.interrupted, retry
+        )
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
     if not outcome.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+def retry_command(state: State, request: power.Request) -> str:
+    """The command that finishes or retries this run, as the user would type it."""
+    words = ["labswitch"]
+    if state.config_path != DEFAULT_PATH:
+        words += ["--config", shlex.quote(str(state.config_path))]
+    words.append(str(request.intent))
+    for group in request.groups:
+        words += ["--group", shlex.quote(group)]
+    if request.restore:
+        words.append("--restore")
+    if request.tag:
+        words += ["--tag", shlex.quote(request.tag)]
+    return " ".join(words)
 
 
 def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:

@@ -6,19 +6,20 @@ read-back does not show the change is a failure, whatever the task said.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from pyVmomi import VmomiSupport, vim
 
-from labswitch import vsphere
+from labswitch import lock, vsphere
 from labswitch.audits import FixPlan, FixStep, cbt_unmap, l1tf
 from labswitch.config import Config
 from labswitch.errors import EndpointError, SafetyRefusal, VSphereError
-from labswitch.journal import Journal, default_path
+from labswitch.journal import Journal, default_path, state_base
 from labswitch.plan import Facts, Plan, make_reboot_plan
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.usecases.power import self_addresses, vcenter_addresses  # the identities down/up refuse on
@@ -46,6 +47,16 @@ class FixOutcome:
         return all(r.ok for r in self.results) and all(r.ok for r in self.reboots)
 
 
+@contextlib.contextmanager
+def _run_lock(config: Config, what: str, targets: Sequence[str], dry_run: bool) -> Iterator[None]:
+    """A fix changes the lab: it holds the run lock like down and up (a dry run changes nothing and needs none)."""
+    if dry_run:
+        yield
+        return
+    with lock.hold(state_base(config.state_dir), what, targets):
+        yield
+
+
 def l1tf_fix(
     config: Config,
     hosts: Sequence[str],
@@ -55,7 +66,7 @@ def l1tf_fix(
     confirm: Confirm,
     on_event: EventSink,
 ) -> FixOutcome:
-    with vsphere.connect(config.vcenter) as vc:
+    with _run_lock(config, "fix l1tf", hosts, dry_run), vsphere.connect(config.vcenter) as vc:
         snap = vc.audit_snapshot()
         plan, targets = l1tf.plan_fix(snap, hosts, mitigate)
         reboot_plans: list[Plan] = []
@@ -124,7 +135,7 @@ def _rolling_reboot(actions: Actions, config: Config, plans: list[Plan], on_even
 
 
 def cbt_reset(config: Config, vms: Sequence[str], with_snapshots: bool, dry_run: bool, confirm: Confirm) -> FixOutcome:
-    with vsphere.connect(config.vcenter) as vc:
+    with _run_lock(config, "fix cbt-reset", vms, dry_run), vsphere.connect(config.vcenter) as vc:
         snap = vc.audit_snapshot()
         plan = cbt_unmap.plan_reset(snap, vms, with_snapshots)
         if plan.refusals:

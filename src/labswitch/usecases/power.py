@@ -9,11 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from labswitch import vsphere
+from labswitch import lock, vsphere
 from labswitch.bmc import Driver, driver_for
+from labswitch.cancel import Cancel
 from labswitch.config import Config
-from labswitch.errors import ConfigError, SafetyRefusal
-from labswitch.journal import Journal, VMState, default_path
+from labswitch.errors import ConfigError, Interrupted, SafetyRefusal
+from labswitch.journal import Journal, VMState, default_path, state_base
 from labswitch.plan import Facts, Intent, Plan, make_plan, target_groups
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
@@ -28,6 +29,7 @@ class Request:
     restore: bool = False
     tag: str | None = None  # up: a start-up tag other than policy.startup_tag
     skip_unreachable: bool = False
+    lock_wait: float = 0.0  # seconds to wait for a run in progress to finish (0: refuse at once)
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,12 @@ class Outcome:
     plan: Plan
     run_id: str | None
     results: tuple[StepResult, ...]
+    interrupted: bool = False  # stopped by the cancel switch; journaled as interrupted
+    confirmed: bool = True
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.results)
+        return self.confirmed and not self.interrupted and all(r.ok for r in self.results)
 
 
 def make(config: Config, request: Request) -> Plan:
@@ -47,9 +51,24 @@ def make(config: Config, request: Request) -> Plan:
         return plan
 
 
-def execute(config: Config, request: Request, confirm: Callable[[Plan], bool], on_event: EventSink) -> Outcome:
-    """Plan, refuse or confirm, then run and journal (`labswitch down|up`)."""
-    with _session(config, request) as (plan, vc, drivers, snap, journal):
+def execute(
+    config: Config,
+    request: Request,
+    confirm: Callable[[Plan], bool],
+    on_event: EventSink,
+    cancel: Cancel | None = None,
+    on_wait: Callable[[str], None] | None = None,
+) -> Outcome:
+    """Hold the run lock, plan, refuse or confirm, then run and journal (`labswitch down|up`).
+
+    Another run in progress: RunInProgress before anything is contacted. The cancel switch set
+    during the run: the outcome says interrupted, and the journal too.
+    """
+    groups = target_groups(config, request.groups, request.intent)
+    with (
+        lock.hold(state_base(config.state_dir), str(request.intent), groups, request.lock_wait, on_wait) as held,
+        _session(config, request) as (plan, vc, drivers, snap, journal),
+    ):
         if plan.refusals:
             journal.start_run(str(request.intent), plan.groups, outcome="refused")
             raise SafetyRefusal("; ".join(plan.refusals))
@@ -57,17 +76,20 @@ def execute(config: Config, request: Request, confirm: Callable[[Plan], bool], o
             run_id = journal.start_run(str(request.intent), plan.groups, outcome="ok")
             return Outcome(plan, run_id, ())
         if not confirm(plan):
-            return Outcome(plan, None, (StepResult("confirm", "confirm", "lab", "skipped", "not confirmed", 0.0),))
+            return Outcome(plan, None, (), confirmed=False)
         # Decided before this run is journaled: a down after a down keeps the first one's states.
         record_for = journal.groups_needing_states(plan.groups) if request.intent is Intent.DOWN else []
         run_id = journal.start_run(str(request.intent), plan.groups)
+        held.update(run_id)
         outcome = "interrupted"
+        runner = Runner(Actions(vc.si, vc.content, config.vcenter.timeout), config, drivers, journal, run_id, on_event, cancel)
         try:
             if record_for:
                 _record_states(journal, run_id, config, snap, plan, record_for)
-            actions = Actions(vc.si, vc.content, config.vcenter.timeout)
-            results = Runner(actions, config, drivers, journal, run_id, on_event).run(plan)
+            results = runner.run(plan)
             outcome = "ok" if all(r.ok for r in results) else "failed"
+        except Interrupted:
+            return Outcome(plan, run_id, tuple(runner.results), interrupted=True)
         finally:
             journal.finish(run_id, outcome)
         return Outcome(plan, run_id, tuple(results))

@@ -8,6 +8,7 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
+from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
 from labswitch.vsphere.inventory import pages
 from labswitch.vsphere.watch import wait_for
@@ -25,10 +26,11 @@ def fault_text(exc: BaseException) -> str:
 class Actions:
     """Start actions on managed objects by moid; wait for their tasks through the change feed."""
 
-    def __init__(self, si: Any, content: Any, timeout: float) -> None:
+    def __init__(self, si: Any, content: Any, timeout: float, cancel: Cancel | None = None) -> None:
         self.content = content
         self.stub = si._stub
         self.poll_ceiling = max(1.0, timeout - 5)
+        self.cancel = cancel  # every wait stops when it is set
 
     def vm(self, moid: str) -> Any:
         return vim.VirtualMachine(moid, self.stub)
@@ -68,6 +70,7 @@ class Actions:
             lambda s: all(s.get(m, {}).get("info.state") in TASK_DONE for m in by_moid),
             timeout,
             self.poll_ceiling,
+            cancel=self.cancel,
         )
         results: dict[str, str | None] = {}
         for moid, key in by_moid.items():
@@ -90,7 +93,7 @@ class Actions:
 
     def watch(self, kind: str, moids: Sequence[str], paths: Sequence[str], **kw: Any) -> Any:
         objects = [self.vm(m) if kind == "vm" else self.host(m) for m in moids]
-        return wait_for(self.content, objects, paths, poll_ceiling=self.poll_ceiling, **kw)
+        return wait_for(self.content, objects, paths, poll_ceiling=self.poll_ceiling, cancel=self.cancel, **kw)
 
     @staticmethod
     def call(fn: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pyVmomi import vmodl
 
+from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
 from labswitch.vsphere.inventory import pages
 
@@ -40,13 +41,15 @@ def wait_for(
     poll_ceiling: float,
     on_change: Callable[[str, Mapping[str, Any]], None] | None = None,
     started: Callable[[], None] | None = None,
+    cancel: Cancel | None = None,
 ) -> tuple[State, bool]:
     """Follow ``paths`` of ``objects`` until ``done(state)`` or ``timeout``: (state, done?).
 
     ``poll_ceiling`` bounds each long-poll below the HTTP read timeout.
     ``on_change(moid, props)`` runs for every object update, in this thread.
     ``started()`` runs once the initial state is in: act there, and no change can slip
-    between the action and the wait. Before giving up, the objects are read once more
+    between the action and the wait. With ``cancel``, each long-poll lasts at most a second and a
+    set switch raises Interrupted. Before giving up, the objects are read once more
     directly, so a change the feed did not deliver is not reported as a timeout.
     """
     state: State = {}
@@ -66,8 +69,10 @@ def wait_for(
         collector.CreateFilter(spec, partialUpdates=False)
         version = ""
         while True:
+            if cancel is not None:
+                cancel.check()
             remaining = deadline - time.monotonic()
-            wait = max(0, min(int(remaining), int(poll_ceiling)))
+            wait = max(0, min(int(remaining), int(poll_ceiling), 1 if cancel is not None else int(poll_ceiling)))
             result = collector.WaitForUpdatesEx(version, PC.WaitOptions(maxWaitSeconds=wait))
             if result is not None:
                 version = result.version

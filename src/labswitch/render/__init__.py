@@ -41,6 +41,22 @@ def note(message: str) -> None:
     stderr.print(f"[yellow]note:[/] {message}", markup=True, highlight=False)
 
 
+def ask(question: str) -> bool:
+    """A yes/no question on stderr, answered on stdin: y or yes (any case) is yes; anything else, EOF or Ctrl-C is no."""
+    try:
+        answer = stderr.input(question, markup=False)
+    except (EOFError, KeyboardInterrupt):
+        stderr.print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def no_color() -> None:
+    """--no-color (Rich honours NO_COLOR by itself)."""
+    stdout.no_color = True
+    stderr.no_color = True
+
+
 class Progress:
     """Run feedback on stderr: the phase, counts and elapsed time on a terminal; plain lines otherwise."""
 

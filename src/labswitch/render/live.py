@@ -1,0 +1,332 @@
+"""Live progress of a run: one row per host (or per group when they do not fit), clocks that tick.
+
+``RunView`` is the state, fed by the runner's events and read at any moment (pure: no terminal);
+``LiveProgress`` draws it with Rich on a terminal, or prints plain timestamped lines elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from labswitch.plan import Plan, Step
+from labswitch.run import StepResult
+
+VM_ACTIONS = {"shutdown-guest", "power-off-vm", "leave-running", "power-on-vm"}
+DOING = {  # what a host is doing while its first unfinished step runs
+    "shutdown-guest": "stopping VMs",
+    "power-off-vm": "powering off VMs",
+    "leave-running": "stopping VMs",
+    "enter-maintenance": "entering maintenance",
+    "shutdown-host": "shutting down",
+    "bmc-graceful-shutdown": "shutting down (BMC)",
+    "bmc-power-on": "powering on",
+    "wait-connected": "booting",
+    "exit-maintenance": "exiting maintenance",
+    "power-on-vm": "starting VMs",
+    "reboot-host": "rebooting",
+}
+HOST_OFF_ACTIONS = {"shutdown-host", "bmc-graceful-shutdown"}
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:02d}:{rest % 60:02d}"
+
+
+@dataclass
+class HostRow:
+    server: str
+    group: str
+    state: str
+    vms_done: int
+    vms_total: int
+    elapsed: float
+    note: str = ""
+    finished: bool = False
+    failed: bool = False
+    alarm: bool = False  # the note is a failure (else a warning such as a slow step)
+
+
+@dataclass
+class _Host:
+    steps: list[Step] = field(default_factory=list)
+    done: set[int] = field(default_factory=set)  # indexes into steps
+    started_at: float | None = None
+    finished_at: float | None = None
+    failures: list[str] = field(default_factory=list)
+    confirmed_off: bool | None = None  # down: the BMC's confirm-off result
+    skipped: bool = False
+
+
+class RunView:
+    """What every host is doing, from the plan and the runner's events; ``rows(now)`` at any moment."""
+
+    def __init__(self, groups: Mapping[str, str], slow_after: Mapping[str, float], clock_fn: Callable[[], float] = time.monotonic) -> None:
+        self.groups = groups  # server -> group
+        self.slow_after = slow_after  # action -> seconds after which a step counts as slow
+        self.now = clock_fn
+        self.plan: Plan | None = None
+        self.hosts: dict[str, _Host] = {}
+        self.started_at = self.now()
+        self.finished_at: float | None = None
+        self.phase = ""
+        self.phases_begun: set[str] = set()
+        self.step_started: dict[tuple[str, str], float] = {}  # (action, target) -> when
+        self.interrupting = False
+
+    # -- events --------------------------------------------------------------------
+    def begin(self, plan: Plan) -> None:
+        self.plan = plan
+        self.started_at = self.now()
+        for step in plan.steps:
+            self.hosts.setdefault(step.server or step.target, _Host()).steps.append(step)
+
+    def on_phase(self, name: str) -> None:
+        self.phase = name
+        self.phases_begun.add(name)
+        at = self.now()
+        for host in self.hosts.values():
+            for step in host.steps:
+                if step.phase == name:
+                    self.step_started.setdefault((step.action, step.target), at)
+                    host.started_at = host.started_at or at
+
+    def on_start(self, step: Step) -> None:
+        at = self.now()
+        self.step_started.setdefault((step.action, step.target), at)
+        host = self.hosts.get(step.server or step.target)
+        if host is not None:
+            host.started_at = host.started_at or at
+
+    def on_result(self, result: StepResult) -> None:
+        name = result.server or result.target
+        host = self.hosts.setdefault(name, _Host())
+        host.started_at = host.started_at or self.now()
+        if result.action == "confirm-off":
+            host.confirmed_off = result.status == "ok"
+        for i, step in enumerate(host.steps):
+            if i not in host.done and step.action == result.action and step.target == result.target:
+                host.done.add(i)
+                break
+        if result.status == "skipped":
+            host.skipped = True
+        if result.status == "failed":
+            host.failures.append(f"{result.action} {result.target}: {result.detail}")
+        if self._host_finished(host):
+            host.finished_at = host.finished_at or self.now()
+
+    def finish(self) -> None:
+        self.finished_at = self.now()
+
+    # -- reading -------------------------------------------------------------------
+    def elapsed(self) -> float:
+        return (self.finished_at or self.now()) - self.started_at
+
+    def rows(self) -> list[HostRow]:
+        return [self._row(name, host) for name, host in self.hosts.items()]
+
+    def counts(self) -> tuple[int, int]:
+        """(VM steps done, VM steps planned) over the run."""
+        done = total = 0
+        for host in self.hosts.values():
+            vm = [i for i, s in enumerate(host.steps) if s.action in VM_ACTIONS]
+            total += len(vm)
+            done += len([i for i in vm if i in host.done])
+        return done, total
+
+    def slow(self) -> list[str]:
+        """Steps under way for longer than half their timeout: the targets to name."""
+        now = self.now()
+        out = []
+        for host in self.hosts.values():
+            for i, step in enumerate(host.steps):
+                limit = self.slow_after.get(step.action)
+                since = self.step_started.get((step.action, step.target))
+                if i not in host.done and limit and since is not None and now - since > limit:
+                    out.append(step.target)
+        return out
+
+    def _host_finished(self, host: _Host) -> bool:
+        if len(host.done) < len(host.steps) and not host.skipped:
+            return False
+        waits_for_bmc = any(s.action in HOST_OFF_ACTIONS for s in host.steps) and host.confirmed_off is None
+        return host.skipped or not waits_for_bmc  # a host shut down is done once the BMC confirms it off
+
+    def _row(self, name: str, host: _Host) -> HostRow:
+        vm_steps = [i for i, s in enumerate(host.steps) if s.action in VM_ACTIONS]
+        vms_done = len([i for i in vm_steps if i in host.done])
+        end = host.finished_at or self.finished_at or self.now()
+        elapsed = end - host.started_at if host.started_at is not None else 0.0
+        note = host.failures[0] if host.failures else ""
+        slow = [t for t in self.slow() if any(s.target == t for s in host.steps)]
+        if slow and not note:
+            note = "slow: " + ", ".join(slow[:3]) + (f" (+{len(slow) - 3})" if len(slow) > 3 else "")
+        row = HostRow(name, self.groups.get(name, ""), "", vms_done, len(vm_steps), elapsed, note, alarm=bool(host.failures))
+        if self._host_finished(host):
+            row.finished = True
+            row.failed = bool(host.failures) or host.skipped or host.confirmed_off is False
+            row.state = self._final_state(host, row.failed)
+            return row
+        pending = next((s for i, s in enumerate(host.steps) if i not in host.done), None)
+        if self.finished_at is not None:  # the run ended (interrupted) before this host was through
+            row.state = "not finished" + (f" ({DOING.get(pending.action, pending.action)})" if pending else "")
+        elif pending is None:  # every planned step done; the BMC is still to confirm it off
+            row.state = "waiting for off (BMC)"
+        elif (pending.action, pending.target) in self.step_started or pending.phase in self.phases_begun:
+            row.state = DOING.get(pending.action, pending.action)
+        else:
+            row.state = "waiting"
+        return row
+
+    def _final_state(self, host: _Host, failed: bool) -> str:
+        intent = str(self.plan.intent) if self.plan else ""
+        if host.confirmed_off:
+            return "off (BMC)"
+        if failed:
+            return "left on" if intent == "down" else "failed"
+        return {"down": "off", "up": "up", "reboot": "rebooted"}.get(intent, "done")
+
+
+class LiveProgress:
+    """The run's EventSink for the CLI: a live table on a terminal, timestamped lines elsewhere."""
+
+    def __init__(self, console: Console, view: RunView, live: bool | None = None) -> None:
+        self.console = console
+        self.view = view
+        self.live_mode = console.is_terminal if live is None else live
+        self._live: Live | None = None
+
+    def __call__(self, kind: str, data: Any) -> None:
+        if kind == "plan":
+            self.view.begin(data)
+            if self.live_mode and self._live is None:
+                self._live = Live(_Renderable(self), console=self.console, refresh_per_second=4, transient=False)
+                self._live.start()
+        elif kind == "phase":
+            self.view.on_phase(str(data))
+            if not self.live_mode:
+                self._line(str(data))
+        elif kind == "start":
+            self.view.on_start(data)
+        elif kind == "step":
+            self.view.on_result(data)
+            if not self.live_mode:
+                self._line(f"{data.status:8} {data.action} {data.target}: {data.detail}")
+        elif kind == "note":
+            self.console.print(Text.assemble(("note: ", "yellow"), str(data)))
+
+    def interrupting(self) -> None:
+        self.view.interrupting = True
+        if not self.live_mode:
+            self._line("stopping: no new work is started; calls under way finish (Ctrl-C again to exit at once)")
+
+    def stop(self) -> None:
+        self.view.finish()
+        if self._live is not None:
+            self._live.refresh()
+            self._live.stop()
+            self._live = None
+
+    def _line(self, text: str) -> None:
+        self.console.print(f"[{clock(self.view.elapsed())}] {text}", markup=False, highlight=False)
+
+    # -- drawing -------------------------------------------------------------------
+    def render(self) -> RenderableType:
+        view = self.view
+        plan = view.plan
+        rows = view.rows()
+        done, total = view.counts()
+        finished = sum(1 for r in rows if r.finished)
+        title = Text.assemble(
+            (f"{plan.intent if plan else ''} of {', '.join(plan.groups) if plan else ''}", "bold"),
+            f"  {len(rows)} hosts · {total} VMs · ",
+            (clock(view.elapsed()), "bold cyan"),
+            f"  {finished}/{len(rows)} hosts done",
+        )
+        parts: list[RenderableType] = [title]
+        room = max(3, self.console.size.height - 6)
+        if len(rows) <= room:
+            parts.append(self._host_table(rows))
+        else:
+            parts.append(self._group_table(rows, room))
+        slow = view.slow()
+        if slow and len(rows) > room:
+            parts.append(Text(f"slow: {', '.join(slow[:5])}" + (f" (+{len(slow) - 5})" if len(slow) > 5 else ""), style="yellow"))
+        footer = (
+            Text(f"VMs {done}/{total} · finished", style="dim")
+            if view.finished_at is not None
+            else Text(
+                "stopping: calls under way finish, then the run is journaled as interrupted; Ctrl-C again exits now", style="bold yellow"
+            )
+            if view.interrupting
+            else Text(f"VMs {done}/{total} · Ctrl-C stops after the calls under way (the same command finishes the run)", style="dim")
+        )
+        parts.append(footer)
+        return Group(*parts)
+
+    def _host_table(self, rows: list[HostRow]) -> Table:
+        table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+        for column in ("HOST", "GROUP", "STATE", "VMS", "", "TIME", "NOTE"):
+            table.add_column(column, no_wrap=column != "NOTE", overflow="ellipsis")
+        for r in rows:
+            table.add_row(
+                r.server,
+                r.group,
+                Text(r.state, style=_style(r)),
+                ProgressBar(total=max(r.vms_total, 1), completed=r.vms_done if r.vms_total else 1, width=12),
+                f"{r.vms_done}/{r.vms_total}",
+                clock(r.elapsed),
+                Text(r.note, style="red" if r.alarm else "yellow"),
+            )
+        return table
+
+    def _group_table(self, rows: list[HostRow], room: int) -> Table:
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for column in ("GROUP", "HOSTS", "STATES", "VMS", ""):
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        by_group: dict[str, list[HostRow]] = {}
+        for r in rows:
+            by_group.setdefault(r.group or "-", []).append(r)
+        for group, members in list(by_group.items())[: max(1, room - 1)]:
+            states = Counter(r.state for r in members)
+            done = sum(r.vms_done for r in members)
+            total = sum(r.vms_total for r in members)
+            table.add_row(
+                group,
+                str(len(members)),
+                ", ".join(f"{n} {s}" for s, n in states.most_common()),
+                ProgressBar(total=max(total, 1), completed=done if total else 1, width=16),
+                f"{done}/{total}",
+            )
+        return table
+
+
+def _style(row: HostRow) -> str:
+    if row.failed:
+        return "bold red"
+    if row.finished:
+        return "green"
+    if row.state.startswith("not finished"):
+        return "yellow"
+    return "dim" if row.state == "waiting" else "cyan"
+
+
+class _Renderable:
+    """Rebuilt on every refresh, so the clocks tick while nothing else happens."""
+
+    def __init__(self, progress: LiveProgress) -> None:
+        self.progress = progress
+
+    def __rich__(self) -> RenderableType:
+        return self.progress.render()

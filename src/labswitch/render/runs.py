@@ -1,0 +1,133 @@
+"""What a person reads before and after a down or up: the plan in brief, the question, the summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from labswitch.plan import Plan
+from labswitch.render.live import VM_ACTIONS, clock
+from labswitch.run import StepResult
+
+HOST_WORDS = {
+    "enter-maintenance": "maintenance",
+    "shutdown-host": "shut down",
+    "bmc-graceful-shutdown": "shut down by BMC",
+    "bmc-power-on": "power on",
+    "wait-connected": "connect",
+    "exit-maintenance": "exit maintenance",
+    "reboot-host": "reboot",
+}
+
+
+@dataclass(frozen=True)
+class PlanCounts:
+    vms: int  # VMs to stop (down) or start (up)
+    hosts: int  # hosts with any step
+
+
+def counts(plan: Plan) -> PlanCounts:
+    vms = {s.target for s in plan.steps if s.action in VM_ACTIONS}
+    hosts = {s.server or s.target for s in plan.steps}
+    return PlanCounts(len(vms), len(hosts))
+
+
+def question(plan: Plan) -> str:
+    c = counts(plan)
+    verb = {"down": "to stop", "up": "to start"}.get(str(plan.intent), "")
+    return f"Proceed with {plan.intent} of {', '.join(plan.groups)}: {c.vms} VMs {verb} on {c.hosts} hosts? [y/N] "
+
+
+def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> None:
+    """Per host (per group when the hosts do not fit the terminal): VMs to stop or start, host steps."""
+    per_host: dict[str, dict[str, list[str]]] = {}
+    for step in plan.steps:
+        entry = per_host.setdefault(step.server or step.target, {"vms": [], "hard": [], "left": [], "host": []})
+        if step.action in ("shutdown-guest", "power-on-vm"):
+            entry["vms"].append(step.target)
+        elif step.action == "power-off-vm":
+            entry["hard"].append(step.target)
+        elif step.action == "leave-running":
+            entry["left"].append(step.target)
+        else:
+            entry["host"].append(HOST_WORDS.get(step.action, step.action))
+    c = counts(plan)
+    console.print(Text.assemble((f"{plan.intent} of {', '.join(plan.groups)}", "bold"), f": {c.vms} VMs on {c.hosts} hosts"))
+    vm_word = "VMS TO STOP" if plan.intent == "down" else "VMS TO START"
+    room = max(5, console.size.height - 10) if console.is_terminal else 10_000
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if len(per_host) <= room:
+        for column in ("HOST", "GROUP", vm_word, "HOST STEPS"):
+            table.add_column(column)
+        for name, entry in per_host.items():
+            table.add_row(name, groups.get(name, ""), _vm_cell(entry), " → ".join(dict.fromkeys(entry["host"])) or "-")
+    else:
+        for column in ("GROUP", "HOSTS", vm_word, "HOST STEPS"):
+            table.add_column(column)
+        by_group: dict[str, list[dict[str, list[str]]]] = {}
+        for name, entry in per_host.items():
+            by_group.setdefault(groups.get(name, "-"), []).append(entry)
+        for group, entries in by_group.items():
+            merged = {k: [v for e in entries for v in e[k]] for k in ("vms", "hard", "left")}
+            steps = " → ".join(dict.fromkeys(w for e in entries for w in e["host"])) or "-"
+            table.add_row(group, str(len(entries)), _vm_cell(merged), steps)
+    console.print(table)
+
+
+def _vm_cell(entry: Mapping[str, Sequence[str]]) -> Text:
+    text = Text(str(len(entry["vms"]) + len(entry["hard"]) + len(entry["left"])))
+    if entry["hard"]:
+        text.append(f" ({len(entry['hard'])} hard power-off)", style="yellow")
+    if entry["left"]:
+        text.append(f" ({len(entry['left'])} without Tools stay on)", style="red")
+    return text
+
+
+def final_summary(
+    console: Console,
+    plan: Plan,
+    results: Sequence[StepResult],
+    run_id: str | None,
+    seconds: float,
+    interrupted: bool,
+    retry: str,
+) -> None:
+    """What was done, what failed and why, what was left running, and the command to retry or finish."""
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if r.status in ("failed", "skipped")]
+    vm_done = {r.target for r in ok if r.action in VM_ACTIONS}
+    c = counts(plan)
+    intent = str(plan.intent)
+    if intent == "down":
+        hosts_done = {r.target for r in ok if r.action == "confirm-off"}
+        done = f"{len(vm_done)} of {c.vms} VMs stopped, {len(hosts_done)} of {c.hosts} hosts off (BMC)"
+    else:
+        hosts_done = {r.target for r in ok if r.action in ("exit-maintenance", "reboot-host")}
+        done = f"{len(hosts_done)} of {c.hosts} hosts up, {len(vm_done)} of {c.vms} VMs started"
+    head = f"{intent} of {', '.join(plan.groups)}"
+    if interrupted:
+        console.print(Text.assemble((f"{head}: interrupted after {clock(seconds)}", "bold yellow"), f" — {done}"))
+        console.print(f"  the run is journaled as interrupted (run {run_id}); to finish it: {retry}", markup=False, highlight=False)
+        return
+    style = "bold green" if not failed else "bold red"
+    verdict = "done" if not failed else f"{len(failed)} steps not done"
+    console.print(Text.assemble((f"{head}: {verdict} in {clock(seconds)}", style), f" — {done}"))
+    for r in failed[:20]:
+        line = f"  {r.status}: {r.action} {r.target}: {r.detail}"
+        console.print(line, markup=False, highlight=False)
+    if len(failed) > 20:
+        console.print(f"  … and {len(failed) - 20} more", markup=False)
+    if intent == "down":
+        left_vms = sorted({r.target for r in failed if r.action in VM_ACTIONS})
+        left_hosts = sorted({s.server or s.target for s in plan.steps} - hosts_done)
+        if left_hosts or left_vms:
+            listed = ", ".join(left_hosts + left_vms[:10]) + (f" (+{len(left_vms) - 10} VMs)" if len(left_vms) > 10 else "")
+            console.print(f"  left running: {listed}", markup=False, highlight=False)
+    if run_id:
+        console.print(f"  steps: labswitch history {run_id}", markup=False, highlight=False)
+    if failed:
+        console.print(f"  to retry: {retry}", markup=False, highlight=False)
