@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS vm_states (
 );
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 """
+MIGRATIONS = ("ALTER TABLE steps ADD COLUMN server TEXT",)  # each applied once to journals written before it
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,9 @@ class Journal:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
+            if "server" not in columns:
+                self._db.execute(MIGRATIONS[0])
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from None
         self._lock = threading.Lock()
@@ -103,11 +107,14 @@ class Journal:
         with self._lock:
             self._db.execute("UPDATE runs SET finished = ?, outcome = ? WHERE id = ?", (time.time(), outcome, run_id))
 
-    def add_step(self, run_id: str, phase: str, action: str, target: str, status: str, detail: str, seconds: float) -> None:
+    def add_step(
+        self, run_id: str, phase: str, action: str, target: str, status: str, detail: str, seconds: float, server: str | None = None
+    ) -> None:
         with self._lock:
             seq = self._db.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
             self._db.execute(
-                "INSERT INTO steps VALUES (?,?,?,?,?,?,?,?,?)", (run_id, seq, phase, action, target, status, detail, seconds, time.time())
+                "INSERT INTO steps (run_id, seq, phase, action, target, status, detail, seconds, at, server) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (run_id, seq, phase, action, target, status, detail, seconds, time.time(), server),
             )
 
     def groups_needing_states(self, groups: Iterable[str]) -> list[str]:
@@ -140,6 +147,17 @@ class Journal:
 
     def steps(self, run_id: str) -> list[tuple[str, str, str, str, str, float]]:
         rows = self._db.execute("SELECT phase, action, target, status, detail, seconds FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
+        return list(rows)
+
+    def run(self, run_id: str) -> RunRecord | None:
+        row = self._db.execute("SELECT id, intent, groups, pid, started, finished, outcome FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return self._record(*row) if row else None
+
+    def steps_of(self, run_id: str) -> list[tuple[str, str, str, str, str, float, str | None]]:
+        """One run's steps in order, with the server each belongs to."""
+        rows = self._db.execute(
+            "SELECT phase, action, target, status, detail, seconds, server FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
         return list(rows)
 
     def power_steps(self) -> list[tuple[float, str, str]]:

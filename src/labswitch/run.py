@@ -89,7 +89,7 @@ class Runner:
         )
         with self._lock:
             self.results.append(result)
-            self.journal.add_step(self.run_id, result.phase, result.action, result.target, status, detail, result.seconds)
+            self.journal.add_step(self.run_id, result.phase, result.action, result.target, status, detail, result.seconds, step.server)
         self.on_event("step", result)
 
     def _phase(self, name: str) -> float:

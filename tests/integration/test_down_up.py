@@ -289,3 +289,11 @@ def test_history_lists_runs(cli: Run, lab: Lab, state_dir: Path) -> None:
     history = run(cli, lab, state_dir, config, "history", "--json")
     runs = json.loads(history.stdout)
     assert runs[0]["intent"] == "down" and runs[0]["outcome"] == "ok" and runs[0]["steps"] > 0
+    one = run(cli, lab, state_dir, config, "history", runs[0]["run_id"], "--json")
+    assert one.code == 0, one.stderr
+    steps = one.json()["steps"]
+    assert len(steps) == runs[0]["steps"] and {s["server"] for s in steps} == {"esx11", "esx12", "esx21", "esx22"}
+    with sqlite3.connect(state_dir / "labswitch" / "journal.sqlite3") as db:  # read back from the journal itself
+        assert db.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (runs[0]["run_id"],)).fetchone()[0] == len(steps)
+    missing = run(cli, lab, state_dir, config, "history", "no-such-run")
+    assert missing.code == 2 and "no such run" in missing.stderr and "Traceback" not in missing.stderr

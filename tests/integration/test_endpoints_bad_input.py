@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+import requests
 
 from tests.conftest import Result
 from tests.labsim import Lab
@@ -113,3 +116,41 @@ def test_usage_error_exits_2(cli: Run) -> None:
     result = cli("status", "--no-such-flag")
     assert result.code == 2
     assert "No such option" in result.stderr
+
+
+def test_no_tag_category_at_all_is_an_empty_list(cli: Run, lab: Lab) -> None:
+    # govmomi's simulator answers the category list of a vCenter without categories with null.
+    base = lab.url.removesuffix("/sdk")
+    http = requests.Session()
+    http.trust_env = False
+    http.verify = str(lab.cert)
+    http.headers["vmware-api-session-id"] = http.post(
+        f"{base}/rest/com/vmware/cis/session", auth=("administrator@vsphere.local", lab.env["LABSIM_VCENTER_PASSWORD"])
+    ).json()["value"]
+    for tag in http.get(f"{base}/rest/com/vmware/cis/tagging/tag").json()["value"]:
+        assert http.delete(f"{base}/rest/com/vmware/cis/tagging/tag/id:{tag}").status_code == 200
+    for category in http.get(f"{base}/rest/com/vmware/cis/tagging/category").json()["value"]:
+        assert http.delete(f"{base}/rest/com/vmware/cis/tagging/category/id:{category}").status_code == 200
+    assert http.get(f"{base}/rest/com/vmware/cis/tagging/category").json()["value"] is None
+    status = cli("--config", str(lab.config), "status", "--json", env=lab.env)
+    assert status.code == 0, status.stderr
+    assert all(vm["tags"] == [] for vm in status.json()["vms"])
+    plan = cli("--config", str(lab.config), "plan", "up", "--json", env=lab.env)  # up reads tags to choose VMs
+    assert plan.code == 0, plan.stderr
+
+
+def test_a_silent_bmc_is_reported_within_bmc_timeout(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # accepts connections, never answers
+    config = edit(lab, tmp_path, f'"{lab.bmc_url("esx12")}"', f'"https://127.0.0.1:{silent.getsockname()[1]}"', 1)
+    config.write_text(config.read_text().replace("[policy]\n", "[policy]\nbmc_timeout = 4\n"))
+    start = time.monotonic()
+    result = cli("--config", str(config), "status", "--json", env=lab.env)
+    took = time.monotonic() - start
+    silent.close()
+    assert result.code == 0, result.stderr
+    esx12 = next(h for h in result.json()["hosts"] if h["name"] == "esx12")
+    assert esx12["bmc_power"] == "Unknown" and "no answer within 4s (policy.bmc_timeout)" in esx12["bmc_error"]
+    # One budget for the whole operation: sushy's three tries of 4 s each and its pauses took 14 s.
+    assert took < 4 + 5, f"status took {took:.1f}s"

@@ -9,12 +9,14 @@ import typer
 
 from labswitch import render
 from labswitch.cli import Json, State, app
+from labswitch.errors import ConfigError
 from labswitch.journal import Journal, default_path
 
 
 @app.command("history")
 def history_command(
     ctx: typer.Context,
+    run_id: Annotated[str | None, typer.Argument(help="One run's id: show its steps.", show_default=False)] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
     json_out: Json = False,
 ) -> None:
@@ -22,9 +24,21 @@ def history_command(
 
     Outcomes: ok, failed (some steps failed), interrupted (re-run the same command to
     complete it), refused (a safety check stopped it before any change), running.
+
+    Examples:
+
+      labswitch history
+
+      labswitch history 20261124-190002-3f9a1c --json     # one run's steps
     """
     state: State = ctx.obj
     journal = Journal(default_path(state.config().state_dir))
+    if run_id is not None:
+        try:
+            _one_run(journal, run_id, json_out)
+        finally:
+            journal.close()
+        return
     try:
         runs = journal.runs(limit)
         rows: list[dict[str, Any]] = []
@@ -39,7 +53,7 @@ def history_command(
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
                     "seconds": round((r.finished or r.started) - r.started, 1) if r.finished else None,
                     "steps": len(steps),
-                    "failed_steps": sum(1 for s in steps if s[3] != "ok"),
+                    "failed_steps": sum(1 for s in steps if s[3] not in ("ok", "fallback")),
                 }
             )
     finally:
@@ -54,4 +68,25 @@ def history_command(
             [r["run_id"], r["intent"], ",".join(r["groups"]), r["started"], r["seconds"], r["outcome"], r["steps"], r["failed_steps"]]
             for r in rows
         ),
+    )
+
+
+def _one_run(journal: Journal, run_id: str, json_out: bool) -> None:
+    record = journal.run(run_id)
+    if record is None:
+        raise ConfigError(f"history {run_id}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
+    steps = [
+        {"phase": p, "action": a, "target": t, "status": st, "detail": d, "seconds": sec, "server": srv}
+        for p, a, t, st, d, sec, srv in journal.steps_of(run_id)
+    ]
+    if json_out:
+        render.emit_json(
+            {"run_id": record.id, "intent": record.intent, "groups": list(record.groups), "outcome": record.outcome, "steps": steps}
+        )
+        return
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
+    render.table(
+        f"Run {record.id}: {record.intent} of {', '.join(record.groups)}, started {started}, {record.outcome}",
+        ["PHASE", "ACTION", "TARGET", "STATUS", "SECONDS", "DETAIL"],
+        ([s["phase"], s["action"], s["target"], s["status"], s["seconds"], s["detail"]] for s in steps),
     )

@@ -47,20 +47,46 @@ class TagClient:
 
     def vm_tags(self) -> dict[str, tuple[str, ...]]:
         """Every VM's tags as "Category/Tag", by VM moid: a few calls per tag, none per VM."""
-        categories = {cid: self._get(f"category/{self._id(cid)}")["name"] for cid in self._get("category")}
+        categories = {cid: self._field(self._get(f"category/{self._id(cid)}"), "name", "category") for cid in self._ids("category")}
         tags = {}
-        for tid in self._get("tag"):
+        for tid in self._ids("tag"):
             tag = self._get(f"tag/{self._id(tid)}")
-            tags[tid] = f"{categories.get(tag['category_id'], '?')}/{tag['name']}"
+            tags[tid] = f"{categories.get(self._field(tag, 'category_id', 'tag'), '?')}/{self._field(tag, 'name', 'tag')}"
         if not tags:
             return {}
-        attached = self._post_action("tag-association", "list-attached-objects-on-tags", {"tag_ids": list(tags)})
+        attached = self._list(
+            self._post_action("tag-association", "list-attached-objects-on-tags", {"tag_ids": list(tags)}), "tag-association"
+        )
         by_vm: dict[str, list[str]] = defaultdict(list)
         for entry in attached:
-            for obj in entry.get("object_ids") or []:
-                if obj.get("type") == "VirtualMachine":
+            if not isinstance(entry, dict) or entry.get("tag_id") not in tags:
+                raise self._shape("tag-association", "objects with a known tag_id and object_ids")
+            for obj in self._list(entry.get("object_ids"), "tag-association object_ids"):
+                if isinstance(obj, dict) and obj.get("type") == "VirtualMachine" and isinstance(obj.get("id"), str):
                     by_vm[obj["id"]].append(tags[entry["tag_id"]])
         return {moid: tuple(sorted(names)) for moid, names in by_vm.items()}
+
+    def _ids(self, path: str) -> list[str]:
+        """A list of ids; null (govmomi's simulator answers an empty list so) is an empty list."""
+        ids = self._list(self._get(path), path)
+        if not all(isinstance(i, str) for i in ids):
+            raise self._shape(path, "a list of ids")
+        return ids
+
+    def _list(self, value: Any, what: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self._shape(what, "a list")
+        return value
+
+    def _field(self, obj: Any, key: str, what: str) -> str:
+        if not isinstance(obj, dict) or not isinstance(obj.get(key), str):
+            raise self._shape(what, f"an object with a {key}")
+        return str(obj[key])
+
+    def _shape(self, what: str, expected: str) -> VSphereError:
+        return VSphereError(f"{self.where}: the answer for {what} is not {expected}; is this a vCenter tagging endpoint?")
 
     def _id(self, ident: str) -> str:
         return ident if self.dialect == "api" else f"id:{ident}"
@@ -76,7 +102,10 @@ class TagClient:
         return f"/api/cis/tagging/{path}" if self.dialect == "api" else f"/rest/com/vmware/cis/tagging/{path}"
 
     def _unwrap(self, response: requests.Response) -> Any:
-        data = response.json()
+        try:
+            data = response.json()
+        except ValueError:
+            raise VSphereError(f"{self.where}: {response.request.method} {response.url} did not answer JSON") from None
         return data["value"] if self.dialect == "rest" and isinstance(data, dict) and "value" in data else data
 
     def _login(self) -> None:

@@ -1,0 +1,85 @@
+"""The live view's state on a hand-built plan and events: what each host row says, and when."""
+
+from __future__ import annotations
+
+from labswitch.plan import Intent, Plan, Step
+from labswitch.render.live import RunView
+from labswitch.run import StepResult
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def down_plan() -> Plan:
+    steps = [
+        Step("guest-shutdown", "shutdown-guest", "a-vm1", "vm-1", "a"),
+        Step("guest-shutdown", "shutdown-guest", "a-vm2", "vm-2", "a"),
+        Step("guest-shutdown", "shutdown-guest", "b-vm1", "vm-3", "b"),
+        Step("maintenance", "enter-maintenance", "a", "host-1", "a"),
+        Step("maintenance", "enter-maintenance", "b", "host-2", "b"),
+        Step("host-shutdown", "shutdown-host", "a", "host-1", "a"),
+        Step("host-shutdown", "shutdown-host", "b", "host-2", "b"),
+    ]
+    return Plan(Intent.DOWN, ("payload",), ("a", "b"), tuple(steps))
+
+
+def result(action: str, target: str, server: str, status: str = "ok", detail: str = "") -> StepResult:
+    return StepResult("", action, target, status, detail, 0.0, server)
+
+
+def rows(view: RunView) -> dict[str, tuple[str, int, int]]:
+    return {r.server: (r.state, r.vms_done, r.vms_total) for r in view.rows()}
+
+
+def test_a_host_moves_through_its_chain_and_is_done_only_when_the_bmc_confirms_it_off() -> None:
+    clock = Clock()
+    view = RunView({"a": "payload", "b": "payload"}, {"shutdown-guest": 10}, clock)
+    view.begin(down_plan())
+    assert rows(view) == {"a": ("waiting", 0, 2), "b": ("waiting", 0, 1)}
+    view.on_phase("guest-shutdown")
+    view.on_result(result("shutdown-guest", "a-vm1", "a"))
+    assert rows(view)["a"] == ("stopping VMs", 1, 2)
+    view.on_result(result("shutdown-guest", "a-vm2", "a"))
+    view.on_result(result("shutdown-guest", "b-vm1", "b"))
+    assert rows(view)["a"] == ("waiting", 2, 2)  # its maintenance phase has not begun
+    view.on_phase("maintenance")
+    assert rows(view)["a"] == ("entering maintenance", 2, 2)
+    view.on_result(result("enter-maintenance", "a", "a"))
+    view.on_start(Step("host-shutdown", "shutdown-host", "a", "host-1", "a"))
+    assert rows(view)["a"][0] == "shutting down"
+    view.on_result(result("shutdown-host", "a", "a"))
+    assert rows(view)["a"][0] == "waiting for off (BMC)"
+    clock.now += 7
+    view.on_result(result("confirm-off", "a", "a"))
+    a = next(r for r in view.rows() if r.server == "a")
+    assert a.state == "off (BMC)" and a.finished and not a.failed and a.elapsed == 7.0
+    clock.now += 5
+    assert next(r for r in view.rows() if r.server == "a").elapsed == 7.0  # a finished host's clock stops
+
+
+def test_slow_steps_are_named_after_half_their_timeout() -> None:
+    clock = Clock()
+    view = RunView({}, {"shutdown-guest": 10}, clock)
+    view.begin(down_plan())
+    view.on_phase("guest-shutdown")
+    view.on_result(result("shutdown-guest", "a-vm1", "a"))
+    clock.now += 11
+    assert set(view.slow()) == {"a-vm2", "b-vm1"}
+    assert next(r for r in view.rows() if r.server == "a").note == "slow: a-vm2"
+
+
+def test_a_failure_is_shown_and_an_interrupted_run_says_what_was_not_finished() -> None:
+    view = RunView({}, {}, Clock())
+    view.begin(down_plan())
+    view.on_phase("guest-shutdown")
+    view.on_result(result("shutdown-guest", "b-vm1", "b", "failed", "still on after 300s"))
+    view.on_result(result("shutdown-host", "b", "b", "skipped", "host left on"))
+    b = next(r for r in view.rows() if r.server == "b")
+    assert b.failed and b.state == "left on" and "still on after 300s" in b.note and b.alarm
+    view.finish()
+    assert rows(view)["a"][0] == "not finished (stopping VMs)"
