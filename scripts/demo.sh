@@ -42,7 +42,11 @@ rm -rf "$demo/state"
 
 run status
 run plan down
-run down --yes
+if [ -t 0 ]; then
+  run down            # at a terminal: the plan in brief, the question (answer y), live progress
+else
+  run down --yes
+fi
 run status
 run up --yes
 run status

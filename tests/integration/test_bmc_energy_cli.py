@@ -107,4 +107,4 @@ def test_bmc_commands_against_sushy_tools(cli: Run, tmp_path: Path) -> None:
         assert info.code == 0 and info.json()[0]["power"] == "Off"
         watts = cli("--config", str(config), "bmc", "watts", "--json", env=env)
         assert watts.code == 0 and watts.json()[0]["watts"] is None
-        assert "reports no PowerControl" in watts.json()[0]["error"]
+        assert "reports no power draw" in watts.json()[0]["error"]

@@ -66,7 +66,9 @@ def down_command(
     """Switch the lab off: guests shut down, hosts in maintenance mode and shut down, confirmed off by their BMCs.
 
     Refused (exit 3, nothing changed) when the vCenter VM, the machine running labswitch, or a
-    protected VM is on a target host, or a target BMC cannot be reached. Interrupted? Run it again.
+    protected VM is on a target host, or a target BMC cannot be reached. At a terminal it shows
+    the plan in brief and asks; then live progress per host. Ctrl-C stops it cleanly (exit 130,
+    journaled): run the same command again to finish. Another run in progress: exit 1, or --wait.
 
     Examples:
 
@@ -94,6 +96,10 @@ def up_command(
     json_out: Json = False,
 ) -> None:
     """Switch the lab on: BMC power-on, hosts reconnected and out of maintenance mode, tagged VMs started in waves.
+
+    At a terminal it shows the plan in brief and asks; then live progress per host. Ctrl-C stops
+    it cleanly (exit 130, journaled): run the same command again to finish. Another run in
+    progress: exit 1, or --wait.
 
     Examples:
 

@@ -15,8 +15,8 @@ from labswitch.run import StepResult
 
 HOST_WORDS = {
     "enter-maintenance": "maintenance",
-    "shutdown-host": "shut down",
-    "bmc-graceful-shutdown": "shut down by BMC",
+    "shutdown-host": "shut down → off (BMC)",
+    "bmc-graceful-shutdown": "shut down by BMC → off (BMC)",
     "bmc-power-on": "power on",
     "wait-connected": "connect",
     "exit-maintenance": "exit maintenance",
