@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
@@ -28,6 +29,8 @@ type Server struct {
 	Host       types.ManagedObjectReference
 	bmc        *bmcServer
 
+	bootDelay time.Duration // --host-boot-delay plus its jitter (physical.go)
+
 	mu    sync.Mutex
 	power string // "On" or "Off": the truth; vCenter's view follows it
 	epoch int    // bumped on every power change, cancels stale timers
@@ -35,9 +38,11 @@ type Server struct {
 
 // vmTraits are what labsim decides about a guest, beyond what vSphere stores.
 type vmTraits struct {
-	toolless bool // VMware Tools not installed: guest shutdown faults
-	hung     bool // ignores a guest shutdown request
-	server   *Server
+	name          string
+	toolless      bool // VMware Tools not installed: guest shutdown faults
+	hung          bool // ignores a guest shutdown request
+	server        *Server
+	shutdownDelay time.Duration // --guest-shutdown-delay plus its jitter (physical.go)
 }
 
 // Lab is the whole simulated lab; one value shared by vCenter and the BMCs.
@@ -53,6 +58,7 @@ type Lab struct {
 	byHost     map[types.ManagedObjectReference]*Server
 	vms        map[types.ManagedObjectReference]*vmTraits
 	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
+	vmCreation []types.ManagedObjectReference // every VM, in creation order
 	calls      *callCounter
 	tmpdir     string
 }
@@ -97,6 +103,7 @@ func newLab(o options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.assignPhysical()
 	l.hostOptions()
 	if err := l.sgx(); err != nil {
 		return nil, err
@@ -250,7 +257,8 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 			if err != nil {
 				return nil, err
 			}
-			t := &vmTraits{server: s}
+			t := &vmTraits{name: name, server: s}
+			l.vmCreation = append(l.vmCreation, ref)
 			if name != "vcsa" && name != "labswitch" {
 				l.vmOrder = append(l.vmOrder, ref)
 				t.toolless = rng.Float64() < l.opts.toollessFraction

@@ -19,6 +19,7 @@ type options struct {
 	vcenterVMOn                                                      string
 	startupTagFraction, toollessFraction, hungFraction               float64
 	guestShutdownDelay, hostBootDelay, hostShutdownDelay, toolsDelay time.Duration
+	guestShutdownJitter, hostBootJitter                              time.Duration
 	seed                                                             int64
 	listen                                                           string
 	user, password, bmcUser, bmcPassword                             string
@@ -42,6 +43,8 @@ func parseFlags() options {
 	flag.Float64Var(&o.hungFraction, "hung-fraction", 0.0, "fraction of VMs that ignore a guest shutdown")
 	flag.DurationVar(&o.guestShutdownDelay, "guest-shutdown-delay", 2*time.Second, "time a guest takes to shut down")
 	flag.DurationVar(&o.hostBootDelay, "host-boot-delay", 5*time.Second, "time from BMC power-on to the host reconnecting")
+	flag.DurationVar(&o.guestShutdownJitter, "guest-shutdown-jitter", 0, "each VM's guest shutdown takes a seeded uniform extra in [0, D)")
+	flag.DurationVar(&o.hostBootJitter, "host-boot-jitter", 0, "each server's boot takes a seeded uniform extra in [0, D)")
 	flag.DurationVar(&o.hostShutdownDelay, "host-shutdown-delay", 2*time.Second, "time an ESXi host takes to shut down")
 	flag.DurationVar(&o.toolsDelay, "tools-delay", 500*time.Millisecond, "time from VM power-on to tools running")
 	flag.Int64Var(&o.seed, "seed", 1, "seed for which VMs are tagged, toolless or hung")

@@ -22,7 +22,7 @@ func (l *Lab) powerOn(s *Server) bool {
 	s.epoch++
 	epoch := s.epoch
 	s.mu.Unlock()
-	time.AfterFunc(l.opts.hostBootDelay, func() {
+	time.AfterFunc(s.bootDelay, func() {
 		if l.stillAt(s, epoch) && !l.stuck(s) {
 			l.hostConnected(s)
 		}

@@ -53,6 +53,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/labsim/soap-calls":
 		i.lab.calls.ServeHTTP(w, r)
 		return
+	case r.URL.Path == "/labsim/physical":
+		i.lab.servePhysical(w)
+		return
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/cis/session") && r.URL.Query().Get("~action") == "":
 		// The vAPI simulator takes any user and password: check them as vCenter would.
 		if u, p, ok := r.BasicAuth(); !ok || u != i.lab.opts.user || p != i.lab.opts.password {
@@ -196,7 +199,7 @@ func (l *Lab) shutdownGuest(m *simulator.Method) soap.HasFault {
 	}
 	if !t.hung {
 		ref := m.This
-		l.afterGuestDelay(func() { l.setVMPower(ref, types.VirtualMachinePowerStatePoweredOff) })
+		l.afterGuestDelay(ref, func() { l.setVMPower(ref, types.VirtualMachinePowerStatePoweredOff) })
 	}
 	return &methods.ShutdownGuestBody{Res: &types.ShutdownGuestResponse{}}
 }
@@ -209,13 +212,13 @@ func (l *Lab) rebootGuest(m *simulator.Method) soap.HasFault {
 	if !t.hung {
 		ref := m.This
 		go l.setTools(ref, false)
-		l.afterGuestDelay(func() { l.setTools(ref, true) })
+		l.afterGuestDelay(ref, func() { l.setTools(ref, true) })
 	}
 	return &methods.RebootGuestBody{Res: &types.RebootGuestResponse{}}
 }
 
-func (l *Lab) afterGuestDelay(f func()) {
-	time.AfterFunc(l.opts.guestShutdownDelay, f)
+func (l *Lab) afterGuestDelay(ref types.ManagedObjectReference, f func()) {
+	time.AfterFunc(l.guestDelay(ref), f)
 }
 
 // powerOnVMTask refuses, as vCenter does, a VM whose host is not connected or

@@ -93,6 +93,12 @@ class Lab:
         r.raise_for_status()
         return dict(json.loads(r.text))
 
+    def physical(self) -> dict[str, Any]:
+        """Each server's boot time and each VM's guest shutdown time, as labsim drew them (GET /labsim/physical)."""
+        r = requests.get(self.url.replace("/sdk", "/labsim/physical"), verify=str(self.cert), timeout=10)
+        r.raise_for_status()
+        return dict(r.json())
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
@@ -90,3 +91,22 @@ def test_bmc_force_off_stops_the_vms_and_watts_follow(lab: Lab) -> None:
     with lab.vsphere() as content:
         host = lab.objects(content, vim.HostSystem)["esx12.lab.local"]
         assert {vm.runtime.powerState for vm in host.vm} == {"poweredOff"}
+
+
+def test_jitter_draws_each_delay_once_and_the_lab_keeps_to_it(lab_factory: Callable[..., Lab]) -> None:
+    args = ("--guest-shutdown-delay", "1s", "--guest-shutdown-jitter", "3s", "--host-boot-delay", "1s", "--host-boot-jitter", "2s")
+    lab = lab_factory(*args, "--seed", "5")
+    physical = lab.physical()
+    guests = {vm: s for h in physical["hosts"].values() for vm, s in h["guest_shutdown_seconds"].items()}
+    boots = {name: h["boot_seconds"] for name, h in physical["hosts"].items()}
+    assert all(1 <= s < 4 for s in guests.values()) and len(set(guests.values())) == len(guests)
+    assert all(1 <= s < 3 for s in boots.values())
+    assert lab_factory(*args, "--seed", "5").physical() == physical  # seeded: the same lab twice
+    slowest = max((vm for vm in guests if vm.startswith("esx")), key=guests.__getitem__)
+    with lab.vsphere() as content:
+        vm = lab.objects(content, vim.VirtualMachine)[slowest]
+        start = time.monotonic()
+        vm.ShutdownGuest()
+        wait_until(lambda: vm.runtime.powerState == "poweredOff", 10, f"{slowest} off")
+        took = time.monotonic() - start
+    assert guests[slowest] - 0.2 <= took <= guests[slowest] + 1.5

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"encoding/json"
+	"math/rand"
+	"net/http"
+	"time"
+
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// Physical times, per VM and per server: the configured delays plus a seeded
+// uniform extra in [0, jitter) (--guest-shutdown-jitter, --host-boot-jitter).
+// GET /labsim/physical publishes them, so a benchmark can compute the physical
+// limit of a power cycle without trusting labswitch's own report.
+
+func jitter(rng *rand.Rand, base, spread time.Duration) time.Duration {
+	if spread <= 0 {
+		return base
+	}
+	return base + time.Duration(rng.Int63n(int64(spread)))
+}
+
+// assignPhysical draws every delay once, from its own seeded source (the
+// choices of which VMs are tagged, toolless or hung stay as they were).
+func (l *Lab) assignPhysical() {
+	rng := rand.New(rand.NewSource(l.opts.seed + 7919))
+	for _, s := range l.servers {
+		s.bootDelay = jitter(rng, l.opts.hostBootDelay, l.opts.hostBootJitter)
+	}
+	for _, ref := range l.vmRefsSorted() {
+		l.vms[ref].shutdownDelay = jitter(rng, l.opts.guestShutdownDelay, l.opts.guestShutdownJitter)
+	}
+}
+
+func (l *Lab) vmRefsSorted() []types.ManagedObjectReference {
+	refs := make([]types.ManagedObjectReference, 0, len(l.vms))
+	for _, s := range l.servers { // servers in order, their VMs in creation order: a stable draw
+		for _, ref := range l.vmCreation {
+			if l.vms[ref].server == s {
+				refs = append(refs, ref)
+			}
+		}
+	}
+	return refs
+}
+
+func (l *Lab) guestDelay(ref types.ManagedObjectReference) time.Duration {
+	if t, ok := l.vms[ref]; ok && t.shutdownDelay > 0 {
+		return t.shutdownDelay
+	}
+	return l.opts.guestShutdownDelay
+}
+
+type physicalHost struct {
+	Group        string             `json:"group"`
+	Cluster      string             `json:"cluster"`
+	BootSeconds  float64            `json:"boot_seconds"`
+	GuestSeconds map[string]float64 `json:"guest_shutdown_seconds"` // VM name -> seconds
+}
+
+type physical struct {
+	HostShutdownSeconds float64                 `json:"host_shutdown_seconds"`
+	ToolsSeconds        float64                 `json:"tools_seconds"`
+	Hosts               map[string]physicalHost `json:"hosts"`
+}
+
+func (l *Lab) servePhysical(w http.ResponseWriter) {
+	out := physical{
+		HostShutdownSeconds: l.opts.hostShutdownDelay.Seconds(),
+		ToolsSeconds:        l.opts.toolsDelay.Seconds(),
+		Hosts:               map[string]physicalHost{},
+	}
+	for _, s := range l.servers {
+		h := physicalHost{Group: s.Group, Cluster: s.Cluster, BootSeconds: s.bootDelay.Seconds(), GuestSeconds: map[string]float64{}}
+		for _, ref := range l.vmCreation {
+			if t := l.vms[ref]; t.server == s {
+				h.GuestSeconds[t.name] = l.guestDelay(ref).Seconds()
+			}
+		}
+		out.Hosts[s.Name] = h
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}
