@@ -26,6 +26,38 @@ class Intent(enum.StrEnum):
     REBOOT = "reboot"  # one host: guests down, maintenance, reboot, back, guests up again
 
 
+class Action(enum.StrEnum):
+    """What a step does; the same words in plan, run, journal, JSON and the live view."""
+
+    SHUTDOWN_GUEST = "shutdown-guest"
+    POWER_OFF_VM = "power-off-vm"
+    LEAVE_RUNNING = "leave-running"
+    ENTER_MAINTENANCE = "enter-maintenance"
+    SHUTDOWN_HOST = "shutdown-host"
+    BMC_GRACEFUL_SHUTDOWN = "bmc-graceful-shutdown"
+    CONFIRM_OFF = "confirm-off"
+    BMC_FALLBACK = "bmc-fallback"
+    BMC_POWER_ON = "bmc-power-on"
+    WAIT_CONNECTED = "wait-connected"
+    EXIT_MAINTENANCE = "exit-maintenance"
+    POWER_ON_VM = "power-on-vm"
+    REBOOT_HOST = "reboot-host"
+
+
+class Status(enum.StrEnum):
+    """How a step ended."""
+
+    OK = "ok"
+    FALLBACK = "fallback"  # did not work; the policy's fallback completed it
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted: what it needed did not happen
+
+    @property
+    def is_failure(self) -> bool:
+        """Not done: failed, or skipped because something it needed failed (a fallback counts as done)."""
+        return self in (Status.FAILED, Status.SKIPPED)
+
+
 @dataclass(frozen=True)
 class Facts:
     """What the planner knows beyond the snapshot, gathered by the use case."""
@@ -135,7 +167,7 @@ def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, l
     self_ids = {a for a in facts.self_addresses if not _loopback(a)}
     for vm in snap.vms_on(host.moid):
         ids = _identities(vm)
-        if (config.vcenter.vm and vm.name == config.vcenter.vm) or ids & _with_short_names(facts.vcenter_addresses):
+        if is_vcenter_vm(vm, config.vcenter.vm, facts.vcenter_addresses):
             refusals.append(f"VM {vm.name} is the vCenter and runs on {label}; move it to an always-on host first")
         if ids & _with_short_names(self_ids):
             refusals.append(f"VM {vm.name} is the machine running labswitch and runs on {label}; run labswitch elsewhere")
@@ -144,6 +176,14 @@ def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, l
         if config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
             refusals.append(f"VM {vm.name} on {label} carries the protect tag {config.policy.protect_tag}")
     return refusals
+
+
+def is_vcenter_vm(vm: VMInfo, configured_name: str | None, vcenter_addresses: Iterable[str]) -> bool:
+    """The one rule for "this VM is the vCenter": ``vcenter.vm`` names it, or its guest IP or host
+    name (short names too) is the vCenter URL's host or one of its addresses."""
+    if configured_name and vm.name == configured_name:
+        return True
+    return bool(_identities(vm) & _with_short_names(vcenter_addresses))
 
 
 def _identities(vm: VMInfo) -> set[str]:
@@ -189,15 +229,15 @@ def _down(
         if facts.bmc_power.get(server.name) is Power.OFF:
             continue  # already down: nothing to do
         if host is None or host.connection_state != "connected":
-            shutdown.append(Step("host-shutdown", "bmc-graceful-shutdown", server.name, host.moid if host else None, server.name))
+            shutdown.append(Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server.name, host.moid if host else None, server.name))
             continue
         blocked = _stop_vms(snap, config, host, server.name, guest, hard)
         if blocked:
             notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
             continue
         if not host.in_maintenance:
-            maintenance.append(Step("maintenance", "enter-maintenance", server.name, host.moid, server.name))
-        shutdown.append(Step("host-shutdown", "shutdown-host", server.name, host.moid, server.name))
+            maintenance.append(Step("maintenance", Action.ENTER_MAINTENANCE, server.name, host.moid, server.name))
+        shutdown.append(Step("host-shutdown", Action.SHUTDOWN_HOST, server.name, host.moid, server.name))
     return _guest_steps(guest, waves) + hard + maintenance + shutdown
 
 
@@ -210,9 +250,9 @@ def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest:
         if vm.tools_running:
             guest.append((vm, label))
         elif config.policy.hard_power_off:
-            hard.append(Step("power-off", "power-off-vm", vm.name, vm.moid, label))
+            hard.append(Step("power-off", Action.POWER_OFF_VM, vm.name, vm.moid, label))
         else:
-            hard.append(Step("power-off", "leave-running", vm.name, vm.moid, label))
+            hard.append(Step("power-off", Action.LEAVE_RUNNING, vm.name, vm.moid, label))
             blocked = True
     return blocked
 
@@ -220,7 +260,7 @@ def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest:
 def _guest_steps(guest: list[tuple[VMInfo, str]], waves: Sequence[Wave]) -> list[Step]:
     # Reverse start-up order: the last wave's VMs are asked first.
     guest.sort(key=lambda pair: (-wave_of(pair[0], waves), pair[0].name))
-    return [Step("guest-shutdown", "shutdown-guest", vm.name, vm.moid, label) for vm, label in guest]
+    return [Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, label) for vm, label in guest]
 
 
 # -- reboot ------------------------------------------------------------------------------
@@ -239,13 +279,13 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
     running = [vm for vm in snap.vms_on(host.moid) if vm.power_state == "poweredOn"]
     steps = _guest_steps(guest, config.startup.waves) + hard
     if not host.in_maintenance:
-        steps.append(Step("maintenance", "enter-maintenance", label, host.moid, label))
+        steps.append(Step("maintenance", Action.ENTER_MAINTENANCE, label, host.moid, label))
     else:
         notes.append(f"host {label} is in maintenance mode already; it is left in it after the reboot")
-    steps += [Step("reboot", "reboot-host", label, host.moid, label), Step("connect", "wait-connected", label, host.moid, label)]
+    steps += [Step("reboot", Action.REBOOT_HOST, label, host.moid, label), Step("connect", Action.WAIT_CONNECTED, label, host.moid, label)]
     if not host.in_maintenance:
-        steps.append(Step("maintenance-exit", "exit-maintenance", label, host.moid, label))
-    steps += [Step("start:restore", "power-on-vm", vm.name, vm.moid, label) for vm in sorted(running, key=lambda v: v.name)]
+        steps.append(Step("maintenance-exit", Action.EXIT_MAINTENANCE, label, host.moid, label))
+    steps += [Step("start:restore", Action.POWER_ON_VM, vm.name, vm.moid, label) for vm in sorted(running, key=lambda v: v.name)]
     return Plan(Intent.REBOOT, (), (label,), tuple(steps), tuple(refusals), tuple(notes))
 
 
@@ -257,13 +297,13 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
         host = hosts[server.name]
         off = facts.bmc_power.get(server.name) is Power.OFF
         if off:
-            power_on.append(Step("power-on", "bmc-power-on", server.name, host.moid if host else None, server.name))
+            power_on.append(Step("power-on", Action.BMC_POWER_ON, server.name, host.moid if host else None, server.name))
         if host is None:
             continue
         if off or host.connection_state != "connected":
-            connect.append(Step("connect", "wait-connected", server.name, host.moid, server.name))
+            connect.append(Step("connect", Action.WAIT_CONNECTED, server.name, host.moid, server.name))
         if off or host.connection_state != "connected" or host.in_maintenance:
-            maintenance.append(Step("maintenance", "exit-maintenance", server.name, host.moid, server.name))
+            maintenance.append(Step("maintenance", Action.EXIT_MAINTENANCE, server.name, host.moid, server.name))
         for vm in snap.vms_on(host.moid):
             if vm.template or vm.power_state == "poweredOn":
                 continue
@@ -271,7 +311,7 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
             if selected:
                 start.append((wave_of(vm, waves), vm, server))
     start.sort(key=lambda t: (t[0], t[1].name))
-    start_steps = [Step(wave_phase(i, waves), "power-on-vm", vm.name, vm.moid, server.name, wave=i) for i, vm, server in start]
+    start_steps = [Step(wave_phase(i, waves), Action.POWER_ON_VM, vm.name, vm.moid, server.name, wave=i) for i, vm, server in start]
     return power_on + connect + maintenance + start_steps
 
 

@@ -20,7 +20,7 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, VSphereError
 from labswitch.journal import Journal
-from labswitch.plan import Intent, Plan, Step
+from labswitch.plan import Action, Intent, Plan, Status, Step
 from labswitch.vsphere.actions import Actions
 
 
@@ -29,7 +29,7 @@ class StepResult:
     phase: str
     action: str
     target: str
-    status: str  # ok | fallback (did not work; the policy's fallback follows) | failed | skipped
+    status: Status
     detail: str
     seconds: float
     server: str | None = None  # the config server the step belongs to
@@ -37,7 +37,7 @@ class StepResult:
     @property
     def ok(self) -> bool:
         """Done: directly, or by the fallback the policy names."""
-        return self.status in ("ok", "fallback")
+        return not self.status.is_failure
 
 
 # ("plan", Plan) once; ("phase", name); ("start", Step) when a step begins; ("step", StepResult) when it ends; ("note", text)
@@ -85,7 +85,7 @@ class Runner:
     # -- bookkeeping ----------------------------------------------------------------------
     def _record(self, step: Step, status: str, detail: str, since: float, phase: str | None = None, action: str | None = None) -> None:
         result = StepResult(
-            phase or step.phase, action or step.action, step.target, status, detail, round(time.monotonic() - since, 2), step.server
+            phase or step.phase, action or step.action, step.target, Status(status), detail, round(time.monotonic() - since, 2), step.server
         )
         with self._lock:
             self.results.append(result)
@@ -129,11 +129,11 @@ class Runner:
 
     def _empty_hosts(self, plan: Plan) -> set[str]:
         """Stop the VMs and put the hosts in maintenance mode; returns the servers left blocked."""
-        blocked: set[str] = {s.server for s in plan.phase("power-off") if s.action == "leave-running" and s.server}
+        blocked: set[str] = {s.server for s in plan.phase("power-off") if s.action == Action.LEAVE_RUNNING and s.server}
         blocked |= self._guest_shutdown(plan.phase("guest-shutdown"))
-        for step in (s for s in plan.phase("power-off") if s.action == "leave-running"):
+        for step in (s for s in plan.phase("power-off") if s.action == Action.LEAVE_RUNNING):
             self._record(step, "failed", "no VMware Tools and policy.hard_power_off is false: left on, host left on", time.monotonic())
-        self._hard_power_off([s for s in plan.phase("power-off") if s.action == "power-off-vm"])
+        self._hard_power_off([s for s in plan.phase("power-off") if s.action == Action.POWER_OFF_VM])
         self._enter_maintenance([s for s in plan.phase("maintenance") if s.server not in blocked], blocked)
         return blocked
 
@@ -212,7 +212,7 @@ class Runner:
         if self.policy.hard_power_off:
             for step, why in fallback:
                 self._record(step, "fallback", f"{why}; hard power-off follows (policy.hard_power_off)", start)
-            self._hard_power_off([Step("power-off", "power-off-vm", s.target, s.moid, s.server) for s, _ in fallback])
+            self._hard_power_off([Step("power-off", Action.POWER_OFF_VM, s.target, s.moid, s.server) for s, _ in fallback])
         else:
             for step, why in fallback:
                 self._record(step, "failed", f"{why}; left on, host left on (policy.hard_power_off = false)", start)
@@ -256,7 +256,7 @@ class Runner:
         for server in sorted(blocked):
             if server:
                 self._record(
-                    Step("host-shutdown", "shutdown-host", server), "skipped", "host left on: see the steps above", time.monotonic()
+                    Step("host-shutdown", Action.SHUTDOWN_HOST, server), "skipped", "host left on: see the steps above", time.monotonic()
                 )
         if not steps:
             return
@@ -271,7 +271,7 @@ class Runner:
         self.on_event("start", step)
         driver = self.drivers[step.server or step.target]
         graceful_sent = False
-        if step.action == "shutdown-host":
+        if step.action == Action.SHUTDOWN_HOST:
             try:
                 task = self.actions.shutdown_host(step.moid or "")
                 error = self.actions.wait_tasks({"t": task}, self.policy.maintenance_timeout)["t"]
@@ -284,7 +284,7 @@ class Runner:
                 graceful_sent = self._bmc(step, start, driver.graceful_shutdown, "BMC GracefulShutdown")
         else:
             graceful_sent = self._bmc(step, start, driver.graceful_shutdown, "host not connected; BMC GracefulShutdown")
-        confirm = Step("host-shutdown", "confirm-off", step.target, step.moid, step.server)
+        confirm = Step("host-shutdown", Action.CONFIRM_OFF, step.target, step.moid, step.server)
         if self._wait_off(driver, self.policy.host_off_timeout):
             self._record(confirm, "ok", "off (BMC)", start)
             return
@@ -306,7 +306,7 @@ class Runner:
         except EndpointError as exc:
             self._record(step, "failed", f"{what}: {exc}", start)
             return False
-        self._record(step, "ok", what, start, action="bmc-fallback" if step.action != "bmc-graceful-shutdown" else None)
+        self._record(step, "ok", what, start, action=Action.BMC_FALLBACK if step.action != Action.BMC_GRACEFUL_SHUTDOWN else None)
         return True
 
     def _wait_off(self, driver: Driver, timeout: float) -> bool:
@@ -398,7 +398,7 @@ class Runner:
                     f"not connected to vCenter after {self.policy.host_connect_timeout:.0f}s",
                     start,
                     phase="connect",
-                    action="wait-connected",
+                    action=Action.WAIT_CONNECTED,
                 )
                 if moid in exits:
                     self._record(exits[moid], "skipped", "host not connected", start)

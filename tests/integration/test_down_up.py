@@ -217,6 +217,8 @@ def test_vsphere_host_shutdown_missing_bmc_takes_over(cli: Run, lab_factory: Cal
     assert len(vsphere_tries) == 4 and all(s["status"] == "fallback" and "MethodNotFound" in s["detail"] for s in vsphere_tries)
     assert len([s for s in steps if s["action"] == "bmc-fallback" and s["status"] == "ok"]) == 4
     assert {bmc_power(lab, s) for s in ("esx11", "esx12", "esx21", "esx22")} == {"Off"}
+    history = run(cli, lab, state_dir, configure(lab), "history", "--json").json()
+    assert history[0]["outcome"] == "ok" and history[0]["failed_steps"] == 0  # a fallback that worked is no failure
 
 
 def test_one_group_down_leaves_the_others(cli: Run, lab: Lab, state_dir: Path) -> None:

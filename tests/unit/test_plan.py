@@ -204,3 +204,15 @@ def test_up_restore_starts_exactly_the_recorded_vms() -> None:
 def test_up_of_a_lab_already_up_plans_nothing() -> None:
     vms = tuple(VMInfo(**{**v.__dict__, "power_state": "poweredOn"}) for v in VMS)
     assert plan(Intent.UP, Snapshot(HOSTS, vms)).steps == ()
+
+
+def test_one_rule_for_failure_and_for_the_vcenter_vm() -> None:
+    from labswitch.plan import Status, is_vcenter_vm
+
+    assert [s for s in Status if s.is_failure] == [Status.FAILED, Status.SKIPPED]
+    vcsa = vm("vcsa", "esx11", guest_ip="10.0.0.5", guest_hostname="vcsa.lab.local")
+    assert is_vcenter_vm(vcsa, None, {"vcsa.lab.local"})
+    assert is_vcenter_vm(vcsa, None, {"10.0.0.5"})
+    assert is_vcenter_vm(vcsa, None, {"vcsa"})  # short names match too
+    assert not is_vcenter_vm(vcsa, None, {"other.lab.local"})
+    assert is_vcenter_vm(vcsa, "vcsa", set())  # vcenter.vm names it

@@ -11,6 +11,7 @@ from labswitch import render
 from labswitch.cli import Json, State, app
 from labswitch.errors import ConfigError
 from labswitch.journal import Journal, default_path
+from labswitch.plan import Status
 
 
 @app.command("history")
@@ -53,7 +54,7 @@ def history_command(
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
                     "seconds": round((r.finished or r.started) - r.started, 1) if r.finished else None,
                     "steps": len(steps),
-                    "failed_steps": sum(1 for s in steps if s[3] not in ("ok", "fallback")),
+                    "failed_steps": sum(1 for s in steps if Status(s[3]).is_failure),
                 }
             )
     finally:

@@ -18,24 +18,24 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import Plan, Step
+from labswitch.plan import Action, Plan, Step
 from labswitch.run import StepResult
 
-VM_ACTIONS = {"shutdown-guest", "power-off-vm", "leave-running", "power-on-vm"}
-DOING = {  # what a host is doing while its first unfinished step runs
-    "shutdown-guest": "stopping VMs",
-    "power-off-vm": "powering off VMs",
-    "leave-running": "stopping VMs",
-    "enter-maintenance": "entering maintenance",
-    "shutdown-host": "shutting down",
-    "bmc-graceful-shutdown": "shutting down (BMC)",
-    "bmc-power-on": "powering on",
-    "wait-connected": "booting",
-    "exit-maintenance": "exiting maintenance",
-    "power-on-vm": "starting VMs",
-    "reboot-host": "rebooting",
+VM_ACTIONS = {Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM}
+DOING: dict[str, str] = {  # what a host is doing while its first unfinished step runs
+    Action.SHUTDOWN_GUEST: "stopping VMs",
+    Action.POWER_OFF_VM: "powering off VMs",
+    Action.LEAVE_RUNNING: "stopping VMs",
+    Action.ENTER_MAINTENANCE: "entering maintenance",
+    Action.SHUTDOWN_HOST: "shutting down",
+    Action.BMC_GRACEFUL_SHUTDOWN: "shutting down (BMC)",
+    Action.BMC_POWER_ON: "powering on",
+    Action.WAIT_CONNECTED: "booting",
+    Action.EXIT_MAINTENANCE: "exiting maintenance",
+    Action.POWER_ON_VM: "starting VMs",
+    Action.REBOOT_HOST: "rebooting",
 }
-HOST_OFF_ACTIONS = {"shutdown-host", "bmc-graceful-shutdown"}
+HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
 
 
 def clock(seconds: float) -> str:
@@ -113,7 +113,7 @@ class RunView:
         name = result.server or result.target
         host = self.hosts.setdefault(name, _Host())
         host.started_at = host.started_at or self.now()
-        if result.action == "confirm-off":
+        if result.action == Action.CONFIRM_OFF:
             host.confirmed_off = result.status == "ok"
         for i, step in enumerate(host.steps):
             if i not in host.done and step.action == result.action and step.target == result.target:

@@ -9,18 +9,18 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import Plan
+from labswitch.plan import Action, Plan
 from labswitch.render.live import VM_ACTIONS, clock
 from labswitch.run import StepResult
 
-HOST_WORDS = {
-    "enter-maintenance": "maintenance",
-    "shutdown-host": "shut down → off (BMC)",
-    "bmc-graceful-shutdown": "shut down by BMC → off (BMC)",
-    "bmc-power-on": "power on",
-    "wait-connected": "connect",
-    "exit-maintenance": "exit maintenance",
-    "reboot-host": "reboot",
+HOST_WORDS: dict[str, str] = {
+    Action.ENTER_MAINTENANCE: "maintenance",
+    Action.SHUTDOWN_HOST: "shut down → off (BMC)",
+    Action.BMC_GRACEFUL_SHUTDOWN: "shut down by BMC → off (BMC)",
+    Action.BMC_POWER_ON: "power on",
+    Action.WAIT_CONNECTED: "connect",
+    Action.EXIT_MAINTENANCE: "exit maintenance",
+    Action.REBOOT_HOST: "reboot",
 }
 
 
@@ -47,11 +47,11 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
     per_host: dict[str, dict[str, list[str]]] = {}
     for step in plan.steps:
         entry = per_host.setdefault(step.server or step.target, {"vms": [], "hard": [], "left": [], "host": []})
-        if step.action in ("shutdown-guest", "power-on-vm"):
+        if step.action in (Action.SHUTDOWN_GUEST, Action.POWER_ON_VM):
             entry["vms"].append(step.target)
-        elif step.action == "power-off-vm":
+        elif step.action == Action.POWER_OFF_VM:
             entry["hard"].append(step.target)
-        elif step.action == "leave-running":
+        elif step.action == Action.LEAVE_RUNNING:
             entry["left"].append(step.target)
         else:
             entry["host"].append(HOST_WORDS.get(step.action, step.action))
@@ -98,15 +98,15 @@ def final_summary(
 ) -> None:
     """What was done, what failed and why, what was left running, and the command to retry or finish."""
     ok = [r for r in results if r.ok]
-    failed = [r for r in results if r.status in ("failed", "skipped")]
+    failed = [r for r in results if r.status.is_failure]
     vm_done = {r.target for r in ok if r.action in VM_ACTIONS}
     c = counts(plan)
     intent = str(plan.intent)
     if intent == "down":
-        hosts_done = {r.target for r in ok if r.action == "confirm-off"}
+        hosts_done = {r.target for r in ok if r.action == Action.CONFIRM_OFF}
         done = f"{len(vm_done)} of {c.vms} VMs stopped, {len(hosts_done)} of {c.hosts} hosts off (BMC)"
     else:
-        hosts_done = {r.target for r in ok if r.action in ("exit-maintenance", "reboot-host")}
+        hosts_done = {r.target for r in ok if r.action in (Action.EXIT_MAINTENANCE, Action.REBOOT_HOST)}
         done = f"{len(hosts_done)} of {c.hosts} hosts up, {len(vm_done)} of {c.vms} VMs started"
     head = f"{intent} of {', '.join(plan.groups)}"
     if interrupted:

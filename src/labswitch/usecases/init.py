@@ -25,6 +25,7 @@ from labswitch.config import TLS, VCenter
 from labswitch.config.load import parse
 from labswitch.errors import ConfigError, TLSVerificationFailed
 from labswitch.hostnet import is_ip
+from labswitch.plan import is_vcenter_vm
 from labswitch.usecases.power import vcenter_addresses
 
 VCENTER_PASSWORD_ENV = "LABSWITCH_VCENTER_PASSWORD"
@@ -70,10 +71,7 @@ def discover(options: Options) -> Discovered:
         else:
             clusters.setdefault(host.cluster, []).append(host.name)
     identities = vcenter_addresses(vc.https_url)
-    vm = next(
-        (v.name for v in snap.vms if {x.lower() for x in (v.guest_ip, v.guest_hostname) if x} & identities),
-        None,
-    )
+    vm = next((v.name for v in snap.vms if is_vcenter_vm(v, None, identities)), None)
     return Discovered({c: tuple(h) for c, h in sorted(clusters.items())}, tuple(standalone), vm, len(snap.vms))
 
 
