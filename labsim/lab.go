@@ -31,9 +31,10 @@ type Server struct {
 
 	bootDelay time.Duration // --host-boot-delay plus its jitter (physical.go)
 
-	mu    sync.Mutex
-	power string // "On" or "Off": the truth; vCenter's view follows it
-	epoch int    // bumped on every power change, cancels stale timers
+	mu      sync.Mutex
+	power   string    // "On" or "Off": the truth; vCenter's view follows it
+	epoch   int       // bumped on every power change, cancels stale timers
+	changed time.Time // when the power last changed (published by /labsim/physical)
 }
 
 // vmTraits are what labsim decides about a guest, beyond what vSphere stores.

@@ -53,6 +53,8 @@ func (l *Lab) guestDelay(ref types.ManagedObjectReference) time.Duration {
 }
 
 type physicalHost struct {
+	Power        string             `json:"power"`
+	PowerChanged float64            `json:"power_changed"` // unix seconds of the last power change; 0: none yet
 	Group        string             `json:"group"`
 	Cluster      string             `json:"cluster"`
 	BootSeconds  float64            `json:"boot_seconds"`
@@ -73,6 +75,12 @@ func (l *Lab) servePhysical(w http.ResponseWriter) {
 	}
 	for _, s := range l.servers {
 		h := physicalHost{Group: s.Group, Cluster: s.Cluster, BootSeconds: s.bootDelay.Seconds(), GuestSeconds: map[string]float64{}}
+		s.mu.Lock()
+		h.Power = s.power
+		if !s.changed.IsZero() {
+			h.PowerChanged = float64(s.changed.UnixNano()) / 1e9
+		}
+		s.mu.Unlock()
 		for _, ref := range l.vmCreation {
 			if t := l.vms[ref]; t.server == s {
 				h.GuestSeconds[t.name] = l.guestDelay(ref).Seconds()

@@ -20,6 +20,7 @@ func (l *Lab) powerOn(s *Server) bool {
 	}
 	s.power = "On"
 	s.epoch++
+	s.changed = time.Now()
 	epoch := s.epoch
 	s.mu.Unlock()
 	time.AfterFunc(s.bootDelay, func() {
@@ -39,6 +40,7 @@ func (l *Lab) powerOff(s *Server) bool {
 	}
 	s.power = "Off"
 	s.epoch++
+	s.changed = time.Now()
 	s.mu.Unlock()
 	l.hostGone(s)
 	return true

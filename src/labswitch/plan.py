@@ -1,8 +1,17 @@
 """The planner. PURE: (snapshot, config, facts, intent) -> Plan. No I/O, so every ordering
 and safety rule is a fast unit test on a hand-built snapshot.
 
-down: guest-shutdown -> power-off -> maintenance -> host-shutdown (vSphere, confirmed off by the BMC)
-up:   power-on (BMC) -> connect -> maintenance (exit) -> start:<wave> ... -> start:remaining
+A plan is a graph: each step names the steps it waits for (``after``) and the endpoint it goes
+through. Every host is its own chain, so a host goes down (or comes up) as soon as its own steps
+allow, whatever the other hosts do:
+
+down, per host: its VMs' guest shutdowns -> maintenance -> ESXi shutdown -> confirmed off by the BMC
+up,   per host: BMC power-on -> connected -> out of maintenance -> its VMs of each start-up wave
+Waves are barriers across the lab: wave N+1 starts after wave N's VMs are up (its wait condition).
+
+Every step a run can take is planned, fallbacks included: a step with ``fallback_of`` runs only
+when that step did not work (a guest shutdown -> hard power-off; vSphere's host shutdown -> the
+BMC's GracefulShutdown; the BMC's confirm-off -> ForceOff).
 """
 
 from __future__ import annotations
@@ -10,7 +19,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
 from labswitch.bmc import Power
@@ -36,12 +45,16 @@ class Action(enum.StrEnum):
     SHUTDOWN_HOST = "shutdown-host"
     BMC_GRACEFUL_SHUTDOWN = "bmc-graceful-shutdown"
     CONFIRM_OFF = "confirm-off"
-    BMC_FALLBACK = "bmc-fallback"
     BMC_POWER_ON = "bmc-power-on"
     WAIT_CONNECTED = "wait-connected"
     EXIT_MAINTENANCE = "exit-maintenance"
     POWER_ON_VM = "power-on-vm"
     REBOOT_HOST = "reboot-host"
+    BMC_FORCE_OFF = "bmc-force-off"
+    WAVE_READY = "wave-ready"
+
+
+VM_ACTIONS = frozenset({Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM})  # the rest act on hosts
 
 
 class Status(enum.StrEnum):
@@ -69,14 +82,24 @@ class Facts:
     restore: frozenset[str] | None = None  # VM moids to start (up --restore); None: the start-up tag
 
 
+VCENTER = "vcenter"
+
+
 @dataclass(frozen=True)
 class Step:
     phase: str
     action: str
-    target: str  # a VM name or a server name
+    target: str  # a VM name, a server name, or a wave's name
     moid: str | None = None  # the VM or host it acts on
     server: str | None = None  # the config server it belongs to
     wave: int | None = None  # up: index into the waves (len(waves) for "remaining")
+    after: tuple[str, ...] = ()  # ids of the steps it waits for
+    endpoint: str = VCENTER  # what it goes through: "vcenter" or "bmc:<server>"
+    fallback_of: str | None = None  # runs only when that step did not work
+
+    @property
+    def id(self) -> str:
+        return f"{self.action}:{self.moid or self.target}"
 
 
 @dataclass(frozen=True)
@@ -115,7 +138,10 @@ def make_plan(
     intent: Intent,
     groups: Sequence[str],
     skip_unreachable: bool = False,
+    pipeline: bool = True,
 ) -> Plan:
+    """``pipeline = False`` adds the old global phase barriers (every step waits for the whole previous
+    phase, lab-wide): only for measuring what the per-host chains save (`--no-pipeline`, hidden)."""
     refusals: list[str] = []
     notes: list[str] = []
     if intent is Intent.DOWN:
@@ -140,6 +166,8 @@ def make_plan(
         steps = _down(snap, config, facts, servers, hosts, notes)
     else:
         steps = _up(snap, config, facts, servers, hosts)
+    if not pipeline:
+        steps = _phase_barriers(steps)
     return Plan(
         intent=intent,
         groups=tuple(groups),
@@ -149,6 +177,20 @@ def make_plan(
         notes=tuple(notes),
         waves=tuple(config.startup.waves),
     )
+
+
+def _phase_barriers(steps: list[Step]) -> list[Step]:
+    """Every step (but a fallback) also waits for every step of the phase before it."""
+    phases = list(dict.fromkeys(s.phase for s in steps))
+    by_phase = {p: tuple(s.id for s in steps if s.phase == p and not s.fallback_of) for p in phases}
+    out = []
+    for step in steps:
+        index = phases.index(step.phase)
+        if index == 0 or step.fallback_of:
+            out.append(step)
+        else:
+            out.append(replace(step, after=tuple(dict.fromkeys(step.after + by_phase[phases[index - 1]]))))
+    return out
 
 
 # -- safety ------------------------------------------------------------------------------
@@ -216,29 +258,58 @@ def wave_of(vm: VMInfo, waves: Sequence[Wave]) -> int:
     return len(waves)
 
 
-# -- down --------------------------------------------------------------------------------
+# -- down ------------------------------------------------------------------------------
 def _down(
     snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None], notes: list[str]
 ) -> list[Step]:
     waves = config.startup.waves
     guest: list[tuple[VMInfo, str]] = []
     hard: list[Step] = []
-    maintenance, shutdown = [], []
+    maintenance: list[Step] = []
+    shutdown: list[Step] = []
     for server in servers:
         host = hosts[server.name]
         if facts.bmc_power.get(server.name) is Power.OFF:
             continue  # already down: nothing to do
         if host is None or host.connection_state != "connected":
-            shutdown.append(Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server.name, host.moid if host else None, server.name))
+            moid = host.moid if host else None
+            by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server.name, moid, server.name, endpoint=bmc(server.name))
+            shutdown += [by_bmc, *_confirm_off(config, by_bmc)]
             continue
-        blocked = _stop_vms(snap, config, host, server.name, guest, hard)
-        if blocked:
+        first = len(guest), len(hard)
+        if _stop_vms(snap, config, host, server.name, guest, hard):
             notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
             continue
-        if not host.in_maintenance:
-            maintenance.append(Step("maintenance", Action.ENTER_MAINTENANCE, server.name, host.moid, server.name))
-        shutdown.append(Step("host-shutdown", Action.SHUTDOWN_HOST, server.name, host.moid, server.name))
-    return _guest_steps(guest, waves) + hard + maintenance + shutdown
+        emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
+        chain = (
+            [Step("maintenance", Action.ENTER_MAINTENANCE, server.name, host.moid, server.name, after=emptied)]
+            if not host.in_maintenance
+            else []
+        )
+        maintenance += chain
+        off = Step("host-shutdown", Action.SHUTDOWN_HOST, server.name, host.moid, server.name, after=tuple(s.id for s in chain) or emptied)
+        shutdown += [off, *_host_off_fallbacks(config, off)]
+    return _guest_steps(guest, waves, config) + hard + maintenance + shutdown
+
+
+def bmc(server: str) -> str:
+    return f"bmc:{server}"
+
+
+def _host_off_fallbacks(config: Config, off: Step) -> list[Step]:
+    """vSphere's shutdown of ``off``'s host: the BMC's GracefulShutdown if it fails, then confirmed off."""
+    server = off.server or off.target
+    graceful = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server, off.moid, server, endpoint=bmc(server), fallback_of=off.id)
+    return [graceful, *_confirm_off(config, off)]
+
+
+def _confirm_off(config: Config, after: Step) -> list[Step]:
+    """The BMC confirms the server off (a GracefulShutdown of its own if it stays on); ForceOff only by policy."""
+    server = after.server or after.target
+    confirm = Step("host-shutdown", Action.CONFIRM_OFF, server, after.moid, server, after=(after.id,), endpoint=bmc(server))
+    if not config.policy.bmc_force_off:
+        return [confirm]
+    return [confirm, Step("host-shutdown", Action.BMC_FORCE_OFF, server, after.moid, server, endpoint=bmc(server), fallback_of=confirm.id)]
 
 
 def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest: list[tuple[VMInfo, str]], hard: list[Step]) -> bool:
@@ -257,10 +328,21 @@ def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest:
     return blocked
 
 
-def _guest_steps(guest: list[tuple[VMInfo, str]], waves: Sequence[Wave]) -> list[Step]:
-    # Reverse start-up order: the last wave's VMs are asked first.
+def _guest_id(vm: VMInfo) -> str:
+    return f"{Action.SHUTDOWN_GUEST}:{vm.moid}"
+
+
+def _guest_steps(guest: list[tuple[VMInfo, str]], waves: Sequence[Wave], config: Config) -> list[Step]:
+    """Guest shutdowns in reverse start-up order (the last wave's VMs are asked first); each followed,
+    with policy.hard_power_off, by the hard power-off that runs only if the guest is still on."""
     guest.sort(key=lambda pair: (-wave_of(pair[0], waves), pair[0].name))
-    return [Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, label) for vm, label in guest]
+    steps = []
+    for vm, label in guest:
+        step = Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, label)
+        steps.append(step)
+        if config.policy.hard_power_off:
+            steps.append(Step("guest-shutdown", Action.POWER_OFF_VM, vm.name, vm.moid, label, fallback_of=step.id))
+    return steps
 
 
 # -- reboot ------------------------------------------------------------------------------
@@ -277,42 +359,81 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
     if _stop_vms(snap, config, host, label, guest, hard):
         refusals.append(f"host {label} runs VMs without VMware Tools and policy.hard_power_off is false; it cannot be emptied")
     running = [vm for vm in snap.vms_on(host.moid) if vm.power_state == "poweredOn"]
-    steps = _guest_steps(guest, config.startup.waves) + hard
+    steps = _guest_steps(guest, config.startup.waves, config) + hard
+    last = tuple(s.id for s in steps if not s.fallback_of)
+    chain: list[tuple[str, str]] = []
     if not host.in_maintenance:
-        steps.append(Step("maintenance", Action.ENTER_MAINTENANCE, label, host.moid, label))
+        chain.append(("maintenance", Action.ENTER_MAINTENANCE))
     else:
         notes.append(f"host {label} is in maintenance mode already; it is left in it after the reboot")
-    steps += [Step("reboot", Action.REBOOT_HOST, label, host.moid, label), Step("connect", Action.WAIT_CONNECTED, label, host.moid, label)]
+    chain += [("reboot", Action.REBOOT_HOST), ("connect", Action.WAIT_CONNECTED)]
     if not host.in_maintenance:
-        steps.append(Step("maintenance-exit", Action.EXIT_MAINTENANCE, label, host.moid, label))
-    steps += [Step("start:restore", Action.POWER_ON_VM, vm.name, vm.moid, label) for vm in sorted(running, key=lambda v: v.name)]
+        chain.append(("maintenance-exit", Action.EXIT_MAINTENANCE))
+    for phase, action in chain:
+        step = Step(phase, action, label, host.moid, label, after=last)
+        steps.append(step)
+        last = (step.id,)
+    steps += [
+        Step("start:restore", Action.POWER_ON_VM, vm.name, vm.moid, label, after=last) for vm in sorted(running, key=lambda v: v.name)
+    ]
     return Plan(Intent.REBOOT, (), (label,), tuple(steps), tuple(refusals), tuple(notes))
 
 
 # -- up ----------------------------------------------------------------------------------
 def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None]) -> list[Step]:
-    power_on, connect, maintenance, start = [], [], [], []
+    power_on, connect, maintenance = [], [], []
+    ready: dict[str, tuple[str, ...]] = {}  # server -> the step after which its VMs may start
+    start: list[tuple[int, VMInfo, Server]] = []
     waves = config.startup.waves
     for server in servers:
         host = hosts[server.name]
         off = facts.bmc_power.get(server.name) is Power.OFF
+        last: tuple[str, ...] = ()
         if off:
-            power_on.append(Step("power-on", Action.BMC_POWER_ON, server.name, host.moid if host else None, server.name))
+            step = Step("power-on", Action.BMC_POWER_ON, server.name, host.moid if host else None, server.name, endpoint=bmc(server.name))
+            power_on.append(step)
+            last = (step.id,)
         if host is None:
             continue
         if off or host.connection_state != "connected":
-            connect.append(Step("connect", Action.WAIT_CONNECTED, server.name, host.moid, server.name))
+            step = Step("connect", Action.WAIT_CONNECTED, server.name, host.moid, server.name, after=last)
+            connect.append(step)
+            last = (step.id,)
         if off or host.connection_state != "connected" or host.in_maintenance:
-            maintenance.append(Step("maintenance", Action.EXIT_MAINTENANCE, server.name, host.moid, server.name))
+            step = Step("maintenance", Action.EXIT_MAINTENANCE, server.name, host.moid, server.name, after=last)
+            maintenance.append(step)
+            last = (step.id,)
+        ready[server.name] = last
         for vm in snap.vms_on(host.moid):
             if vm.template or vm.power_state == "poweredOn":
                 continue
             selected = vm.moid in facts.restore if facts.restore is not None else has_tag(vm, config.policy.startup_tag)
             if selected:
                 start.append((wave_of(vm, waves), vm, server))
+    return power_on + connect + maintenance + _wave_steps(start, ready, waves)
+
+
+def _wave_steps(start: list[tuple[int, VMInfo, Server]], ready: Mapping[str, tuple[str, ...]], waves: Sequence[Wave]) -> list[Step]:
+    """Each VM starts once its host is up and the previous wave is ready; a wave-ready step waits for
+    the wave's condition (tools, heartbeat) before the next wave, across the lab."""
     start.sort(key=lambda t: (t[0], t[1].name))
-    start_steps = [Step(wave_phase(i, waves), Action.POWER_ON_VM, vm.name, vm.moid, server.name, wave=i) for i, vm, server in start]
-    return power_on + connect + maintenance + start_steps
+    indexes = list(dict.fromkeys(i for i, _, _ in start))
+    steps: list[Step] = []
+    barrier: tuple[str, ...] = ()
+    for n, index in enumerate(indexes):
+        phase = wave_phase(index, waves)
+        members = [
+            Step(phase, Action.POWER_ON_VM, vm.name, vm.moid, server.name, wave=index, after=ready[server.name] + barrier)
+            for i, vm, server in start
+            if i == index
+        ]
+        steps += members
+        if n < len(indexes) - 1:  # the last wave is not waited for
+            name = waves[index].name or str(index + 1) if index < len(waves) else "remaining"
+            gate = Step(phase, Action.WAVE_READY, name, None, None, wave=index, after=tuple(m.id for m in members))
+            steps.append(gate)
+            barrier = (gate.id,)
+    return steps
 
 
 def wave_phase(index: int, waves: Sequence[Wave]) -> str:

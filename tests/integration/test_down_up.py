@@ -78,8 +78,18 @@ def test_plan_and_dry_run_change_nothing(cli: Run, lab: Lab, state_dir: Path) ->
     plan = run(cli, lab, state_dir, config, "plan", "down", "--json")
     assert plan.code == 0, plan.stderr
     steps = plan.json()["steps"]
-    assert steps[0] == {"phase": "guest-shutdown", "action": "shutdown-guest", "target": steps[0]["target"]}
+    first = steps[0]
+    assert (first["phase"], first["action"], first["endpoint"], first["after"]) == ("guest-shutdown", "shutdown-guest", "vcenter", [])
     assert [s["phase"] for s in steps][-1] == "host-shutdown"
+    ids = {s["id"]: s for s in steps}
+    assert all(d in ids for s in steps for d in s["after"])  # a graph: every dependency is a planned step
+    for server in ("esx11", "esx12", "esx21", "esx22"):  # each host its own chain, confirmed off by its BMC
+        shutdown = next(s for s in steps if s["action"] == "shutdown-host" and s["target"] == server)
+        confirm = next(s for s in steps if s["action"] == "confirm-off" and s["target"] == server)
+        maintenance = ids[shutdown["after"][0]]
+        assert confirm["after"] == [shutdown["id"]] and confirm["endpoint"] == f"bmc:{server}"
+        assert maintenance["action"] == "enter-maintenance" and maintenance["target"] == server
+        assert {ids[d]["target"].split("-")[0] for d in maintenance["after"]} == {server}  # only its own VMs
     dry = run(cli, lab, state_dir, config, "down", "--dry-run", "--json")
     assert dry.code == 0 and dry.json()["steps"] == steps
     assert not MUTATING & set(lab.soap_calls())
@@ -215,7 +225,7 @@ def test_vsphere_host_shutdown_missing_bmc_takes_over(cli: Run, lab_factory: Cal
     steps = result.json()["steps"]
     vsphere_tries = [s for s in steps if s["action"] == "shutdown-host"]
     assert len(vsphere_tries) == 4 and all(s["status"] == "fallback" and "MethodNotFound" in s["detail"] for s in vsphere_tries)
-    assert len([s for s in steps if s["action"] == "bmc-fallback" and s["status"] == "ok"]) == 4
+    assert len([s for s in steps if s["action"] == "bmc-graceful-shutdown" and s["status"] == "ok"]) == 4  # the planned fallback
     assert {bmc_power(lab, s) for s in ("esx11", "esx12", "esx21", "esx22")} == {"Off"}
     history = run(cli, lab, state_dir, configure(lab), "history", "--json").json()
     assert history[0]["outcome"] == "ok" and history[0]["failed_steps"] == 0  # a fallback that worked is no failure

@@ -81,7 +81,11 @@ def test_down_order_and_default_groups() -> None:
         ("maintenance", "enter-maintenance", "esx1"),
         ("maintenance", "enter-maintenance", "esx2"),
         ("host-shutdown", "shutdown-host", "esx1"),
+        ("host-shutdown", "bmc-graceful-shutdown", "esx1"),  # only if vSphere's shutdown does not work
+        ("host-shutdown", "confirm-off", "esx1"),
         ("host-shutdown", "shutdown-host", "esx2"),
+        ("host-shutdown", "bmc-graceful-shutdown", "esx2"),
+        ("host-shutdown", "confirm-off", "esx2"),
     ]
 
 
@@ -216,3 +220,15 @@ def test_one_rule_for_failure_and_for_the_vcenter_vm() -> None:
     assert is_vcenter_vm(vcsa, None, {"vcsa"})  # short names match too
     assert not is_vcenter_vm(vcsa, None, {"other.lab.local"})
     assert is_vcenter_vm(vcsa, "vcsa", set())  # vcenter.vm names it
+
+
+def test_every_host_is_its_own_chain_unless_asked_for_the_old_phase_barriers() -> None:
+    p = plan(Intent.DOWN)
+    ids = {s.id: s for s in p.steps}
+    maintenance = {s.target: s for s in p.steps if s.action == "enter-maintenance"}
+    assert {ids[d].target for d in maintenance["esx1"].after} == {"app", "dns"}  # only its own VMs
+    assert {ids[d].target for d in maintenance["esx2"].after} == {"scratch"}
+    old = plan(Intent.DOWN, pipeline=False)
+    barrier = next(s for s in old.steps if s.action == "enter-maintenance" and s.target == "esx2")
+    assert {old.steps[[s.id for s in old.steps].index(d)].target for d in barrier.after} == {"app", "dns", "scratch"}
+    assert all(s.after == () for s in old.steps if s.fallback_of)  # a fallback follows only its own step

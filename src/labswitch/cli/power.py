@@ -24,6 +24,7 @@ Skip = Annotated[bool, typer.Option("--skip-unreachable", help="Leave out server
 Wait = Annotated[
     bool, typer.Option("--wait", help="If another run is in progress, wait for it (up to --wait-timeout) instead of exiting 1.")
 ]
+NoPipeline = Annotated[bool, typer.Option("--no-pipeline", hidden=True, help="Lab-wide phase barriers (benchmark comparison).")]
 WaitTimeout = Annotated[float, typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="How long --wait waits.")]
 
 
@@ -61,6 +62,7 @@ def down_command(
     skip_unreachable: Skip = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 3600,
+    no_pipeline: NoPipeline = False,
     json_out: Json = False,
 ) -> None:
     """Switch the lab off: guests shut down, hosts in maintenance mode and shut down, confirmed off by their BMCs.
@@ -76,7 +78,9 @@ def down_command(
 
       labswitch down --group payload --yes --json
     """
-    request = power.Request(Intent.DOWN, tuple(group or ()), skip_unreachable=skip_unreachable, lock_wait=wait_timeout if wait else 0)
+    request = power.Request(
+        Intent.DOWN, tuple(group or ()), skip_unreachable=skip_unreachable, lock_wait=wait_timeout if wait else 0, pipeline=not no_pipeline
+    )
     _run(ctx, request, yes, dry_run, json_out)
 
 
@@ -93,6 +97,7 @@ def up_command(
     skip_unreachable: Skip = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 3600,
+    no_pipeline: NoPipeline = False,
     json_out: Json = False,
 ) -> None:
     """Switch the lab on: BMC power-on, hosts reconnected and out of maintenance mode, tagged VMs started in waves.
@@ -118,6 +123,7 @@ def up_command(
             tag=tag,
             skip_unreachable=skip_unreachable,
             lock_wait=wait_timeout if wait else 0,
+            pipeline=not no_pipeline,
         ),
         yes,
         dry_run,
@@ -204,7 +210,18 @@ def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:
     if json_out:
         render.emit_json(
             {
-                "steps": [{"phase": s.phase, "action": s.action, "target": s.target} for s in plan.steps],
+                "steps": [
+                    {
+                        "phase": s.phase,
+                        "action": s.action,
+                        "target": s.target,
+                        "id": s.id,
+                        "after": list(s.after),
+                        "endpoint": s.endpoint,
+                        "fallback_of": s.fallback_of,
+                    }
+                    for s in plan.steps
+                ],
                 "refusals": list(plan.refusals),
                 "notes": list(plan.notes),
             }
@@ -217,7 +234,8 @@ def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:
         if step.phase != current:
             current = step.phase
             console.print(f"  {current}", markup=False)
-        console.print(f"    {step.action} {step.target}", markup=False)
+        how = "  (only if the step before does not work)" if step.fallback_of else ""
+        console.print(f"    {step.action} {step.target}{how}", markup=False)
     for note in plan.notes:
         render.note(note)
     for refusal in plan.refusals:

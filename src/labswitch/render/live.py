@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -18,10 +19,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import Action, Plan, Step
+from labswitch.plan import VM_ACTIONS, Action, Plan, Step
 from labswitch.run import StepResult
 
-VM_ACTIONS = {Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM}
 DOING: dict[str, str] = {  # what a host is doing while its first unfinished step runs
     Action.SHUTDOWN_GUEST: "stopping VMs",
     Action.POWER_OFF_VM: "powering off VMs",
@@ -34,6 +34,7 @@ DOING: dict[str, str] = {  # what a host is doing while its first unfinished ste
     Action.EXIT_MAINTENANCE: "exiting maintenance",
     Action.POWER_ON_VM: "starting VMs",
     Action.REBOOT_HOST: "rebooting",
+    Action.CONFIRM_OFF: "waiting for off (BMC)",
 }
 HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
 
@@ -89,8 +90,9 @@ class RunView:
     def begin(self, plan: Plan) -> None:
         self.plan = plan
         self.started_at = self.now()
-        for step in plan.steps:
-            self.hosts.setdefault(step.server or step.target, _Host()).steps.append(step)
+        for step in plan.steps:  # each host's own chain; fallbacks show only when they run
+            if step.server and not step.fallback_of:
+                self.hosts.setdefault(step.server, _Host()).steps.append(step)
 
     def on_phase(self, name: str) -> None:
         self.phase = name
@@ -105,13 +107,14 @@ class RunView:
     def on_start(self, step: Step) -> None:
         at = self.now()
         self.step_started.setdefault((step.action, step.target), at)
-        host = self.hosts.get(step.server or step.target)
+        host = self.hosts.get(step.server or "")
         if host is not None:
             host.started_at = host.started_at or at
 
     def on_result(self, result: StepResult) -> None:
-        name = result.server or result.target
-        host = self.hosts.setdefault(name, _Host())
+        if result.server not in self.hosts:
+            return  # a wave's barrier, or a host outside the plan
+        host = self.hosts[result.server]
         host.started_at = host.started_at or self.now()
         if result.action == Action.CONFIRM_OFF:
             host.confirmed_off = result.status == "ok"
@@ -206,8 +209,13 @@ class LiveProgress:
         self.view = view
         self.live_mode = console.is_terminal if live is None else live
         self._live: Live | None = None
+        self._lock = threading.RLock()  # events come from the run's workers; Rich draws from its own thread
 
     def __call__(self, kind: str, data: Any) -> None:
+        with self._lock:
+            self._on_event(kind, data)
+
+    def _on_event(self, kind: str, data: Any) -> None:
         if kind == "plan":
             self.view.begin(data)
             if self.live_mode and self._live is None:
@@ -243,6 +251,10 @@ class LiveProgress:
 
     # -- drawing -------------------------------------------------------------------
     def render(self) -> RenderableType:
+        with self._lock:
+            return self._render()
+
+    def _render(self) -> RenderableType:
         view = self.view
         plan = view.plan
         rows = view.rows()

@@ -9,14 +9,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import Action, Plan
-from labswitch.render.live import VM_ACTIONS, clock
+from labswitch.plan import VM_ACTIONS, Action, Plan
+from labswitch.render.live import clock
 from labswitch.run import StepResult
 
 HOST_WORDS: dict[str, str] = {
     Action.ENTER_MAINTENANCE: "maintenance",
-    Action.SHUTDOWN_HOST: "shut down → off (BMC)",
-    Action.BMC_GRACEFUL_SHUTDOWN: "shut down by BMC → off (BMC)",
+    Action.SHUTDOWN_HOST: "shut down",
+    Action.BMC_GRACEFUL_SHUTDOWN: "shut down by BMC",
+    Action.CONFIRM_OFF: "off (BMC)",
     Action.BMC_POWER_ON: "power on",
     Action.WAIT_CONNECTED: "connect",
     Action.EXIT_MAINTENANCE: "exit maintenance",
@@ -32,7 +33,7 @@ class PlanCounts:
 
 def counts(plan: Plan) -> PlanCounts:
     vms = {s.target for s in plan.steps if s.action in VM_ACTIONS}
-    hosts = {s.server or s.target for s in plan.steps}
+    hosts = {s.server for s in plan.steps if s.server}
     return PlanCounts(len(vms), len(hosts))
 
 
@@ -46,6 +47,8 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
     """Per host (per group when the hosts do not fit the terminal): VMs to stop or start, host steps."""
     per_host: dict[str, dict[str, list[str]]] = {}
     for step in plan.steps:
+        if step.fallback_of or step.server is None:
+            continue  # fallbacks run only when needed; wave barriers belong to no host
         entry = per_host.setdefault(step.server or step.target, {"vms": [], "hard": [], "left": [], "host": []})
         if step.action in (Action.SHUTDOWN_GUEST, Action.POWER_ON_VM):
             entry["vms"].append(step.target)
@@ -123,7 +126,7 @@ def final_summary(
         console.print(f"  … and {len(failed) - 20} more", markup=False)
     if intent == "down":
         left_vms = sorted({r.target for r in failed if r.action in VM_ACTIONS})
-        left_hosts = sorted({s.server or s.target for s in plan.steps} - hosts_done)
+        left_hosts = sorted({s.server for s in plan.steps if s.server} - hosts_done)
         if left_hosts or left_vms:
             listed = ", ".join(left_hosts + left_vms[:10]) + (f" (+{len(left_vms) - 10} VMs)" if len(left_vms) > 10 else "")
             console.print(f"  left running: {listed}", markup=False, highlight=False)

@@ -30,6 +30,7 @@ class Request:
     tag: str | None = None  # up: a start-up tag other than policy.startup_tag
     skip_unreachable: bool = False
     lock_wait: float = 0.0  # seconds to wait for a run in progress to finish (0: refuse at once)
+    pipeline: bool = True  # False: the old lab-wide phase barriers, for the benchmark's comparison
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,13 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                     bmc_errors={name: e for name, (_, e) in power.items() if e},
                     restore=_restore_set(journal, groups) if request.restore else None,
                 )
-                yield make_plan(snap, config, facts, request.intent, groups, request.skip_unreachable), vc, drivers, snap, journal
+                yield (
+                    make_plan(snap, config, facts, request.intent, groups, request.skip_unreachable, request.pipeline),
+                    vc,
+                    drivers,
+                    snap,
+                    journal,
+                )
     finally:
         for driver in drivers.values():
             driver.close()

@@ -1,0 +1,63 @@
+"""One module per kind of step: how to do it and how to know it is done.
+
+A handler takes the ready steps of one kind on one server (a host's ten guest shutdowns are one
+call), does them through the LabPort or the server's BMC driver, and reports every step exactly
+once: OK, or FAILED with the reason. The executor (labswitch.run) decides what follows: a planned
+fallback, or skipping what depended on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from labswitch.bmc import Driver
+from labswitch.cancel import Cancel
+from labswitch.config import Policy
+from labswitch.plan import Action, Plan, Status, Step
+from labswitch.vsphere.port import LabPort
+
+Report = Callable[[Step, Status, str], None]
+
+
+@dataclass
+class Context:
+    """What every handler may use during one run."""
+
+    port: LabPort
+    drivers: Mapping[str, Driver]
+    policy: Policy
+    plan: Plan
+    cancel: Cancel
+    note: Callable[[str], None]
+    started: dict[int, set[str]] = field(default_factory=dict)  # wave index -> VMs started in it
+    graceful_sent: set[str] = field(default_factory=set)  # servers whose BMC was sent a GracefulShutdown
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def driver(self, step: Step) -> Driver:
+        return self.drivers[step.server or step.target]
+
+
+Handler = Callable[[list[Step], Context, Report], None]
+
+
+def handlers() -> dict[str, Handler]:
+    from labswitch.steps import bmc, hosts, vms, waves
+
+    return {
+        Action.SHUTDOWN_GUEST: vms.shutdown_guests,
+        Action.POWER_OFF_VM: vms.power_off,
+        Action.LEAVE_RUNNING: vms.leave_running,
+        Action.POWER_ON_VM: vms.power_on,
+        Action.ENTER_MAINTENANCE: hosts.enter_maintenance,
+        Action.EXIT_MAINTENANCE: hosts.exit_maintenance,
+        Action.SHUTDOWN_HOST: hosts.shutdown,
+        Action.REBOOT_HOST: hosts.reboot,
+        Action.WAIT_CONNECTED: hosts.wait_connected,
+        Action.BMC_POWER_ON: bmc.power_on,
+        Action.BMC_GRACEFUL_SHUTDOWN: bmc.graceful_shutdown,
+        Action.CONFIRM_OFF: bmc.confirm_off,
+        Action.BMC_FORCE_OFF: bmc.force_off,
+        Action.WAVE_READY: waves.wave_ready,
+    }

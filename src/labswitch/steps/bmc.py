@@ -1,0 +1,80 @@
+"""BMC steps: power-on, GracefulShutdown, confirming a server off, ForceOff."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from labswitch.bmc import Driver, Power
+from labswitch.errors import EndpointError
+from labswitch.plan import Status, Step
+from labswitch.steps import Context, Report
+
+
+def power_on(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        _bmc(step, report, ctx.driver(step).power_on, lambda changed: "powered on" if changed else "already on")
+
+
+def graceful_shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        what = "BMC GracefulShutdown" if step.fallback_of else "host not connected; BMC GracefulShutdown"
+        if _bmc(step, report, ctx.driver(step).graceful_shutdown, lambda _, what=what: what):  # type: ignore[misc]
+            with ctx.lock:
+                ctx.graceful_sent.add(step.server or step.target)
+
+
+def confirm_off(steps: list[Step], ctx: Context, report: Report) -> None:
+    """Off when the BMC says so; still on after policy.host_off_timeout: one GracefulShutdown of its own
+    (unless one was sent already) and another wait; then ForceOff only where policy.bmc_force_off planned it."""
+    timeout = ctx.policy.host_off_timeout
+    for step in steps:
+        driver = ctx.driver(step)
+        if _wait_off(driver, ctx, timeout):
+            report(step, Status.OK, "off (BMC)")
+            continue
+        server = step.server or step.target
+        if server not in ctx.graceful_sent:
+            try:
+                driver.graceful_shutdown()
+                ctx.graceful_sent.add(server)
+            except EndpointError as exc:
+                ctx.note(f"server {server}: still on after {timeout:.0f}s, and the BMC GracefulShutdown failed: {exc}")
+            if server in ctx.graceful_sent and _wait_off(driver, ctx, timeout):
+                report(step, Status.OK, "off (BMC) after GracefulShutdown")
+                continue
+        then = "ForceOff follows (policy.bmc_force_off)" if ctx.policy.bmc_force_off else "set policy.bmc_force_off = true to force it off"
+        report(step, Status.FAILED, f"server still on; {then}")
+
+
+def force_off(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        driver = ctx.driver(step)
+        if _bmc(step, report, driver.force_off, None):
+            ok = _wait_off(driver, ctx, 60)
+            report(step, Status.OK if ok else Status.FAILED, "off (BMC) after ForceOff" if ok else "still on 60s after ForceOff")
+
+
+def _bmc(step: Step, report: Report, action: Callable[[], bool], ok: Callable[[bool], str] | None) -> bool:
+    """Send one BMC request; report it (ok text from its result) unless ``ok`` is None; False on an error (reported)."""
+    try:
+        changed = action()
+    except EndpointError as exc:
+        report(step, Status.FAILED, str(exc))
+        return False
+    if ok is not None:
+        report(step, Status.OK, ok(changed))
+    return True
+
+
+def _wait_off(driver: Driver, ctx: Context, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if driver.power_state() is Power.OFF:
+                return True
+        except EndpointError:
+            pass  # a BMC busy during the power transition: ask again
+        if time.monotonic() >= deadline:
+            return False
+        ctx.cancel.sleep(min(ctx.policy.bmc_poll_interval, max(0.0, deadline - time.monotonic())))

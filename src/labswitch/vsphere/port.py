@@ -1,0 +1,221 @@
+"""The power cycle's vSphere port, in the lab's own words: shut guests down, wait until they are off,
+enter maintenance, wait until a host is connected. The step modules speak only this; tests drive them
+against an in-memory fake of it (tests/unit/fake_lab.py).
+
+One change feed serves every wait of a run: a single PropertyCollector follows the plan's VMs and
+hosts (WaitForUpdatesEx); a wait for 1,000 VMs is a condition on that state, not 1,000 polls.
+Task waits (maintenance, shutdown, power-on) use ``Actions.wait_tasks``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.client
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from pyVmomi import vim, vmodl
+
+from labswitch.cancel import Cancel
+from labswitch.errors import EndpointError, VSphereError
+from labswitch.vsphere.actions import Actions
+from labswitch.vsphere.watch import State
+
+VM_PATHS = ["runtime.powerState", "guest.toolsRunningStatus", "guestHeartbeatStatus"]
+HOST_PATHS = ["runtime.connectionState", "runtime.inMaintenanceMode"]
+CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    "off": lambda p: p.get("runtime.powerState") == "poweredOff",
+    "on": lambda p: p.get("runtime.powerState") == "poweredOn",
+    "tools": lambda p: p.get("guest.toolsRunningStatus") == "guestToolsRunning",
+    "heartbeat": lambda p: p.get("guestHeartbeatStatus") == "green",
+    "connected": lambda p: p.get("runtime.connectionState") == "connected",
+    "gone": lambda p: p.get("runtime.connectionState") not in (None, "connected"),
+}
+
+
+class LabPort(Protocol):
+    """What the step modules need of vSphere. Errors are EndpointError; waits raise Interrupted when cancelled."""
+
+    def shutdown_guest(self, vm: str) -> None: ...
+    def power_off_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]: ...
+    def power_on_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]: ...
+    def enter_maintenance(self, host: str, timeout: float) -> str | None: ...
+    def exit_maintenance(self, host: str, timeout: float) -> str | None: ...
+    def shutdown_host(self, host: str, timeout: float) -> str | None: ...
+    def reboot_host(self, host: str, timeout: float) -> str | None: ...
+    def in_maintenance(self, host: str) -> bool: ...
+
+    def wait(self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None) -> set[str]:
+        """Until every object meets ``condition`` (CONDITIONS) or ``timeout``; those that met it, each told to on_each."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class VSpherePort:
+    """LabPort over vCenter: calls through Actions (at most ``max_parallel`` at once), waits on one change feed."""
+
+    def __init__(self, actions: Actions, vms: Iterable[str], hosts: Iterable[str], max_parallel: int, cancel: Cancel) -> None:
+        self.actions = actions
+        self.cancel = cancel
+        self._calls = threading.BoundedSemaphore(max_parallel)
+        self._feed = _Feed(actions, sorted(set(vms)), sorted(set(hosts)), cancel)
+
+    def shutdown_guest(self, vm: str) -> None:
+        with self._calls:
+            self.actions.shutdown_guest(vm)
+
+    def power_off_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
+        return self._tasks({vm: functools.partial(self.actions.power_off_vm, vm) for vm in vms}, timeout)
+
+    def power_on_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
+        return self._tasks({vm: functools.partial(self.actions.power_on_vm, vm) for vm in vms}, timeout)
+
+    def enter_maintenance(self, host: str, timeout: float) -> str | None:
+        return self._tasks({host: lambda: self.actions.enter_maintenance(host)}, timeout)[host]
+
+    def exit_maintenance(self, host: str, timeout: float) -> str | None:
+        return self._tasks({host: lambda: self.actions.exit_maintenance(host)}, timeout)[host]
+
+    def shutdown_host(self, host: str, timeout: float) -> str | None:
+        return self._tasks({host: lambda: self.actions.shutdown_host(host)}, timeout)[host]
+
+    def reboot_host(self, host: str, timeout: float) -> str | None:
+        return self._tasks({host: lambda: self.actions.reboot_host(host)}, timeout)[host]
+
+    def in_maintenance(self, host: str) -> bool:
+        """Read directly: a host that just reconnected may not have sent its maintenance flag down the feed yet."""
+        with self._calls:
+            return bool(self.actions.read(self.actions.host(host), ["runtime.inMaintenanceMode"]).get("runtime.inMaintenanceMode"))
+
+    def wait(self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None) -> set[str]:
+        return self._feed.wait(objects, CONDITIONS[condition], timeout, on_each)
+
+    def close(self) -> None:
+        self._feed.stop()
+
+    def _tasks(self, starters: Mapping[str, Callable[[], Any]], timeout: float) -> dict[str, str | None]:
+        """Start one task per key (errors per key), wait for them all on the change feed: key -> None or the error."""
+        outcome: dict[str, str | None] = {}
+        tasks = {}
+        for key, start in starters.items():
+            self.cancel.check()
+            try:
+                with self._calls:
+                    tasks[key] = start()
+            except EndpointError as exc:
+                outcome[key] = str(exc)
+        if tasks:
+            try:
+                outcome.update(self.actions.wait_tasks(tasks, timeout))
+            except VSphereError as exc:
+                outcome.update({key: str(exc) for key in tasks})
+        return outcome
+
+
+class _Feed:
+    """The run's one change feed: the current state of its VMs and hosts, and waits on it."""
+
+    def __init__(self, actions: Actions, vms: Sequence[str], hosts: Sequence[str], cancel: Cancel) -> None:
+        self.actions = actions
+        self.cancel = cancel
+        self.state: State = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._error: str | None = None
+        self._ready = threading.Event()
+        self._vms = set(vms)
+        objects = [actions.vm(m) for m in vms] + [actions.host(m) for m in hosts]
+        pc = vmodl.query.PropertyCollector
+        self._spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objects],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS), pc.PropertySpec(type=vim.HostSystem, pathSet=HOST_PATHS)],
+        )
+        self._thread = threading.Thread(target=self._follow, name="change-feed", daemon=True)
+        self._thread.start()
+        self._ready.wait(actions.poll_ceiling + 10)  # the state is in before anything is asked
+        if self._error:
+            raise VSphereError(self._error)
+
+    def wait(
+        self, objects: Sequence[str], met: Callable[[Mapping[str, Any]], bool], timeout: float, on_each: Callable[[str], None] | None
+    ) -> set[str]:
+        deadline = time.monotonic() + timeout
+        reached: set[str] = set()
+        while True:
+            with self._cond:
+                fresh = [m for m in objects if m not in reached and met(self.state.get(m, {}))]
+                error = self._error
+            for moid in fresh:
+                reached.add(moid)
+                if on_each is not None:
+                    on_each(moid)
+            if len(reached) == len(set(objects)):
+                return reached
+            if error:
+                raise VSphereError(error)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return reached | self._reread(objects, met, reached, on_each)
+            self.cancel.check()
+            with self._cond:
+                self._cond.wait(min(1.0, remaining))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _reread(
+        self, objects: Sequence[str], met: Callable[[Mapping[str, Any]], bool], reached: set[str], on_each: Callable[[str], None] | None
+    ) -> set[str]:
+        """Before a timeout is reported, the objects are read once more directly (a change the feed did not deliver)."""
+        late = set()
+        for moid in (m for m in objects if m not in reached):
+            is_vm = moid in self._vms
+            obj = self.actions.vm(moid) if is_vm else self.actions.host(moid)
+            with contextlib.suppress(EndpointError):
+                if met(self.actions.read(obj, VM_PATHS if is_vm else HOST_PATHS)):
+                    late.add(moid)
+                    if on_each is not None:
+                        on_each(moid)
+        return late
+
+    def _follow(self) -> None:
+        content = self.actions.content
+        collector = None
+        try:
+            collector = content.propertyCollector.CreatePropertyCollector()
+            collector.CreateFilter(self._spec, partialUpdates=False)
+            version = ""
+            while not self._stop.is_set():
+                # short long-polls: the feed stops within a second when the run ends
+                result = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+                if result is not None:
+                    version = result.version
+                    with self._cond:
+                        for fs in result.filterSet or []:
+                            for update in fs.objectSet or []:
+                                props = self.state.setdefault(update.obj._moId, {})
+                                for change in update.changeSet or []:
+                                    props[change.name] = change.val
+                        self._cond.notify_all()
+                self._ready.set()
+        except vmodl.MethodFault as exc:
+            self._fail(f"vCenter: following the lab's changes failed: {exc.msg or type(exc).__name__}")
+        except (OSError, http.client.HTTPException, EndpointError) as exc:
+            self._fail(f"vCenter: no answer while following the lab's changes ({type(exc).__name__}); run again to finish the run")
+        except Exception as exc:  # noqa: BLE001 - any other answer ends the feed with one line, never silently
+            self._fail(f"vCenter: unexpected answer while following the lab's changes ({type(exc).__name__})")
+        finally:
+            if collector is not None:
+                with contextlib.suppress(Exception):
+                    collector.DestroyPropertyCollector()
+            self._ready.set()
+
+    def _fail(self, text: str) -> None:
+        with self._cond:
+            self._error = text
+            self._cond.notify_all()

@@ -1,0 +1,101 @@
+"""Every host goes down and comes up as soon as it can: watched from outside while labswitch runs.
+
+labsim draws each VM's guest shutdown and each server's boot with jitter (GET /labsim/physical);
+an observer thread reads the servers' power through Redfish and the VMs' and hosts' state through
+pyVmomi while the run goes on, and the assertions compare those times, not labswitch's report.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Result
+from tests.integration.test_down_up import configure, payload, run
+from tests.labsim import Lab, bmc_power, host_state, tagged_vms, vm_power
+
+Run = Callable[..., Result]
+SERVERS = ("esx11", "esx12", "esx21", "esx22")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@contextmanager
+def observe(lab: Lab) -> Iterator[dict[str, float]]:
+    """First time (seconds since start) each server was seen Off/On by its BMC, each host connected,
+    and each VM powered off/on: keys "off:esx11", "on:esx11", "connected:esx11", "vm-off:NAME", "vm-on:NAME"."""
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def watch() -> None:
+        while not stop.is_set():
+            now = time.monotonic() - start
+            for server in SERVERS:
+                seen.setdefault(f"{bmc_power(lab, server).lower()}:{server}", now)
+            for name, (connection, _) in host_state(lab).items():
+                if connection == "connected":
+                    seen.setdefault(f"connected:{name}", now)
+            for name, power in payload(vm_power(lab)).items():
+                seen.setdefault(f"vm-{'off' if power == 'poweredOff' else 'on'}:{name}", now)
+            stop.wait(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_a_host_goes_down_while_another_hosts_guest_is_still_stopping(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
+    lab = lab_factory(
+        "--guest-shutdown-delay", "300ms", "--guest-shutdown-jitter", "8s", "--host-shutdown-delay", "300ms",
+        "--host-boot-delay", "1s", "--tools-delay", "100ms", "--seed", "4",
+    )  # fmt: skip
+    physical = lab.physical()["hosts"]
+    slowest_vm_of = {s: max(physical[s]["guest_shutdown_seconds"].values()) for s in SERVERS}
+    quick = min(SERVERS, key=slowest_vm_of.__getitem__)
+    slow = max(SERVERS, key=slowest_vm_of.__getitem__)
+    slowest_vm = max(physical[slow]["guest_shutdown_seconds"], key=physical[slow]["guest_shutdown_seconds"].__getitem__)
+    assert slowest_vm_of[slow] - slowest_vm_of[quick] > 3, "the seed must spread the hosts apart for this test to mean anything"
+    config = configure(lab, replace=(("guest_shutdown_timeout = 5", "guest_shutdown_timeout = 30"),))
+    with observe(lab) as seen:
+        result = run(cli, lab, state_dir, config, "down", "--yes")
+    assert result.code == 0, result.stderr
+    # The quick host was off at its BMC before the slowest guest of another host had stopped.
+    assert seen[f"off:{quick}"] < seen[f"vm-off:{slowest_vm}"], seen
+    assert {bmc_power(lab, s) for s in SERVERS} == {"Off"}
+    assert set(payload(vm_power(lab)).values()) == {"poweredOff"}
+    went_off = {s: h["power_changed"] for s, h in lab.physical()["hosts"].items() if s in SERVERS}  # labsim's own record
+    assert went_off[quick] < went_off[slow] - 2
+
+
+def test_a_host_starts_its_vms_while_another_still_boots(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
+    lab = lab_factory(
+        "--host-boot-delay", "500ms", "--host-boot-jitter", "8s", "--host-shutdown-delay", "300ms",
+        "--guest-shutdown-delay", "300ms", "--tools-delay", "100ms", "--seed", "4",
+    )  # fmt: skip
+    config = configure(lab, replace=(("host_connect_timeout = 10", "host_connect_timeout = 30"),))
+    assert run(cli, lab, state_dir, config, "down", "--yes").code == 0
+    boot = {s: lab.physical()["hosts"][s]["boot_seconds"] for s in SERVERS}
+    startup = {n for n in tagged_vms(lab) if n.startswith("esx")}
+    first = min((s for s in SERVERS if any(n.startswith(f"{s}-") for n in startup)), key=boot.__getitem__)
+    last = max(SERVERS, key=boot.__getitem__)
+    assert boot[last] - boot[first] > 3, "the seed must spread the boots apart for this test to mean anything"
+    with observe(lab) as seen:
+        result = run(cli, lab, state_dir, config, "up", "--yes")
+    assert result.code == 0, result.stderr
+    first_vm_on = min(seen[f"vm-on:{n}"] for n in startup if n.startswith(f"{first}-"))
+    assert first_vm_on < seen[f"connected:{last}"], seen  # its VMs ran before the last host was even back
+    assert {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"} == startup
+    assert all(host_state(lab)[s] == ("connected", False) for s in SERVERS)
