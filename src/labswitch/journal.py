@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS vm_states (
     server TEXT, power_state TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
+CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
 MIGRATIONS = ("ALTER TABLE steps ADD COLUMN server TEXT",)  # each applied once to journals written before it
 

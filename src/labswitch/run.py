@@ -25,7 +25,7 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted
 from labswitch.journal import Journal
-from labswitch.plan import VM_ACTIONS, Plan, Status, Step
+from labswitch.plan import Action, Plan, Status, Step
 from labswitch.steps import Context, Handler, handlers
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.port import LabPort, VSpherePort
@@ -79,7 +79,7 @@ class Executor:
     def run(self) -> None:
         waiting = [s for s in self.plan.steps if not s.fallback_of]
         done: set[str] = set()  # ids that count as done (a primary whose fallback worked, too)
-        failed: dict[str, str] = {}  # id -> why it is not done
+        failed: dict[str, str] = {}  # id -> the root cause: the step that failed
         running = 0
         error: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="step") as pool:
@@ -104,7 +104,7 @@ class Executor:
                 if outcome is True:
                     done.add(step.fallback_of or step.id)
                 elif outcome is False:
-                    failed[step.fallback_of or step.id] = f"{step.action} {step.target}: not done"
+                    failed[step.fallback_of or step.id] = f"{step.action} {step.target} failed"
                 else:  # the planned fallback runs next
                     waiting.append(outcome)
         if error is not None:
@@ -123,8 +123,8 @@ class Executor:
             for step in waiting:
                 blocker = next((failed[d] for d in step.after if d in failed), None)
                 if blocker is not None:
-                    self._report_now(step, Status.SKIPPED, blocker)
-                    failed[step.id] = f"{step.action} {step.target}: skipped"
+                    self._report_now(step, Status.SKIPPED, f"not started: {blocker}")
+                    failed[step.id] = blocker
                     changed = True
                 elif all(d in done for d in step.after):
                     ready.append(step)
@@ -186,6 +186,27 @@ def _groups(ready: Sequence[Step]) -> list[list[Step]]:
     return list(groups.values())
 
 
+def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The VMs and hosts a run will wait on, each with the conditions (vsphere.port.CONDITIONS) it waits for."""
+    vms: dict[str, set[str]] = {}
+    hosts: dict[str, set[str]] = {}
+    wave_conditions = {}
+    for step in plan.steps:
+        if step.action == Action.WAVE_READY and step.wave is not None:
+            wave = plan.waves[step.wave] if step.wave < len(plan.waves) else None
+            wave_conditions[step.wave] = wave.wait if wave else "tools"
+    for step in plan.steps:
+        if not step.moid:
+            continue
+        if step.action == Action.SHUTDOWN_GUEST:
+            vms.setdefault(step.moid, set()).add("off")
+        elif step.action == Action.POWER_ON_VM and wave_conditions.get(step.wave if step.wave is not None else -1, "none") != "none":
+            vms.setdefault(step.moid, set()).add(wave_conditions[step.wave or 0])
+        elif step.action in (Action.WAIT_CONNECTED, Action.REBOOT_HOST):
+            hosts.setdefault(step.moid, set()).update(("connected", "gone"))
+    return vms, hosts
+
+
 class Runner:
     """One run of a plan against the lab: the port, the BMC drivers, the journal, the events."""
 
@@ -227,8 +248,7 @@ class Runner:
 
     def _vsphere_port(self, plan: Plan) -> LabPort:
         self.actions.cancel = self.cancel
-        vms = {s.moid for s in plan.steps if s.moid and s.action in VM_ACTIONS}
-        hosts = {s.moid for s in plan.steps if s.moid and s.action not in VM_ACTIONS}
+        vms, hosts = waited_on(plan)
         return VSpherePort(self.actions, vms, hosts, self.config.policy.max_parallel, self.cancel)
 
     def _record(self, step: Step, status: Status, detail: str, seconds: float) -> None:

@@ -32,6 +32,11 @@ def result(action: str, target: str, server: str, status: str = "ok", detail: st
     return StepResult("", action, target, status, detail, 0.0, server)
 
 
+def start(view: RunView, *vms: str) -> None:
+    for name in vms:
+        view.on_start(Step("guest-shutdown", "shutdown-guest", name, None, name.split("-")[0]))
+
+
 def rows(view: RunView) -> dict[str, tuple[str, int, int]]:
     return {r.server: (r.state, r.vms_done, r.vms_total) for r in view.rows()}
 
@@ -41,14 +46,15 @@ def test_a_host_moves_through_its_chain_and_is_done_only_when_the_bmc_confirms_i
     view = RunView({"a": "payload", "b": "payload"}, {"shutdown-guest": 10}, clock)
     view.begin(down_plan())
     assert rows(view) == {"a": ("waiting", 0, 2), "b": ("waiting", 0, 1)}
-    view.on_phase("guest-shutdown")
+    start(view, "a-vm1", "a-vm2", "b-vm1")
     view.on_result(result("shutdown-guest", "a-vm1", "a"))
     assert rows(view)["a"] == ("stopping VMs", 1, 2)
     view.on_result(result("shutdown-guest", "a-vm2", "a"))
     view.on_result(result("shutdown-guest", "b-vm1", "b"))
-    assert rows(view)["a"] == ("waiting", 2, 2)  # its maintenance phase has not begun
-    view.on_phase("maintenance")
+    assert rows(view)["a"] == ("waiting", 2, 2)  # its maintenance has not started
+    view.on_start(Step("maintenance", "enter-maintenance", "a", "host-1", "a"))
     assert rows(view)["a"] == ("entering maintenance", 2, 2)
+    assert rows(view)["b"] == ("waiting", 1, 1)  # another host's maintenance says nothing of b
     view.on_result(result("enter-maintenance", "a", "a"))
     view.on_start(Step("host-shutdown", "shutdown-host", "a", "host-1", "a"))
     assert rows(view)["a"][0] == "shutting down"
@@ -66,7 +72,7 @@ def test_slow_steps_are_named_after_half_their_timeout() -> None:
     clock = Clock()
     view = RunView({}, {"shutdown-guest": 10}, clock)
     view.begin(down_plan())
-    view.on_phase("guest-shutdown")
+    start(view, "a-vm1", "a-vm2", "b-vm1")
     view.on_result(result("shutdown-guest", "a-vm1", "a"))
     clock.now += 11
     assert set(view.slow()) == {"a-vm2", "b-vm1"}
@@ -76,7 +82,7 @@ def test_slow_steps_are_named_after_half_their_timeout() -> None:
 def test_a_failure_is_shown_and_an_interrupted_run_says_what_was_not_finished() -> None:
     view = RunView({}, {}, Clock())
     view.begin(down_plan())
-    view.on_phase("guest-shutdown")
+    start(view, "a-vm1", "a-vm2", "b-vm1")
     view.on_result(result("shutdown-guest", "b-vm1", "b", "failed", "still on after 300s"))
     view.on_result(result("shutdown-host", "b", "b", "skipped", "host left on"))
     b = next(r for r in view.rows() if r.server == "b")

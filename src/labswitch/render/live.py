@@ -82,7 +82,6 @@ class RunView:
         self.started_at = self.now()
         self.finished_at: float | None = None
         self.phase = ""
-        self.phases_begun: set[str] = set()
         self.step_started: dict[tuple[str, str], float] = {}  # (action, target) -> when
         self.interrupting = False
 
@@ -95,14 +94,8 @@ class RunView:
                 self.hosts.setdefault(step.server, _Host()).steps.append(step)
 
     def on_phase(self, name: str) -> None:
+        """A phase's first step started somewhere (each host's own steps say when they start)."""
         self.phase = name
-        self.phases_begun.add(name)
-        at = self.now()
-        for host in self.hosts.values():
-            for step in host.steps:
-                if step.phase == name:
-                    self.step_started.setdefault((step.action, step.target), at)
-                    host.started_at = host.started_at or at
 
     def on_start(self, step: Step) -> None:
         at = self.now()
@@ -186,7 +179,7 @@ class RunView:
             row.state = "not finished" + (f" ({DOING.get(pending.action, pending.action)})" if pending else "")
         elif pending is None:  # every planned step done; the BMC is still to confirm it off
             row.state = "waiting for off (BMC)"
-        elif (pending.action, pending.target) in self.step_started or pending.phase in self.phases_begun:
+        elif (pending.action, pending.target) in self.step_started:
             row.state = DOING.get(pending.action, pending.action)
         else:
             row.state = "waiting"

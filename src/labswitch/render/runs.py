@@ -108,8 +108,9 @@ def final_summary(
     if intent == "down":
         hosts_done = {r.target for r in ok if r.action == Action.CONFIRM_OFF}
         done = f"{len(vm_done)} of {c.vms} VMs stopped, {len(hosts_done)} of {c.hosts} hosts off (BMC)"
-    else:
-        hosts_done = {r.target for r in ok if r.action in (Action.EXIT_MAINTENANCE, Action.REBOOT_HOST)}
+    else:  # a host is up when none of its own steps failed (its VMs' are counted apart)
+        not_up = {r.server for r in failed if r.action not in VM_ACTIONS}
+        hosts_done = {s.server for s in plan.steps if s.server and s.server not in not_up}
         done = f"{len(hosts_done)} of {c.hosts} hosts up, {len(vm_done)} of {c.vms} VMs started"
     head = f"{intent} of {', '.join(plan.groups)}"
     if interrupted:

@@ -14,7 +14,7 @@ import functools
 import http.client
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pyVmomi import vim, vmodl
@@ -24,8 +24,16 @@ from labswitch.errors import EndpointError, VSphereError
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.watch import State
 
-VM_PATHS = ["runtime.powerState", "guest.toolsRunningStatus", "guestHeartbeatStatus"]
-HOST_PATHS = ["runtime.connectionState", "runtime.inMaintenanceMode"]
+# The property each condition reads: the feed follows only those a run needs (vCenter's cost, and the
+# simulator's, grows with objects x properties followed).
+PATHS = {
+    "off": "runtime.powerState",
+    "on": "runtime.powerState",
+    "tools": "guest.toolsRunningStatus",
+    "heartbeat": "guestHeartbeatStatus",
+    "connected": "runtime.connectionState",
+    "gone": "runtime.connectionState",
+}
 CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     "off": lambda p: p.get("runtime.powerState") == "poweredOff",
     "on": lambda p: p.get("runtime.powerState") == "poweredOn",
@@ -58,11 +66,16 @@ class LabPort(Protocol):
 class VSpherePort:
     """LabPort over vCenter: calls through Actions (at most ``max_parallel`` at once), waits on one change feed."""
 
-    def __init__(self, actions: Actions, vms: Iterable[str], hosts: Iterable[str], max_parallel: int, cancel: Cancel) -> None:
+    def __init__(
+        self, actions: Actions, vms: Mapping[str, set[str]], hosts: Mapping[str, set[str]], max_parallel: int, cancel: Cancel
+    ) -> None:
+        """``vms`` and ``hosts``: each object the run will wait on, with the conditions it will wait for."""
         self.actions = actions
         self.cancel = cancel
         self._calls = threading.BoundedSemaphore(max_parallel)
-        self._feed = _Feed(actions, sorted(set(vms)), sorted(set(hosts)), cancel)
+        vm_paths = sorted({PATHS[c] for conditions in vms.values() for c in conditions})
+        host_paths = sorted({PATHS[c] for conditions in hosts.values() for c in conditions})
+        self._feed = _Feed(actions, sorted(vms), vm_paths, sorted(hosts), host_paths, cancel)
 
     def shutdown_guest(self, vm: str) -> None:
         with self._calls:
@@ -119,7 +132,9 @@ class VSpherePort:
 class _Feed:
     """The run's one change feed: the current state of its VMs and hosts, and waits on it."""
 
-    def __init__(self, actions: Actions, vms: Sequence[str], hosts: Sequence[str], cancel: Cancel) -> None:
+    def __init__(
+        self, actions: Actions, vms: Sequence[str], vm_paths: Sequence[str], hosts: Sequence[str], host_paths: Sequence[str], cancel: Cancel
+    ) -> None:
         self.actions = actions
         self.cancel = cancel
         self.state: State = {}
@@ -128,15 +143,16 @@ class _Feed:
         self._error: str | None = None
         self._ready = threading.Event()
         self._vms = set(vms)
-        objects = [actions.vm(m) for m in vms] + [actions.host(m) for m in hosts]
+        self._vm_paths, self._host_paths = list(vm_paths), list(host_paths)
         pc = vmodl.query.PropertyCollector
-        self._spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objects],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=VM_PATHS), pc.PropertySpec(type=vim.HostSystem, pathSet=HOST_PATHS)],
-        )
+        objects = [actions.vm(m) for m in vms if vm_paths] + [actions.host(m) for m in hosts if host_paths]
+        props = [pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(vm_paths))] if vm_paths else []
+        props += [pc.PropertySpec(type=vim.HostSystem, pathSet=list(host_paths))] if host_paths else []
+        self._spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objects], propSet=props)
         self._thread = threading.Thread(target=self._follow, name="change-feed", daemon=True)
-        self._thread.start()
-        self._ready.wait(actions.poll_ceiling + 10)  # the state is in before anything is asked
+        if objects:  # a run that waits on nothing in vCenter follows nothing
+            self._thread.start()
+            self._ready.wait(actions.poll_ceiling + 10)  # the state is in before anything is asked
         if self._error:
             raise VSphereError(self._error)
 
@@ -166,7 +182,8 @@ class _Feed:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
 
     def _reread(
         self, objects: Sequence[str], met: Callable[[Mapping[str, Any]], bool], reached: set[str], on_each: Callable[[str], None] | None
@@ -177,7 +194,7 @@ class _Feed:
             is_vm = moid in self._vms
             obj = self.actions.vm(moid) if is_vm else self.actions.host(moid)
             with contextlib.suppress(EndpointError):
-                if met(self.actions.read(obj, VM_PATHS if is_vm else HOST_PATHS)):
+                if met(self.actions.read(obj, self._vm_paths if is_vm else self._host_paths)):
                     late.add(moid)
                     if on_each is not None:
                         on_each(moid)
