@@ -24,7 +24,7 @@ type options struct {
 	listen                                                           string
 	user, password, bmcUser, bmcPassword                             string
 	writeConfig, secretsFile, certOut                                string
-	noHostShutdown                                                   bool
+	noHostShutdown, bmcNoBasicAuth                                   bool
 	stuckHosts, selfVMOn                                             string
 	sgxHosts, vsgxVMs                                                string
 	cbtFraction                                                      float64
@@ -53,6 +53,7 @@ func parseFlags() options {
 	flag.StringVar(&o.password, "password", "", "vCenter password (random when empty; printed)")
 	flag.StringVar(&o.bmcUser, "bmc-user", "root", "BMC user")
 	flag.StringVar(&o.bmcPassword, "bmc-password", "", "BMC password (random when empty; printed)")
+	flag.BoolVar(&o.bmcNoBasicAuth, "bmc-no-basic-auth", false, "BMCs refuse HTTP Basic auth: Redfish sessions only")
 	flag.StringVar(&o.writeConfig, "write-config", "", "write a ready labswitch config for this lab to PATH")
 	flag.StringVar(&o.secretsFile, "secrets-file", "", "write the secrets as an env file (KEY=value lines) to PATH")
 	flag.StringVar(&o.certOut, "cert-out", "", "write the servers' certificate (PEM) to PATH")

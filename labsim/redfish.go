@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 
@@ -84,6 +85,9 @@ func (b *bmcServer) authorized(r *http.Request) bool {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return b.sessions[tok]
+	}
+	if b.lab.opts.bmcNoBasicAuth {
+		return false // sessions only, as BMCs configured so (and some firmware) answer
 	}
 	u, p, ok := r.BasicAuth()
 	return ok && b.credentialsOK(u, p)
@@ -180,7 +184,7 @@ func (b *bmcServer) json(w http.ResponseWriter, status int, doc interface{}) {
 func ref(path string) map[string]string { return map[string]string{"@odata.id": path} }
 
 func collection(path, typ string, members ...string) map[string]interface{} {
-	var m []map[string]string
+	m := []map[string]string{} // an empty collection's Members is [], never null
 	for _, p := range members {
 		m = append(m, ref(p))
 	}
@@ -202,8 +206,15 @@ func (b *bmcServer) resource(path string) (interface{}, bool) {
 	switch path {
 	case "/redfish/v1/SessionService":
 		return map[string]interface{}{"@odata.id": path, "@odata.type": "#SessionService.v1_1_8.SessionService", "Id": "SessionService", "ServiceEnabled": true, "SessionTimeout": 1800, "Sessions": ref(sessionsURL)}, true
-	case sessionsURL:
-		return collection(path, "#SessionCollection.SessionCollection"), true
+	case sessionsURL: // the open sessions, so a client's clean-up can be read back
+		b.mu.Lock()
+		open := make([]string, 0, len(b.sessions))
+		for tok := range b.sessions {
+			open = append(open, sessionsURL+"/"+tok)
+		}
+		b.mu.Unlock()
+		sort.Strings(open)
+		return collection(path, "#SessionCollection.SessionCollection", open...), true
 	case "/redfish/v1/Systems":
 		return collection(path, "#ComputerSystemCollection.ComputerSystemCollection", systemPath), true
 	case systemPath:

@@ -10,6 +10,7 @@ Two consumers, two mechanisms from the libraries themselves:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import socket
@@ -74,19 +75,26 @@ def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+@functools.cache
+def _unverified_context() -> ssl.SSLContext:
+    """One context for every pinned or insecure connection of the process. It loads no CA
+    store: trust comes from the fingerprint, or was waived. (Loading the store took 20 ms of
+    CPU per BMC, measured: more than the TLS handshake itself.)"""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class _UnverifiedContextAdapter(HTTPAdapter):
     """One SSLContext for every connection, checking a pinned fingerprint when given.
 
-    sushy closes each connection after use (BMCs choke on persistent ones), and
-    urllib3 otherwise builds a new context and reloads the CA store per
-    connection: 18 ms of each BMC request, measured.
+    urllib3 otherwise builds a new context and reloads the CA store per connection.
     """
 
     def __init__(self, fingerprint: str | None) -> None:
         self._fingerprint = fingerprint
-        self._context = ssl.create_default_context()
-        self._context.check_hostname = False
-        self._context.verify_mode = ssl.CERT_NONE  # trust comes from the fingerprint, or was waived
+        self._context = _unverified_context()
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:

@@ -4,6 +4,12 @@ Reset types are chosen from what the system advertises (ResetType@Redfish.Allowa
 An iDRAC answers a power change the server is already in with HTTP 409: that counts as done.
 ``bmc_timeout`` is the budget of one whole operation, sushy's retries included: every request
 gets what is left of it, and a request that fails with no time left for a retry ends the operation.
+
+Reads are cheap: one connection per BMC kept alive for the run (unless ``keep_alive = false``),
+and a power read is one GET of the system with HTTP Basic auth (two the first time when
+``bmc.system`` is not configured). A Redfish session is opened only for the first action (a
+reset), on the same connection, and deleted on close. A service that refuses Basic auth gets a
+session for its reads too.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _POWER = {sushy.PowerState.ON: Power.ON, sushy.PowerState.OFF: Power.OFF}
+_POWER_JSON = {"On": Power.ON, "Off": Power.OFF}  # ComputerSystem.PowerState; PoweringOn/Off: unknown yet
 RETRY_DELAY = 1.0  # sushy's pause between retries (server_side_retries_delay)
 BUDGET_SPENT = "no answer within the bmc_timeout budget"
 
@@ -44,14 +51,16 @@ class RedfishDriver:
         self.bmc = bmc
         self.timeout = timeout
         self.where = f"server {server} BMC {bmc.base_url}"
+        self._conn: Connector | None = None
         self._root: sushy.Sushy | None = None
-        self._system_path: str | None = None
+        self._basic = True  # reads with Basic auth until the service refuses it
+        self._system_path: str | None = bmc.system.rstrip("/") if bmc.system else None
         self._deadline = float("inf")  # of the operation under way
 
     # -- protocol -----------------------------------------------------------------
     def power_state(self) -> Power:
-        state = self._call(lambda: self._system().power_state)
-        return _POWER.get(state, Power.UNKNOWN)
+        state = self._call(lambda: self._read(self._find_system).get("PowerState"))
+        return _POWER_JSON.get(state, Power.UNKNOWN) if isinstance(state, str) else Power.UNKNOWN
 
     def power_on(self) -> bool:
         return self._reset(["On"], already=Power.ON)
@@ -84,7 +93,7 @@ class RedfishDriver:
         """The chassis' power draw wherever the service publishes it (see _chassis_watts)."""
 
         def read() -> float | None:
-            links = (self._system().json.get("Links") or {}).get("Chassis") or []
+            links = (self._read(self._find_system).get("Links") or {}).get("Chassis") or []
             paths = [c["@odata.id"] for c in links if isinstance(c, dict) and "@odata.id" in c]
             if not paths:  # the system links no chassis: every chassis of the service
                 paths = [m["@odata.id"] for m in self._get("/redfish/v1/Chassis").get("Members") or [] if isinstance(m, dict)]
@@ -103,17 +112,22 @@ class RedfishDriver:
         return watts
 
     def close(self) -> None:
-        if self._root is not None:
+        """Delete the Redfish session if one was opened (BMCs have few session slots), then the connection."""
+        root, conn, self._root, self._conn = self._root, self._conn, None, None
+        if root is not None and root._auth is not None:
+            self._deadline = time.monotonic() + self.timeout
             try:
-                self._root._conn.close()
+                root._auth.close()
             except Exception:
                 log.debug("%s: closing the session failed", self.where, exc_info=True)
-            self._root = None
+            root._auth = None  # sushy's __del__ would try again at exit, on a closed connection
+        if conn is not None:
+            conn.close()
 
     # -- internals ----------------------------------------------------------------
-    def _connect(self) -> sushy.Sushy:
-        if self._root is None:
-            password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+    def _connector(self) -> Connector:
+        """sushy's connection to the BMC: TLS per config, the budget, Basic auth, kept alive."""
+        if self._conn is None:
             connector = Connector(
                 self.bmc.base_url,
                 verify=tls.requests_verify(self.bmc.tls),
@@ -126,13 +140,49 @@ class RedfishDriver:
             # a thumbprint pin needs urllib3's assert_fingerprint on its session.
             tls.configure_session(connector._session, self.bmc.tls, self.where)
             connector._session.request = self._within_budget(connector._session.request)
+            if self.bmc.keep_alive:  # sushy asks for Connection: close, for BMCs that choke on long-lived ones
+                connector._session.headers.pop("Connection", None)
+            password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+            connector.set_http_basic_auth(self.bmc.user, password)
+            self._conn = connector
+        return self._conn
+
+    def _connect(self) -> sushy.Sushy:
+        """The service root, with a Redfish session (or Basic auth where sessions are refused)."""
+        if self._root is None:
+            password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
             self._root = sushy.Sushy(
                 self.bmc.base_url,
                 auth=SessionOrBasicAuth(username=self.bmc.user, password=password),
-                connector=connector,
+                connector=self._connector(),
                 verify=tls.requests_verify(self.bmc.tls),
             )
         return self._root
+
+    def _read(self, path: Callable[[], str]) -> dict[str, Any]:
+        """A resource's JSON: with Basic auth on the kept connection; a service that refuses
+        Basic auth gets a session, once."""
+        if self._basic and self._root is None:
+            try:
+                return self._get(path())
+            except sx.AccessError:
+                self._basic = False
+        self._connect()
+        return self._get(path())
+
+    def _find_system(self) -> str:
+        """The system's path: configured, or the first member of /redfish/v1/Systems."""
+        if self._system_path is None:
+            collection = _optional(self._get, "/redfish/v1/Systems")  # the URI Redfish fixes; else the root's link
+            if collection is None:
+                link = self._get("/redfish/v1/").get("Systems")
+                collection = _follow(self._get, link) or {}
+            members = collection.get("Members") or []
+            paths = sorted(m["@odata.id"] for m in members if isinstance(m, dict) and isinstance(m.get("@odata.id"), str))
+            if not paths:
+                raise BMCError(f"{self.where}: the Redfish service lists no ComputerSystem")
+            self._system_path = paths[0]
+        return self._system_path
 
     def _within_budget(self, request: Callable[..., requests.Response]) -> Callable[..., requests.Response]:
         """Every request gets what is left of the operation's budget; none starts once it is spent."""
@@ -159,19 +209,15 @@ class RedfishDriver:
 
     def _get(self, path: str) -> dict[str, Any]:
         """A resource's JSON through sushy's connection (auth, TLS, budget)."""
-        data = self._connect()._conn.get(path).json()
+        data = self._connector().get(path).json()
         if not isinstance(data, dict):
             raise BMCError(f"{self.where}: {path} is not a JSON object")
         return data
 
     def _system(self) -> sushy.resources.system.system.System:
+        """The system as a sushy resource, for actions (opens the session)."""
         root = self._connect()
-        if self._system_path is None:
-            members = root.get_system_collection().members_identities
-            if not members:
-                raise BMCError(f"{self.where}: the Redfish service lists no ComputerSystem")
-            self._system_path = sorted(members)[0]
-        return root.get_system(self._system_path)
+        return root.get_system(self._find_system())
 
     def _reset(self, preferred: Iterable[str], already: Power | None) -> bool:
         def do() -> bool:

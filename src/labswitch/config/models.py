@@ -112,6 +112,10 @@ class BMC(Strict):
     user: Annotated[str, Field(min_length=1)]
     password: Secret
     tls: TLS = TLS()  # redfish
+    # redfish: the ComputerSystem's path (default: the first one /redfish/v1/Systems lists). Given,
+    # a power read is one request; needed when a service has several systems.
+    system: Annotated[str, Field(pattern=r"^/redfish/v1/Systems/[^/]+/?$")] | None = None
+    keep_alive: bool = True  # redfish: reuse the TLS connection within a run (false: sushy's Connection: close)
     known_hosts: str | None = None  # racadm: an OpenSSH known_hosts file (default ~/.ssh/known_hosts)
     host_key: str | None = None  # racadm: the pinned public key, "ssh-ed25519 AAAA..."
 
