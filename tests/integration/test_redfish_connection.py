@@ -9,7 +9,6 @@ own count), sessions by GET /redfish/v1/SessionService/Sessions on the BMC.
 from __future__ import annotations
 
 import ssl
-
 from collections.abc import Callable
 from typing import Any
 
