@@ -142,6 +142,7 @@ class _Feed:
         self._stop = threading.Event()
         self._error: str | None = None
         self._ready = threading.Event()
+        self._collector: Any = None
         self._vms = set(vms)
         self._vm_paths, self._host_paths = list(vm_paths), list(host_paths)
         pc = vmodl.query.PropertyCollector
@@ -181,9 +182,16 @@ class _Feed:
                 self._cond.wait(min(1.0, remaining))
 
     def stop(self) -> None:
+        """End the feed now: its long-poll is cancelled, not waited out (that was a second at the end of every run)."""
         self._stop.set()
+        collector = self._collector
+        if collector is not None and self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                collector.CancelWaitForUpdates()
+        # vCenter ends the cancelled poll when it next looks (the simulator: after the batch in
+        # hand); the collector is the session's and goes with the logout, so no long join.
         if self._thread.is_alive():
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=0.2)
 
     def _reread(
         self, objects: Sequence[str], met: Callable[[Mapping[str, Any]], bool], reached: set[str], on_each: Callable[[str], None] | None
@@ -204,7 +212,7 @@ class _Feed:
         content = self.actions.content
         collector = None
         try:
-            collector = content.propertyCollector.CreatePropertyCollector()
+            collector = self._collector = content.propertyCollector.CreatePropertyCollector()
             collector.CreateFilter(self._spec, partialUpdates=False)
             version = ""
             while not self._stop.is_set():
@@ -220,6 +228,9 @@ class _Feed:
                                     props[change.name] = change.val
                         self._cond.notify_all()
                 self._ready.set()
+        except vmodl.fault.RequestCanceled:
+            if not self._stop.is_set():
+                self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
         except vmodl.MethodFault as exc:
             self._fail(f"vCenter: following the lab's changes failed: {exc.msg or type(exc).__name__}")
         except (OSError, http.client.HTTPException, EndpointError) as exc:
@@ -233,6 +244,8 @@ class _Feed:
             self._ready.set()
 
     def _fail(self, text: str) -> None:
+        if self._stop.is_set():  # the run is over: a poll cut short by the logout is no error
+            return
         with self._cond:
             self._error = text
             self._cond.notify_all()
