@@ -312,12 +312,18 @@ def cycle(lab: Lab, config: Path, *flags: str) -> dict[str, Any]:
     """One `down` and one `up --restore` (the whole CLI), against labsim's physical limits."""
     r: dict[str, Any] = {}
     r["down_limit_s"], r["up_limit_s"] = limits(lab)
+    lab.soap_calls(reset=True)
     since = time.time()
     r["down_s"], r["down_mb"], out = labswitch(lab, config, "down", "--yes", "--json", *flags)
     r["down_steps"] = len(json.loads(out)["steps"])
     r["down_server_h"] = server_hours_on(lab, since)
+    # preflight: from the process start to its first mutating call, as labsim saw it
+    r["down_preflight_s"] = lab.first_calls()["ShutdownGuest"] - since
+    since = time.time()
     r["up_s"], r["up_mb"], out = labswitch(lab, config, "up", "--restore", "--yes", "--json", *flags)
     r["up_steps"] = len(json.loads(out)["steps"])
+    payload = [h for h in lab.physical()["hosts"].values() if h["group"] == "payload"]
+    r["up_preflight_s"] = min(h["power_changed"] for h in payload) - since  # the first BMC power-on
     return r
 
 
@@ -447,6 +453,9 @@ def write_results(
         f"{target(jitter_ok)} |",
         f"| with that jitter: server-hours during `down` at least 30 % below the phase-barrier design | "
         f"{jp['down_server_h']:.3f} h vs {jb['down_server_h']:.3f} h ({saved_h:.0%} less) | {target(saved_h >= 0.30)} |",
+        f"| preflight under 1 s at 1,000 VMs (whole process, start to the first mutating call) | "
+        f"`down` {k['down_preflight_s']:.2f} s, `up` {k['up_preflight_s']:.2f} s | "
+        f"{target(max(k['down_preflight_s'], k['up_preflight_s']) < 1)} |",
         f"| audit of 5,000 VMs under 5 s | {f['audit_s']:.2f} s | {target(f['audit_s'] < 5)} |",
         f"| under 200 MB peak memory at 5,000 VMs | {f['peak_mb']} MB | {target(f['peak_mb'] < 200)} |",
         "",

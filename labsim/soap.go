@@ -22,17 +22,24 @@ import (
 )
 
 // callCounter counts SOAP calls per method, for the benchmarks:
-// GET /labsim/soap-calls returns them as JSON, DELETE returns and resets them.
+// GET /labsim/soap-calls returns them as JSON, DELETE returns and resets them;
+// GET /labsim/first-calls returns when each method was first called since (unix seconds).
 type callCounter struct {
 	mu     sync.Mutex
 	counts map[string]int
+	first  map[string]float64
 }
 
-func newCallCounter() *callCounter { return &callCounter{counts: map[string]int{}} }
+func newCallCounter() *callCounter {
+	return &callCounter{counts: map[string]int{}, first: map[string]float64{}}
+}
 
 func (c *callCounter) add(method string) {
 	c.mu.Lock()
 	c.counts[method]++
+	if _, seen := c.first[method]; !seen {
+		c.first[method] = float64(time.Now().UnixNano()) / 1e9
+	}
 	c.mu.Unlock()
 }
 
@@ -40,9 +47,14 @@ func (c *callCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path == "/labsim/first-calls" {
+		_ = json.NewEncoder(w).Encode(c.first)
+		return
+	}
 	_ = json.NewEncoder(w).Encode(c.counts) // DELETE answers the counts it clears
 	if r.Method == http.MethodDelete {
 		c.counts = map[string]int{}
+		c.first = map[string]float64{}
 	}
 }
 
@@ -50,7 +62,7 @@ var soapMethod = regexp.MustCompile(`<(?:\w+:)?Body[^>]*>\s*<(?:\w+:)?(\w+)[\s>/
 
 func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
-	case r.URL.Path == "/labsim/soap-calls":
+	case r.URL.Path == "/labsim/soap-calls" || r.URL.Path == "/labsim/first-calls":
 		i.lab.calls.ServeHTTP(w, r)
 		return
 	case r.URL.Path == "/labsim/physical":

@@ -93,6 +93,12 @@ class Lab:
         r.raise_for_status()
         return dict(json.loads(r.text))
 
+    def first_calls(self) -> dict[str, float]:
+        """When each SOAP method was first called since the last soap_calls(reset=True), unix seconds."""
+        r = requests.get(self.url.replace("/sdk", "/labsim/first-calls"), verify=str(self.cert), timeout=10)
+        r.raise_for_status()
+        return {k: float(v) for k, v in r.json().items()}
+
     def physical(self) -> dict[str, Any]:
         """Each server's boot time and each VM's guest shutdown time, as labsim drew them (GET /labsim/physical)."""
         r = requests.get(self.url.replace("/sdk", "/labsim/physical"), verify=str(self.cert), timeout=10)

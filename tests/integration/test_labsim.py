@@ -105,8 +105,11 @@ def test_jitter_draws_each_delay_once_and_the_lab_keeps_to_it(lab_factory: Calla
     slowest = max((vm for vm in guests if vm.startswith("esx")), key=guests.__getitem__)
     with lab.vsphere() as content:
         vm = lab.objects(content, vim.VirtualMachine)[slowest]
+        lab.soap_calls(reset=True)
+        asked = time.time()
         start = time.monotonic()
         vm.ShutdownGuest()
+        assert asked <= lab.first_calls()["ShutdownGuest"] <= time.time()
         wait_until(lambda: vm.runtime.powerState == "poweredOff", 10, f"{slowest} off")
         took = time.monotonic() - start
     assert guests[slowest] - 0.2 <= took <= guests[slowest] + 1.5
