@@ -59,7 +59,7 @@ class RedfishDriver:
 
     # -- protocol -----------------------------------------------------------------
     def power_state(self) -> Power:
-        state = self._call(lambda: self._read(self._find_system).get("PowerState"))
+        state = self._call(lambda: self._system_json().get("PowerState"))
         return _POWER_JSON.get(state, Power.UNKNOWN) if isinstance(state, str) else Power.UNKNOWN
 
     def power_on(self) -> bool:
@@ -93,7 +93,7 @@ class RedfishDriver:
         """The chassis' power draw wherever the service publishes it (see _chassis_watts)."""
 
         def read() -> float | None:
-            links = (self._read(self._find_system).get("Links") or {}).get("Chassis") or []
+            links = (self._system_json().get("Links") or {}).get("Chassis") or []
             paths = [c["@odata.id"] for c in links if isinstance(c, dict) and "@odata.id" in c]
             if not paths:  # the system links no chassis: every chassis of the service
                 paths = [m["@odata.id"] for m in self._get("/redfish/v1/Chassis").get("Members") or [] if isinstance(m, dict)]
@@ -159,16 +159,16 @@ class RedfishDriver:
             )
         return self._root
 
-    def _read(self, path: Callable[[], str]) -> dict[str, Any]:
-        """A resource's JSON: with Basic auth on the kept connection; a service that refuses
-        Basic auth gets a session, once."""
+    def _system_json(self) -> dict[str, Any]:
+        """The system resource's JSON: with Basic auth on the kept connection; a service that
+        refuses Basic auth gets a session, once."""
         if self._basic and self._root is None:
             try:
-                return self._get(path())
+                return self._get(self._find_system())
             except sx.AccessError:
                 self._basic = False
         self._connect()
-        return self._get(path())
+        return self._get(self._find_system())
 
     def _find_system(self) -> str:
         """The system's path: configured, or the first member of /redfish/v1/Systems."""

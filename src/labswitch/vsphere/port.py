@@ -228,9 +228,8 @@ class _Feed:
                                     props[change.name] = change.val
                         self._cond.notify_all()
                 self._ready.set()
-        except vmodl.fault.RequestCanceled:
-            if not self._stop.is_set():
-                self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
+        except vmodl.fault.RequestCanceled:  # stop() cancels the poll; _fail ignores it once stopped
+            self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
         except vmodl.MethodFault as exc:
             self._fail(f"vCenter: following the lab's changes failed: {exc.msg or type(exc).__name__}")
         except (OSError, http.client.HTTPException, EndpointError) as exc:
