@@ -42,7 +42,9 @@ $(LABSIM): deps $(wildcard labsim/*.go)
 
 labsim: $(LABSIM)
 
-lint: venv
+lint: venv deps
+	@out=$$(gofmt -l labsim); [ -z "$$out" ] || { echo "gofmt: not formatted: $$out (run gofmt -w labsim)"; exit 1; }
+	cd labsim && GOPATH=/usr/share/gocode GO111MODULE=off go vet .
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	shellcheck deploy/*.sh scripts/*.sh

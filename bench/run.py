@@ -553,10 +553,20 @@ def render_saved() -> None:
     )
 
 
+USAGE = """usage: bench/run.py [--render]
+
+Measures labswitch against labsim (about 11 minutes) and writes bench/RESULTS.md, results.json and results.png.
+  --render   rewrite RESULTS.md and the plot from results.json and NOTES.md, without measuring
+Environment: BENCH_ONLY=100,1000 measures only those topologies (while debugging)."""
+
+
 def main() -> None:
     if sys.argv[1:] == ["--render"]:
         render_saved()
         return
+    if sys.argv[1:]:
+        print(USAGE, file=sys.stderr if sys.argv[1:] not in (["-h"], ["--help"]) else sys.stdout)
+        sys.exit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
     rows, per = [], None

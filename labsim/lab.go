@@ -61,6 +61,7 @@ type Lab struct {
 	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
 	vmCreation []types.ManagedObjectReference // every VM, in creation order
 	calls      *callCounter
+	feed       *feed // nil with --govmomi-feed
 	tmpdir     string
 }
 
@@ -128,6 +129,9 @@ func newLab(o options) (*Lab, error) {
 		return nil, err
 	}
 	simulator.Map.AddHandler(&powerWatcher{lab: l})
+	if !o.govmomiFeed {
+		l.feed = newFeed()
+	}
 	for _, s := range l.servers {
 		s.power = "On"
 		if s.bmc, err = startBMC(l, s, tlsConf); err != nil {

@@ -24,7 +24,7 @@ type options struct {
 	listen                                                           string
 	user, password, bmcUser, bmcPassword                             string
 	writeConfig, secretsFile, certOut                                string
-	noHostShutdown, bmcNoBasicAuth                                   bool
+	noHostShutdown, bmcNoBasicAuth, govmomiFeed                      bool
 	stuckHosts, selfVMOn                                             string
 	sgxHosts, vsgxVMs                                                string
 	cbtFraction                                                      float64
@@ -63,6 +63,7 @@ func parseFlags() options {
 	flag.StringVar(&o.sgxHosts, "sgx-hosts", "", "SGX state per server, NAME=STATE,... (enabled, disabledBIOS, ...; others notPresent)")
 	flag.StringVar(&o.vsgxVMs, "vsgx-vms", "", "virtual SGX per VM, NAME=EPC_MB,...")
 	flag.Float64Var(&o.cbtFraction, "cbt-fraction", 0.0, "fraction of payload VMs with changed block tracking on")
+	flag.BoolVar(&o.govmomiFeed, "govmomi-feed", false, "answer WaitForUpdatesEx with the simulator's own property collector (re-collects every filter per change), not labsim's incremental feed")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()
 	return o

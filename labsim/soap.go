@@ -119,7 +119,8 @@ func (i *interceptor) authenticated(r *http.Request) bool {
 type override func(*simulator.Method) soap.HasFault
 
 // overrides are the SOAP methods labsim answers itself: the ones the
-// simulator lacks (host shutdown and reboot) or does not do as vCenter does.
+// simulator lacks (host shutdown and reboot) or does not do as vCenter does
+// (its change feed: feed.go).
 func (l *Lab) overrides() map[string]override {
 	m := map[string]override{
 		"ShutdownHost_Task":         l.shutdownHostTask,
@@ -128,6 +129,12 @@ func (l *Lab) overrides() map[string]override {
 		"RebootGuest":               l.rebootGuest,
 		"PowerOnVM_Task":            l.powerOnVMTask,
 		"EnterMaintenanceMode_Task": l.enterMaintenanceModeTask,
+		"ExitMaintenanceMode_Task":  l.exitMaintenanceModeTask,
+	}
+	if l.feed != nil {
+		for name, handle := range l.feed.overrides() {
+			m[name] = handle
+		}
 	}
 	if l.opts.noHostShutdown { // the simulator itself answers MethodNotFound
 		delete(m, "ShutdownHost_Task")
@@ -244,22 +251,6 @@ func (l *Lab) powerOnVMTask(m *simulator.Method) soap.HasFault {
 			return fault(&types.InvalidHostConnectionState{})
 		case maintenance:
 			return fault(&types.InvalidState{})
-		}
-	}
-	return nil
-}
-
-// enterMaintenanceModeTask faults while VMs run on the host: labsim's
-// clusters have no DRS to move them, and a real task would wait for them.
-func (l *Lab) enterMaintenanceModeTask(m *simulator.Method) soap.HasFault {
-	if s, ok := l.byHost[m.This]; ok {
-		for _, vm := range l.vmsOn(s) {
-			if vmPower(vm) == types.VirtualMachinePowerStatePoweredOn {
-				return fault(&types.InvalidState{})
-			}
-		}
-		if conn, _ := l.hostState(s); conn != types.HostSystemConnectionStateConnected {
-			return fault(&types.HostNotConnected{})
 		}
 	}
 	return nil
