@@ -128,6 +128,7 @@ func (f *feed) createFilter(m *simulator.Method) soap.HasFault {
 		f.following[o.Obj][c] = struct{}{}
 	}
 	c.filters = append(c.filters, filter)
+	c.signal() // a poll already waiting answers with the new filter's current values, as vCenter's does
 	return &methods.CreateFilterBody{Res: &types.CreateFilterResponse{Returnval: filter.self}}
 }
 

@@ -130,9 +130,8 @@ func (l *Lab) vmsOn(s *Server) []types.ManagedObjectReference {
 }
 
 // setVMPower changes a VM's power in one update; a VM that stops has its tools
-// stop in the same update, as vCenter reports a guest shutdown. (The simulator
-// re-collects every watched object for each update, so fewer updates keep big
-// labs' change feeds fast.)
+// stop in the same update, as vCenter reports a guest shutdown (one change
+// feed answer per VM, not two).
 func (l *Lab) setVMPower(ref types.ManagedObjectReference, state types.VirtualMachinePowerState) {
 	obj := simulator.Map.Get(ref)
 	changes := []types.PropertyChange{

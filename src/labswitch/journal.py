@@ -115,7 +115,8 @@ class Journal:
         self, run_id: str, phase: str, action: str, target: str, status: str, detail: str, seconds: float, server: str | None = None
     ) -> None:
         with self._lock:
-            seq = self._db.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+            # the index (run_id, seq) answers this at once; a COUNT(*) read every earlier step of the run
+            seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
             self._db.execute(
                 "INSERT INTO steps (run_id, seq, phase, action, target, status, detail, seconds, at, server) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (run_id, seq, phase, action, target, status, detail, seconds, time.time(), server),

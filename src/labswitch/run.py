@@ -75,22 +75,26 @@ class Executor:
         self._phases: set[str] = set()
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+        self._primaries = [s for s in plan.steps if not s.fallback_of]
+        self._order = {s.id: i for i, s in enumerate(self._primaries)}
+        self._unmet = {s.id: len(set(s.after)) for s in self._primaries}  # how many steps each still waits for
+        self._dependents: dict[str, list[Step]] = {}
+        for s in self._primaries:
+            for d in set(s.after):
+                self._dependents.setdefault(d, []).append(s)
+        self._skipped: set[str] = set()
 
     def run(self) -> None:
-        waiting = [s for s in self.plan.steps if not s.fallback_of]
-        done: set[str] = set()  # ids that count as done (a primary whose fallback worked, too)
-        failed: dict[str, str] = {}  # id -> the root cause: the step that failed
+        ready = [s for s in self._primaries if self._unmet[s.id] == 0]
         running = 0
         error: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="step") as pool:
             while True:
-                ready, waiting = self._ready(waiting, done, failed)
                 if not self.ctx.cancel.is_set() and error is None:
                     for group in _groups(ready):
                         running += 1
                         pool.submit(self._job, group)
-                elif ready:
-                    waiting += ready  # not started: the run stops here
+                ready = []  # once cancelled (or a bug), what became ready is not started: the run stops here
                 if running == 0:
                     break
                 kind, data = self._events.get()
@@ -101,37 +105,39 @@ class Executor:
                     continue
                 step, status, detail = data
                 outcome = self._settle(step, status, detail)
+                key = step.fallback_of or step.id  # a primary whose fallback worked counts as done
                 if outcome is True:
-                    done.add(step.fallback_of or step.id)
+                    ready = self._unblocked(key)
                 elif outcome is False:
-                    failed[step.fallback_of or step.id] = f"{step.action} {step.target} failed"
+                    self._skip_dependents(key, f"{step.action} {step.target} failed")
                 else:  # the planned fallback runs next
-                    waiting.append(outcome)
+                    ready = [outcome]
         if error is not None:
             raise error
         if self.ctx.cancel.is_set():
             raise Interrupted(self.ctx.cancel.reason)
 
-    def _ready(self, waiting: list[Step], done: set[str], failed: dict[str, str]) -> tuple[list[Step], list[Step]]:
-        """Split the waiting steps into those ready to start and those still waiting; skip what can never run."""
-        ready: list[Step] = []
-        still: list[Step] = []
-        changed = True
-        while changed:
-            changed = False
-            still = []
-            for step in waiting:
-                blocker = next((failed[d] for d in step.after if d in failed), None)
-                if blocker is not None:
-                    self._report_now(step, Status.SKIPPED, f"not started: {blocker}")
-                    failed[step.id] = blocker
-                    changed = True
-                elif all(d in done for d in step.after):
+    def _unblocked(self, done: str) -> list[Step]:
+        """The steps that waited for ``done`` and now wait for nothing (one count per edge: O(1) per event)."""
+        ready = []
+        for step in self._dependents.get(done, []):
+            if step.id not in self._skipped:
+                self._unmet[step.id] -= 1
+                if self._unmet[step.id] == 0:
                     ready.append(step)
-                else:
-                    still.append(step)
-            waiting = still
-        return ready, still
+        return ready
+
+    def _skip_dependents(self, failed: str, cause: str) -> None:
+        """Everything that waited, directly or not, for a step that was not done: skipped, naming the root cause."""
+        skipped, todo = [], list(self._dependents.get(failed, []))
+        while todo:
+            step = todo.pop()
+            if step.id not in self._skipped:
+                self._skipped.add(step.id)
+                skipped.append(step)
+                todo += self._dependents.get(step.id, [])
+        for step in sorted(skipped, key=lambda s: self._order[s.id]):
+            self._report_now(step, Status.SKIPPED, f"not started: {cause}")
 
     def _settle(self, step: Step, status: Status, detail: str) -> bool | Step:
         """Record a reported outcome: True done, False not done, or the fallback step that runs next."""
@@ -204,6 +210,8 @@ def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
             vms.setdefault(step.moid, set()).add(wave_conditions[step.wave or 0])
         elif step.action in (Action.WAIT_CONNECTED, Action.REBOOT_HOST):
             hosts.setdefault(step.moid, set()).update(("connected", "gone"))
+        elif step.action == Action.CONFIRM_OFF:  # the feed tells when to ask the BMC (steps.bmc._wait_off)
+            hosts.setdefault(step.moid, set()).add("gone")
     return vms, hosts
 
 

@@ -78,7 +78,9 @@ def test_first_answer_is_the_current_state_then_only_what_changed(content: Any) 
     assert all(kind == "enter" and props["runtime.powerState"] == "poweredOn" for kind, props in entered.values())
 
     task = watched[1].PowerOffVM_Task()
-    version, seen = wait_change(collector, first.version, lambda s: s.get(watched[1]._moId, ("", {}))[1].get("runtime.powerState") == "poweredOff")
+    version, seen = wait_change(
+        collector, first.version, lambda s: s.get(watched[1]._moId, ("", {}))[1].get("runtime.powerState") == "poweredOff"
+    )
     assert set(seen) == {watched[1]._moId}, "an unchanged VM is not reported again"
     assert seen[watched[1]._moId][0] == "modify"
     wait_until(lambda: task.info.state == "success", 10, "power-off task")
@@ -141,7 +143,8 @@ def test_a_traversal_filter_is_still_answered(content: Any) -> None:
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
     traverse = PC.TraversalSpec(name="view", type=vim.view.ContainerView, path="view", skip=False)
     spec = PC.FilterSpec(
-        objectSet=[PC.ObjectSpec(obj=view, skip=True, selectSet=[traverse])], propSet=[PC.PropertySpec(type=vim.HostSystem, pathSet=["name"])]
+        objectSet=[PC.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+        propSet=[PC.PropertySpec(type=vim.HostSystem, pathSet=["name"])],
     )
     collector = content.propertyCollector.CreatePropertyCollector()
     collector.CreateFilter(spec, partialUpdates=False)

@@ -108,7 +108,9 @@ class FakePort:
     def in_maintenance(self, host: str) -> bool:
         return self.lab.hosts[host].maintenance
 
-    def wait(self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None) -> set[str]:
+    def wait(
+        self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
+    ) -> set[str]:
         met = {
             "off": lambda m: not self.lab.vms[m].on,
             "on": lambda m: self.lab.vms[m].on,

@@ -23,6 +23,19 @@ def fault_text(exc: BaseException) -> str:
     return f"{name}: {msg}" if msg else name
 
 
+TASK_PATHS = ("info.state", "info.error")
+
+
+def task_outcome(props: Mapping[str, Any], timeout: float) -> str | None:
+    """None when a task (its TASK_PATHS) succeeded, else why not, in one line."""
+    if props.get("info.state") == "success":
+        return None
+    if props.get("info.state") == "error":
+        error = props.get("info.error")
+        return fault_text(error.fault) if error is not None and error.fault is not None else "task failed"
+    return f"task still {props.get('info.state', 'queued')} after {timeout:.0f}s"
+
+
 class Actions:
     """Start actions on managed objects by moid; wait for their tasks through the change feed."""
 
@@ -66,23 +79,13 @@ class Actions:
         state, _ = wait_for(
             self.content,
             list(tasks.values()),
-            ["info.state", "info.error"],
+            list(TASK_PATHS),
             lambda s: all(s.get(m, {}).get("info.state") in TASK_DONE for m in by_moid),
             timeout,
             self.poll_ceiling,
             cancel=self.cancel,
         )
-        results: dict[str, str | None] = {}
-        for moid, key in by_moid.items():
-            props = state.get(moid, {})
-            if props.get("info.state") == "success":
-                results[key] = None
-            elif props.get("info.state") == "error":
-                error = props.get("info.error")
-                results[key] = fault_text(error.fault) if error is not None and error.fault is not None else "task failed"
-            else:
-                results[key] = f"task still {props.get('info.state', 'queued')} after {timeout:.0f}s"
-        return results
+        return {key: task_outcome(state.get(moid, {}), timeout) for moid, key in by_moid.items()}
 
     def read(self, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
         """Properties of one object in one PropertyCollector call; unset properties are absent."""

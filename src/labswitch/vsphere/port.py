@@ -3,8 +3,9 @@ enter maintenance, wait until a host is connected. The step modules speak only t
 against an in-memory fake of it (tests/unit/fake_lab.py).
 
 One change feed serves every wait of a run: a single PropertyCollector follows the plan's VMs and
-hosts (WaitForUpdatesEx); a wait for 1,000 VMs is a condition on that state, not 1,000 polls.
-Task waits (maintenance, shutdown, power-on) use ``Actions.wait_tasks``.
+hosts (WaitForUpdatesEx); a wait for 1,000 VMs is a condition on that state, not 1,000 polls. Task
+waits (maintenance, shutdown, power-on) add a filter for their tasks to the same collector while they
+last: no collector, no extra long-poll per task.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pyVmomi import vim, vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import EndpointError, VSphereError
-from labswitch.vsphere.actions import Actions
+from labswitch.vsphere.actions import TASK_DONE, TASK_PATHS, Actions, task_outcome
 from labswitch.vsphere.watch import State
 
 # The property each condition reads: the feed follows only those a run needs (vCenter's cost, and the
@@ -56,8 +57,11 @@ class LabPort(Protocol):
     def reboot_host(self, host: str, timeout: float) -> str | None: ...
     def in_maintenance(self, host: str) -> bool: ...
 
-    def wait(self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None) -> set[str]:
-        """Until every object meets ``condition`` (CONDITIONS) or ``timeout``; those that met it, each told to on_each."""
+    def wait(
+        self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
+    ) -> set[str]:
+        """Until every object meets ``condition`` (CONDITIONS) or ``timeout``; those that met it, each told to on_each.
+        Before giving up the objects are read once more directly, unless ``reread`` is False (a hint, not a verdict)."""
         ...
 
     def close(self) -> None: ...
@@ -104,8 +108,10 @@ class VSpherePort:
         with self._calls:
             return bool(self.actions.read(self.actions.host(host), ["runtime.inMaintenanceMode"]).get("runtime.inMaintenanceMode"))
 
-    def wait(self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None) -> set[str]:
-        return self._feed.wait(objects, CONDITIONS[condition], timeout, on_each)
+    def wait(
+        self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
+    ) -> set[str]:
+        return self._feed.wait(objects, CONDITIONS[condition], timeout, on_each, reread)
 
     def close(self) -> None:
         self._feed.stop()
@@ -123,7 +129,7 @@ class VSpherePort:
                 outcome[key] = str(exc)
         if tasks:
             try:
-                outcome.update(self.actions.wait_tasks(tasks, timeout))
+                outcome.update(self._feed.wait_tasks(tasks, timeout))
             except VSphereError as exc:
                 outcome.update({key: str(exc) for key in tasks})
         return outcome
@@ -143,24 +149,32 @@ class _Feed:
         self._error: str | None = None
         self._ready = threading.Event()
         self._collector: Any = None
-        self._vms = set(vms)
-        self._vm_paths, self._host_paths = list(vm_paths), list(host_paths)
         pc = vmodl.query.PropertyCollector
         objects = [actions.vm(m) for m in vms if vm_paths] + [actions.host(m) for m in hosts if host_paths]
+        # what the feed follows, by moid: the object and its paths (for the direct re-read before a timeout)
+        self._objects: dict[str, Any] = {o._moId: o for o in objects}
+        self._paths: dict[str, Sequence[str]] = {m: vm_paths for m in vms} | {m: host_paths for m in hosts}
         props = [pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(vm_paths))] if vm_paths else []
         props += [pc.PropertySpec(type=vim.HostSystem, pathSet=list(host_paths))] if host_paths else []
         self._spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objects], propSet=props)
         self._thread = threading.Thread(target=self._follow, name="change-feed", daemon=True)
+        # Started, not awaited: the first actions go out while the feed reads the current state. No
+        # change can slip by, because every wait is a condition on that state, not on an event.
         if objects:  # a run that waits on nothing in vCenter follows nothing
             self._thread.start()
-            self._ready.wait(actions.poll_ceiling + 10)  # the state is in before anything is asked
-        if self._error:
-            raise VSphereError(self._error)
+        else:
+            self._ready.set()
 
     def wait(
-        self, objects: Sequence[str], met: Callable[[Mapping[str, Any]], bool], timeout: float, on_each: Callable[[str], None] | None
+        self,
+        objects: Sequence[str],
+        met: Callable[[Mapping[str, Any]], bool],
+        timeout: float,
+        on_each: Callable[[str], None] | None,
+        reread: bool = True,
     ) -> set[str]:
         deadline = time.monotonic() + timeout
+        self._ready.wait(self.actions.poll_ceiling + 10)  # the current state is in
         reached: set[str] = set()
         while True:
             with self._cond:
@@ -176,10 +190,41 @@ class _Feed:
                 raise VSphereError(error)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return reached | self._reread(objects, met, reached, on_each)
+                return reached | (self._reread(objects, met, reached, on_each) if reread else set())
             self.cancel.check()
             with self._cond:
                 self._cond.wait(min(1.0, remaining))
+
+    def wait_tasks(self, tasks: Mapping[str, Any], timeout: float) -> dict[str, str | None]:
+        """Wait for tasks on the feed (a filter on its collector while they last): key -> None or the error."""
+        self._ready.wait(self.actions.poll_ceiling + 10)
+        collector = self._collector
+        if collector is None or not self._thread.is_alive():  # a run that follows nothing in vCenter
+            return self.actions.wait_tasks(tasks, timeout)
+        by_moid = {task._moId: key for key, task in tasks.items()}
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=t, skip=False) for t in tasks.values()],
+            propSet=[pc.PropertySpec(type=vim.Task, pathSet=list(TASK_PATHS))],
+        )
+        with self._cond:
+            self._objects.update({t._moId: t for t in tasks.values()})
+            self._paths.update({m: TASK_PATHS for m in by_moid})
+        task_filter = None
+        try:
+            task_filter = self.actions.call(lambda: collector.CreateFilter(spec, partialUpdates=False))
+            self.wait(list(by_moid), lambda p: p.get("info.state") in TASK_DONE, timeout, None)
+            with self._cond:
+                return {key: task_outcome(self.state.get(m, {}), timeout) for m, key in by_moid.items()}
+        finally:
+            if task_filter is not None:
+                with contextlib.suppress(Exception):
+                    task_filter.DestroyPropertyFilter()
+            with self._cond:
+                for m in by_moid:
+                    self.state.pop(m, None)
+                    self._objects.pop(m, None)
+                    self._paths.pop(m, None)
 
     def stop(self) -> None:
         """End the feed now: its long-poll is cancelled, not waited out (that was a second at the end of every run)."""
@@ -199,10 +244,12 @@ class _Feed:
         """Before a timeout is reported, the objects are read once more directly (a change the feed did not deliver)."""
         late = set()
         for moid in (m for m in objects if m not in reached):
-            is_vm = moid in self._vms
-            obj = self.actions.vm(moid) if is_vm else self.actions.host(moid)
+            with self._cond:
+                obj, paths = self._objects.get(moid), self._paths.get(moid, ())
+            if obj is None:
+                continue
             with contextlib.suppress(EndpointError):
-                if met(self.actions.read(obj, self._vm_paths if is_vm else self._host_paths)):
+                if met(self.actions.read(obj, paths)):
                     late.add(moid)
                     if on_each is not None:
                         on_each(moid)
@@ -223,6 +270,8 @@ class _Feed:
                     with self._cond:
                         for fs in result.filterSet or []:
                             for update in fs.objectSet or []:
+                                if update.obj._moId not in self._objects:  # a task whose wait is over
+                                    continue
                                 props = self.state.setdefault(update.obj._moId, {})
                                 for change in update.changeSet or []:
                                     props[change.name] = change.val
