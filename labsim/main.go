@@ -24,7 +24,7 @@ type options struct {
 	listen                                                           string
 	user, password, bmcUser, bmcPassword                             string
 	writeConfig, secretsFile, certOut                                string
-	noHostShutdown, bmcNoBasicAuth, govmomiFeed                      bool
+	noHostShutdown, bmcNoBasicAuth, govmomiFeed, noPowerOnMulti      bool
 	stuckHosts, selfVMOn                                             string
 	sgxHosts, vsgxVMs                                                string
 	cbtFraction                                                      float64
@@ -58,6 +58,7 @@ func parseFlags() options {
 	flag.StringVar(&o.secretsFile, "secrets-file", "", "write the secrets as an env file (KEY=value lines) to PATH")
 	flag.StringVar(&o.certOut, "cert-out", "", "write the servers' certificate (PEM) to PATH")
 	flag.BoolVar(&o.noHostShutdown, "no-host-shutdown", false, "vCenter offers no ShutdownHost_Task/RebootHost_Task (MethodNotFound, as plain vcsim)")
+	flag.BoolVar(&o.noPowerOnMulti, "no-power-on-multi", false, "vCenter answers PowerOnMultiVM_Task with NotImplemented (as an ESXi host does)")
 	flag.StringVar(&o.stuckHosts, "stuck-hosts", "", "comma-separated servers that power on at the BMC but never reconnect to vCenter")
 	flag.StringVar(&o.selfVMOn, "self-vm-on", "none", "add VM 'labswitch' whose guest host name is this machine's: mgmt, payload or none")
 	flag.StringVar(&o.sgxHosts, "sgx-hosts", "", "SGX state per server, NAME=STATE,... (enabled, disabledBIOS, ...; others notPresent)")

@@ -130,11 +130,15 @@ func (l *Lab) overrides() map[string]override {
 		"PowerOnVM_Task":            l.powerOnVMTask,
 		"EnterMaintenanceMode_Task": l.enterMaintenanceModeTask,
 		"ExitMaintenanceMode_Task":  l.exitMaintenanceModeTask,
+		"PowerOnMultiVM_Task":       l.powerOnMultiVMTask,
 	}
 	if l.feed != nil {
 		for name, handle := range l.feed.overrides() {
 			m[name] = handle
 		}
+	}
+	if l.opts.noPowerOnMulti {
+		m["PowerOnMultiVM_Task"] = func(*simulator.Method) soap.HasFault { return fault(&types.NotImplemented{}) }
 	}
 	if l.opts.noHostShutdown { // the simulator itself answers MethodNotFound
 		delete(m, "ShutdownHost_Task")
@@ -243,15 +247,23 @@ func (l *Lab) afterGuestDelay(ref types.ManagedObjectReference, f func()) {
 // powerOnVMTask refuses, as vCenter does, a VM whose host is not connected or
 // is in maintenance mode; otherwise the simulator powers it on.
 func (l *Lab) powerOnVMTask(m *simulator.Method) soap.HasFault {
-	t, ok := l.vms[m.This]
-	if ok {
-		conn, maintenance := l.hostState(t.server)
-		switch {
-		case conn != types.HostSystemConnectionStateConnected:
-			return fault(&types.InvalidHostConnectionState{})
-		case maintenance:
-			return fault(&types.InvalidState{})
-		}
+	if f := l.powerOnRefusal(m.This); f != nil {
+		return fault(f)
+	}
+	return nil
+}
+
+func (l *Lab) powerOnRefusal(vm types.ManagedObjectReference) types.BaseMethodFault {
+	t, ok := l.vms[vm]
+	if !ok {
+		return nil
+	}
+	conn, maintenance := l.hostState(t.server)
+	switch {
+	case conn != types.HostSystemConnectionStateConnected:
+		return &types.InvalidHostConnectionState{}
+	case maintenance:
+		return &types.InvalidState{}
 	}
 	return nil
 }

@@ -157,6 +157,7 @@ MUTATING = {
     "ShutdownGuest",
     "PowerOffVM_Task",
     "PowerOnVM_Task",
+    "PowerOnMultiVM_Task",
     "EnterMaintenanceMode_Task",
     "ExitMaintenanceMode_Task",
     "ShutdownHost_Task",

@@ -22,7 +22,7 @@ from pyVmomi import vim, vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import EndpointError, VSphereError
-from labswitch.vsphere.actions import TASK_DONE, TASK_PATHS, Actions, task_outcome
+from labswitch.vsphere.actions import TASK_DONE, TASK_PATHS, Actions, fault_text, task_outcome
 from labswitch.vsphere.watch import State
 
 # The property each condition reads: the feed follows only those a run needs (vCenter's cost, and the
@@ -77,6 +77,8 @@ class VSpherePort:
         self.actions = actions
         self.cancel = cancel
         self._calls = threading.BoundedSemaphore(max_parallel)
+        self._once = threading.Lock()
+        self._multi: Any = ...  # the datacenter for multi-VM power-ons; None: not offered; ...: not looked up yet
         vm_paths = sorted({PATHS[c] for conditions in vms.values() for c in conditions})
         host_paths = sorted({PATHS[c] for conditions in hosts.values() for c in conditions})
         self._feed = _Feed(actions, sorted(vms), vm_paths, sorted(hosts), host_paths, cancel)
@@ -89,7 +91,53 @@ class VSpherePort:
         return self._tasks({vm: functools.partial(self.actions.power_off_vm, vm) for vm in vms}, timeout)
 
     def power_on_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
-        return self._tasks({vm: functools.partial(self.actions.power_on_vm, vm) for vm in vms}, timeout)
+        """One PowerOnMultiVM_Task for the VMs (a host's share of a wave) where vCenter offers it, else one
+        PowerOnVM_Task each; so too for any VM the multi-VM result does not account for."""
+        outcome: dict[str, str | None] = {}
+        datacenter = self._datacenter() if len(vms) > 1 else None
+        if datacenter is not None:
+            outcome = self._power_on_together(datacenter, vms, timeout)
+        rest = [vm for vm in vms if vm not in outcome]
+        if rest:
+            outcome.update(self._tasks({vm: functools.partial(self.actions.power_on_vm, vm) for vm in rest}, timeout))
+        return outcome
+
+    def _datacenter(self) -> Any | None:
+        """The datacenter for multi-VM power-ons: found once per run; None when there is not exactly one
+        or vCenter does not offer the call."""
+        with self._once:
+            if self._multi is ...:
+                with self._calls:
+                    try:
+                        self._multi = self.actions.only_datacenter()
+                    except VSphereError:
+                        self._multi = None
+            return self._multi
+
+    def _power_on_together(self, datacenter: Any, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
+        """vm -> None or why not, for the VMs the multi-VM power-on accounted for (attempted or not)."""
+        self.cancel.check()
+        try:
+            with self._calls:
+                task = self.actions.power_on_multi(datacenter, vms)
+        except VSphereError as exc:
+            return {vm: str(exc) for vm in vms}
+        if task is None:  # not offered here: one call per VM from now on
+            with self._once:
+                self._multi = None
+            return {}
+        error = self._feed.wait_tasks({"multi": task}, timeout)["multi"]
+        if error is not None:
+            return {vm: error for vm in vms}
+        with self._calls:
+            result = self.actions.read(task, ["info.result"]).get("info.result")
+        outcome: dict[str, str | None] = {}
+        for skipped in getattr(result, "notAttempted", None) or []:
+            outcome[skipped.vm._moId] = fault_text(skipped.fault) if skipped.fault is not None else "not attempted by vCenter"
+        started = {a.vm._moId: a.task for a in getattr(result, "attempted", None) or [] if a.task is not None}
+        if started:
+            outcome.update(self._feed.wait_tasks(started, timeout))
+        return outcome
 
     def enter_maintenance(self, host: str, timeout: float) -> str | None:
         return self._tasks({host: lambda: self.actions.enter_maintenance(host)}, timeout)[host]
