@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -279,7 +280,7 @@ def measure(vms: int, args: tuple[str, ...], tmp: Path, per: dict[str, float] | 
         if per is None:  # timed once, on the smallest lab, before labswitch touches its power
             per = sequential_sample(lab)
         payload_hosts = hosts - 1
-        r.update(cycle(lab, config))
+        r.update(median_cycle(lab, config, CYCLES.get(vms, 1)))
         r.update({f"barrier_{k}": v for k, v in cycle(lab, config, "--no-pipeline").items()})
         payload_vms = vms  # every payload VM runs before the down
         r["down_seq_s"] = per["down_per_vm"] * payload_vms + per["down_per_host"] * payload_hosts
@@ -327,7 +328,17 @@ def cycle(lab: Lab, config: Path, *flags: str) -> dict[str, Any]:
     return r
 
 
+CYCLES = {1000: 3}  # the 1,000-VM targets are judged on the median of this many cycles (a 2-core machine is noisy)
+
+
+def median_cycle(lab: Lab, config: Path, n: int, *flags: str) -> dict[str, Any]:
+    """The median of each measurement over ``n`` cycles (each returns the lab to where it was)."""
+    runs = [cycle(lab, config, *flags) for _ in range(n)]
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 JITTER = ("--guest-shutdown-jitter", "30s", "--host-boot-jitter", "20s")
+SLOW_GUEST = "esx101-vm01=60s"  # one Windows VM installing updates, on one of the 50 payload hosts
 
 
 def jitter_case(tmp: Path) -> dict[str, Any]:
@@ -338,6 +349,19 @@ def jitter_case(tmp: Path) -> dict[str, Any]:
         config = configure(lab)
         out = {"pipelined": cycle(lab, config), "barriers": cycle(lab, config, "--no-pipeline")}
         print(f"1000 VMs with jitter: {out}", flush=True)
+        return out
+    finally:
+        lab.stop()
+
+
+def slow_guest_case(tmp: Path) -> dict[str, Any]:
+    """1,000 VMs whose guests take 2 s but one, which takes 60 s: pipelined against the phase barriers.
+    What the pipeline is for: the slow guest holds its own host on, not the lab."""
+    lab = start(tmp / "slow", *TOPOLOGIES[1000], *DELAYS, "--slow-guests", SLOW_GUEST, "--mgmt-hosts", "1", timeout=180)
+    try:
+        config = configure(lab)
+        out = {"pipelined": cycle(lab, config), "barriers": cycle(lab, config, "--no-pipeline")}
+        print(f"1000 VMs, one slow guest: {out}", flush=True)
         return out
     finally:
         lab.stop()
@@ -355,6 +379,7 @@ def write_results(
     seconds: float,
     written: str,
     jitter: dict[str, Any],
+    slow: dict[str, Any],
 ) -> None:
     by = {row.vms: row.results for row in rows}
     k = by[1000]
@@ -434,6 +459,8 @@ def write_results(
     jp, jb = jitter["pipelined"], jitter["barriers"]
     jitter_ok = jp["down_s"] <= jp["down_limit_s"] + 2 and jp["up_s"] <= jp["up_limit_s"] + 2
     saved_h = 1 - jp["down_server_h"] / jb["down_server_h"]
+    sp, sb = slow["pipelined"], slow["barriers"]
+    slow_saved_h = 1 - sp["down_server_h"] / sb["down_server_h"]
     lines += [
         "",
         "## Targets",
@@ -453,6 +480,8 @@ def write_results(
         f"{target(jitter_ok)} |",
         f"| with that jitter: server-hours during `down` at least 30 % below the phase-barrier design | "
         f"{jp['down_server_h']:.3f} h vs {jb['down_server_h']:.3f} h ({saved_h:.0%} less) | {target(saved_h >= 0.30)} |",
+        f"| (added) one 60 s guest among 1,000 2 s guests: server-hours during `down` at least 30 % below the phase barriers | "
+        f"{sp['down_server_h']:.3f} h vs {sb['down_server_h']:.3f} h ({slow_saved_h:.0%} less) | {target(slow_saved_h >= 0.30)} |",
         f"| preflight under 1 s at 1,000 VMs (whole process, start to the first mutating call) | "
         f"`down` {k['down_preflight_s']:.2f} s, `up` {k['up_preflight_s']:.2f} s | "
         f"{target(max(k['down_preflight_s'], k['up_preflight_s']) < 1)} |",
@@ -475,6 +504,7 @@ def write_results(
     ]
     cases = [(f"{row.vms:,} VMs", row.results, {k[8:]: v for k, v in row.results.items() if k.startswith("barrier_")}) for row in rows]
     cases.append(("1,000 VMs, jitter 30 s / 20 s", jp, jb))
+    cases.append(("1,000 VMs, one guest 60 s", sp, sb))
     for name, p, b in cases:
         lines.append(
             f"| {name} | {p['down_s']:.1f} | {p['down_limit_s']:.1f} | +{p['down_s'] - p['down_limit_s']:.1f} | {b['down_s']:.1f} | "
@@ -549,7 +579,14 @@ def render_saved() -> None:
     rows = [Row(r.pop("vms"), r.pop("hosts"), r) for r in saved["rows"]]
     FAILURES.extend(saved.get("failures", []))
     write_results(
-        rows, saved["sequential"], saved["latency_1000"], saved["timeline"], saved["seconds"], saved["written"], saved["jitter_1000"]
+        rows,
+        saved["sequential"],
+        saved["latency_1000"],
+        saved["timeline"],
+        saved["seconds"],
+        saved["written"],
+        saved["jitter_1000"],
+        saved["slow_guest_1000"],
     )
 
 
@@ -580,6 +617,7 @@ def main() -> None:
         latency = latency_reads(Path(tmp))
         timeline = phases(Path(tmp))
         jitter = jitter_case(Path(tmp))
+        slow = slow_guest_case(Path(tmp))
     assert per is not None
     seconds, written = time.perf_counter() - started, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     saved = {
@@ -588,12 +626,13 @@ def main() -> None:
         "sequential": per,
         "timeline": timeline,
         "jitter_1000": jitter,
+        "slow_guest_1000": slow,
         "failures": FAILURES,
         "seconds": seconds,
         "written": written,
     }
     (HERE / "results.json").write_text(json.dumps(saved, indent=1) + "\n")
-    write_results(rows, per, latency, timeline, seconds, written, jitter)
+    write_results(rows, per, latency, timeline, seconds, written, jitter, slow)
     print(f"wrote {HERE / 'RESULTS.md'} and results.png in {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
 

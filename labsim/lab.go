@@ -105,7 +105,9 @@ func newLab(o options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.assignPhysical()
+	if err := l.assignPhysical(); err != nil {
+		return nil, err
+	}
 	l.hostOptions()
 	if err := l.sgx(); err != nil {
 		return nil, err

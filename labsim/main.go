@@ -26,7 +26,7 @@ type options struct {
 	writeConfig, secretsFile, certOut                                string
 	noHostShutdown, bmcNoBasicAuth, govmomiFeed, noPowerOnMulti      bool
 	stuckHosts, selfVMOn                                             string
-	sgxHosts, vsgxVMs                                                string
+	sgxHosts, vsgxVMs, slowGuests                                    string
 	cbtFraction                                                      float64
 	latency                                                          time.Duration
 }
@@ -45,6 +45,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.hostBootDelay, "host-boot-delay", 5*time.Second, "time from BMC power-on to the host reconnecting")
 	flag.DurationVar(&o.guestShutdownJitter, "guest-shutdown-jitter", 0, "each VM's guest shutdown takes a seeded uniform extra in [0, D)")
 	flag.DurationVar(&o.hostBootJitter, "host-boot-jitter", 0, "each server's boot takes a seeded uniform extra in [0, D)")
+	flag.StringVar(&o.slowGuests, "slow-guests", "", "guests whose shutdown takes this long instead, NAME=DURATION,... (a Windows VM installing updates)")
 	flag.DurationVar(&o.hostShutdownDelay, "host-shutdown-delay", 2*time.Second, "time an ESXi host takes to shut down")
 	flag.DurationVar(&o.toolsDelay, "tools-delay", 500*time.Millisecond, "time from VM power-on to tools running")
 	flag.Int64Var(&o.seed, "seed", 1, "seed for which VMs are tagged, toolless or hung")

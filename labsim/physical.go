@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand"
 	"net/http"
 	"time"
@@ -22,8 +23,10 @@ func jitter(rng *rand.Rand, base, spread time.Duration) time.Duration {
 }
 
 // assignPhysical draws every delay once, from its own seeded source (the
-// choices of which VMs are tagged, toolless or hung stay as they were).
-func (l *Lab) assignPhysical() {
+// choices of which VMs are tagged, toolless or hung stay as they were); the
+// guests --slow-guests names take the time it gives them instead (one Windows
+// VM installing updates).
+func (l *Lab) assignPhysical() error {
 	rng := rand.New(rand.NewSource(l.opts.seed + 7919))
 	for _, s := range l.servers {
 		s.bootDelay = jitter(rng, l.opts.hostBootDelay, l.opts.hostBootJitter)
@@ -31,6 +34,26 @@ func (l *Lab) assignPhysical() {
 	for _, ref := range l.vmRefsSorted() {
 		l.vms[ref].shutdownDelay = jitter(rng, l.opts.guestShutdownDelay, l.opts.guestShutdownJitter)
 	}
+	slow, err := pairs(l.opts.slowGuests)
+	if err != nil {
+		return fmt.Errorf("--slow-guests: %w", err)
+	}
+	for name, text := range slow {
+		d, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("--slow-guests %s: %w", name, err)
+		}
+		found := false
+		for _, t := range l.vms {
+			if t.name == name {
+				t.shutdownDelay, found = d, true
+			}
+		}
+		if !found {
+			return fmt.Errorf("--slow-guests: no VM named %q", name)
+		}
+	}
+	return nil
 }
 
 func (l *Lab) vmRefsSorted() []types.ManagedObjectReference {

@@ -8,13 +8,14 @@ interrupted one, or repeats a finished one, keeps the states that the first one 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,8 @@ class Journal:
                 self._db.execute(MIGRATIONS[0])
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by add_step within transaction()
+        self._seq: dict[str, int] = {}  # run id -> the next step's number (this process holds the run lock)
         self.path = path
 
     def close(self) -> None:
@@ -115,12 +117,26 @@ class Journal:
         self, run_id: str, phase: str, action: str, target: str, status: str, detail: str, seconds: float, server: str | None = None
     ) -> None:
         with self._lock:
-            # the index (run_id, seq) answers this at once; a COUNT(*) read every earlier step of the run
-            seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+            seq = self._seq.get(run_id)
+            if seq is None:  # a run resumed by this process: numbering goes on after its last step
+                seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
+            self._seq[run_id] = seq + 1
             self._db.execute(
                 "INSERT INTO steps (run_id, seq, phase, action, target, status, detail, seconds, at, server) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (run_id, seq, phase, action, target, status, detail, seconds, time.time(), server),
             )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Every write inside is one transaction: a burst of step outcomes costs one commit, not one each."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def groups_needing_states(self, groups: Iterable[str]) -> list[str]:
         """The groups whose latest started run is not a down: their VM states are to be recorded now."""

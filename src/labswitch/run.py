@@ -12,6 +12,7 @@ wait, and Interrupted is raised with ``results`` holding what was done.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -62,7 +63,10 @@ class Executor:
         record: Callable[[Step, Status, str, float], None],
         on_event: EventSink,
         workers: int,
+        batch: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
+        """``batch()`` wraps the recording of each burst of outcomes (the journal's transaction)."""
+        self.batch = batch
         self.plan = plan
         self.handlers = handlers
         self.ctx = context
@@ -97,21 +101,26 @@ class Executor:
                 ready = []  # once cancelled (or a bug), what became ready is not started: the run stops here
                 if running == 0:
                     break
-                kind, data = self._events.get()
-                if kind == "job-done":
-                    running -= 1
-                    if isinstance(data, BaseException) and not isinstance(data, Interrupted):
-                        error = error or data
-                    continue
-                step, status, detail = data
-                outcome = self._settle(step, status, detail)
-                key = step.fallback_of or step.id  # a primary whose fallback worked counts as done
-                if outcome is True:
-                    ready = self._unblocked(key)
-                elif outcome is False:
-                    self._skip_dependents(key, f"{step.action} {step.target} failed")
-                else:  # the planned fallback runs next
-                    ready = [outcome]
+                burst = [self._events.get()]  # then whatever else arrived meanwhile: recorded together
+                with contextlib.suppress(queue.Empty):
+                    while True:
+                        burst.append(self._events.get_nowait())
+                with self.batch():
+                    for kind, data in burst:
+                        if kind == "job-done":
+                            running -= 1
+                            if isinstance(data, BaseException) and not isinstance(data, Interrupted):
+                                error = error or data
+                            continue
+                        step, status, detail = data
+                        outcome = self._settle(step, status, detail)
+                        key = step.fallback_of or step.id  # a primary whose fallback worked counts as done
+                        if outcome is True:
+                            ready += self._unblocked(key)
+                        elif outcome is False:
+                            self._skip_dependents(key, f"{step.action} {step.target} failed")
+                        else:  # the planned fallback runs next
+                            ready.append(outcome)
         if error is not None:
             raise error
         if self.ctx.cancel.is_set():
@@ -248,7 +257,7 @@ class Runner:
             ctx = Context(port, self.drivers, self.config.policy, plan, self.cancel, lambda text: self.on_event("note", text))
             servers = {s.server for s in plan.steps}
             workers = min(256, max(self.config.policy.max_parallel, 2 * len(servers) + 2))
-            Executor(plan, handlers(), ctx, self._record, self.on_event, workers).run()
+            Executor(plan, handlers(), ctx, self._record, self.on_event, workers, self.journal.transaction).run()
         finally:
             if self.port is None:
                 port.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from pyVmomi import vim
@@ -113,3 +114,28 @@ def test_jitter_draws_each_delay_once_and_the_lab_keeps_to_it(lab_factory: Calla
         wait_until(lambda: vm.runtime.powerState == "poweredOff", 10, f"{slowest} off")
         took = time.monotonic() - start
     assert guests[slowest] - 0.2 <= took <= guests[slowest] + 1.5
+
+
+def test_a_slow_guest_takes_its_own_time(lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory("--guest-shutdown-delay", "300ms", "--slow-guests", "esx11-vm02=3s")
+    guests = {vm: s for h in lab.physical()["hosts"].values() for vm, s in h["guest_shutdown_seconds"].items()}
+    assert guests["esx11-vm02"] == 3 and all(s == 0.3 for vm, s in guests.items() if vm != "esx11-vm02")
+    with lab.vsphere() as content:
+        vms = lab.objects(content, vim.VirtualMachine)
+        slow, quick = vms["esx11-vm02"], vms["esx11-vm01"]
+        start = time.monotonic()
+        slow.ShutdownGuest()
+        quick.ShutdownGuest()
+        wait_until(lambda: quick.runtime.powerState == "poweredOff", 10, "the quick guest off")
+        assert slow.runtime.powerState == "poweredOn", "the slow guest went off with the quick one"
+        wait_until(lambda: slow.runtime.powerState == "poweredOff", 10, "the slow guest off")
+    assert time.monotonic() - start >= 2.8
+
+
+def test_slow_guests_naming_no_vm_is_refused_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.labsim import labsim_binary
+
+    proc = subprocess.run([str(labsim_binary()), "--slow-guests", "nosuch=1s"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and proc.stderr.strip() == 'labsim: --slow-guests: no VM named "nosuch"'

@@ -3,6 +3,7 @@ per-host chains, planned fallbacks, skips with reasons, wave barriers, cancellat
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
@@ -28,6 +29,9 @@ class Journal:
 
     def add_step(self, *args: Any) -> None:
         self.steps.append(args)
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
 
 def lab_of(vms: dict[str, FakeVM], hosts: dict[str, FakeHost]) -> FakeLab:

@@ -240,7 +240,9 @@ class LiveProgress:
             self._live = None
 
     def _line(self, text: str) -> None:
-        self.console.print(f"[{clock(self.view.elapsed())}] {text}", markup=False, highlight=False)
+        """Off a terminal: plain text straight to the stream (Rich's rendering cost a run of 1,000 VMs half a second)."""
+        self.console.file.write(f"[{clock(self.view.elapsed())}] {text}\n")
+        self.console.file.flush()
 
     # -- drawing -------------------------------------------------------------------
     def render(self) -> RenderableType:
