@@ -83,5 +83,5 @@ def test_up_starts_the_same_vms_either_way(cli: Run, lab_factory: Callable[..., 
     calls = lab.soap_calls()
     if offered:  # one call per host and wave, a VM alone in its wave on its host excepted
         assert calls.get("PowerOnMultiVM_Task", 0) > 0 and calls.get("PowerOnVM_Task", 0) + calls["PowerOnMultiVM_Task"] < len(ran)
-    else:  # asked once, answered NotImplemented, then one PowerOnVM_Task per VM
-        assert calls.get("PowerOnMultiVM_Task") == 1 and calls.get("PowerOnVM_Task") == len(ran)
+    else:  # answered NotImplemented (asked by the hosts that started before that answer), then one PowerOnVM_Task per VM
+        assert 1 <= calls.get("PowerOnMultiVM_Task", 0) <= 4 and calls.get("PowerOnVM_Task") == len(ran)
