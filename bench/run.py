@@ -592,7 +592,7 @@ def render_saved() -> None:
 
 USAGE = """usage: bench/run.py [--render]
 
-Measures labswitch against labsim (about 11 minutes) and writes bench/RESULTS.md, results.json and results.png.
+Measures labswitch against labsim (about 10 minutes) and writes bench/RESULTS.md, results.json and results.png.
   --render   rewrite RESULTS.md and the plot from results.json and NOTES.md, without measuring
 Environment: BENCH_ONLY=100,1000 measures only those topologies (while debugging)."""
 
