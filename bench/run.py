@@ -341,30 +341,26 @@ JITTER = ("--guest-shutdown-jitter", "30s", "--host-boot-jitter", "20s")
 SLOW_GUEST = "esx101-vm01=60s"  # one Windows VM installing updates, on one of the 50 payload hosts
 
 
-def jitter_case(tmp: Path) -> dict[str, Any]:
-    """1,000 VMs whose guests take 2-32 s to shut down and whose servers take 5-25 s to boot:
-    pipelined against the lab-wide phase barriers of the previous design, same lab, same seed."""
-    lab = start(tmp / "jitter", *TOPOLOGIES[1000], *DELAYS, *JITTER, "--mgmt-hosts", "1", "--startup-tag-fraction", "0.5", timeout=180)
+def compared(tmp: Path, name: str, *flags: str) -> dict[str, Any]:
+    """One cycle pipelined and one with the previous design's lab-wide phase barriers, same 1,000-VM lab, same seed."""
+    lab = start(tmp / name, *TOPOLOGIES[1000], *DELAYS, *flags, "--mgmt-hosts", "1", "--startup-tag-fraction", "0.5", timeout=180)
     try:
         config = configure(lab)
         out = {"pipelined": cycle(lab, config), "barriers": cycle(lab, config, "--no-pipeline")}
-        print(f"1000 VMs with jitter: {out}", flush=True)
+        print(f"1000 VMs, {name}: {out}", flush=True)
         return out
     finally:
         lab.stop()
+
+
+def jitter_case(tmp: Path) -> dict[str, Any]:
+    """Guests that take 2-32 s to shut down and servers that take 5-25 s to boot."""
+    return compared(tmp, "jitter", *JITTER)
 
 
 def slow_guest_case(tmp: Path) -> dict[str, Any]:
-    """1,000 VMs whose guests take 2 s but one, which takes 60 s: pipelined against the phase barriers.
-    What the pipeline is for: the slow guest holds its own host on, not the lab."""
-    lab = start(tmp / "slow", *TOPOLOGIES[1000], *DELAYS, "--slow-guests", SLOW_GUEST, "--mgmt-hosts", "1", timeout=180)
-    try:
-        config = configure(lab)
-        out = {"pipelined": cycle(lab, config), "barriers": cycle(lab, config, "--no-pipeline")}
-        print(f"1000 VMs, one slow guest: {out}", flush=True)
-        return out
-    finally:
-        lab.stop()
+    """Guests that take 2 s but one, which takes 60 s. What the pipeline is for: the slow guest holds its own host on, not the lab."""
+    return compared(tmp, "one slow guest", "--slow-guests", SLOW_GUEST)
 
 
 def target(ok: bool) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyVmomi import vim
@@ -29,14 +30,20 @@ def switch_off(vms: list[vim.VirtualMachine]) -> None:
     wait_until(lambda: all(vm.runtime.powerState == "poweredOff" for vm in vms), 10, "the VMs off")
 
 
+def two_hosts_one_closed(content: Any, lab: Lab) -> tuple[list[Any], list[Any]]:
+    """Every VM off; esx11's can start ("ready"), esx12 is in maintenance mode so its cannot ("closed")."""
+    hosts = lab.objects(content, vim.HostSystem)
+    ready, closed = list(hosts["esx11.lab.local"].vm), list(hosts["esx12.lab.local"].vm)
+    switch_off(ready + closed)
+    task = hosts["esx12.lab.local"].EnterMaintenanceMode_Task(timeout=0)
+    wait_until(lambda: task.info.state == "success", 10, "esx12 in maintenance")
+    return ready, closed
+
+
 def test_labsim_answers_with_each_vms_task_or_why_not(lab_factory: Callable[..., Lab]) -> None:
     lab = lab_factory(*FAST, "--clusters", "1", "--hosts-per-cluster", "2")
     with lab.vsphere() as content:
-        hosts = lab.objects(content, vim.HostSystem)
-        ready, closed = list(hosts["esx11.lab.local"].vm), list(hosts["esx12.lab.local"].vm)
-        switch_off(ready + closed)
-        task = hosts["esx12.lab.local"].EnterMaintenanceMode_Task(timeout=0)
-        wait_until(lambda: task.info.state == "success", 10, "esx12 in maintenance")
+        ready, closed = two_hosts_one_closed(content, lab)
         datacenter = content.rootFolder.childEntity[0]
         multi = datacenter.PowerOnMultiVM_Task(vm=ready + closed)
         wait_until(lambda: multi.info.state == "success", 10, "the multi-VM power-on")
@@ -52,11 +59,7 @@ def test_labsim_answers_with_each_vms_task_or_why_not(lab_factory: Callable[...,
 def test_port_reports_each_vm_that_vcenter_did_not_attempt(lab_factory: Callable[..., Lab]) -> None:
     lab = lab_factory(*FAST, "--clusters", "1", "--hosts-per-cluster", "2")
     with lab.vsphere() as content:
-        hosts = lab.objects(content, vim.HostSystem)
-        ready, closed = list(hosts["esx11.lab.local"].vm), list(hosts["esx12.lab.local"].vm)
-        switch_off(ready + closed)
-        task = hosts["esx12.lab.local"].EnterMaintenanceMode_Task(timeout=0)
-        wait_until(lambda: task.info.state == "success", 10, "esx12 in maintenance")
+        ready, closed = two_hosts_one_closed(content, lab)
         lab.soap_calls(reset=True)
         si = vim.ServiceInstance("ServiceInstance", content.propertyCollector._stub)
         port = VSpherePort(Actions(si, content, 30), {vm._moId: {"on"} for vm in ready + closed}, {}, 8, Cancel())
