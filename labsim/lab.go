@@ -61,7 +61,8 @@ type Lab struct {
 	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
 	vmCreation []types.ManagedObjectReference // every VM, in creation order
 	calls      *callCounter
-	feed       *feed // nil with --govmomi-feed
+	release    release // --vsphere (versions.go)
+	feed       *feed   // nil with --govmomi-feed
 	tmpdir     string
 }
 
@@ -72,11 +73,16 @@ func newLab(o options) (*Lab, error) {
 	if o.bmcPassword == "" {
 		o.bmcPassword = randomSecret()
 	}
+	rel, err := releaseNamed(o.vsphere)
+	if err != nil {
+		return nil, err
+	}
 	l := &Lab{
-		opts:   o,
-		byHost: map[types.ManagedObjectReference]*Server{},
-		vms:    map[types.ManagedObjectReference]*vmTraits{},
-		calls:  newCallCounter(),
+		release: rel,
+		opts:    o,
+		byHost:  map[types.ManagedObjectReference]*Server{},
+		vms:     map[types.ManagedObjectReference]*vmTraits{},
+		calls:   newCallCounter(),
 	}
 	tlsConf, err := l.newTLS()
 	if err != nil {
@@ -85,9 +91,7 @@ func newLab(o options) (*Lab, error) {
 
 	l.model = simulator.VPX()
 	// A vCenter 7.0 U3: the API version that reports SGX (hardware.sgxInfo, config.sgxInfo).
-	l.model.ServiceContent.About.Version, l.model.ServiceContent.About.Build = "7.0.3", "20395099"
-	l.model.ServiceContent.About.ApiVersion = "7.0.3.0"
-	l.model.ServiceContent.About.FullName = "VMware vCenter Server 7.0.3 build-20395099 (labsim)"
+	l.release.about(&l.model.ServiceContent.About)
 	l.model.Datacenter, l.model.Cluster, l.model.Host, l.model.Machine = 0, 0, 0, 0
 	l.model.Portgroup, l.model.Datastore = 0, 0
 	if err := l.model.Create(); err != nil {

@@ -26,13 +26,14 @@ type options struct {
 	writeConfig, secretsFile, certOut                                string
 	noHostShutdown, bmcNoBasicAuth, govmomiFeed, noPowerOnMulti      bool
 	stuckHosts, selfVMOn                                             string
-	sgxHosts, vsgxVMs, slowGuests                                    string
+	sgxHosts, vsgxVMs, slowGuests, vsphere                           string
 	cbtFraction                                                      float64
 	latency                                                          time.Duration
 }
 
 func parseFlags() options {
 	var o options
+	flag.StringVar(&o.vsphere, "vsphere", "8.0.2", "the vSphere release vCenter reports: 6.7, 7.0.3 or 8.0.2")
 	flag.IntVar(&o.clusters, "clusters", 2, "number of clusters (their hosts are group payload)")
 	flag.IntVar(&o.hostsPerCluster, "hosts-per-cluster", 2, "ESXi hosts in each cluster")
 	flag.IntVar(&o.vmsPerHost, "vms-per-host", 3, "VMs on each host")
