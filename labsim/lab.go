@@ -57,7 +57,10 @@ type Lab struct {
 	certPEM    []byte
 	servers    []*Server
 	byHost     map[types.ManagedObjectReference]*Server
-	vms        map[types.ManagedObjectReference]*vmTraits
+	vms        map[types.ManagedObjectReference]*vmTraits // written at build; at run time only under vmsMu (vCLS agents come and go)
+	vmsMu      sync.RWMutex
+	folders    *object.DatacenterFolders
+	vcls       *vclsManager                   // nil without --vcls
 	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
 	vmCreation []types.ManagedObjectReference // every VM, in creation order
 	calls      *callCounter
@@ -111,6 +114,15 @@ func newLab(o options) (*Lab, error) {
 	}
 	if err := l.assignPhysical(); err != nil {
 		return nil, err
+	}
+	if o.vcls {
+		if !rel.vcls {
+			return nil, fmt.Errorf("--vcls: vSphere %s has no vCLS (7.0 U1 and later)", o.vsphere)
+		}
+		l.vcls = newVCLS(l)
+		if err := l.vcls.start(); err != nil {
+			return nil, err
+		}
 	}
 	l.hostOptions()
 	if err := l.sgx(); err != nil {
@@ -171,6 +183,7 @@ func (l *Lab) buildInventory(rng *rand.Rand) ([]types.ManagedObjectReference, er
 	if err != nil {
 		return nil, err
 	}
+	l.folders = folders
 	var hosts []*object.HostSystem
 	for m := 1; m <= o.mgmtHosts; m++ {
 		name := fmt.Sprintf("mgmt%02d", m)
@@ -371,4 +384,22 @@ func toolsChanges(running bool) []types.PropertyChange {
 type interceptor struct {
 	lab  *Lab
 	next http.Handler
+}
+
+// traits is a VM's labsim traits, safe while vCLS agents are created and deleted.
+func (l *Lab) traits(ref types.ManagedObjectReference) (*vmTraits, bool) {
+	l.vmsMu.RLock()
+	defer l.vmsMu.RUnlock()
+	t, ok := l.vms[ref]
+	return t, ok
+}
+
+func (l *Lab) setTraits(ref types.ManagedObjectReference, t *vmTraits) {
+	l.vmsMu.Lock()
+	defer l.vmsMu.Unlock()
+	if t == nil {
+		delete(l.vms, ref)
+		return
+	}
+	l.vms[ref] = t
 }

@@ -15,25 +15,28 @@ import (
 )
 
 type options struct {
-	clusters, hostsPerCluster, vmsPerHost, mgmtHosts                 int
-	vcenterVMOn                                                      string
-	startupTagFraction, toollessFraction, hungFraction               float64
-	guestShutdownDelay, hostBootDelay, hostShutdownDelay, toolsDelay time.Duration
-	guestShutdownJitter, hostBootJitter                              time.Duration
-	seed                                                             int64
-	listen                                                           string
-	user, password, bmcUser, bmcPassword                             string
-	writeConfig, secretsFile, certOut                                string
-	noHostShutdown, bmcNoBasicAuth, govmomiFeed, noPowerOnMulti      bool
-	stuckHosts, selfVMOn                                             string
-	sgxHosts, vsgxVMs, slowGuests, vsphere                           string
-	cbtFraction                                                      float64
-	latency                                                          time.Duration
+	clusters, hostsPerCluster, vmsPerHost, mgmtHosts                  int
+	vcenterVMOn                                                       string
+	startupTagFraction, toollessFraction, hungFraction                float64
+	guestShutdownDelay, hostBootDelay, hostShutdownDelay, toolsDelay  time.Duration
+	guestShutdownJitter, hostBootJitter, vclsDelay, vclsRepowerDelay  time.Duration
+	seed                                                              int64
+	listen                                                            string
+	user, password, bmcUser, bmcPassword                              string
+	writeConfig, secretsFile, certOut                                 string
+	noHostShutdown, bmcNoBasicAuth, govmomiFeed, noPowerOnMulti, vcls bool
+	stuckHosts, selfVMOn                                              string
+	sgxHosts, vsgxVMs, slowGuests, vsphere                            string
+	cbtFraction                                                       float64
+	latency                                                           time.Duration
 }
 
 func parseFlags() options {
 	var o options
 	flag.StringVar(&o.vsphere, "vsphere", "8.0.2", "the vSphere release vCenter reports: 6.7, 7.0.3 or 8.0.2")
+	flag.BoolVar(&o.vcls, "vcls", false, "every cluster runs vCLS agent VMs, kept running by EAM (needs --vsphere 7.0.3 or later)")
+	flag.DurationVar(&o.vclsDelay, "vcls-delay", 3*time.Second, "time from a cluster's retreat-mode change to its agents deleted or recreated")
+	flag.DurationVar(&o.vclsRepowerDelay, "vcls-repower-delay", 2*time.Second, "time from an agent VM stopping to EAM starting it again")
 	flag.IntVar(&o.clusters, "clusters", 2, "number of clusters (their hosts are group payload)")
 	flag.IntVar(&o.hostsPerCluster, "hosts-per-cluster", 2, "ESXi hosts in each cluster")
 	flag.IntVar(&o.vmsPerHost, "vms-per-host", 3, "VMs on each host")

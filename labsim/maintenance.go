@@ -17,6 +17,9 @@ func (l *Lab) enterMaintenanceModeTask(m *simulator.Method) soap.HasFault {
 	if !ok {
 		return nil
 	}
+	if l.vcls != nil {
+		l.vcls.evacuate(s)
+	}
 	for _, vm := range l.vmsOn(s) {
 		if vmPower(vm) == types.VirtualMachinePowerStatePoweredOn {
 			return fault(&types.InvalidState{})

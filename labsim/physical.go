@@ -69,7 +69,7 @@ func (l *Lab) vmRefsSorted() []types.ManagedObjectReference {
 }
 
 func (l *Lab) guestDelay(ref types.ManagedObjectReference) time.Duration {
-	if t, ok := l.vms[ref]; ok && t.shutdownDelay > 0 {
+	if t, ok := l.traits(ref); ok && t.shutdownDelay > 0 {
 		return t.shutdownDelay
 	}
 	return l.opts.guestShutdownDelay
@@ -105,7 +105,7 @@ func (l *Lab) servePhysical(w http.ResponseWriter) {
 		}
 		s.mu.Unlock()
 		for _, ref := range l.vmCreation {
-			if t := l.vms[ref]; t.server == s {
+			if t, ok := l.traits(ref); ok && t.server == s {
 				h.GuestSeconds[t.name] = l.guestDelay(ref).Seconds()
 			}
 		}

@@ -134,6 +134,9 @@ func (l *Lab) vmsOn(s *Server) []types.ManagedObjectReference {
 // feed answer per VM, not two).
 func (l *Lab) setVMPower(ref types.ManagedObjectReference, state types.VirtualMachinePowerState) {
 	obj := simulator.Map.Get(ref)
+	if obj == nil { // deleted meanwhile (a vCLS agent)
+		return
+	}
 	changes := []types.PropertyChange{
 		{Name: "runtime.powerState", Val: state},
 		{Name: "summary.runtime.powerState", Val: state},
@@ -144,8 +147,12 @@ func (l *Lab) setVMPower(ref types.ManagedObjectReference, state types.VirtualMa
 	simulator.Map.WithLock(obj, func() { simulator.Map.Update(obj, changes) })
 }
 
+// vmPower is a VM's power state; a VM deleted meanwhile (a vCLS agent) is off.
 func vmPower(ref types.ManagedObjectReference) (state types.VirtualMachinePowerState) {
-	obj := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	obj, ok := simulator.Map.Get(ref).(*simulator.VirtualMachine)
+	if !ok {
+		return types.VirtualMachinePowerStatePoweredOff
+	}
 	simulator.Map.WithLock(obj, func() { state = obj.Runtime.PowerState })
 	return state
 }
@@ -163,7 +170,7 @@ func (w *powerWatcher) RemoveObject(types.ManagedObjectReference) {}
 // UpdateObject runs with the VM locked: act from another goroutine.
 func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
 	ref := obj.Reference()
-	traits, ok := w.lab.vms[ref]
+	traits, ok := w.lab.traits(ref)
 	if !ok {
 		return
 	}
@@ -198,6 +205,7 @@ func toolsStopped(changes []types.PropertyChange) bool {
 }
 
 func (l *Lab) setTools(ref types.ManagedObjectReference, running bool) {
-	obj := simulator.Map.Get(ref)
-	simulator.Map.WithLock(obj, func() { simulator.Map.Update(obj, toolsChanges(running)) })
+	if obj := simulator.Map.Get(ref); obj != nil { // nil: deleted meanwhile (a vCLS agent)
+		simulator.Map.WithLock(obj, func() { simulator.Map.Update(obj, toolsChanges(running)) })
+	}
 }

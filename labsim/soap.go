@@ -137,6 +137,9 @@ func (l *Lab) overrides() map[string]override {
 			m[name] = handle
 		}
 	}
+	if l.vcls != nil {
+		m["UpdateOptions"] = l.vcls.updateOptions
+	}
 	if l.opts.noPowerOnMulti {
 		m["PowerOnMultiVM_Task"] = func(*simulator.Method) soap.HasFault { return fault(&types.NotImplemented{}) }
 	}
@@ -196,7 +199,7 @@ func (l *Lab) rebootHostTask(m *simulator.Method) soap.HasFault {
 // guestRequest checks what vCenter checks before passing a request to the
 // guest's tools: the VM is on and its tools are running.
 func (l *Lab) guestRequest(ref types.ManagedObjectReference) (*vmTraits, types.BaseMethodFault) {
-	t, ok := l.vms[ref]
+	t, ok := l.traits(ref)
 	if !ok {
 		return nil, &types.ManagedObjectNotFound{Obj: ref}
 	}
@@ -254,7 +257,7 @@ func (l *Lab) powerOnVMTask(m *simulator.Method) soap.HasFault {
 }
 
 func (l *Lab) powerOnRefusal(vm types.ManagedObjectReference) types.BaseMethodFault {
-	t, ok := l.vms[vm]
+	t, ok := l.traits(vm)
 	if !ok {
 		return nil
 	}

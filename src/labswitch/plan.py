@@ -315,7 +315,7 @@ def _confirm_off(config: Config, after: Step) -> list[Step]:
 def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest: list[tuple[VMInfo, str]], hard: list[Step]) -> bool:
     """Add the steps that stop the powered-on VMs of ``host``; True when one must stay on (the host too)."""
     blocked = False
-    for vm in snap.vms_on(host.moid):
+    for vm in snap.workload_on(host.moid):
         if vm.power_state != "poweredOn":
             continue
         if vm.tools_running:
@@ -358,7 +358,7 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
     notes = []
     if _stop_vms(snap, config, host, label, guest, hard):
         refusals.append(f"host {label} runs VMs without VMware Tools and policy.hard_power_off is false; it cannot be emptied")
-    running = [vm for vm in snap.vms_on(host.moid) if vm.power_state == "poweredOn"]
+    running = [vm for vm in snap.workload_on(host.moid) if vm.power_state == "poweredOn"]
     steps = _guest_steps(guest, config.startup.waves, config) + hard
     last = tuple(s.id for s in steps if not s.fallback_of)
     chain: list[tuple[str, str]] = []
@@ -404,8 +404,8 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
             maintenance.append(step)
             last = (step.id,)
         ready[server.name] = last
-        for vm in snap.vms_on(host.moid):
-            if vm.template or vm.power_state == "poweredOn":
+        for vm in snap.workload_on(host.moid):
+            if vm.power_state == "poweredOn":
                 continue
             selected = vm.moid in facts.restore if facts.restore is not None else has_tag(vm, config.policy.startup_tag)
             if selected:

@@ -48,6 +48,7 @@ class VMInfo:
     guest_hostname: str | None = None
     template: bool = False
     tags: tuple[str, ...] = ()  # "Category/Tag"
+    system: str | None = None  # "vcls": a vSphere Cluster Services agent (vCenter's EAM runs it), never workload
     # Read only for audits:
     hw_version: int | None = None  # 13 for vmx-13
     cbt: bool = False  # changed block tracking
@@ -79,6 +80,10 @@ class Snapshot:
 
     def vms_on(self, host_moid: str) -> tuple[VMInfo, ...]:
         return tuple(vm for vm in self.vms if vm.host_moid == host_moid)
+
+    def workload_on(self, host_moid: str) -> tuple[VMInfo, ...]:
+        """The VMs a power cycle stops, records and starts: not templates, not vSphere's own agents."""
+        return tuple(vm for vm in self.vms_on(host_moid) if not vm.template and vm.system is None)
 
 
 def reports_sgx(api_version: str) -> bool:

@@ -88,3 +88,16 @@ def test_reads_are_bulk_whatever_the_vm_count(cli: Run, lab_factory: Callable[..
     assert large.get("RetrievePropertiesEx", 0) >= 1, large  # the bulk read was counted
     assert small == large, f"SOAP calls grew with the VM count: {small} vs {large}"
     assert sum(large.values()) <= 12
+
+
+def test_status_marks_vcls_agents_by_their_manager(cli: Run, lab_factory: Callable[..., Lab]) -> None:
+    lab = lab_factory("--vcls", "--clusters", "2", "--hosts-per-cluster", "2", "--vms-per-host", "1")
+    with lab.vsphere() as content:
+        view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
+        managed = {vm.name for vm in view.view if vm.config.managedBy and vm.config.managedBy.extensionKey == "com.vmware.vim.eam"}
+    assert len(managed) == 4
+    result = run_status(cli, lab)
+    assert result.code == 0, result.stderr
+    vms = result.json()["vms"]
+    assert {v["name"] for v in vms if v["system"] == "vcls"} == managed
+    assert all(v["system"] is None for v in vms if v["name"] not in managed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -232,3 +233,18 @@ def test_every_host_is_its_own_chain_unless_asked_for_the_old_phase_barriers() -
     barrier = next(s for s in old.steps if s.action == "enter-maintenance" and s.target == "esx2")
     assert {old.steps[[s.id for s in old.steps].index(d)].target for d in barrier.after} == {"app", "dns", "scratch"}
     assert all(s.after == () for s in old.steps if s.fallback_of)  # a fallback follows only its own step
+
+
+def test_vcls_agents_are_never_workload() -> None:
+    agent = vm("vCLS-1a2b", "esx1", system="vcls")
+    stopped_agent = vm("vCLS-3c4d", "esx2", system="vcls", power_state="poweredOff")
+    snap = Snapshot(HOSTS, (*VMS, agent, stopped_agent))
+    down = plan(Intent.DOWN, snap)
+    assert rows(down) == rows(plan(Intent.DOWN)), "an agent is neither shut down nor powered off"
+    assert not down.refusals
+    off = Snapshot(HOSTS, tuple(replace(v, power_state="poweredOff") for v in snap.vms))
+    every = facts(restore=frozenset(v.moid for v in snap.vms))
+    without_agents = Snapshot(HOSTS, off.vms[: len(VMS)])
+    assert rows(plan(Intent.UP, off, f=every)) == rows(plan(Intent.UP, without_agents, f=every)), "up starts no agent, even restoring"
+    assert rows(plan(Intent.UP, off)) == rows(plan(Intent.UP, without_agents))
+    assert snap.workload_on("host-esx1") == tuple(v for v in VMS if v.host_moid == "host-esx1" and not v.template)

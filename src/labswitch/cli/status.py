@@ -9,7 +9,7 @@ import typer
 
 from labswitch import render
 from labswitch.cli import Json, State, app
-from labswitch.usecases.status import StatusReport, status
+from labswitch.usecases.status import StatusReport, VMStatus, status
 
 
 @app.command("status")
@@ -75,5 +75,10 @@ def show(report: StatusReport) -> None:
     render.table(
         f"VMs ({on} of {len(report.vms)} on)",
         ["VM", "HOST", "POWER", "TOOLS", "TAGS"],
-        ((v.name, v.host, v.power_state, "running" if v.tools_running else "-", ", ".join(v.tags)) for v in report.vms),
+        ((_vm_label(v), v.host, v.power_state, "running" if v.tools_running else "-", ", ".join(v.tags)) for v in report.vms),
     )
+
+
+def _vm_label(vm: VMStatus) -> str:
+    """vSphere's own agents are marked: labswitch never stops or starts them."""
+    return f"{vm.name} (vCLS)" if vm.system == "vcls" else vm.name

@@ -135,7 +135,7 @@ def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot
     for server in (s for s in config.servers if s.group in groups and s.name in plan.servers):
         host = snap.host_by_name(server.esxi)
         if host is not None:
-            states += [VMState(server.group, vm.moid, vm.name, server.name, vm.power_state) for vm in snap.vms_on(host.moid)]
+            states += [VMState(server.group, vm.moid, vm.name, server.name, vm.power_state) for vm in snap.workload_on(host.moid)]
     journal.record_vm_states(run_id, states)
 
 

@@ -29,6 +29,7 @@ class VMStatus:
     power_state: str
     tools_running: bool
     tags: tuple[str, ...]
+    system: str | None = None  # "vcls": vSphere's own agent, not workload
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ def status(config: Config) -> StatusReport:
             hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error))
             notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
     vms = tuple(
-        VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags) for vm in snap.vms if not vm.template
+        VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system)
+        for vm in snap.vms
+        if not vm.template
     )
     return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes))

@@ -25,6 +25,7 @@ VM_PROPS = [
     "guest.ipAddress",
     "guest.hostName",
     "config.template",
+    "config.managedBy",
 ]
 CLUSTER_PROPS = ["name"]
 # What the audits add: still one read for every VM and host, plus one for every host's options.
@@ -131,6 +132,16 @@ def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str], options
     )
 
 
+EAM = "com.vmware.vim.eam"  # vCenter's ESX Agent Manager: it runs the vCLS agents
+
+
+def _system(managed_by: Any) -> str | None:
+    """What runs a VM for vSphere itself, by its managedBy (a vCLS agent's name alone proves nothing)."""
+    if managed_by is not None and managed_by.extensionKey == EAM and managed_by.type == "cluster-agent":
+        return "vcls"
+    return None
+
+
 def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
     return VMInfo(
         moid=moid,
@@ -141,6 +152,7 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         guest_ip=props.get("guest.ipAddress") or None,
         guest_hostname=props.get("guest.hostName") or None,
         template=bool(props.get("config.template", False)),
+        system=_system(props.get("config.managedBy")),
         hw_version=_hw_version(props.get("config.version")),
         cbt=bool(props.get("config.changeTrackingEnabled")),
         has_snapshots=bool(props.get("snapshot.rootSnapshotList")),
