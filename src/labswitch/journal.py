@@ -144,14 +144,8 @@ class Journal:
 
     def record_vm_states(self, run_id: str, states: Iterable[VMState]) -> None:
         rows = [(run_id, s.group, s.moid, s.name, s.server, s.power_state) for s in states]
-        with self._lock:
-            self._db.execute("BEGIN")  # one transaction, not one per VM
-            try:
-                self._db.executemany("INSERT INTO vm_states VALUES (?,?,?,?,?,?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self.transaction():  # one transaction, not one per VM
+            self._db.executemany("INSERT INTO vm_states VALUES (?,?,?,?,?,?)", rows)
 
     def states_before_down(self, group: str) -> list[VMState] | None:
         """The VM states recorded by the latest down of ``group`` that recorded any; None when there is none."""
