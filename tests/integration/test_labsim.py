@@ -146,3 +146,11 @@ def test_a_flag_labsim_cannot_honour_is_refused_in_one_line(flags: tuple[str, ..
 
     proc = subprocess.run([str(labsim_binary()), *flags], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and proc.stderr.strip() == line
+
+
+@pytest.mark.parametrize(("release", "api"), [("6.7", "6.7.3"), ("7.0.3", "7.0.3.0"), ("8.0.2", "8.0.2.0")])
+def test_vsphere_release_is_what_vcenter_reports(lab_factory: Callable[..., Lab], release: str, api: str) -> None:
+    lab = lab_factory("--vsphere", release, "--clusters", "1", "--hosts-per-cluster", "1", "--vms-per-host", "1")
+    with lab.vsphere() as content:
+        assert (content.about.apiVersion, content.about.version) == (api, {"6.7": "6.7.0"}.get(release, release))
+        assert release in content.about.fullName
