@@ -61,6 +61,7 @@ type Lab struct {
 	vmsMu      sync.RWMutex
 	folders    *object.DatacenterFolders
 	vcls       *vclsManager                   // nil without --vcls
+	vsan       *vsanClusters                  // --vsan-clusters (vsan.go); no vSAN cluster with 0
 	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
 	vmCreation []types.ManagedObjectReference // every VM, in creation order
 	calls      *callCounter
@@ -113,6 +114,12 @@ func newLab(o options) (*Lab, error) {
 		return nil, err
 	}
 	if err := l.assignPhysical(); err != nil {
+		return nil, err
+	}
+	if o.ha {
+		l.enableHA()
+	}
+	if l.vsan, err = newVSAN(l, o.vsanClusters); err != nil {
 		return nil, err
 	}
 	if o.vcls {

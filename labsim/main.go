@@ -28,6 +28,8 @@ type options struct {
 	stuckHosts, selfVMOn                                              string
 	sgxHosts, vsgxVMs, slowGuests, vsphere                            string
 	cbtFraction                                                       float64
+	vsanClusters                                                      int
+	ha                                                                bool
 	latency                                                           time.Duration
 }
 
@@ -37,6 +39,8 @@ func parseFlags() options {
 	flag.BoolVar(&o.vcls, "vcls", false, "every cluster runs vCLS agent VMs, kept running by EAM (needs --vsphere 7.0.3 or later)")
 	flag.DurationVar(&o.vclsDelay, "vcls-delay", 3*time.Second, "time from a cluster's retreat-mode change to its agents deleted or recreated")
 	flag.DurationVar(&o.vclsRepowerDelay, "vcls-repower-delay", 2*time.Second, "time from an agent VM stopping to EAM starting it again")
+	flag.IntVar(&o.vsanClusters, "vsan-clusters", 0, "the first N clusters are vSAN clusters (maintenance rules, cluster power action from 7.0.3)")
+	flag.BoolVar(&o.ha, "ha", false, "vSphere HA is turned on in every cluster (configurationEx.dasConfig.enabled)")
 	flag.IntVar(&o.clusters, "clusters", 2, "number of clusters (their hosts are group payload)")
 	flag.IntVar(&o.hostsPerCluster, "hosts-per-cluster", 2, "ESXi hosts in each cluster")
 	flag.IntVar(&o.vmsPerHost, "vms-per-host", 3, "VMs on each host")

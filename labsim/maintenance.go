@@ -28,7 +28,8 @@ func (l *Lab) enterMaintenanceModeTask(m *simulator.Method) soap.HasFault {
 	if conn, _ := l.hostState(s); conn != types.HostSystemConnectionStateConnected {
 		return fault(&types.HostNotConnected{})
 	}
-	task := l.maintenanceTask(m.This, "enterMaintenanceMode", true)
+	req := m.Body.(*types.EnterMaintenanceMode_Task)
+	task := l.maintenanceTask(m.This, "enterMaintenanceMode", true, l.vsan.maintenanceRefusal(s, req.MaintenanceSpec))
 	return &methods.EnterMaintenanceMode_TaskBody{Res: &types.EnterMaintenanceMode_TaskResponse{Returnval: task}}
 }
 
@@ -40,17 +41,20 @@ func (l *Lab) exitMaintenanceModeTask(m *simulator.Method) soap.HasFault {
 	if conn, _ := l.hostState(s); conn != types.HostSystemConnectionStateConnected {
 		return fault(&types.HostNotConnected{})
 	}
-	task := l.maintenanceTask(m.This, "exitMaintenanceMode", false)
+	task := l.maintenanceTask(m.This, "exitMaintenanceMode", false, nil)
 	return &methods.ExitMaintenanceMode_TaskBody{Res: &types.ExitMaintenanceMode_TaskResponse{Returnval: task}}
 }
 
-func (l *Lab) maintenanceTask(ref types.ManagedObjectReference, name string, on bool) types.ManagedObjectReference {
+// maintenanceTask changes the host's maintenance mode, or fails with refusal (a vSAN rule: vsan.go).
+func (l *Lab) maintenanceTask(ref types.ManagedObjectReference, name string, on bool, refusal types.BaseMethodFault) types.ManagedObjectReference {
 	host := simulator.Map.Get(ref)
-	task := simulator.CreateTask(host, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) {
+	return runTask(host, name, func() types.BaseMethodFault {
+		if refusal != nil {
+			return refusal
+		}
 		simulator.Map.WithLock(host, func() {
 			simulator.Map.Update(host, []types.PropertyChange{{Name: "runtime.inMaintenanceMode", Val: on}})
 		})
-		return nil, nil
+		return nil
 	})
-	return task.Run()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
+	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/soap"
 	"github.com/vmware/govmomi/vim25/types"
 	"github.com/vmware/govmomi/vim25/xml"
@@ -67,6 +68,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case r.URL.Path == "/labsim/physical":
 		i.lab.servePhysical(w)
+		return
+	case r.Method == http.MethodPost && r.URL.Path == "/vsanHealth":
+		i.lab.vsan.ServeHTTP(i, w, r)
 		return
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/cis/session") && r.URL.Query().Get("~action") == "":
 		// The vAPI simulator takes any user and password: check them as vCenter would.
@@ -123,14 +127,15 @@ type override func(*simulator.Method) soap.HasFault
 // (its change feed: feed.go).
 func (l *Lab) overrides() map[string]override {
 	m := map[string]override{
-		"ShutdownHost_Task":         l.shutdownHostTask,
-		"RebootHost_Task":           l.rebootHostTask,
-		"ShutdownGuest":             l.shutdownGuest,
-		"RebootGuest":               l.rebootGuest,
-		"PowerOnVM_Task":            l.powerOnVMTask,
-		"EnterMaintenanceMode_Task": l.enterMaintenanceModeTask,
-		"ExitMaintenanceMode_Task":  l.exitMaintenanceModeTask,
-		"PowerOnMultiVM_Task":       l.powerOnMultiVMTask,
+		"ShutdownHost_Task":               l.shutdownHostTask,
+		"RebootHost_Task":                 l.rebootHostTask,
+		"ShutdownGuest":                   l.shutdownGuest,
+		"RebootGuest":                     l.rebootGuest,
+		"PowerOnVM_Task":                  l.powerOnVMTask,
+		"EnterMaintenanceMode_Task":       l.enterMaintenanceModeTask,
+		"ExitMaintenanceMode_Task":        l.exitMaintenanceModeTask,
+		"PowerOnMultiVM_Task":             l.powerOnMultiVMTask,
+		"ReconfigureComputeResource_Task": l.reconfigureCluster,
 	}
 	if l.feed != nil {
 		for name, handle := range l.feed.overrides() {
@@ -268,7 +273,7 @@ func (l *Lab) powerOnRefusal(vm types.ManagedObjectReference) types.BaseMethodFa
 	case maintenance:
 		return &types.InvalidState{}
 	}
-	return nil
+	return l.vsan.powerOnRefusal(t.server)
 }
 
 // writeSOAP encodes a response as the simulator's ServeSDK does.
@@ -336,4 +341,23 @@ func (r *soapResponse) MarshalXML(e *xml.Encoder, start xml.StartElement) error 
 		return err
 	}
 	return e.EncodeToken(start.End())
+}
+
+// runTask runs fn as a vCenter task on obj, as simulator.Task.Run does, but a
+// failed task carries its fault's own message (the simulator's is the Go type name).
+func runTask(obj mo.Reference, name string, fn func() types.BaseMethodFault) types.ManagedObjectReference {
+	task := simulator.CreateTask(obj, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) { return nil, nil })
+	simulator.Map.Update(task, []types.PropertyChange{{Name: "info.startTime", Val: time.Now()}, {Name: "info.state", Val: types.TaskInfoStateRunning}})
+	state, failure := types.TaskInfoStateSuccess, interface{}(nil)
+	if f := fn(); f != nil {
+		msg := fmt.Sprintf("%T", f)
+		if m := f.GetMethodFault().FaultMessage; len(m) > 0 {
+			msg = m[0].Message
+		}
+		state, failure = types.TaskInfoStateError, types.LocalizedMethodFault{Fault: f, LocalizedMessage: msg}
+	}
+	simulator.Map.Update(task, []types.PropertyChange{
+		{Name: "info.completeTime", Val: time.Now()}, {Name: "info.state", Val: state}, {Name: "info.error", Val: failure},
+	})
+	return task.Self
 }
