@@ -31,6 +31,12 @@ def lab_factory(tmp_path: Path) -> Iterator[Callable[..., Lab]]:
 
 
 @pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """Where a test's labswitch keeps its journal (XDG_STATE_HOME)."""
+    return tmp_path / "state"
+
+
+@pytest.fixture
 def lab(lab_factory: Callable[..., Lab]) -> Lab:
     """A small lab: 1 mgmt host (with vcsa), 2 clusters x 2 hosts, 3 VMs per host."""
     return lab_factory()

@@ -162,6 +162,9 @@ MUTATING = {
     "ExitMaintenanceMode_Task",
     "ShutdownHost_Task",
     "RebootHost_Task",
+    "ReconfigureComputeResource_Task",
+    "UpdateOptions",
+    "vsan:PerformClusterPowerAction",
 }
 
 

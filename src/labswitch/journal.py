@@ -1,4 +1,5 @@
-"""The journal: an embedded SQLite file of runs, their steps, and VM power states before each down.
+"""The journal: an embedded SQLite file of runs, their steps, VM power states before each down, and
+the cluster settings a down changed (until the up that restores them).
 
 It lives in the user's state directory (XDG; ``state_dir`` in the config overrides).
 VM states are recorded by the first down after an up (or ever); a down that resumes an
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS vm_states (
     run_id TEXT NOT NULL REFERENCES runs(id), grp TEXT NOT NULL, vm_moid TEXT NOT NULL, vm_name TEXT,
     server TEXT, power_state TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cluster_changes (
+    run_id TEXT NOT NULL REFERENCES runs(id), cluster_moid TEXT NOT NULL, cluster_name TEXT, setting TEXT NOT NULL,
+    previous TEXT, changed REAL NOT NULL, restored_by TEXT, restored REAL
+);
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
@@ -50,6 +55,18 @@ class RunRecord:
     started: float
     finished: float | None
     outcome: str  # running | ok | failed | interrupted | refused
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    """A cluster setting a down changed and no up has restored yet."""
+
+    run_id: str
+    cluster_moid: str
+    cluster_name: str
+    setting: str  # "vcls" | "ha" | "vsan-power"
+    previous: str | None  # the value to restore, as read before the change ("true", "false"; None: was not set)
+    changed: float
 
 
 @dataclass(frozen=True)
@@ -158,6 +175,42 @@ class Journal:
             "SELECT grp, vm_moid, vm_name, server, power_state FROM vm_states WHERE run_id = ? AND grp = ?", (row[0], group)
         )
         return [VMState(*r) for r in rows]
+
+    def remember_change(self, run_id: str, cluster_moid: str, cluster_name: str, setting: str, previous: str | None) -> ClusterChange:
+        """Record that ``setting`` of a cluster is about to change from ``previous``: once. While a change is
+        not restored (a down interrupted and run again) the first record stands, and is returned."""
+        with self._lock:
+            pending = self.pending(cluster_moid, setting)
+            if pending is not None:
+                return pending
+            self._db.execute(
+                "INSERT INTO cluster_changes (run_id, cluster_moid, cluster_name, setting, previous, changed) VALUES (?,?,?,?,?,?)",
+                (run_id, cluster_moid, cluster_name, setting, previous, time.time()),
+            )
+            return ClusterChange(run_id, cluster_moid, cluster_name, setting, previous, time.time())
+
+    def pending_changes(self) -> list[ClusterChange]:
+        """Every cluster setting changed by a down and not restored yet, oldest first."""
+        rows = self._db.execute(
+            "SELECT run_id, cluster_moid, cluster_name, setting, previous, changed FROM cluster_changes "
+            "WHERE restored IS NULL ORDER BY changed"
+        )
+        return [ClusterChange(*r) for r in rows]
+
+    def restored(self, run_id: str, cluster_moid: str, setting: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE cluster_changes SET restored_by = ?, restored = ? WHERE cluster_moid = ? AND setting = ? AND restored IS NULL",
+                (run_id, time.time(), cluster_moid, setting),
+            )
+
+    def pending(self, cluster_moid: str, setting: str) -> ClusterChange | None:
+        row = self._db.execute(
+            "SELECT run_id, cluster_moid, cluster_name, setting, previous, changed FROM cluster_changes "
+            "WHERE cluster_moid = ? AND setting = ? AND restored IS NULL",
+            (cluster_moid, setting),
+        ).fetchone()
+        return ClusterChange(*row) if row else None
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self._db.execute(

@@ -254,7 +254,16 @@ class Runner:
         self.on_event("plan", plan)
         port = self.port or self._vsphere_port(plan)
         try:
-            ctx = Context(port, self.drivers, self.config.policy, plan, self.cancel, lambda text: self.on_event("note", text))
+            ctx = Context(
+                port,
+                self.drivers,
+                self.config.policy,
+                plan,
+                self.cancel,
+                lambda text: self.on_event("note", text),
+                journal=self.journal,
+                run_id=self.run_id,
+            )
             servers = {s.server for s in plan.steps}
             workers = min(256, max(self.config.policy.max_parallel, 2 * len(servers) + 2))
             Executor(plan, handlers(), ctx, self._record, self.on_event, workers, self.journal.transaction).run()

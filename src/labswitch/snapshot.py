@@ -27,7 +27,7 @@ class Disk:
 class HostInfo:
     moid: str
     name: str
-    cluster: str | None  # None for a standalone host
+    cluster: str | None  # the cluster's name; None for a standalone host
     connection_state: str  # connected | disconnected | notResponding
     in_maintenance: bool
     power_state: str  # poweredOn | poweredOff | standBy | unknown
@@ -35,6 +35,19 @@ class HostInfo:
     options: Mapping[str, object] = field(default_factory=dict, compare=False)  # advanced settings
     cpu_model: str | None = None
     sgx_state: str | None = None  # vSphere 7.0+: notPresent | enabled | disabledBIOS | ...; None: not reported
+    cluster_moid: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """What a power cycle changes on a cluster, and must give back."""
+
+    moid: str
+    name: str
+    ha: bool = False  # configurationEx.dasConfig.enabled
+    vsan: bool = False  # configurationEx.vsanConfigInfo.enabled
+    vcls: str | None = None  # vCenter option config.vcls.clusters.<moid>.enabled as set ("true"/"false"); None: not set (enabled)
+    vsan_power: str | None = None  # vSAN's cluster power status (clusterPoweredOn | clusterPoweredOff ...); None: not read
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class Snapshot:
     vms: tuple[VMInfo, ...]
     notes: tuple[str, ...] = field(default=())  # what could not be read, said once
     api_version: str = ""  # vCenter's API version, e.g. "7.0.3.0"
+    clusters: tuple[ClusterInfo, ...] = ()
 
     def host_by_name(self, name: str) -> HostInfo | None:
         """By vCenter name, or by short name when unambiguous ("esx11" for "esx11.lab.local")."""
@@ -85,10 +99,35 @@ class Snapshot:
         """The VMs a power cycle stops, records and starts: not templates, not vSphere's own agents."""
         return tuple(vm for vm in self.vms_on(host_moid) if not vm.template and vm.system is None)
 
+    def cluster(self, moid: str | None) -> ClusterInfo | None:
+        return next((c for c in self.clusters if c.moid == moid), None)
+
+    def hosts_in(self, cluster_moid: str) -> tuple[HostInfo, ...]:
+        return tuple(h for h in self.hosts if h.cluster_moid == cluster_moid)
+
+    def agents_in(self, cluster_moid: str) -> tuple[VMInfo, ...]:
+        """The cluster's vCLS agent VMs (on its hosts)."""
+        hosts = {h.moid for h in self.hosts_in(cluster_moid)}
+        return tuple(vm for vm in self.vms if vm.system == "vcls" and vm.host_moid in hosts)
+
+
+def _api(api_version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in api_version.split(".")[:3])
+    except ValueError:
+        return ()
+
 
 def reports_sgx(api_version: str) -> bool:
     """vSphere reports SGX (hardware.sgxInfo, config.sgxInfo) from API 7.0 on."""
-    try:
-        return tuple(int(x) for x in api_version.split(".")[:2]) >= (7, 0)
-    except ValueError:
-        return False
+    return _api(api_version)[:2] >= (7, 0)
+
+
+def has_vcls(api_version: str) -> bool:
+    """vSphere Cluster Services agents exist from vSphere 7.0 U1 (API 7.0.1) on."""
+    return _api(api_version) >= (7, 0, 1)
+
+
+def has_vsan_power_action(api_version: str) -> bool:
+    """vSAN's cluster power action (VsanClusterPowerSystem) exists from vSphere 7.0 U3 (API 7.0.3) on."""
+    return _api(api_version) >= (7, 0, 3)

@@ -22,11 +22,6 @@ FAST = ("--host-boot-delay", "1s", "--host-shutdown-delay", "300ms", "--guest-sh
 POLICY = "bmc_poll_interval = 0.2\nguest_shutdown_timeout = 5\nhost_off_timeout = 5\nhost_connect_timeout = 10\n"
 
 
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
-
-
 def configure(lab: Lab, policy: str = "", replace: tuple[tuple[str, str], ...] = ()) -> Path:
     text = lab.config.read_text().replace("[policy]\n", "[policy]\n" + POLICY + policy)
     for old, new in replace:

@@ -13,19 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Result
 from tests.integration.test_down_up import configure, payload, run
 from tests.labsim import Lab, bmc_power, host_state, tagged_vms, vm_power
 
 Run = Callable[..., Result]
 SERVERS = ("esx11", "esx12", "esx21", "esx22")
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
 
 
 @contextmanager

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pexpect
-import pytest
 
 from tests.conftest import Result, wait_until
 from tests.integration.test_down_up import FAST, configure, payload, run
@@ -24,11 +23,6 @@ from tests.labsim import MUTATING, Lab, bmc_power, host_state, tagged_vms, vm_po
 
 Run = Callable[..., Result]
 SERVERS = ("esx11", "esx12", "esx21", "esx22")
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Path:
-    return tmp_path / "state"
 
 
 def env_for(lab: Lab, state: Path) -> dict[str, str]:

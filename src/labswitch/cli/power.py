@@ -25,6 +25,14 @@ Wait = Annotated[
     bool, typer.Option("--wait", help="If another run is in progress, wait for it (up to --wait-timeout) instead of exiting 1.")
 ]
 NoPipeline = Annotated[bool, typer.Option("--no-pipeline", hidden=True, help="Lab-wide phase barriers (benchmark comparison).")]
+VsanNoAction = Annotated[
+    bool,
+    typer.Option(
+        "--vsan-no-action",
+        help="A vSAN cluster going down in part with fewer than 3 hosts left up: enter maintenance mode without moving "
+        "data (objectAction noAction) instead of refusing. At your own risk: objects with a copy only there are unavailable.",
+    ),
+]
 WaitTimeout = Annotated[float, typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="How long --wait waits.")]
 
 
@@ -34,6 +42,7 @@ def plan_command(
     intent: Annotated[Intent, typer.Argument(help="down or up")],
     group: Groups = None,
     restore: Annotated[bool, typer.Option("--restore", help="up: plan to start what ran before the last down.")] = False,
+    vsan_no_action: VsanNoAction = False,
     json_out: Json = False,
 ) -> None:
     """Show the exact ordered steps of a down or up, computed from live state; changes nothing.
@@ -47,7 +56,7 @@ def plan_command(
       labswitch plan up --group payload --json
     """
     state: State = ctx.obj
-    plan = power.make(state.config(), power.Request(intent, tuple(group or ()), restore=restore))
+    plan = power.make(state.config(), power.Request(intent, tuple(group or ()), restore=restore, vsan_no_action=vsan_no_action))
     show_plan(plan, json_out)
     if plan.refusals:
         raise typer.Exit(EXIT_REFUSED)
@@ -62,13 +71,17 @@ def down_command(
     skip_unreachable: Skip = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 3600,
+    vsan_no_action: VsanNoAction = False,
     no_pipeline: NoPipeline = False,
     json_out: Json = False,
 ) -> None:
     """Switch the lab off: guests shut down, hosts in maintenance mode and shut down, confirmed off by their BMCs.
 
+    A cluster going down entirely has HA turned off and vCLS put in retreat mode once its VMs are
+    off (a vSAN cluster then takes vSAN's cluster power action); `up` restores them.
     Refused (exit 3, nothing changed) when the vCenter VM, the machine running labswitch, or a
-    protected VM is on a target host, or a target BMC cannot be reached. At a terminal it shows
+    protected VM is on a target host, a target BMC cannot be reached, or a vSAN cluster would
+    keep fewer than 3 hosts up (see --vsan-no-action). At a terminal it shows
     the plan in brief and asks; then live progress per host. Ctrl-C stops it cleanly (exit 130,
     journaled): run the same command again to finish. Another run in progress: exit 1, or --wait.
 
@@ -79,7 +92,12 @@ def down_command(
       labswitch down --group payload --yes --json
     """
     request = power.Request(
-        Intent.DOWN, tuple(group or ()), skip_unreachable=skip_unreachable, lock_wait=wait_timeout if wait else 0, pipeline=not no_pipeline
+        Intent.DOWN,
+        tuple(group or ()),
+        skip_unreachable=skip_unreachable,
+        lock_wait=wait_timeout if wait else 0,
+        pipeline=not no_pipeline,
+        vsan_no_action=vsan_no_action,
     )
     _run(ctx, request, yes, dry_run, json_out)
 
@@ -101,6 +119,9 @@ def up_command(
     json_out: Json = False,
 ) -> None:
     """Switch the lab on: BMC power-on, hosts reconnected and out of maintenance mode, tagged VMs started in waves.
+
+    A vSAN cluster is powered on (vSAN's action) once all its hosts are connected, and every cluster
+    setting a down changed (HA, vCLS retreat mode) is set back before the cluster's VMs start.
 
     At a terminal it shows the plan in brief and asks; then live progress per host. Ctrl-C stops
     it cleanly (exit 130, journaled): run the same command again to finish. Another run in

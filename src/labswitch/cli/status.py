@@ -17,7 +17,8 @@ def status_command(
     ctx: typer.Context,
     json_out: Json = False,
 ) -> None:
-    """Show hosts (connection, maintenance, BMC power) and VMs (power, tools, tags).
+    """Show hosts (connection, maintenance, BMC power) and VMs (power, tools, tags), and every
+    cluster setting a down changed that no up has restored yet (HA, vCLS retreat mode, vSAN power).
 
     Reads vCenter in bulk and every BMC in parallel; changes nothing.
 
@@ -35,6 +36,8 @@ def status_command(
         show(report)
     for note in report.notes:
         render.note(note)
+    for change in report.cluster_changes:
+        render.note(change.text)
     for host in report.hosts:
         if host.bmc_error:
             render.note(host.bmc_error)
@@ -48,7 +51,8 @@ def as_json(report: StatusReport) -> dict[str, object]:
             del entry["bmc_error"]
         hosts.append(entry)
     vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
-    return {"hosts": hosts, "vms": vms}
+    changes = [asdict(c) for c in report.cluster_changes]
+    return {"hosts": hosts, "vms": vms, "cluster_changes": changes}
 
 
 def show(report: StatusReport) -> None:

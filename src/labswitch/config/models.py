@@ -177,6 +177,7 @@ class Policy(Strict):
     maintenance_timeout: PositiveSeconds = 600.0
     bmc_timeout: PositiveSeconds = 30.0
     bmc_poll_interval: PositiveSeconds = 2.0
+    vcls_timeout: PositiveSeconds = 180.0  # a cluster's vCLS agents gone after retreat mode, or running again after it
 
 
 class Wave(Strict):

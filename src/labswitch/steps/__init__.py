@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Policy
+from labswitch.journal import Journal
 from labswitch.plan import Action, Plan, Status, Step
 from labswitch.vsphere.port import LabPort
 
@@ -34,16 +35,32 @@ class Context:
     started: dict[int, set[str]] = field(default_factory=dict)  # wave index -> VMs started in it
     graceful_sent: set[str] = field(default_factory=set)  # servers whose BMC was sent a GracefulShutdown
     lock: threading.Lock = field(default_factory=threading.Lock)
+    journal: Journal | None = None  # where cluster changes are recorded (None: a test's executor without one)
+    run_id: str = ""
 
     def driver(self, step: Step) -> Driver:
         return self.drivers[step.server or step.target]
+
+    def remember(self, step: Step, setting: str, previous: str | None) -> None:
+        """Journal that a cluster ``setting`` is about to change from ``previous`` (the first record stands)."""
+        if self.journal is not None:
+            self.journal.remember_change(self.run_id, step.moid or "", step.target, setting, previous)
+
+    def previous(self, step: Step, setting: str) -> str | None:
+        """The value a down recorded for a cluster setting it changed (None: not set before, or no record)."""
+        change = self.journal.pending(step.moid or "", setting) if self.journal is not None else None
+        return change.previous if change is not None else None
+
+    def restored(self, step: Step, setting: str) -> None:
+        if self.journal is not None:
+            self.journal.restored(self.run_id, step.moid or "", setting)
 
 
 Handler = Callable[[list[Step], Context, Report], None]
 
 
 def handlers() -> dict[str, Handler]:
-    from labswitch.steps import bmc, hosts, vms, waves
+    from labswitch.steps import bmc, clusters, hosts, vms, waves
 
     return {
         Action.SHUTDOWN_GUEST: vms.shutdown_guests,
@@ -60,4 +77,11 @@ def handlers() -> dict[str, Handler]:
         Action.CONFIRM_OFF: bmc.confirm_off,
         Action.BMC_FORCE_OFF: bmc.force_off,
         Action.WAVE_READY: waves.wave_ready,
+        Action.ENTER_MAINTENANCE_NO_ACTION: hosts.enter_maintenance_no_action,
+        Action.DISABLE_HA: clusters.disable_ha,
+        Action.RESTORE_HA: clusters.restore_ha,
+        Action.VCLS_RETREAT: clusters.vcls_retreat,
+        Action.VCLS_RESTORE: clusters.vcls_restore,
+        Action.VSAN_POWER_OFF: clusters.vsan_power_off,
+        Action.VSAN_POWER_ON: clusters.vsan_power_on,
     }

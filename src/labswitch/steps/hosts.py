@@ -12,6 +12,12 @@ def enter_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
         report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode" if error is None else error)
 
 
+def enter_maintenance_no_action(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        error = ctx.port.enter_maintenance_no_action(step.moid or "", ctx.policy.maintenance_timeout)
+        report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode (vSAN: no data moved)" if error is None else error)
+
+
 def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         if not ctx.port.in_maintenance(step.moid or ""):

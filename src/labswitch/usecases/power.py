@@ -31,6 +31,7 @@ class Request:
     skip_unreachable: bool = False
     lock_wait: float = 0.0  # seconds to wait for a run in progress to finish (0: refuse at once)
     pipeline: bool = True  # False: the old lab-wide phase barriers, for the benchmark's comparison
+    vsan_no_action: bool = False  # a vSAN cluster going down in part: maintenance without moving data, not a refusal
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,12 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                     bmc_power={name: p for name, (p, _) in power.items()},
                     bmc_errors={name: e for name, (_, e) in power.items() if e},
                     restore=_restore_set(journal, groups) if request.restore else None,
+                    changed=changed_settings(journal),
                 )
                 yield (
-                    make_plan(snap, config, facts, request.intent, groups, request.skip_unreachable, request.pipeline),
+                    make_plan(
+                        snap, config, facts, request.intent, groups, request.skip_unreachable, request.pipeline, request.vsan_no_action
+                    ),
                     vc,
                     drivers,
                     snap,
@@ -137,6 +141,14 @@ def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot
         if host is not None:
             states += [VMState(server.group, vm.moid, vm.name, server.name, vm.power_state) for vm in snap.workload_on(host.moid)]
     journal.record_vm_states(run_id, states)
+
+
+def changed_settings(journal: Journal) -> dict[str, frozenset[str]]:
+    """cluster moid -> the settings a down changed there and no up has restored yet."""
+    out: dict[str, set[str]] = {}
+    for change in journal.pending_changes():
+        out.setdefault(change.cluster_moid, set()).add(change.setting)
+    return {moid: frozenset(settings) for moid, settings in out.items()}
 
 
 def _restore_set(journal: Journal, groups: Sequence[str]) -> frozenset[str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from labswitch import vsphere
 from labswitch.config import Config
+from labswitch.journal import Journal, default_path
 from labswitch.usecases import bmc
 
 
@@ -33,10 +34,30 @@ class VMStatus:
 
 
 @dataclass(frozen=True)
+class ClusterChangeStatus:
+    """A cluster setting a down changed that no up has restored yet."""
+
+    cluster: str
+    setting: str  # ha | vcls | vsan-power
+    previous: str | None
+    run_id: str
+    changed: float
+
+    @property
+    def text(self) -> str:
+        what = CHANGE_TEXT.get(self.setting, self.setting)
+        return f"cluster {self.cluster}: {what} by labswitch's down (run {self.run_id}); `labswitch up` restores it"
+
+
+CHANGE_TEXT = {"ha": "HA turned off", "vcls": "vCLS in retreat mode", "vsan-power": "vSAN cluster powered off"}
+
+
+@dataclass(frozen=True)
 class StatusReport:
     hosts: tuple[HostStatus, ...]
     vms: tuple[VMStatus, ...]
     notes: tuple[str, ...]
+    cluster_changes: tuple[ClusterChangeStatus, ...] = ()
 
 
 def status(config: Config) -> StatusReport:
@@ -77,4 +98,9 @@ def status(config: Config) -> StatusReport:
         for vm in snap.vms
         if not vm.template
     )
-    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes))
+    journal = Journal(default_path(config.state_dir))
+    try:
+        changes = tuple(ClusterChangeStatus(c.cluster_name, c.setting, c.previous, c.run_id, c.changed) for c in journal.pending_changes())
+    finally:
+        journal.close()
+    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes)

@@ -11,7 +11,8 @@ from pyVmomi import vim, vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
-from labswitch.vsphere.inventory import pages
+from labswitch.vsphere import vsan
+from labswitch.vsphere.inventory import pages, system_of
 from labswitch.vsphere.watch import wait_for
 
 TASK_DONE = ("success", "error")
@@ -85,8 +86,13 @@ class Actions:
 
         return self.call(start)
 
-    def enter_maintenance(self, moid: str) -> Any:
-        return self.call(lambda: self.host(moid).EnterMaintenanceMode_Task(timeout=0, evacuatePoweredOffVms=False))
+    def cluster(self, moid: str) -> Any:
+        return vim.ClusterComputeResource(moid, self.stub)
+
+    def enter_maintenance(self, moid: str, no_action: bool = False) -> Any:
+        """``no_action``: vSAN moves no data off the host (objectAction noAction)."""
+        spec = vim.host.MaintenanceSpec(vsanMode=vim.vsan.host.DecommissionMode(objectAction="noAction")) if no_action else None
+        return self.call(lambda: self.host(moid).EnterMaintenanceMode_Task(timeout=0, evacuatePoweredOffVms=False, maintenanceSpec=spec))
 
     def exit_maintenance(self, moid: str) -> Any:
         return self.call(lambda: self.host(moid).ExitMaintenanceMode_Task(timeout=0))
@@ -96,6 +102,58 @@ class Actions:
 
     def reboot_host(self, moid: str) -> Any:
         return self.call(lambda: self.host(moid).RebootHost_Task(force=False))
+
+    # Cluster settings: HA, the vCLS option (retreat mode), vSAN's cluster power action.
+    def set_ha(self, moid: str, enabled: bool) -> Any:
+        spec = vim.cluster.ConfigSpecEx(dasConfig=vim.cluster.DasConfigInfo(enabled=enabled))
+        return self.call(lambda: self.cluster(moid).ReconfigureComputeResource_Task(spec=spec, modify=True))
+
+    def ha_enabled(self, moid: str) -> bool:
+        config = self.read(self.cluster(moid), ["configurationEx"]).get("configurationEx")
+        return bool(getattr(getattr(config, "dasConfig", None), "enabled", False))
+
+    def vcenter_option(self, key: str) -> str | None:
+        """A vCenter advanced option's value as text; None when it is not set."""
+
+        def query() -> str | None:
+            try:
+                found = self.content.setting.QueryOptions(name=key)
+            except vim.fault.InvalidName:
+                return None
+            return next((str(o.value).strip().lower() for o in found or [] if o.key == key), None)
+
+        value: str | None = self.call(query)
+        return value
+
+    def set_vcenter_option(self, key: str, value: str) -> None:
+        self.call(lambda: self.content.setting.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=value)]))
+
+    def agents(self, cluster: str) -> dict[str, str]:
+        """The cluster's vCLS agent VMs (managed by EAM) now: moid -> power state, in one read."""
+        view = self.call(lambda: self.content.viewManager.CreateContainerView(self.cluster(cluster), [vim.VirtualMachine], True))
+        try:
+            pc = vmodl.query.PropertyCollector
+            traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
+            spec = pc.FilterSpec(
+                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+                propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.managedBy", "runtime.powerState"])],
+            )
+            objects = self.call(lambda: list(pages(self.content.propertyCollector, spec)))
+        finally:
+            with contextlib.suppress(vmodl.MethodFault, OSError, http.client.HTTPException):
+                view.DestroyView()
+        out = {}
+        for obj in objects:
+            props = {p.name: p.val for p in obj.propSet}
+            if system_of(props.get("config.managedBy")) == "vcls":
+                out[obj.obj._moId] = str(props.get("runtime.powerState"))
+        return out
+
+    def vsan_power_status(self, cluster: str) -> str:
+        return str(self.call(lambda: vsan.power_status(self.stub, cluster)))
+
+    def vsan_power_action(self, cluster: str, target: str) -> Any:
+        return self.call(lambda: vsan.power_action(self.stub, cluster, target))
 
     def wait_tasks(self, tasks: Mapping[str, Any], timeout: float) -> dict[str, str | None]:
         """Wait for many tasks at once: key -> None on success, else the fault text."""

@@ -14,7 +14,8 @@ from typing import Any
 from pyVmomi import vim, vmodl
 
 from labswitch.errors import VSphereError
-from labswitch.snapshot import Disk, HostInfo, Snapshot, VMInfo, reports_sgx
+from labswitch.snapshot import ClusterInfo, Disk, HostInfo, Snapshot, VMInfo, has_vcls, has_vsan_power_action, reports_sgx
+from labswitch.vsphere import vsan
 
 HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "runtime.powerState"]
 VM_PROPS = [
@@ -27,7 +28,8 @@ VM_PROPS = [
     "config.template",
     "config.managedBy",
 ]
-CLUSTER_PROPS = ["name"]
+CLUSTER_PROPS = ["name", "configurationEx"]  # dasConfig and vsanConfigInfo live in the subtype: read whole
+VCLS_OPTIONS = "config.vcls.clusters."  # vCenter's advanced options: <cluster moid>.enabled (retreat mode when false)
 # What the audits add: still one read for every VM and host, plus one for every host's options.
 AUDIT_HOST_PROPS = ["configManager.advancedOption", "summary.hardware.cpuModel"]
 AUDIT_VM_PROPS = ["config.version", "config.changeTrackingEnabled", "config.hardware.device", "snapshot.rootSnapshotList"]
@@ -53,6 +55,8 @@ def read(content: Any, where: str, audit: bool = False) -> Snapshot:
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: reading the inventory failed: {exc.msg or type(exc).__name__}") from None
     clusters = {moid: props["name"] for (kind, moid), props in objects.items() if kind is vim.ClusterComputeResource}
+    notes: list[str] = []
+    cluster_infos = _clusters(content, objects, api, notes)
     hosts = tuple(
         sorted(
             (_host(moid, props, clusters, options.get(moid, {})) for (kind, moid), props in objects.items() if kind is vim.HostSystem),
@@ -60,7 +64,49 @@ def read(content: Any, where: str, audit: bool = False) -> Snapshot:
         )
     )
     vms = tuple(sorted((_vm(moid, props) for (kind, moid), props in objects.items() if kind is vim.VirtualMachine), key=lambda v: v.name))
-    return Snapshot(hosts=hosts, vms=vms, api_version=api)
+    return Snapshot(hosts=hosts, vms=vms, api_version=api, clusters=cluster_infos, notes=tuple(notes))
+
+
+def _clusters(content: Any, objects: Mapping[tuple[type, str], Mapping[str, Any]], api: str, notes: list[str]) -> tuple[ClusterInfo, ...]:
+    """Each cluster's HA and vSAN switches, its vCLS option and (vSAN, 7.0 U3+) its vSAN power status."""
+    vcls = _vcls_options(content) if has_vcls(api) else {}
+    out = []
+    for (kind, moid), props in objects.items():
+        if kind is not vim.ClusterComputeResource:
+            continue
+        config = props.get("configurationEx")
+        das = getattr(config, "dasConfig", None)
+        vsan_info = getattr(config, "vsanConfigInfo", None)
+        info = ClusterInfo(
+            moid=moid,
+            name=props.get("name", moid),
+            ha=bool(getattr(das, "enabled", False)),
+            vsan=bool(getattr(vsan_info, "enabled", False)),
+            vcls=vcls.get(moid),
+        )
+        if info.vsan and has_vsan_power_action(api):
+            try:
+                info = dataclasses.replace(info, vsan_power=vsan.power_status(content.propertyCollector._stub, moid))
+            except (vmodl.MethodFault, OSError) as exc:
+                notes.append(
+                    f"cluster {info.name}: vSAN power status unreadable ({type(exc).__name__}); vSAN's cluster power action is not used"
+                )
+        out.append(info)
+    return tuple(sorted(out, key=lambda c: c.name))
+
+
+def _vcls_options(content: Any) -> dict[str, str]:
+    """cluster moid -> its vCLS option's value ("true"/"false"), for the clusters that have one set."""
+    try:
+        options = content.setting.QueryOptions(name=VCLS_OPTIONS)
+    except vim.fault.InvalidName:  # none set
+        return {}
+    out = {}
+    for option in options or []:
+        moid, _, rest = option.key.removeprefix(VCLS_OPTIONS).partition(".")
+        if rest == "enabled":
+            out[moid] = str(option.value).strip().lower()
+    return out
 
 
 def _host_options(content: Any, objects: Mapping[tuple[type, str], Mapping[str, Any]]) -> dict[str, dict[str, object]]:
@@ -129,13 +175,14 @@ def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str], options
         options=dict(options),
         cpu_model=props.get("summary.hardware.cpuModel"),
         sgx_state=str(sgx.sgxState) if sgx is not None else None,
+        cluster_moid=_moid(props.get("parent")) if _moid(props.get("parent")) in clusters else None,
     )
 
 
 EAM = "com.vmware.vim.eam"  # vCenter's ESX Agent Manager: it runs the vCLS agents
 
 
-def _system(managed_by: Any) -> str | None:
+def system_of(managed_by: Any) -> str | None:
     """What runs a VM for vSphere itself, by its managedBy (a vCLS agent's name alone proves nothing)."""
     if managed_by is not None and managed_by.extensionKey == EAM and managed_by.type == "cluster-agent":
         return "vcls"
@@ -152,7 +199,7 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         guest_ip=props.get("guest.ipAddress") or None,
         guest_hostname=props.get("guest.hostName") or None,
         template=bool(props.get("config.template", False)),
-        system=_system(props.get("config.managedBy")),
+        system=system_of(props.get("config.managedBy")),
         hw_version=_hw_version(props.get("config.version")),
         cbt=bool(props.get("config.changeTrackingEnabled")),
         has_snapshots=bool(props.get("snapshot.rootSnapshotList")),

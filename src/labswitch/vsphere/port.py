@@ -37,6 +37,9 @@ CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
 }
 
 
+VCLS_OPTION = "config.vcls.clusters.{}.enabled"  # vCenter's advanced option; false: the cluster is in retreat mode
+
+
 class LabPort(Protocol):
     """What the step modules need of vSphere. Errors are EndpointError; waits raise Interrupted when cancelled."""
 
@@ -48,6 +51,26 @@ class LabPort(Protocol):
     def shutdown_host(self, host: str, timeout: float) -> str | None: ...
     def reboot_host(self, host: str, timeout: float) -> str | None: ...
     def in_maintenance(self, host: str) -> bool: ...
+    def enter_maintenance_no_action(self, host: str, timeout: float) -> str | None:
+        """Maintenance mode without moving vSAN data (objectAction noAction)."""
+        ...
+
+    def cluster_setting(self, cluster: str, setting: str) -> str | None:
+        """A cluster setting as text: "ha" ("true"/"false"), "vcls" (its vCenter option; None: not set),
+        "vsan-power" (vSAN's cluster power status)."""
+        ...
+
+    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> str | None:
+        """Set "ha" or "vcls" to ``value``; None when done, else why not."""
+        ...
+
+    def vcls_agents(self, cluster: str) -> dict[str, str]:
+        """The cluster's vCLS agent VMs now: moid -> power state."""
+        ...
+
+    def vsan_power(self, cluster: str, target: str, timeout: float) -> str | None:
+        """vSAN's cluster power action to ``target`` (clusterPoweredOff | clusterPoweredOn); None when done."""
+        ...
 
     def wait(
         self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
@@ -142,6 +165,36 @@ class VSpherePort:
 
     def reboot_host(self, host: str, timeout: float) -> str | None:
         return self._tasks({host: lambda: self.actions.reboot_host(host)}, timeout)[host]
+
+    def enter_maintenance_no_action(self, host: str, timeout: float) -> str | None:
+        return self._tasks({host: lambda: self.actions.enter_maintenance(host, no_action=True)}, timeout)[host]
+
+    def cluster_setting(self, cluster: str, setting: str) -> str | None:
+        with self._calls:
+            if setting == "ha":
+                return "true" if self.actions.ha_enabled(cluster) else "false"
+            if setting == "vcls":
+                return self.actions.vcenter_option(VCLS_OPTION.format(cluster))
+            if setting == "vsan-power":
+                return self.actions.vsan_power_status(cluster)
+        raise ValueError(setting)
+
+    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> str | None:
+        if setting == "vcls":
+            try:
+                with self._calls:
+                    self.actions.set_vcenter_option(VCLS_OPTION.format(cluster), value)
+            except VSphereError as exc:
+                return str(exc)
+            return None
+        return self._tasks({cluster: lambda: self.actions.set_ha(cluster, value == "true")}, timeout)[cluster]
+
+    def vcls_agents(self, cluster: str) -> dict[str, str]:
+        with self._calls:
+            return self.actions.agents(cluster)
+
+    def vsan_power(self, cluster: str, target: str, timeout: float) -> str | None:
+        return self._tasks({cluster: lambda: self.actions.vsan_power_action(cluster, target)}, timeout)[cluster]
 
     def in_maintenance(self, host: str) -> bool:
         """Read directly: a host that just reconnected may not have sent its maintenance flag down the feed yet."""

@@ -16,108 +16,20 @@ BMC's GracefulShutdown; the BMC's confirm-off -> ForceOff).
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from fnmatch import fnmatchcase
 
 from labswitch.bmc import Power
 from labswitch.config import Config, Server, Wave
 from labswitch.errors import ConfigError
 from labswitch.hostnet import is_ip
+from labswitch.plan import clusters
+from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, bmc
 from labswitch.snapshot import HostInfo, Snapshot, VMInfo
 
-
-class Intent(enum.StrEnum):
-    DOWN = "down"
-    UP = "up"
-    REBOOT = "reboot"  # one host: guests down, maintenance, reboot, back, guests up again
-
-
-class Action(enum.StrEnum):
-    """What a step does; the same words in plan, run, journal, JSON and the live view."""
-
-    SHUTDOWN_GUEST = "shutdown-guest"
-    POWER_OFF_VM = "power-off-vm"
-    LEAVE_RUNNING = "leave-running"
-    ENTER_MAINTENANCE = "enter-maintenance"
-    SHUTDOWN_HOST = "shutdown-host"
-    BMC_GRACEFUL_SHUTDOWN = "bmc-graceful-shutdown"
-    CONFIRM_OFF = "confirm-off"
-    BMC_POWER_ON = "bmc-power-on"
-    WAIT_CONNECTED = "wait-connected"
-    EXIT_MAINTENANCE = "exit-maintenance"
-    POWER_ON_VM = "power-on-vm"
-    REBOOT_HOST = "reboot-host"
-    BMC_FORCE_OFF = "bmc-force-off"
-    WAVE_READY = "wave-ready"
-
-
-VM_ACTIONS = frozenset({Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM})  # the rest act on hosts
-
-
-class Status(enum.StrEnum):
-    """How a step ended."""
-
-    OK = "ok"
-    FALLBACK = "fallback"  # did not work; the policy's fallback completed it
-    FAILED = "failed"
-    SKIPPED = "skipped"  # not attempted: what it needed did not happen
-
-    @property
-    def is_failure(self) -> bool:
-        """Not done: failed, or skipped because something it needed failed (a fallback counts as done)."""
-        return self in (Status.FAILED, Status.SKIPPED)
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What the planner knows beyond the snapshot, gathered by the use case."""
-
-    vcenter_addresses: frozenset[str]  # the vCenter URL's host and its addresses, lower case
-    self_addresses: frozenset[str]  # this machine's host names and addresses, lower case
-    bmc_power: Mapping[str, Power]  # server name -> power (Unknown when unreadable)
-    bmc_errors: Mapping[str, str] = field(default_factory=dict)
-    restore: frozenset[str] | None = None  # VM moids to start (up --restore); None: the start-up tag
-
-
-VCENTER = "vcenter"
-
-
-@dataclass(frozen=True)
-class Step:
-    phase: str
-    action: str
-    target: str  # a VM name, a server name, or a wave's name
-    moid: str | None = None  # the VM or host it acts on
-    server: str | None = None  # the config server it belongs to
-    wave: int | None = None  # up: index into the waves (len(waves) for "remaining")
-    after: tuple[str, ...] = ()  # ids of the steps it waits for
-    endpoint: str = VCENTER  # what it goes through: "vcenter" or "bmc:<server>"
-    fallback_of: str | None = None  # runs only when that step did not work
-
-    @property
-    def id(self) -> str:
-        return f"{self.action}:{self.moid or self.target}"
-
-
-@dataclass(frozen=True)
-class Plan:
-    intent: Intent
-    groups: tuple[str, ...]
-    servers: tuple[str, ...]
-    steps: tuple[Step, ...]
-    refusals: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-    waves: tuple[Wave, ...] = ()
-
-    def phase(self, name: str) -> tuple[Step, ...]:
-        return tuple(s for s in self.steps if s.phase == name)
-
-    @property
-    def phases(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s.phase for s in self.steps))
+__all__ = ["VCENTER", "VM_ACTIONS", "Action", "Facts", "Intent", "Plan", "Status", "Step", "bmc", "make_plan", "target_groups"]
 
 
 def target_groups(config: Config, requested: Sequence[str], intent: Intent) -> tuple[str, ...]:
@@ -139,9 +51,12 @@ def make_plan(
     groups: Sequence[str],
     skip_unreachable: bool = False,
     pipeline: bool = True,
+    vsan_no_action: bool = False,
 ) -> Plan:
-    """``pipeline = False`` adds the old global phase barriers (every step waits for the whole previous
-    phase, lab-wide): only for measuring what the per-host chains save (`--no-pipeline`, hidden)."""
+    """``vsan_no_action``: a vSAN cluster going down in part enters maintenance without moving data
+    instead of being refused (--vsan-no-action). ``pipeline = False`` adds the old global phase barriers
+    (every step waits for the whole previous phase, lab-wide): only for measuring what the per-host
+    chains save (`--no-pipeline`, hidden)."""
     refusals: list[str] = []
     notes: list[str] = []
     if intent is Intent.DOWN:
@@ -163,7 +78,10 @@ def make_plan(
             notes.append(f"server {s.name}: no host {s.esxi!r} in vCenter; only its BMC is used")
     if intent is Intent.DOWN:
         refusals += _safety(snap, config, facts, servers, hosts)
-        steps = _down(snap, config, facts, servers, hosts, notes)
+        live = {name: h for name, h in hosts.items() if facts.bmc_power.get(name) is not Power.OFF}
+        vsan_refusals, no_action = clusters.partial_vsan(snap, live, clusters.whole(snap, hosts), vsan_no_action, notes)
+        refusals += vsan_refusals
+        steps = _down(snap, config, facts, servers, hosts, notes, frozenset(no_action))
     else:
         steps = _up(snap, config, facts, servers, hosts)
     if not pipeline:
@@ -260,13 +178,25 @@ def wave_of(vm: VMInfo, waves: Sequence[Wave]) -> int:
 
 # -- down ------------------------------------------------------------------------------
 def _down(
-    snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None], notes: list[str]
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    servers: list[Server],
+    hosts: Mapping[str, HostInfo | None],
+    notes: list[str],
+    no_action: frozenset[str] = frozenset(),
 ) -> list[Step]:
+    """Per host: VMs off -> maintenance -> shutdown -> confirmed off; a whole cluster's hosts also wait
+    for its cluster steps (plan.clusters). ``no_action``: host moids entering vSAN maintenance with noAction."""
     waves = config.startup.waves
     guest: list[tuple[VMInfo, str]] = []
     hard: list[Step] = []
     maintenance: list[Step] = []
     shutdown: list[Step] = []
+    cluster_steps: list[Step] = []
+    whole = clusters.whole(snap, hosts)
+    members: dict[str, list[clusters.Member]] = {}
+    waits: dict[str, tuple[tuple[str, ...], HostInfo]] = {}  # server -> (what its shutdown waits for, its host)
     for server in servers:
         host = hosts[server.name]
         if facts.bmc_power.get(server.name) is Power.OFF:
@@ -279,21 +209,31 @@ def _down(
         first = len(guest), len(hard)
         if _stop_vms(snap, config, host, server.name, guest, hard):
             notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
+            whole.pop(host.cluster_moid or "", None)  # the cluster does not go down entirely
             continue
         emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
-        chain = (
-            [Step("maintenance", Action.ENTER_MAINTENANCE, server.name, host.moid, server.name, after=emptied)]
-            if not host.in_maintenance
-            else []
-        )
+        if host.cluster_moid in whole:
+            members.setdefault(host.cluster_moid or "", []).append(clusters.Member(server.name, host, emptied))
+            continue
+        action = Action.ENTER_MAINTENANCE_NO_ACTION if host.moid in no_action else Action.ENTER_MAINTENANCE
+        chain = [Step("maintenance", action, server.name, host.moid, server.name, after=emptied)] if not host.in_maintenance else []
         maintenance += chain
-        off = Step("host-shutdown", Action.SHUTDOWN_HOST, server.name, host.moid, server.name, after=tuple(s.id for s in chain) or emptied)
+        waits[server.name] = (tuple(s.id for s in chain) or emptied, host)
+    for moid, cluster_members in members.items():
+        if moid not in whole:  # a host of it stays on after all: each host on its own
+            for m in cluster_members:
+                chain = [Step("maintenance", Action.ENTER_MAINTENANCE, m.server, m.host.moid, m.server, after=m.emptied)]
+                maintenance += chain if not m.host.in_maintenance else []
+                waits[m.server] = ((chain[0].id,) if not m.host.in_maintenance else m.emptied, m.host)
+            continue
+        own, entering, before = clusters.down(snap, whole[moid], cluster_members, notes)
+        cluster_steps += own
+        maintenance += entering
+        waits.update({m.server: (before[m.server], m.host) for m in cluster_members})
+    for name, (after, host) in waits.items():
+        off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after)
         shutdown += [off, *_host_off_fallbacks(config, off)]
-    return _guest_steps(guest, waves, config) + hard + maintenance + shutdown
-
-
-def bmc(server: str) -> str:
-    return f"bmc:{server}"
+    return _guest_steps(guest, waves, config) + hard + cluster_steps + maintenance + shutdown
 
 
 def _host_off_fallbacks(config: Config, off: Step) -> list[Step]:
@@ -382,7 +322,7 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
 # -- up ----------------------------------------------------------------------------------
 def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None]) -> list[Step]:
     power_on, connect, maintenance = [], [], []
-    ready: dict[str, tuple[str, ...]] = {}  # server -> the step after which its VMs may start
+    connected: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its host is connected
     start: list[tuple[int, VMInfo, Server]] = []
     waves = config.startup.waves
     for server in servers:
@@ -399,18 +339,29 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
             step = Step("connect", Action.WAIT_CONNECTED, server.name, host.moid, server.name, after=last)
             connect.append(step)
             last = (step.id,)
-        if off or host.connection_state != "connected" or host.in_maintenance:
-            step = Step("maintenance", Action.EXIT_MAINTENANCE, server.name, host.moid, server.name, after=last)
-            maintenance.append(step)
-            last = (step.id,)
-        ready[server.name] = last
+        connected[server.name] = last
         for vm in snap.workload_on(host.moid):
             if vm.power_state == "poweredOn":
                 continue
             selected = vm.moid in facts.restore if facts.restore is not None else has_tag(vm, config.policy.startup_tag)
             if selected:
                 start.append((wave_of(vm, waves), vm, server))
-    return power_on + connect + maintenance + _wave_steps(start, ready, waves)
+    targets = {name: hosts[name] for name in connected}
+    vsan_steps, exit_after = clusters.up_gates(snap, facts, targets, connected)
+    ready: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its VMs may start
+    for name, last in connected.items():
+        host = hosts[name]
+        assert host is not None
+        if name in exit_after or last or host.in_maintenance:
+            step = Step(
+                "maintenance", Action.EXIT_MAINTENANCE, name, host.moid, name, after=tuple(dict.fromkeys(last + exit_after.get(name, ())))
+            )
+            maintenance.append(step)
+            last = (step.id,)
+        ready[name] = last
+    restore_steps, vms_after = clusters.restores(snap, facts, targets, ready)
+    ready = {name: last + vms_after.get(name, ()) for name, last in ready.items()}
+    return power_on + connect + vsan_steps + maintenance + restore_steps + _wave_steps(start, ready, waves)
 
 
 def _wave_steps(start: list[tuple[int, VMInfo, Server]], ready: Mapping[str, tuple[str, ...]], waves: Sequence[Wave]) -> list[Step]:

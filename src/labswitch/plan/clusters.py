@@ -1,0 +1,180 @@
+"""What a power cycle does to a cluster as a whole (PURE): vSphere HA, vCLS retreat mode, vSAN.
+
+A cluster whose every host is a target goes down as one unit: once all its workload VMs are off,
+HA is turned off and vCLS put in retreat mode (its agent VMs would otherwise be powered back on
+and keep their hosts out of maintenance mode); a vSAN cluster then takes vSAN's own cluster power
+action (7.0 U3+), or, before that, each host enters maintenance mode without moving data
+(objectAction noAction). A cluster going down only in part keeps HA and vCLS (maintenance mode
+moves the agents to the hosts that stay up); a vSAN one is refused when fewer than three of its
+hosts would stay up, unless the user accepts noAction.
+
+On the way up, a vSAN cluster waits for all its hosts to be connected before its power-on action
+(or before leaving maintenance mode), and every setting a down changed (the journal's facts) is
+restored once the cluster's hosts are back, before any of their VMs starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from labswitch.plan.model import Action, Facts, Step
+from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, has_vcls
+
+PHASE = "cluster"
+POWERED_OFF = "clusterPoweredOff"
+SETTINGS_RESTORED = {"ha": Action.RESTORE_HA, "vcls": Action.VCLS_RESTORE}  # "vsan-power": the power-on action
+
+
+@dataclass(frozen=True)
+class Member:
+    """A target host of a cluster, as the down plan leaves it: the steps that stopped its VMs."""
+
+    server: str
+    host: HostInfo
+    emptied: tuple[str, ...]
+
+
+def whole(snap: Snapshot, targets: Mapping[str, HostInfo | None]) -> dict[str, ClusterInfo]:
+    """The clusters every one of whose hosts is a target: cluster moid -> cluster."""
+    target_moids = {h.moid for h in targets.values() if h is not None}
+    out = {}
+    for cluster in snap.clusters:
+        hosts = snap.hosts_in(cluster.moid)
+        if hosts and all(h.moid in target_moids for h in hosts):
+            out[cluster.moid] = cluster
+    return out
+
+
+def vsan_action(snap: Snapshot, cluster: ClusterInfo) -> bool:
+    """vSAN's cluster power action is offered for this cluster (7.0 U3+, its status readable)."""
+    return cluster.vsan and cluster.vsan_power is not None
+
+
+def step(action: Action, cluster: ClusterInfo, after: Sequence[str], phase: str = PHASE) -> Step:
+    return Step(phase, action, cluster.name, cluster.moid, None, after=tuple(dict.fromkeys(after)))
+
+
+# -- down ------------------------------------------------------------------------------
+def down(
+    snap: Snapshot, cluster: ClusterInfo, members: Sequence[Member], notes: list[str]
+) -> tuple[list[Step], list[Step], dict[str, tuple[str, ...]]]:
+    """A whole cluster going down: its cluster steps, its hosts' maintenance steps, and for each
+    member server what its host shutdown waits for."""
+    stopped = [i for m in members for i in m.emptied]
+    settings = []
+    if cluster.ha:
+        settings.append(step(Action.DISABLE_HA, cluster, stopped))
+    if has_vcls(snap.api_version) and (cluster.vcls != "false" or snap.agents_in(cluster.moid)):
+        settings.append(step(Action.VCLS_RETREAT, cluster, stopped))
+    gate = tuple(s.id for s in settings)
+    maintenance: list[Step] = []
+    before_shutdown: dict[str, tuple[str, ...]] = {}
+    if vsan_action(snap, cluster):
+        power = [step(Action.VSAN_POWER_OFF, cluster, stopped + list(gate))] if cluster.vsan_power != POWERED_OFF else []
+        settings += power
+        for m in members:
+            before_shutdown[m.server] = tuple(s.id for s in power) or gate or m.emptied
+        return settings, maintenance, before_shutdown
+    enter = Action.ENTER_MAINTENANCE
+    if cluster.vsan:
+        enter = Action.ENTER_MAINTENANCE_NO_ACTION
+        notes.append(
+            f"cluster {cluster.name}: vSAN's cluster power action needs vSphere 7.0 U3 or later (vCenter API "
+            f"{snap.api_version or 'unknown'}); its hosts enter maintenance mode without moving data (noAction) instead"
+        )
+    for m in members:
+        chain = [Step("maintenance", enter, m.server, m.host.moid, m.server, after=tuple(dict.fromkeys(m.emptied + gate)))]
+        if m.host.in_maintenance:
+            chain = []
+        maintenance += chain
+        before_shutdown[m.server] = tuple(s.id for s in chain) or gate or m.emptied
+    return settings, maintenance, before_shutdown
+
+
+def partial_vsan(
+    snap: Snapshot, targets: Mapping[str, HostInfo | None], whole_clusters: Mapping[str, ClusterInfo], no_action: bool, notes: list[str]
+) -> tuple[list[str], set[str]]:
+    """vSAN clusters going down in part: refusals when fewer than 3 hosts would stay up, and the host
+    moids that enter maintenance with noAction instead (``no_action``: the user's --vsan-no-action)."""
+    refusals: list[str] = []
+    hosts_no_action: set[str] = set()
+    target_moids = {h.moid for h in targets.values() if h is not None}
+    for cluster in snap.clusters:
+        if not cluster.vsan or cluster.moid in whole_clusters:
+            continue
+        hosts = snap.hosts_in(cluster.moid)
+        leaving = [h for h in hosts if h.moid in target_moids and h.connection_state == "connected" and not h.in_maintenance]
+        if not leaving:
+            continue
+        staying = [h for h in hosts if h.moid not in target_moids and h.connection_state == "connected" and not h.in_maintenance]
+        if len(staying) >= 3:
+            continue
+        if no_action:
+            hosts_no_action |= {h.moid for h in leaving}
+            notes.append(
+                f"cluster {cluster.name}: vSAN data is not moved off {len(leaving)} host(s) (--vsan-no-action); "
+                "objects with a copy only there are unavailable until they are back"
+            )
+        else:
+            refusals.append(
+                f"cluster {cluster.name} is a vSAN cluster and only {len(staying)} of its hosts would stay up; vSAN needs 3 to keep "
+                "its data accessible: take the whole cluster down (all its groups), or pass --vsan-no-action to enter maintenance "
+                "mode without moving data, at your own risk"
+            )
+    return refusals, hosts_no_action
+
+
+# -- up --------------------------------------------------------------------------------
+def _by_cluster(targets: Mapping[str, HostInfo | None]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for server, host in targets.items():
+        if host is not None and host.cluster_moid:
+            out.setdefault(host.cluster_moid, []).append(server)
+    return out
+
+
+def up_gates(
+    snap: Snapshot, facts: Facts, targets: Mapping[str, HostInfo | None], connected: Mapping[str, tuple[str, ...]]
+) -> tuple[list[Step], dict[str, tuple[str, ...]]]:
+    """A whole vSAN cluster comes back together: its power-on action (7.0 U3+) once all its hosts are
+    connected; each host leaves maintenance mode after that (or, without the action, once all are
+    connected). Returns those steps and what each server's exit from maintenance waits for.
+
+    ``connected``: server -> the steps after which its host is connected."""
+    steps: list[Step] = []
+    exit_after: dict[str, tuple[str, ...]] = {}
+    whole_clusters = whole(snap, targets)
+    for moid, servers in _by_cluster(targets).items():
+        cluster = snap.cluster(moid)
+        if cluster is None or not cluster.vsan or moid not in whole_clusters:
+            continue
+        gate = tuple(i for s in servers for i in connected.get(s, ()))
+        if vsan_action(snap, cluster) and (cluster.vsan_power == POWERED_OFF or "vsan-power" in facts.changed.get(moid, ())):
+            power = step(Action.VSAN_POWER_ON, cluster, gate, phase="vsan")
+            steps.append(power)
+            gate = (power.id,)
+        for s in servers:
+            exit_after[s] = gate
+    return steps, exit_after
+
+
+def restores(
+    snap: Snapshot, facts: Facts, targets: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]]
+) -> tuple[list[Step], dict[str, tuple[str, ...]]]:
+    """Every setting a down changed on a cluster of the targets, restored once its target hosts are
+    back (``back``: server -> the steps after which its host is out of maintenance mode). Returns the
+    steps and what each server's VMs wait for besides their host."""
+    steps: list[Step] = []
+    vms_after: dict[str, tuple[str, ...]] = {}
+    for moid, servers in _by_cluster(targets).items():
+        cluster = snap.cluster(moid)
+        changed = facts.changed.get(moid, frozenset())
+        if cluster is None or not changed:
+            continue
+        after = [i for s in servers for i in back.get(s, ())]
+        mine = [step(SETTINGS_RESTORED[name], cluster, after, phase="restore") for name in sorted(changed) if name in SETTINGS_RESTORED]
+        steps += mine
+        for s in servers:
+            vms_after[s] = tuple(r.id for r in mine)
+    return steps, vms_after

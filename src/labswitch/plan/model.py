@@ -1,0 +1,114 @@
+"""The plan's vocabulary: intents, actions, statuses, steps, facts. Shared by the planner's modules."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from labswitch.bmc import Power
+from labswitch.config import Wave
+
+
+class Intent(enum.StrEnum):
+    DOWN = "down"
+    UP = "up"
+    REBOOT = "reboot"  # one host: guests down, maintenance, reboot, back, guests up again
+
+
+class Action(enum.StrEnum):
+    """What a step does; the same words in plan, run, journal, JSON and the live view."""
+
+    SHUTDOWN_GUEST = "shutdown-guest"
+    POWER_OFF_VM = "power-off-vm"
+    LEAVE_RUNNING = "leave-running"
+    ENTER_MAINTENANCE = "enter-maintenance"
+    ENTER_MAINTENANCE_NO_ACTION = "enter-maintenance-no-action"  # vSAN objectAction noAction: no data moved
+    SHUTDOWN_HOST = "shutdown-host"
+    BMC_GRACEFUL_SHUTDOWN = "bmc-graceful-shutdown"
+    CONFIRM_OFF = "confirm-off"
+    BMC_POWER_ON = "bmc-power-on"
+    WAIT_CONNECTED = "wait-connected"
+    EXIT_MAINTENANCE = "exit-maintenance"
+    POWER_ON_VM = "power-on-vm"
+    REBOOT_HOST = "reboot-host"
+    BMC_FORCE_OFF = "bmc-force-off"
+    WAVE_READY = "wave-ready"
+    # Cluster settings a whole cluster's cycle changes (journaled; up restores them):
+    DISABLE_HA = "disable-ha"
+    VCLS_RETREAT = "vcls-retreat"
+    VSAN_POWER_OFF = "vsan-power-off"
+    VSAN_POWER_ON = "vsan-power-on"
+    RESTORE_HA = "restore-ha"
+    VCLS_RESTORE = "vcls-restore"
+
+
+VM_ACTIONS = frozenset({Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM})  # the rest act on hosts
+
+
+class Status(enum.StrEnum):
+    """How a step ended."""
+
+    OK = "ok"
+    FALLBACK = "fallback"  # did not work; the policy's fallback completed it
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not attempted: what it needed did not happen
+
+    @property
+    def is_failure(self) -> bool:
+        """Not done: failed, or skipped because something it needed failed (a fallback counts as done)."""
+        return self in (Status.FAILED, Status.SKIPPED)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the planner knows beyond the snapshot, gathered by the use case."""
+
+    vcenter_addresses: frozenset[str]  # the vCenter URL's host and its addresses, lower case
+    self_addresses: frozenset[str]  # this machine's host names and addresses, lower case
+    bmc_power: Mapping[str, Power]  # server name -> power (Unknown when unreadable)
+    bmc_errors: Mapping[str, str] = field(default_factory=dict)
+    restore: frozenset[str] | None = None  # VM moids to start (up --restore); None: the start-up tag
+    changed: Mapping[str, frozenset[str]] = field(default_factory=dict)  # cluster moid -> settings a down changed, not restored
+
+
+VCENTER = "vcenter"
+
+
+@dataclass(frozen=True)
+class Step:
+    phase: str
+    action: str
+    target: str  # a VM name, a server name, or a wave's name
+    moid: str | None = None  # the VM or host it acts on
+    server: str | None = None  # the config server it belongs to
+    wave: int | None = None  # up: index into the waves (len(waves) for "remaining")
+    after: tuple[str, ...] = ()  # ids of the steps it waits for
+    endpoint: str = VCENTER  # what it goes through: "vcenter" or "bmc:<server>"
+    fallback_of: str | None = None  # runs only when that step did not work
+
+    @property
+    def id(self) -> str:
+        return f"{self.action}:{self.moid or self.target}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    intent: Intent
+    groups: tuple[str, ...]
+    servers: tuple[str, ...]
+    steps: tuple[Step, ...]
+    refusals: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    waves: tuple[Wave, ...] = ()
+
+    def phase(self, name: str) -> tuple[Step, ...]:
+        return tuple(s for s in self.steps if s.phase == name)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.phase for s in self.steps))
+
+
+def bmc(server: str) -> str:
+    return f"bmc:{server}"

@@ -1,0 +1,109 @@
+"""Cluster steps: HA off and back, vCLS retreat mode and back, vSAN's cluster power action.
+
+Each change is journaled before it is made, with the value it replaces (the first record stands
+while it is not restored: a down interrupted and run again keeps what the cluster had before);
+the restoring step sets exactly that value back and marks the record restored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from labswitch.plan import Status, Step
+from labswitch.steps import Context, Report
+from labswitch.vsphere.vsan import POWERED_OFF, POWERED_ON
+
+POLL = 1.0  # seconds between looks at a cluster's vCLS agents (VMs come and go: no fixed object to follow)
+
+
+def disable_ha(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        cluster = step.moid or ""
+        now = ctx.port.cluster_setting(cluster, "ha")
+        ctx.remember(step, "ha", now)
+        if now == "false":
+            report(step, Status.OK, "HA is off")
+            continue
+        error = ctx.port.change_cluster_setting(cluster, "ha", "false", ctx.policy.maintenance_timeout)
+        report(step, Status.OK if error is None else Status.FAILED, "HA turned off (up turns it back on)" if error is None else error)
+
+
+def restore_ha(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        previous = ctx.previous(step, "ha")
+        value = "true" if previous == "true" else "false"
+        error = ctx.port.change_cluster_setting(step.moid or "", "ha", value, ctx.policy.maintenance_timeout)
+        if error is not None:
+            report(step, Status.FAILED, f"{error}; HA is not back as it was (labswitch status reports it)")
+            continue
+        ctx.restored(step, "ha")
+        report(step, Status.OK, f"HA {'on' if value == 'true' else 'off'} again, as before the down")
+
+
+def vcls_retreat(steps: list[Step], ctx: Context, report: Report) -> None:
+    """Retreat mode, then wait until vCenter has removed the cluster's agents."""
+    for step in steps:
+        cluster = step.moid or ""
+        now = ctx.port.cluster_setting(cluster, "vcls")
+        ctx.remember(step, "vcls", now)
+        if now != "false":
+            error = ctx.port.change_cluster_setting(cluster, "vcls", "false", ctx.policy.maintenance_timeout)
+            if error is not None:
+                report(step, Status.FAILED, f"retreat mode not set: {error}; the vCLS agents would keep the hosts out of maintenance")
+                continue
+        left = _wait_agents(ctx, cluster, lambda agents: not agents)
+        if left:
+            report(
+                step,
+                Status.FAILED,
+                f"{len(left)} vCLS agent VM(s) still in the cluster {ctx.policy.vcls_timeout:.0f}s after retreat mode "
+                "(policy.vcls_timeout); they keep its hosts out of maintenance mode",
+            )
+        else:
+            report(step, Status.OK, "retreat mode: vCLS agents removed (up restores the setting)")
+
+
+def vcls_restore(steps: list[Step], ctx: Context, report: Report) -> None:
+    """The recorded setting back (not set before: true, vCenter's default), then wait until the agents run."""
+    for step in steps:
+        cluster = step.moid or ""
+        value = ctx.previous(step, "vcls") or "true"
+        error = ctx.port.change_cluster_setting(cluster, "vcls", value, ctx.policy.maintenance_timeout)
+        if error is not None:
+            report(step, Status.FAILED, f"vCLS setting not restored: {error} (labswitch status reports it)")
+            continue
+        ctx.restored(step, "vcls")
+        if value == "false":
+            report(step, Status.OK, "retreat mode kept, as before the down")
+            continue
+        agents = _wait_agents(ctx, cluster, lambda a: bool(a) and all(p == "poweredOn" for p in a.values()))
+        if agents and all(p == "poweredOn" for p in agents.values()):
+            report(step, Status.OK, f"vCLS back: {len(agents)} agent VM(s) running")
+        else:
+            report(step, Status.FAILED, f"vCLS setting restored, but its agents are not running after {ctx.policy.vcls_timeout:.0f}s")
+
+
+def vsan_power_off(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        ctx.remember(step, "vsan-power", POWERED_ON)
+        error = ctx.port.vsan_power(step.moid or "", POWERED_OFF, ctx.policy.maintenance_timeout)
+        report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered off" if error is None else error)
+
+
+def vsan_power_on(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        error = ctx.port.vsan_power(step.moid or "", POWERED_ON, ctx.policy.maintenance_timeout)
+        if error is None:
+            ctx.restored(step, "vsan-power")
+        report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered on" if error is None else error)
+
+
+def _wait_agents(ctx: Context, cluster: str, done: Callable[[dict[str, str]], bool]) -> dict[str, str]:
+    """Look at the cluster's agents every POLL seconds until ``done(agents)`` or policy.vcls_timeout; the last look."""
+    deadline = time.monotonic() + ctx.policy.vcls_timeout
+    while True:
+        agents = ctx.port.vcls_agents(cluster)
+        if done(agents) or time.monotonic() >= deadline:
+            return agents
+        ctx.cancel.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
