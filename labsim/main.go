@@ -29,6 +29,7 @@ type options struct {
 	sgxHosts, vsgxVMs, slowGuests, vsphere                            string
 	cbtFraction                                                       float64
 	vsanClusters                                                      int
+	denyPrivileges                                                    string
 	ha                                                                bool
 	latency                                                           time.Duration
 }
@@ -40,6 +41,7 @@ func parseFlags() options {
 	flag.DurationVar(&o.vclsDelay, "vcls-delay", 3*time.Second, "time from a cluster's retreat-mode change to its agents deleted or recreated")
 	flag.DurationVar(&o.vclsRepowerDelay, "vcls-repower-delay", 2*time.Second, "time from an agent VM stopping to EAM starting it again")
 	flag.IntVar(&o.vsanClusters, "vsan-clusters", 0, "the first N clusters are vSAN clusters (maintenance rules, cluster power action from 7.0.3)")
+	flag.StringVar(&o.denyPrivileges, "deny-privileges", "", "privileges the vCenter user lacks, ID,... (e.g. Host.Inventory.EditCluster,Global.Settings)")
 	flag.BoolVar(&o.ha, "ha", false, "vSphere HA is turned on in every cluster (configurationEx.dasConfig.enabled)")
 	flag.IntVar(&o.clusters, "clusters", 2, "number of clusters (their hosts are group payload)")
 	flag.IntVar(&o.hostsPerCluster, "hosts-per-cluster", 2, "ESXi hosts in each cluster")

@@ -148,6 +148,12 @@ func (l *Lab) overrides() map[string]override {
 	if l.opts.noPowerOnMulti {
 		m["PowerOnMultiVM_Task"] = func(*simulator.Method) soap.HasFault { return fault(&types.NotImplemented{}) }
 	}
+	if l.opts.denyPrivileges != "" {
+		m["HasPrivilegeOnEntities"] = l.hasPrivilegeOnEntities
+		for name := range needs {
+			m[name] = l.withPrivilege(name, m[name])
+		}
+	}
 	if l.opts.noHostShutdown { // the simulator itself answers MethodNotFound
 		delete(m, "ShutdownHost_Task")
 		delete(m, "RebootHost_Task")

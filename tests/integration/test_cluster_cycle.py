@@ -160,3 +160,18 @@ def test_a_down_killed_after_retreat_mode_is_finished_and_up_restores(cli: Run, 
     assert up.code == 0, up.stderr
     assert settings(lab)["Cluster1"] == (True, "true", "-"), "the values from before the first down, not the interrupted one's"
     assert running_agents(lab) == 2
+
+
+def test_a_down_whose_cluster_changes_are_not_permitted_is_refused_before_any_change(
+    cli: Run, lab_factory: Callable[..., Lab], state_dir: Path
+) -> None:
+    lab = lab_factory(*FAST, *VCLS, "--ha", "--clusters", "1", "--vms-per-host", "1", "--deny-privileges", "Global.Settings")
+    config = configure(lab)
+    before = vm_power(lab)
+    lab.soap_calls(reset=True)
+    down = run(cli, lab, state_dir, config, "down", "--yes")
+    assert down.code == 3, down.stderr
+    assert "lacks privilege Global.Settings on vCenter (vcls-retreat Cluster1)" in down.stderr and "Traceback" not in down.stderr
+    assert vm_power(lab) == before
+    assert not MUTATING & set(lab.soap_calls())
+    assert settings(lab)["Cluster1"] == (True, None, "-")

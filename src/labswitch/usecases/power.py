@@ -6,7 +6,7 @@ import contextlib
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from labswitch import lock, vsphere
@@ -15,7 +15,7 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import ConfigError, Interrupted, SafetyRefusal
 from labswitch.journal import Journal, VMState, default_path, state_base
-from labswitch.plan import Facts, Intent, Plan, make_plan, target_groups
+from labswitch.plan import Facts, Intent, Plan, clusters, make_plan, target_groups
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
@@ -119,10 +119,11 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                     restore=_restore_set(journal, groups) if request.restore else None,
                     changed=changed_settings(journal),
                 )
+                plan = make_plan(
+                    snap, config, facts, request.intent, groups, request.skip_unreachable, request.pipeline, request.vsan_no_action
+                )
                 yield (
-                    make_plan(
-                        snap, config, facts, request.intent, groups, request.skip_unreachable, request.pipeline, request.vsan_no_action
-                    ),
+                    _privileges(plan, vc, snap) if request.intent is Intent.DOWN else plan,
                     vc,
                     drivers,
                     snap,
@@ -132,6 +133,22 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
         for driver in drivers.values():
             driver.close()
         journal.close()
+
+
+def _privileges(plan: Plan, vc: vsphere.VSphere, snap: Snapshot) -> Plan:
+    """A down whose cluster changes the vCenter user may not make is refused before it starts."""
+    needed = clusters.privileges_needed(plan.steps)
+    if not needed:
+        return plan
+    lacking = vc.lacking({entity: set(privs) for entity, privs in needed.items()})
+    refusals = []
+    for entity, priv in sorted(lacking):
+        where = "vCenter" if entity == "vcenter" else f"cluster {next((c.name for c in snap.clusters if c.moid == entity), entity)}"
+        steps = ", ".join(sorted(needed[entity][priv]))
+        refusals.append(
+            f"the vCenter user lacks privilege {priv} on {where} ({steps}); grant it to the user's role, or leave out the cluster"
+        )
+    return replace(plan, refusals=plan.refusals + tuple(refusals))
 
 
 def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot, plan: Plan, groups: Sequence[str]) -> None:

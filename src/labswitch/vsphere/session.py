@@ -6,8 +6,9 @@ import http.client
 import logging
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from pyVim.connect import Disconnect, SmartConnect
@@ -39,6 +40,25 @@ class VSphere:
     def audit_snapshot(self) -> Snapshot:
         """Hosts and VMs with what the audits read (disks, CBT, snapshots, options, SGX); no tags."""
         return inventory.read(self.content, self.where, audit=True)
+
+    def lacking(self, needed: Mapping[str, Iterable[str]]) -> set[tuple[str, str]]:
+        """The (entity, privilege) pairs this session lacks, in one call. ``needed``: "vcenter" (the root
+        folder) or a cluster moid -> privilege ids."""
+        entities = {key: self.content.rootFolder if key == "vcenter" else vim.ClusterComputeResource(key, self.si._stub) for key in needed}
+        by_moid = {obj._moId: key for key, obj in entities.items()}
+        privs = sorted({p for ps in needed.values() for p in ps})
+        content: Any = self.content
+        try:
+            session = content.sessionManager.currentSession.key
+            found = content.authorizationManager.HasPrivilegeOnEntities(entity=list(entities.values()), sessionId=session, privId=privs)
+        except vmodl.MethodFault as exc:
+            raise VSphereError(f"{self.where}: privileges could not be checked: {exc.msg or type(exc).__name__}") from None
+        return {
+            (by_moid[e.entity._moId], a.privId)
+            for e in found
+            for a in e.privAvailability
+            if not a.isGranted and a.privId in set(needed.get(by_moid.get(e.entity._moId, ""), ()))
+        }
 
     def snapshot(self, tags_required: bool = False) -> Snapshot:
         """Hosts and VMs in a fixed number of round trips, with their tags.
