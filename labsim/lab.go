@@ -60,7 +60,7 @@ type Lab struct {
 	vms        map[types.ManagedObjectReference]*vmTraits // written at build; at run time only under vmsMu (vCLS agents come and go)
 	vmsMu      sync.RWMutex
 	folders    *object.DatacenterFolders
-	vcls       *vclsManager                   // nil without --vcls
+	vcls       *vclsManager                   // nil before 7.0.3 or with --no-vcls
 	vsan       *vsanClusters                  // --vsan-clusters (vsan.go); no vSAN cluster with 0
 	vmOrder    []types.ManagedObjectReference // payload VMs, in creation order
 	vmCreation []types.ManagedObjectReference // every VM, in creation order
@@ -122,10 +122,10 @@ func newLab(o options) (*Lab, error) {
 	if l.vsan, err = newVSAN(l, o.vsanClusters); err != nil {
 		return nil, err
 	}
-	if o.vcls {
-		if !rel.vcls {
-			return nil, fmt.Errorf("--vcls: vSphere %s has no vCLS (7.0 U1 and later)", o.vsphere)
-		}
+	if o.vcls && !rel.vcls {
+		return nil, fmt.Errorf("--vcls: vSphere %s has no vCLS (7.0 U1 and later)", o.vsphere)
+	}
+	if rel.vcls && !o.noVCLS {
 		l.vcls = newVCLS(l)
 		if err := l.vcls.start(); err != nil {
 			return nil, err

@@ -25,6 +25,7 @@ type options struct {
 	user, password, bmcUser, bmcPassword                              string
 	writeConfig, secretsFile, certOut                                 string
 	noHostShutdown, bmcNoBasicAuth, govmomiFeed, noPowerOnMulti, vcls bool
+	noVCLS                                                            bool
 	stuckHosts, selfVMOn                                              string
 	sgxHosts, vsgxVMs, slowGuests, vsphere                            string
 	cbtFraction                                                       float64
@@ -37,7 +38,8 @@ type options struct {
 func parseFlags() options {
 	var o options
 	flag.StringVar(&o.vsphere, "vsphere", "8.0.2", "the vSphere release vCenter reports: 6.7, 7.0.3 or 8.0.2")
-	flag.BoolVar(&o.vcls, "vcls", false, "every cluster runs vCLS agent VMs, kept running by EAM (needs --vsphere 7.0.3 or later)")
+	flag.BoolVar(&o.vcls, "vcls", false, "insist on vCLS (the default from 7.0.3; refused for --vsphere 6.7)")
+	flag.BoolVar(&o.noVCLS, "no-vcls", false, "no vCLS agent VMs (as a 6.7 lab, or a 7/8 lab whose clusters are all in retreat mode)")
 	flag.DurationVar(&o.vclsDelay, "vcls-delay", 3*time.Second, "time from a cluster's retreat-mode change to its agents deleted or recreated")
 	flag.DurationVar(&o.vclsRepowerDelay, "vcls-repower-delay", 2*time.Second, "time from an agent VM stopping to EAM starting it again")
 	flag.IntVar(&o.vsanClusters, "vsan-clusters", 0, "the first N clusters are vSAN clusters (maintenance rules, cluster power action from 7.0.3)")

@@ -1,6 +1,6 @@
 package main
 
-// vSphere Cluster Services (--vcls, releases from 7.0 U1): each cluster runs
+// vSphere Cluster Services (releases from 7.0 U1; --no-vcls turns it off): each cluster runs
 // min(3, hosts) agent VMs, vCLS-<uuid>, managed by vCenter's ESX Agent Manager
 // (config.managedBy: extension com.vmware.vim.eam, type cluster-agent). EAM
 // powers an agent VM back on --vcls-repower-delay after it stops, on another

@@ -9,7 +9,9 @@ labsim=${LABSIM_BIN:-labsim/bin/labsim}
 mkdir -p "$demo"
 rm -f "$demo/labsim.out"
 
-"$labsim" --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
+# vSphere 8.0 U2: vCLS in every cluster, Cluster1 on vSAN, HA on everywhere.
+"$labsim" --vsphere 8.0.2 --vsan-clusters 1 --ha \
+  --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
   --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
   --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32 \
   --write-config "$demo/labswitch.toml" --secrets-file "$demo/secrets.env" >"$demo/labsim.out" 2>"$demo/labsim.log" &

@@ -81,11 +81,13 @@ class Executor:
         self._lock = threading.Lock()
         self._primaries = [s for s in plan.steps if not s.fallback_of]
         self._order = {s.id: i for i, s in enumerate(self._primaries)}
-        self._unmet = {s.id: len(set(s.after)) for s in self._primaries}  # how many steps each still waits for
-        self._dependents: dict[str, list[Step]] = {}
+        self._unmet = {s.id: len(set(s.after)) + len(set(s.settled) - set(s.after)) for s in self._primaries}  # steps still waited for
+        self._dependents: dict[str, list[tuple[Step, bool]]] = {}  # id -> (a step waiting for it, whether only for it to settle)
         for s in self._primaries:
             for d in set(s.after):
-                self._dependents.setdefault(d, []).append(s)
+                self._dependents.setdefault(d, []).append((s, False))
+            for d in set(s.settled) - set(s.after):
+                self._dependents.setdefault(d, []).append((s, True))
         self._skipped: set[str] = set()
 
     def run(self) -> None:
@@ -118,7 +120,7 @@ class Executor:
                         if outcome is True:
                             ready += self._unblocked(key)
                         elif outcome is False:
-                            self._skip_dependents(key, f"{step.action} {step.target} failed")
+                            ready += self._skip_dependents(key, f"{step.action} {step.target} failed")
                         else:  # the planned fallback runs next
                             ready.append(outcome)
         if error is not None:
@@ -128,25 +130,33 @@ class Executor:
 
     def _unblocked(self, done: str) -> list[Step]:
         """The steps that waited for ``done`` and now wait for nothing (one count per edge: O(1) per event)."""
-        ready = []
-        for step in self._dependents.get(done, []):
-            if step.id not in self._skipped:
-                self._unmet[step.id] -= 1
-                if self._unmet[step.id] == 0:
-                    ready.append(step)
-        return ready
+        return [step for step, _ in self._dependents.get(done, []) if self._one_less(step)]
 
-    def _skip_dependents(self, failed: str, cause: str) -> None:
-        """Everything that waited, directly or not, for a step that was not done: skipped, naming the root cause."""
-        skipped, todo = [], list(self._dependents.get(failed, []))
+    def _one_less(self, step: Step) -> bool:
+        """One of the steps ``step`` waits for is settled; True when that was the last."""
+        if step.id in self._skipped:
+            return False
+        self._unmet[step.id] -= 1
+        return self._unmet[step.id] == 0
+
+    def _skip_dependents(self, failed: str, cause: str) -> list[Step]:
+        """Everything that waited, directly or not, for a step that was not done: skipped, naming the root
+        cause. A step that waited only for it to settle is not skipped: those now ready are returned."""
+        skipped: list[Step] = []
+        ready: list[Step] = []
+        todo = list(self._dependents.get(failed, []))
         while todo:
-            step = todo.pop()
-            if step.id not in self._skipped:
+            step, soft = todo.pop()
+            if soft:
+                if self._one_less(step):
+                    ready.append(step)
+            elif step.id not in self._skipped:
                 self._skipped.add(step.id)
                 skipped.append(step)
                 todo += self._dependents.get(step.id, [])
         for step in sorted(skipped, key=lambda s: self._order[s.id]):
             self._report_now(step, Status.SKIPPED, f"not started: {cause}")
+        return [s for s in ready if s.id not in self._skipped]
 
     def _settle(self, step: Step, status: Status, detail: str) -> bool | Step:
         """Record a reported outcome: True done, False not done, or the fallback step that runs next."""

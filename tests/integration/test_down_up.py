@@ -19,6 +19,7 @@ from tests.labsim import MUTATING, Lab, bmc_power, host_state, tagged_vms, vm_po
 
 Run = Callable[..., Result]
 FAST = ("--host-boot-delay", "1s", "--host-shutdown-delay", "300ms", "--guest-shutdown-delay", "300ms", "--tools-delay", "100ms")
+FAST += ("--vcls-delay", "300ms", "--vcls-repower-delay", "300ms")  # vCLS is on (vSphere 8): vCenter's part, quick
 POLICY = "bmc_poll_interval = 0.2\nguest_shutdown_timeout = 5\nhost_off_timeout = 5\nhost_connect_timeout = 10\n"
 
 
@@ -54,7 +55,12 @@ def test_down_then_up_on_a_three_cluster_lab(cli: Run, lab_factory: Callable[...
     assert {"phase", "action", "target", "status", "detail", "seconds"} <= set(result["steps"][0])
     after = vm_power(lab)
     assert set(payload(after).values()) == {"poweredOff"}
-    assert {n: p for n, p in after.items() if not n.startswith("esx")} == {n: p for n, p in before.items() if not n.startswith("esx")}
+
+    def others(states: dict[str, str]) -> dict[str, str]:
+        return {n: p for n, p in states.items() if not n.startswith(("esx", "vCLS-"))}
+
+    assert others(after) == others(before)
+    assert not any(n.startswith("vCLS-") for n in after), "retreat mode: vCenter removed the agents"
     servers = [f"esx{c}{h}" for c in (1, 2, 3) for h in (1, 2, 3, 4)]
     assert {bmc_power(lab, s) for s in servers} == {"Off"}
     assert bmc_power(lab, "mgmt01") == "On"
@@ -63,8 +69,10 @@ def test_down_then_up_on_a_three_cluster_lab(cli: Run, lab_factory: Callable[...
     assert up.code == 0, up.stderr
     hosts = host_state(lab)
     assert all(hosts[s] == ("connected", False) for s in servers)
-    on = {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"}
+    states = vm_power(lab)
+    on = {n for n, p in payload(states).items() if p == "poweredOn"}
     assert on == {n for n in startup if n.startswith("esx")}
+    assert sum(1 for n, p in states.items() if n.startswith("vCLS-") and p == "poweredOn") == 9, "3 agents per cluster again"
 
 
 def test_plan_and_dry_run_change_nothing(cli: Run, lab: Lab, state_dir: Path) -> None:
@@ -85,6 +93,7 @@ def test_plan_and_dry_run_change_nothing(cli: Run, lab: Lab, state_dir: Path) ->
         assert confirm["after"] == [shutdown["id"]] and confirm["endpoint"] == f"bmc:{server}"
         assert maintenance["action"] == "enter-maintenance" and maintenance["target"] == server
         assert {ids[d]["target"].split("-")[0] for d in maintenance["after"]} == {server}  # only its own VMs
+        assert {ids[d]["action"] for d in maintenance["settled"]} == {"vcls-retreat"}  # and its cluster's retreat, settled
     dry = run(cli, lab, state_dir, config, "down", "--dry-run", "--json")
     assert dry.code == 0 and dry.json()["steps"] == steps
     assert not MUTATING & set(lab.soap_calls())
@@ -299,7 +308,8 @@ def test_history_lists_runs(cli: Run, lab: Lab, state_dir: Path) -> None:
     one = run(cli, lab, state_dir, config, "history", runs[0]["run_id"], "--json")
     assert one.code == 0, one.stderr
     steps = one.json()["steps"]
-    assert len(steps) == runs[0]["steps"] and {s["server"] for s in steps} == {"esx11", "esx12", "esx21", "esx22"}
+    assert len(steps) == runs[0]["steps"] and {s["server"] for s in steps} - {None} == {"esx11", "esx12", "esx21", "esx22"}
+    assert {s["target"] for s in steps if s["server"] is None} == {"Cluster1", "Cluster2"}  # their vCLS retreat
     with sqlite3.connect(state_dir / "labswitch" / "journal.sqlite3") as db:  # read back from the journal itself
         assert db.execute("SELECT COUNT(*) FROM steps WHERE run_id = ?", (runs[0]["run_id"],)).fetchone()[0] == len(steps)
     missing = run(cli, lab, state_dir, config, "history", "no-such-run")

@@ -19,6 +19,8 @@ from tests.labsim import Lab, bmc_power, host_state, tagged_vms, vm_power
 
 Run = Callable[..., Result]
 SERVERS = ("esx11", "esx12", "esx21", "esx22")
+# Without vCLS: a whole cluster with vCLS waits for all its VMs before retreat mode, one unit (test_cluster_cycle).
+NO_CLUSTER_UNIT = ("--no-vcls",)
 
 
 @contextmanager
@@ -57,7 +59,7 @@ def observe(lab: Lab) -> Iterator[dict[str, float]]:
 def test_a_host_goes_down_while_another_hosts_guest_is_still_stopping(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
     lab = lab_factory(
         "--guest-shutdown-delay", "300ms", "--guest-shutdown-jitter", "8s", "--host-shutdown-delay", "300ms",
-        "--host-boot-delay", "1s", "--tools-delay", "100ms", "--seed", "4",
+        "--host-boot-delay", "1s", "--tools-delay", "100ms", "--seed", "4", *NO_CLUSTER_UNIT,
     )  # fmt: skip
     physical = lab.physical()["hosts"]
     slowest_vm_of = {s: max(physical[s]["guest_shutdown_seconds"].values()) for s in SERVERS}
@@ -80,7 +82,7 @@ def test_a_host_goes_down_while_another_hosts_guest_is_still_stopping(cli: Run, 
 def test_a_host_starts_its_vms_while_another_still_boots(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
     lab = lab_factory(
         "--host-boot-delay", "500ms", "--host-boot-jitter", "8s", "--host-shutdown-delay", "300ms",
-        "--guest-shutdown-delay", "300ms", "--tools-delay", "100ms", "--seed", "4",
+        "--guest-shutdown-delay", "300ms", "--tools-delay", "100ms", "--seed", "4", *NO_CLUSTER_UNIT,
     )  # fmt: skip
     config = configure(lab, replace=(("host_connect_timeout = 10", "host_connect_timeout = 30"),))
     assert run(cli, lab, state_dir, config, "down", "--yes").code == 0

@@ -22,7 +22,7 @@ def test_status_json_matches_vcenter_and_bmcs(cli: Run, lab: Lab) -> None:
     result = run_status(cli, lab)
     assert result.code == 0, result.stderr
     data = result.json()  # stdout is JSON only
-    assert set(data) == {"hosts", "vms"}
+    assert set(data) == {"hosts", "vms", "cluster_changes"} and data["cluster_changes"] == []
 
     with lab.vsphere() as content:
         hosts = lab.objects(content, vim.HostSystem)
@@ -73,7 +73,8 @@ def test_status_follows_a_server_switched_off_at_its_bmc(cli: Run, lab: Lab) -> 
 def test_human_output_is_a_table(cli: Run, lab: Lab) -> None:
     result = cli("--config", str(lab.config), "status", env=lab.env)
     assert result.code == 0, result.stderr
-    assert re.search(r"esx11\s+payload\s+Cluster1\s+connected\s+no\s+On\s+3/3", result.stdout)
+    # 3 VMs and one of Cluster1's two vCLS agents
+    assert re.search(r"esx11\s+payload\s+Cluster1\s+connected\s+no\s+On\s+4/4", result.stdout)
     assert "vcsa" in result.stdout
 
 

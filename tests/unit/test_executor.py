@@ -157,3 +157,30 @@ def test_cancel_stops_new_work_and_raises_interrupted() -> None:
         run(lab, Intent.DOWN, {"guest_shutdown_timeout": 30}, cancel=cancel)
     assert "host-esx1" not in lab.done("enter-maintenance")  # nothing was started for the interrupted host
     assert lab.hosts["host-esx1"].powered
+
+
+def test_a_step_that_waits_only_for_another_to_settle_runs_when_it_fails() -> None:
+    """``settled`` edges (a host's maintenance after its cluster's vCLS step): run whatever the outcome;
+    ``after`` edges: skipped when it fails."""
+    from labswitch.plan import Status, Step
+    from labswitch.run import Executor
+    from labswitch.steps import Context
+
+    fails = Step("cluster", "vcls-retreat", "C1", "c1", None)
+    soft = Step("maintenance", "enter-maintenance", "esx1", "host-esx1", "esx1", settled=(fails.id,))
+    hard = Step("cluster", "vsan-power-off", "C1", "c1", None, after=(fails.id,))
+    later = Step("host-shutdown", "shutdown-host", "esx1", "host-esx1", "esx1", after=(soft.id,), settled=(hard.id,))
+    plan = Plan(Intent.DOWN, ("payload",), ("esx1",), (fails, soft, hard, later))
+    ran: list[str] = []
+
+    def handler(steps: list[Step], ctx: Any, report: Any) -> None:
+        for s in steps:
+            ran.append(s.id)
+            report(s, Status.FAILED if s is fails else Status.OK, "")
+
+    recorded: dict[str, str] = {}
+    ctx = Context(None, {}, config().policy, plan, Cancel(), lambda _: None)  # type: ignore[arg-type]
+    handlers = dict.fromkeys((s.action for s in plan.steps), handler)
+    Executor(plan, handlers, ctx, lambda s, status, d, t: recorded.__setitem__(s.id, status), lambda *_: None, 2).run()
+    assert recorded == {fails.id: "failed", soft.id: "ok", hard.id: "skipped", later.id: "ok"}
+    assert ran.index(soft.id) > ran.index(fails.id) and ran.index(later.id) > ran.index(soft.id)

@@ -89,3 +89,25 @@ def test_a_failure_is_shown_and_an_interrupted_run_says_what_was_not_finished() 
     assert b.failed and b.state == "left on" and "still on after 300s" in b.note and b.alarm
     view.finish()
     assert rows(view)["a"][0] == "not finished (stopping VMs)"
+
+
+def test_a_host_waiting_for_its_clusters_steps_says_which_is_under_way() -> None:
+    retreat = Step("cluster", "vcls-retreat", "C1", "c1", None, after=("shutdown-guest:vm-1",))
+    power = Step("cluster", "vsan-power-off", "C1", "c1", None, after=(retreat.id,))
+    steps = [
+        Step("guest-shutdown", "shutdown-guest", "a-vm1", "vm-1", "a"),
+        retreat,
+        power,
+        Step("host-shutdown", "shutdown-host", "a", "host-1", "a", after=(power.id,)),
+    ]
+    view = RunView({"a": "payload"}, {}, Clock())
+    view.begin(Plan(Intent.DOWN, ("payload",), ("a",), tuple(steps)))
+    start(view, "a-vm1")
+    view.on_result(result("shutdown-guest", "a-vm1", "a"))
+    assert rows(view)["a"][0] == "waiting"
+    view.on_start(retreat)
+    assert rows(view)["a"][0] == "vCLS retreat mode (C1)", "through the vSAN step it waits for"
+    view.on_result(result("vcls-retreat", "C1", ""))
+    view.on_start(power)
+    assert rows(view)["a"][0] == "vSAN cluster power-off (C1)"
+    assert [r.server for r in view.rows()] == ["a"], "a cluster is no host row"

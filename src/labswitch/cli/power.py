@@ -240,6 +240,7 @@ def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:
                         "after": list(s.after),
                         "endpoint": s.endpoint,
                         "fallback_of": s.fallback_of,
+                        "settled": list(s.settled),
                     }
                     for s in plan.steps
                 ],

@@ -196,7 +196,7 @@ def _down(
     cluster_steps: list[Step] = []
     whole = clusters.whole(snap, hosts)
     members: dict[str, list[clusters.Member]] = {}
-    waits: dict[str, tuple[tuple[str, ...], HostInfo]] = {}  # server -> (what its shutdown waits for, its host)
+    waits: dict[str, tuple[tuple[str, ...], tuple[str, ...], HostInfo]] = {}  # server -> (its shutdown's after, settled, its host)
     for server in servers:
         host = hosts[server.name]
         if facts.bmc_power.get(server.name) is Power.OFF:
@@ -218,20 +218,20 @@ def _down(
         action = Action.ENTER_MAINTENANCE_NO_ACTION if host.moid in no_action else Action.ENTER_MAINTENANCE
         chain = [Step("maintenance", action, server.name, host.moid, server.name, after=emptied)] if not host.in_maintenance else []
         maintenance += chain
-        waits[server.name] = (tuple(s.id for s in chain) or emptied, host)
+        waits[server.name] = (tuple(s.id for s in chain) or emptied, (), host)
     for moid, cluster_members in members.items():
         if moid not in whole:  # a host of it stays on after all: each host on its own
             for m in cluster_members:
                 chain = [Step("maintenance", Action.ENTER_MAINTENANCE, m.server, m.host.moid, m.server, after=m.emptied)]
                 maintenance += chain if not m.host.in_maintenance else []
-                waits[m.server] = ((chain[0].id,) if not m.host.in_maintenance else m.emptied, m.host)
+                waits[m.server] = ((chain[0].id,) if not m.host.in_maintenance else m.emptied, (), m.host)
             continue
         own, entering, before = clusters.down(snap, whole[moid], cluster_members, notes)
         cluster_steps += own
         maintenance += entering
-        waits.update({m.server: (before[m.server], m.host) for m in cluster_members})
-    for name, (after, host) in waits.items():
-        off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after)
+        waits.update({m.server: (*before[m.server], m.host) for m in cluster_members})
+    for name, (after, settled, host) in waits.items():
+        off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, settled=settled)
         shutdown += [off, *_host_off_fallbacks(config, off)]
     return _guest_steps(guest, waves, config) + hard + cluster_steps + maintenance + shutdown
 
@@ -360,13 +360,19 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
             last = (step.id,)
         ready[name] = last
     restore_steps, vms_after = clusters.restores(snap, facts, targets, ready)
-    ready = {name: last + vms_after.get(name, ()) for name, last in ready.items()}
-    return power_on + connect + vsan_steps + maintenance + restore_steps + _wave_steps(start, ready, waves)
+    return power_on + connect + vsan_steps + maintenance + restore_steps + _wave_steps(start, ready, waves, vms_after)
 
 
-def _wave_steps(start: list[tuple[int, VMInfo, Server]], ready: Mapping[str, tuple[str, ...]], waves: Sequence[Wave]) -> list[Step]:
+def _wave_steps(
+    start: list[tuple[int, VMInfo, Server]],
+    ready: Mapping[str, tuple[str, ...]],
+    waves: Sequence[Wave],
+    settled: Mapping[str, tuple[str, ...]] | None = None,
+) -> list[Step]:
     """Each VM starts once its host is up and the previous wave is ready; a wave-ready step waits for
-    the wave's condition (tools, heartbeat) before the next wave, across the lab."""
+    the wave's condition (tools, heartbeat) before the next wave, across the lab. ``settled``: server ->
+    steps its VMs wait for, done or not (its cluster's restores)."""
+    settled = settled or {}
     start.sort(key=lambda t: (t[0], t[1].name))
     indexes = list(dict.fromkeys(i for i, _, _ in start))
     steps: list[Step] = []
@@ -374,7 +380,16 @@ def _wave_steps(start: list[tuple[int, VMInfo, Server]], ready: Mapping[str, tup
     for n, index in enumerate(indexes):
         phase = wave_phase(index, waves)
         members = [
-            Step(phase, Action.POWER_ON_VM, vm.name, vm.moid, server.name, wave=index, after=ready[server.name] + barrier)
+            Step(
+                phase,
+                Action.POWER_ON_VM,
+                vm.name,
+                vm.moid,
+                server.name,
+                wave=index,
+                after=ready[server.name] + barrier,
+                settled=settled.get(server.name, ()),
+            )
             for i, vm, server in start
             if i == index
         ]

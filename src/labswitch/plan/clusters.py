@@ -16,7 +16,7 @@ restored once the cluster's hosts are back, before any of their VMs starts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from labswitch.plan.model import Action, Facts, Step
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, has_vcls
@@ -67,23 +67,26 @@ def step(action: Action, cluster: ClusterInfo, after: Sequence[str], phase: str 
 # -- down ------------------------------------------------------------------------------
 def down(
     snap: Snapshot, cluster: ClusterInfo, members: Sequence[Member], notes: list[str]
-) -> tuple[list[Step], list[Step], dict[str, tuple[str, ...]]]:
+) -> tuple[list[Step], list[Step], dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]:
     """A whole cluster going down: its cluster steps, its hosts' maintenance steps, and for each
-    member server what its host shutdown waits for."""
+    member server what its host shutdown waits for: (done, settled). A host waits for the cluster's HA
+    and vCLS steps only to settle: when a VM of the cluster stays on, they are skipped (the cluster is
+    not going down entirely after all) and the other hosts go down as in a partial cluster. vSAN's
+    power action is waited for done: a vSAN host is never shut down outside maintenance mode."""
     stopped = [i for m in members for i in m.emptied]
     settings = []
     if cluster.ha:
         settings.append(step(Action.DISABLE_HA, cluster, stopped))
-    if has_vcls(snap.api_version) and (cluster.vcls != "false" or snap.agents_in(cluster.moid)):
+    if has_vcls(snap.api_version) and snap.agents_in(cluster.moid):  # none: retreat mode already (or vCLS not there)
         settings.append(step(Action.VCLS_RETREAT, cluster, stopped))
     gate = tuple(s.id for s in settings)
     maintenance: list[Step] = []
-    before_shutdown: dict[str, tuple[str, ...]] = {}
+    before_shutdown: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     if vsan_action(snap, cluster):
         power = [step(Action.VSAN_POWER_OFF, cluster, stopped + list(gate))] if cluster.vsan_power != POWERED_OFF else []
         settings += power
         for m in members:
-            before_shutdown[m.server] = tuple(s.id for s in power) or gate or m.emptied
+            before_shutdown[m.server] = (tuple(s.id for s in power) or gate or m.emptied, ())
         return settings, maintenance, before_shutdown
     enter = Action.ENTER_MAINTENANCE
     if cluster.vsan:
@@ -92,12 +95,14 @@ def down(
             f"cluster {cluster.name}: vSAN's cluster power action needs vSphere 7.0 U3 or later (vCenter API "
             f"{snap.api_version or 'unknown'}); its hosts enter maintenance mode without moving data (noAction) instead"
         )
+    hard = cluster.vsan  # noAction maintenance: never for a vSAN cluster that is not going down entirely
     for m in members:
-        chain = [Step("maintenance", enter, m.server, m.host.moid, m.server, after=tuple(dict.fromkeys(m.emptied + gate)))]
+        after, settled = (m.emptied + gate, ()) if hard else (m.emptied, gate)
+        chain = [Step("maintenance", enter, m.server, m.host.moid, m.server, after=after, settled=settled)]
         if m.host.in_maintenance:
             chain = []
         maintenance += chain
-        before_shutdown[m.server] = tuple(s.id for s in chain) or gate or m.emptied
+        before_shutdown[m.server] = ((chain[0].id,), ()) if chain else (after, settled)
     return settings, maintenance, before_shutdown
 
 
@@ -184,8 +189,9 @@ def restores(
     snap: Snapshot, facts: Facts, targets: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]]
 ) -> tuple[list[Step], dict[str, tuple[str, ...]]]:
     """Every setting a down changed on a cluster of the targets, restored once its target hosts are
-    back (``back``: server -> the steps after which its host is out of maintenance mode). Returns the
-    steps and what each server's VMs wait for besides their host."""
+    back (``back``: server -> the steps after which its host is out of maintenance mode) or failed to
+    come back (a host that never reconnects does not keep the others' cluster as it was). Returns the
+    steps and what each server's VMs wait to settle besides their host."""
     steps: list[Step] = []
     vms_after: dict[str, tuple[str, ...]] = {}
     for moid, servers in _by_cluster(targets).items():
@@ -194,7 +200,11 @@ def restores(
         if cluster is None or not changed:
             continue
         after = [i for s in servers for i in back.get(s, ())]
-        mine = [step(SETTINGS_RESTORED[name], cluster, after, phase="restore") for name in sorted(changed) if name in SETTINGS_RESTORED]
+        mine = [
+            replace(step(SETTINGS_RESTORED[name], cluster, (), phase="restore"), settled=tuple(dict.fromkeys(after)))
+            for name in sorted(changed)
+            if name in SETTINGS_RESTORED
+        ]
         steps += mine
         for s in servers:
             vms_after[s] = tuple(r.id for r in mine)

@@ -86,6 +86,7 @@ class Step:
     after: tuple[str, ...] = ()  # ids of the steps it waits for
     endpoint: str = VCENTER  # what it goes through: "vcenter" or "bmc:<server>"
     fallback_of: str | None = None  # runs only when that step did not work
+    settled: tuple[str, ...] = ()  # ids it waits for whatever their outcome (not skipped when they fail)
 
     @property
     def id(self) -> str:

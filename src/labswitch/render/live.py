@@ -35,6 +35,14 @@ DOING: dict[str, str] = {  # what a host is doing while its first unfinished ste
     Action.POWER_ON_VM: "starting VMs",
     Action.REBOOT_HOST: "rebooting",
     Action.CONFIRM_OFF: "waiting for off (BMC)",
+    Action.ENTER_MAINTENANCE_NO_ACTION: "entering maintenance (vSAN: no data moved)",
+    # A cluster's steps, shown on each of its hosts while the host waits for them:
+    Action.DISABLE_HA: "turning HA off",
+    Action.VCLS_RETREAT: "vCLS retreat mode",
+    Action.VSAN_POWER_OFF: "vSAN cluster power-off",
+    Action.VSAN_POWER_ON: "vSAN cluster power-on",
+    Action.RESTORE_HA: "restoring HA",
+    Action.VCLS_RESTORE: "restoring vCLS",
 }
 HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
 
@@ -83,6 +91,8 @@ class RunView:
         self.finished_at: float | None = None
         self.phase = ""
         self.step_started: dict[tuple[str, str], float] = {}  # (action, target) -> when
+        self.shared: dict[str, Step] = {}  # steps of no one host (a cluster's), by id
+        self.shared_done: set[str] = set()
         self.interrupting = False
 
     # -- events --------------------------------------------------------------------
@@ -92,6 +102,8 @@ class RunView:
         for step in plan.steps:  # each host's own chain; fallbacks show only when they run
             if step.server and not step.fallback_of:
                 self.hosts.setdefault(step.server, _Host()).steps.append(step)
+            elif not step.server:
+                self.shared[step.id] = step
 
     def on_phase(self, name: str) -> None:
         """A phase's first step started somewhere (each host's own steps say when they start)."""
@@ -105,6 +117,7 @@ class RunView:
             host.started_at = host.started_at or at
 
     def on_result(self, result: StepResult) -> None:
+        self.shared_done |= {i for i, s in self.shared.items() if s.action == result.action and s.target == result.target}
         if result.server not in self.hosts:
             return  # a wave's barrier, or a host outside the plan
         host = self.hosts[result.server]
@@ -181,9 +194,23 @@ class RunView:
             row.state = "waiting for off (BMC)"
         elif (pending.action, pending.target) in self.step_started:
             row.state = DOING.get(pending.action, pending.action)
+        elif blocking := self._shared_under_way(pending):
+            row.state = f"{DOING.get(blocking.action, blocking.action)} ({blocking.target})"
         else:
             row.state = "waiting"
         return row
+
+    def _shared_under_way(self, step: Step) -> Step | None:
+        """A cluster step ``step`` waits for, directly or through another, that is running now (its hosts' rows say so)."""
+        for dep in step.after:
+            shared = self.shared.get(dep)
+            if shared is None or dep in self.shared_done:
+                continue
+            if (shared.action, shared.target) in self.step_started:
+                return shared
+            if (deeper := self._shared_under_way(shared)) is not None:
+                return deeper
+        return None
 
     def _final_state(self, host: _Host, failed: bool) -> str:
         intent = str(self.plan.intent) if self.plan else ""

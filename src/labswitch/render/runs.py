@@ -22,6 +22,15 @@ HOST_WORDS: dict[str, str] = {
     Action.WAIT_CONNECTED: "connect",
     Action.EXIT_MAINTENANCE: "exit maintenance",
     Action.REBOOT_HOST: "reboot",
+    Action.ENTER_MAINTENANCE_NO_ACTION: "maintenance (vSAN: no data moved)",
+}
+CLUSTER_WORDS: dict[str, str] = {
+    Action.DISABLE_HA: "HA off",
+    Action.VCLS_RETREAT: "vCLS retreat mode",
+    Action.VSAN_POWER_OFF: "vSAN cluster power-off",
+    Action.VSAN_POWER_ON: "vSAN cluster power-on",
+    Action.RESTORE_HA: "HA restored",
+    Action.VCLS_RESTORE: "vCLS restored",
 }
 
 
@@ -79,6 +88,13 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
             steps = " → ".join(dict.fromkeys(w for e in entries for w in e["host"])) or "-"
             table.add_row(group, str(len(entries)), _vm_cell(merged), steps)
     console.print(table)
+    by_cluster: dict[str, list[str]] = {}
+    for step in plan.steps:
+        if step.action in CLUSTER_WORDS:
+            by_cluster.setdefault(step.target, []).append(CLUSTER_WORDS[step.action])
+    for cluster, words in by_cluster.items():
+        then = " (journaled; up gives them back)" if plan.intent == "down" else ""
+        console.print(Text.assemble("cluster ", (cluster, "bold"), ": ", " → ".join(words), then))
 
 
 def _vm_cell(entry: Mapping[str, Sequence[str]]) -> Text:
