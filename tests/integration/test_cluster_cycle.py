@@ -3,18 +3,13 @@ through pyVmomi (and its vSAN bindings) and Redfish, never from labswitch's own 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import wait_until
-from tests.integration.test_down_up import FAST, Run, configure, payload, run
+from tests.integration.test_down_up import FAST, Run, configure, kill_when, payload, run
 from tests.integration.test_labsim_vcls import agents, clusters
 from tests.integration.test_labsim_vsan_ha import power_system
 from tests.labsim import MUTATING, Lab, bmc_power, host_state, tagged_vms, vm_power
@@ -139,16 +134,7 @@ def test_a_vsan_cluster_going_down_in_part_is_refused_with_nothing_changed(
 def test_a_down_killed_after_retreat_mode_is_finished_and_up_restores(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
     lab = lab_factory(*FAST[:4], "--guest-shutdown-delay", "300ms", "--vcls", "--vcls-delay", "2s", "--ha", "--clusters", "1")
     config = configure(lab)
-    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labswitch", "--config", str(config), "down", "--yes"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: settings(lab)["Cluster1"][1] == "false", 20, "retreat mode set by the down")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_when(lab, state_dir, config, lambda: settings(lab)["Cluster1"][1] == "false", "retreat mode set by the down")
     assert settings(lab)["Cluster1"][0] is False, "HA was turned off before retreat mode"
     assert {bmc_power(lab, s) for s in ("esx11", "esx12")} == {"On"}, "killed before the hosts went down"
     status = run(cli, lab, state_dir, config, "status", "--json")

@@ -37,6 +37,18 @@ def run(cli: Run, lab: Lab, state: Path, config: Path, *args: str) -> Result:
     return cli("--config", str(config), *args, env={**lab.env, "XDG_STATE_HOME": str(state)})
 
 
+def kill_when(lab: Lab, state: Path, config: Path, condition: Callable[[], bool], what: str) -> None:
+    """Start `labswitch down --yes` in the background and SIGKILL it once ``condition`` holds."""
+    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state)}
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config), "down", "--yes"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(condition, 20, what)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
 def payload(names: dict[str, str]) -> dict[str, str]:
     return {n: p for n, p in names.items() if n.startswith("esx")}
 
@@ -270,16 +282,7 @@ def test_down_killed_midway_is_completed_by_running_it_again(cli: Run, lab_facto
     lab = lab_factory(*FAST[:4], "--guest-shutdown-delay", "4s")
     config = configure(lab, replace=(("guest_shutdown_timeout = 5", "guest_shutdown_timeout = 20"),))
     ran = {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"}
-    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labswitch", "--config", str(config), "down", "--yes"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: lab.soap_calls().get("ShutdownGuest", 0) > 0, 20, "the down to ask guests to shut down")
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    kill_when(lab, state_dir, config, lambda: lab.soap_calls().get("ShutdownGuest", 0) > 0, "the down to ask guests to shut down")
     journal = state_dir / "labswitch" / "journal.sqlite3"
     with sqlite3.connect(journal) as db:
         assert db.execute("SELECT COUNT(*) FROM vm_states").fetchone()[0] > 0
@@ -317,9 +320,12 @@ def test_history_lists_runs(cli: Run, lab: Lab, state_dir: Path) -> None:
 
 
 def test_a_vsphere_6_7_lab_cycles_and_audits(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
-    lab = lab_factory(*FAST, "--vsphere", "6.7")
+    lab = lab_factory(*FAST, "--vsphere", "6.7", "--vsan-clusters", "1")
     config = configure(lab)
     ran = {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"}
+    plan = run(cli, lab, state_dir, config, "plan", "down", "--json").json()
+    assert {s["action"] for s in plan["steps"] if s["target"] in ("esx11", "esx12")} >= {"enter-maintenance-no-action"}
+    assert any("7.0 U3" in n for n in plan["notes"]), "no vSAN power action on 6.7: noAction maintenance, said"
     down = run(cli, lab, state_dir, config, "down", "--yes")
     assert down.code == 0, down.stderr
     assert all(p == "poweredOff" for p in payload(vm_power(lab)).values())
