@@ -183,11 +183,12 @@ class Journal:
             pending = self.pending(cluster_moid, setting)
             if pending is not None:
                 return pending
+            change = ClusterChange(run_id, cluster_moid, cluster_name, setting, previous, time.time())
             self._db.execute(
                 "INSERT INTO cluster_changes (run_id, cluster_moid, cluster_name, setting, previous, changed) VALUES (?,?,?,?,?,?)",
-                (run_id, cluster_moid, cluster_name, setting, previous, time.time()),
+                (change.run_id, change.cluster_moid, change.cluster_name, change.setting, change.previous, change.changed),
             )
-            return ClusterChange(run_id, cluster_moid, cluster_name, setting, previous, time.time())
+            return change
 
     def pending_changes(self) -> list[ClusterChange]:
         """Every cluster setting changed by a down and not restored yet, oldest first."""

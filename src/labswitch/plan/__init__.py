@@ -27,7 +27,7 @@ from labswitch.errors import ConfigError
 from labswitch.hostnet import is_ip
 from labswitch.plan import clusters
 from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, bmc
-from labswitch.snapshot import HostInfo, Snapshot, VMInfo
+from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
 
 __all__ = ["VCENTER", "VM_ACTIONS", "Action", "Facts", "Intent", "Plan", "Status", "Step", "bmc", "make_plan", "target_groups"]
 
@@ -79,9 +79,10 @@ def make_plan(
     if intent is Intent.DOWN:
         refusals += _safety(snap, config, facts, servers, hosts)
         live = {name: h for name, h in hosts.items() if facts.bmc_power.get(name) is not Power.OFF}
-        vsan_refusals, no_action = clusters.partial_vsan(snap, live, clusters.whole(snap, hosts), vsan_no_action, notes)
+        whole = clusters.whole(snap, hosts)
+        vsan_refusals, no_action = clusters.partial_vsan(snap, live, whole, vsan_no_action, notes)
         refusals += vsan_refusals
-        steps = _down(snap, config, facts, servers, hosts, notes, frozenset(no_action))
+        steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action))
     else:
         steps = _up(snap, config, facts, servers, hosts)
     if not pipeline:
@@ -184,18 +185,20 @@ def _down(
     servers: list[Server],
     hosts: Mapping[str, HostInfo | None],
     notes: list[str],
+    whole: Mapping[str, ClusterInfo],
     no_action: frozenset[str] = frozenset(),
 ) -> list[Step]:
-    """Per host: VMs off -> maintenance -> shutdown -> confirmed off; a whole cluster's hosts also wait
-    for its cluster steps (plan.clusters). ``no_action``: host moids entering vSAN maintenance with noAction."""
+    """Per host: VMs off -> maintenance -> shutdown -> confirmed off; a whole cluster's hosts (``whole``:
+    plan.clusters.whole) also wait for its cluster steps. ``no_action``: host moids entering vSAN
+    maintenance with noAction."""
     waves = config.startup.waves
     guest: list[tuple[VMInfo, str]] = []
     hard: list[Step] = []
     maintenance: list[Step] = []
     shutdown: list[Step] = []
     cluster_steps: list[Step] = []
-    whole = clusters.whole(snap, hosts)
-    members: dict[str, list[clusters.Member]] = {}
+    whole = dict(whole)  # less any cluster a host of which stays on
+    members: list[clusters.Member] = []  # the hosts to empty and shut down
     waits: dict[str, tuple[tuple[str, ...], tuple[str, ...], HostInfo]] = {}  # server -> (its shutdown's after, settled, its host)
     for server in servers:
         host = hosts[server.name]
@@ -212,20 +215,17 @@ def _down(
             whole.pop(host.cluster_moid or "", None)  # the cluster does not go down entirely
             continue
         emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
-        if host.cluster_moid in whole:
-            members.setdefault(host.cluster_moid or "", []).append(clusters.Member(server.name, host, emptied))
+        members.append(clusters.Member(server.name, host, emptied))
+    by_cluster: dict[str, list[clusters.Member]] = {}
+    for m in members:
+        if m.host.cluster_moid in whole:
+            by_cluster.setdefault(m.host.cluster_moid or "", []).append(m)
             continue
-        action = Action.ENTER_MAINTENANCE_NO_ACTION if host.moid in no_action else Action.ENTER_MAINTENANCE
-        chain = [Step("maintenance", action, server.name, host.moid, server.name, after=emptied)] if not host.in_maintenance else []
+        action = Action.ENTER_MAINTENANCE_NO_ACTION if m.host.moid in no_action else Action.ENTER_MAINTENANCE
+        chain = [Step("maintenance", action, m.server, m.host.moid, m.server, after=m.emptied)] if not m.host.in_maintenance else []
         maintenance += chain
-        waits[server.name] = (tuple(s.id for s in chain) or emptied, (), host)
-    for moid, cluster_members in members.items():
-        if moid not in whole:  # a host of it stays on after all: each host on its own
-            for m in cluster_members:
-                chain = [Step("maintenance", Action.ENTER_MAINTENANCE, m.server, m.host.moid, m.server, after=m.emptied)]
-                maintenance += chain if not m.host.in_maintenance else []
-                waits[m.server] = ((chain[0].id,) if not m.host.in_maintenance else m.emptied, (), m.host)
-            continue
+        waits[m.server] = (tuple(s.id for s in chain) or m.emptied, (), m.host)
+    for moid, cluster_members in by_cluster.items():
         own, entering, before = clusters.down(snap, whole[moid], cluster_members, notes)
         cluster_steps += own
         maintenance += entering

@@ -16,7 +16,7 @@ restored once the cluster's hosts are back, before any of their VMs starts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from labswitch.plan.model import Action, Facts, Step
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, has_vcls
@@ -60,8 +60,8 @@ def vsan_action(snap: Snapshot, cluster: ClusterInfo) -> bool:
     return cluster.vsan and cluster.vsan_power is not None
 
 
-def step(action: Action, cluster: ClusterInfo, after: Sequence[str], phase: str = PHASE) -> Step:
-    return Step(phase, action, cluster.name, cluster.moid, None, after=tuple(dict.fromkeys(after)))
+def step(action: Action, cluster: ClusterInfo, after: Sequence[str], phase: str = PHASE, settled: Sequence[str] = ()) -> Step:
+    return Step(phase, action, cluster.name, cluster.moid, None, after=tuple(dict.fromkeys(after)), settled=tuple(dict.fromkeys(settled)))
 
 
 # -- down ------------------------------------------------------------------------------
@@ -200,11 +200,7 @@ def restores(
         if cluster is None or not changed:
             continue
         after = [i for s in servers for i in back.get(s, ())]
-        mine = [
-            replace(step(SETTINGS_RESTORED[name], cluster, (), phase="restore"), settled=tuple(dict.fromkeys(after)))
-            for name in sorted(changed)
-            if name in SETTINGS_RESTORED
-        ]
+        mine = [step(SETTINGS_RESTORED[name], cluster, (), "restore", after) for name in sorted(changed) if name in SETTINGS_RESTORED]
         steps += mine
         for s in servers:
             vms_after[s] = tuple(r.id for r in mine)
