@@ -12,7 +12,7 @@ from pyVmomi import vim, vmodl
 from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
 from labswitch.vsphere import vsan
-from labswitch.vsphere.inventory import pages, system_of
+from labswitch.vsphere.inventory import pages, retrieve, switches, system_of, vcenter_options
 from labswitch.vsphere.watch import wait_for
 
 TASK_DONE = ("success", "error")
@@ -109,45 +109,24 @@ class Actions:
         return self.call(lambda: self.cluster(moid).ReconfigureComputeResource_Task(spec=spec, modify=True))
 
     def ha_enabled(self, moid: str) -> bool:
-        config = self.read(self.cluster(moid), ["configurationEx"]).get("configurationEx")
-        return bool(getattr(getattr(config, "dasConfig", None), "enabled", False))
+        ha, _ = switches(self.read(self.cluster(moid), ["configurationEx"]).get("configurationEx"))
+        return ha
 
     def vcenter_option(self, key: str) -> str | None:
         """A vCenter advanced option's value as text; None when it is not set."""
-
-        def query() -> str | None:
-            try:
-                found = self.content.setting.QueryOptions(name=key)
-            except vim.fault.InvalidName:
-                return None
-            return next((str(o.value).strip().lower() for o in found or [] if o.key == key), None)
-
-        value: str | None = self.call(query)
-        return value
+        options: dict[str, str] = self.call(lambda: vcenter_options(self.content, key))
+        return options.get(key)
 
     def set_vcenter_option(self, key: str, value: str) -> None:
         self.call(lambda: self.content.setting.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=value)]))
 
     def agents(self, cluster: str) -> dict[str, str]:
         """The cluster's vCLS agent VMs (managed by EAM) now: moid -> power state, in one read."""
-        view = self.call(lambda: self.content.viewManager.CreateContainerView(self.cluster(cluster), [vim.VirtualMachine], True))
-        try:
-            pc = vmodl.query.PropertyCollector
-            traverse = pc.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
-            spec = pc.FilterSpec(
-                objectSet=[pc.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
-                propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.managedBy", "runtime.powerState"])],
-            )
-            objects = self.call(lambda: list(pages(self.content.propertyCollector, spec)))
-        finally:
-            with contextlib.suppress(vmodl.MethodFault, OSError, http.client.HTTPException):
-                view.DestroyView()
-        out = {}
-        for obj in objects:
-            props = {p.name: p.val for p in obj.propSet}
-            if system_of(props.get("config.managedBy")) == "vcls":
-                out[obj.obj._moId] = str(props.get("runtime.powerState"))
-        return out
+        wanted: dict[type, list[str]] = {vim.VirtualMachine: ["config.managedBy", "runtime.powerState"]}
+        objects = self.call(lambda: list(retrieve(self.content, wanted, root=self.cluster(cluster))))
+        return {
+            moid: str(props.get("runtime.powerState")) for (_, moid), props in objects if system_of(props.get("config.managedBy")) == "vcls"
+        }
 
     def vsan_power_status(self, cluster: str) -> str:
         return str(self.call(lambda: vsan.power_status(self.stub, cluster)))

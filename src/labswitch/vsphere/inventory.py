@@ -50,7 +50,7 @@ def read(content: Any, where: str, audit: bool = False) -> Snapshot:
             vim.VirtualMachine: vm_props,
             vim.ClusterComputeResource: CLUSTER_PROPS,
         }
-        objects = dict(_retrieve(content, wanted))
+        objects = dict(retrieve(content, wanted))
         options = _host_options(content, objects) if audit else {}
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: reading the inventory failed: {exc.msg or type(exc).__name__}") from None
@@ -74,16 +74,8 @@ def _clusters(content: Any, objects: Mapping[tuple[type, str], Mapping[str, Any]
     for (kind, moid), props in objects.items():
         if kind is not vim.ClusterComputeResource:
             continue
-        config = props.get("configurationEx")
-        das = getattr(config, "dasConfig", None)
-        vsan_info = getattr(config, "vsanConfigInfo", None)
-        info = ClusterInfo(
-            moid=moid,
-            name=props.get("name", moid),
-            ha=bool(getattr(das, "enabled", False)),
-            vsan=bool(getattr(vsan_info, "enabled", False)),
-            vcls=vcls.get(moid),
-        )
+        ha, vsan_on = switches(props.get("configurationEx"))
+        info = ClusterInfo(moid=moid, name=props.get("name", moid), ha=ha, vsan=vsan_on, vcls=vcls.get(moid))
         if info.vsan and has_vsan_power_action(api):
             try:
                 info = dataclasses.replace(info, vsan_power=vsan.power_status(content.propertyCollector._stub, moid))
@@ -95,17 +87,30 @@ def _clusters(content: Any, objects: Mapping[tuple[type, str], Mapping[str, Any]
     return tuple(sorted(out, key=lambda c: c.name))
 
 
+def switches(config: Any) -> tuple[bool, bool]:
+    """A cluster's configurationEx: (HA enabled, vSAN enabled)."""
+    das = getattr(config, "dasConfig", None)
+    vsan_info = getattr(config, "vsanConfigInfo", None)
+    return bool(getattr(das, "enabled", False)), bool(getattr(vsan_info, "enabled", False))
+
+
+def vcenter_options(content: Any, name: str) -> dict[str, str]:
+    """vCenter's advanced options named ``name`` or under it ("a.b." for a subtree): key -> value as
+    lower-case text; none set is empty (vCenter answers InvalidName)."""
+    try:
+        options = content.setting.QueryOptions(name=name)
+    except vim.fault.InvalidName:
+        return {}
+    return {o.key: str(o.value).strip().lower() for o in options or []}
+
+
 def _vcls_options(content: Any) -> dict[str, str]:
     """cluster moid -> its vCLS option's value ("true"/"false"), for the clusters that have one set."""
-    try:
-        options = content.setting.QueryOptions(name=VCLS_OPTIONS)
-    except vim.fault.InvalidName:  # none set
-        return {}
     out = {}
-    for option in options or []:
-        moid, _, rest = option.key.removeprefix(VCLS_OPTIONS).partition(".")
+    for key, value in vcenter_options(content, VCLS_OPTIONS).items():
+        moid, _, rest = key.removeprefix(VCLS_OPTIONS).partition(".")
         if rest == "enabled":
-            out[moid] = str(option.value).strip().lower()
+            out[moid] = value
     return out
 
 
@@ -136,8 +141,10 @@ def with_tags(snap: Snapshot, tags: Mapping[str, tuple[str, ...]], note: str | N
     return dataclasses.replace(snap, vms=vms, notes=snap.notes + ((note,) if note else ()))
 
 
-def _retrieve(content: Any, wanted: Mapping[type, list[str]]) -> Iterator[tuple[tuple[type, str], dict[str, Any]]]:
-    view = content.viewManager.CreateContainerView(content.rootFolder, list(wanted), True)
+def retrieve(content: Any, wanted: Mapping[type, list[str]], root: Any = None) -> Iterator[tuple[tuple[type, str], dict[str, Any]]]:
+    """Every object of the wanted kinds under ``root`` (default: the whole inventory), with the paths asked
+    for, through one container view and one PropertyCollector read (plus pages)."""
+    view = content.viewManager.CreateContainerView(root or content.rootFolder, list(wanted), True)
     try:
         traverse = vmodl.query.PropertyCollector.TraversalSpec(name="view", path="view", skip=False, type=vim.view.ContainerView)
         spec = vmodl.query.PropertyCollector.FilterSpec(
