@@ -143,7 +143,8 @@ def _privileges(plan: Plan, vc: vsphere.VSphere, snap: Snapshot) -> Plan:
     lacking = vc.lacking({entity: set(privs) for entity, privs in needed.items()})
     refusals = []
     for entity, priv in sorted(lacking):
-        where = "vCenter" if entity == "vcenter" else f"cluster {next((c.name for c in snap.clusters if c.moid == entity), entity)}"
+        cluster = snap.cluster(entity)
+        where = "vCenter" if entity == "vcenter" else f"cluster {cluster.name if cluster else entity}"
         steps = ", ".join(sorted(needed[entity][priv]))
         refusals.append(
             f"the vCenter user lacks privilege {priv} on {where} ({steps}); grant it to the user's role, or leave out the cluster"
