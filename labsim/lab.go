@@ -28,6 +28,7 @@ type Server struct {
 	ServiceTag string
 	Host       types.ManagedObjectReference
 	bmc        *bmcServer
+	agent      *hostAgent // the host's own API (esxi.go)
 
 	bootDelay time.Duration // --host-boot-delay plus its jitter (physical.go)
 
@@ -51,7 +52,10 @@ type Lab struct {
 	opts       options
 	model      *simulator.Model
 	vcsim      *simulator.Server
-	client     *vim25.Client // in-process, for building the inventory
+	intercept  *interceptor
+	vcGate     *gate                        // --vcenter-vm-on payload: vCenter answers only while its VM runs
+	vcsaVM     types.ManagedObjectReference // the VM "vcsa", if any
+	client     *vim25.Client                // in-process, for building the inventory
 	vcURL      string
 	thumbprint string
 	certPEM    []byte
@@ -76,6 +80,9 @@ func newLab(o options) (*Lab, error) {
 	}
 	if o.bmcPassword == "" {
 		o.bmcPassword = randomSecret()
+	}
+	if o.esxiPassword == "" {
+		o.esxiPassword = randomSecret()
 	}
 	rel, err := releaseNamed(o.vsphere)
 	if err != nil {
@@ -145,9 +152,16 @@ func newLab(o options) (*Lab, error) {
 	l.vcsim = l.model.Service.NewServer()
 	// Wrap the simulator's handler before anyone knows the port: labsim counts
 	// SOAP calls and takes over the few methods the simulator lacks or gets wrong.
-	l.vcsim.Config.Handler = &interceptor{lab: l, next: l.vcsim.Config.Handler}
+	l.intercept = &interceptor{lab: l, next: l.vcsim.Config.Handler}
+	l.vcsim.Config.Handler = l.intercept
 	u := *l.vcsim.URL
 	u.User = nil
+	if o.vcenterVMOn == "payload" { // vCenter inside the lab: it answers while its VM runs (vcenter.go)
+		if l.vcGate, err = newGate(o.listen, u.Host); err != nil {
+			return nil, err
+		}
+		u.Host = l.vcGate.addr
+	}
 	l.vcURL = u.String()
 
 	if err := l.tagVMs(vmsToTag); err != nil {
@@ -162,6 +176,9 @@ func newLab(o options) (*Lab, error) {
 		if s.bmc, err = startBMC(l, s, tlsConf); err != nil {
 			return nil, err
 		}
+		if s.agent, err = startHostAgent(l, s); err != nil {
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -171,6 +188,12 @@ func (l *Lab) close() {
 		if s.bmc != nil {
 			_ = s.bmc.srv.Close()
 		}
+		if s.agent != nil {
+			s.agent.close()
+		}
+	}
+	if l.vcGate != nil {
+		l.vcGate.shut()
 	}
 	l.vcsim.Close()
 	l.model.Remove()
@@ -290,6 +313,9 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 			}
 			t := &vmTraits{name: name, server: s}
 			l.vmCreation = append(l.vmCreation, ref)
+			if name == "vcsa" {
+				l.vcsaVM = ref
+			}
 			if name != "vcsa" && name != "labswitch" {
 				l.vmOrder = append(l.vmOrder, ref)
 				t.toolless = rng.Float64() < l.opts.toollessFraction

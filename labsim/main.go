@@ -33,6 +33,8 @@ type options struct {
 	denyPrivileges                                                    string
 	ha                                                                bool
 	latency                                                           time.Duration
+	esxiPassword                                                      string
+	vcenterBootDelay                                                  time.Duration
 }
 
 func parseFlags() options {
@@ -78,6 +80,8 @@ func parseFlags() options {
 	flag.StringVar(&o.vsgxVMs, "vsgx-vms", "", "virtual SGX per VM, NAME=EPC_MB,...")
 	flag.Float64Var(&o.cbtFraction, "cbt-fraction", 0.0, "fraction of payload VMs with changed block tracking on")
 	flag.BoolVar(&o.govmomiFeed, "govmomi-feed", false, "answer WaitForUpdatesEx with the simulator's own property collector (re-collects every filter per change), not labsim's incremental feed")
+	flag.StringVar(&o.esxiPassword, "esxi-password", "", "every host's root password for its own API (random when empty; printed)")
+	flag.DurationVar(&o.vcenterBootDelay, "vcenter-boot-delay", 5*time.Second, "--vcenter-vm-on payload: time from the vcsa VM's power-on to vCenter answering")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()
 	return o
@@ -102,6 +106,9 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("%d hosts, %d VMs, ready in %s", len(lab.servers), len(lab.vms), time.Since(start).Round(time.Millisecond))
+	for _, s := range lab.servers {
+		fmt.Printf("ESXI %s %s\n", s.Name, s.agent.URL)
+	}
 	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
 	fmt.Printf("READY %s\n", lab.vcURL)
 

@@ -58,7 +58,8 @@ func (l *Lab) tagVMs(vms []types.ManagedObjectReference) error {
 // writeOutputs prints the secrets as env assignments and writes the optional
 // config, secrets and certificate files.
 func (l *Lab) writeOutputs() error {
-	secrets := fmt.Sprintf("%s=%s\n%s=%s\n", envVCenterPassword, l.opts.password, envBMCPassword, l.opts.bmcPassword)
+	secrets := fmt.Sprintf("%s=%s\n%s=%s\n%s=%s\n", envVCenterPassword, l.opts.password, envBMCPassword, l.opts.bmcPassword,
+		envESXiPassword, l.opts.esxiPassword)
 	for _, line := range strings.Split(strings.TrimSpace(secrets), "\n") {
 		fmt.Printf("export %s\n", line)
 	}
@@ -84,10 +85,11 @@ func (l *Lab) config() string {
 	fmt.Fprintf(&b, "# labswitch configuration for a labsim lab (written by labsim --write-config).\n")
 	fmt.Fprintf(&b, "# Secrets are environment references; labsim printed their values.\n\n")
 	fmt.Fprintf(&b, "[vcenter]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.vcURL, l.opts.user, envVCenterPassword, tls)
+	fmt.Fprintf(&b, "[esxi]\nuser = \"root\"\npassword = { env = %q }\ntls = %s\n\n", envESXiPassword, tls)
 	fmt.Fprintf(&b, "[policy]\nstartup_tag = \"Lab/StartUp\"\n\n")
 	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
 	for _, s := range l.servers {
-		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\n", s.Name, s.FQDN, s.Group)
+		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\nesxi_url = %q\ngroup = %q\n", s.Name, s.FQDN, s.agent.URL, s.Group)
 		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
 			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
 	}

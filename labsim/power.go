@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log"
 	"strings"
 	"time"
 
@@ -23,6 +24,13 @@ func (l *Lab) powerOn(s *Server) bool {
 	s.changed = time.Now()
 	epoch := s.epoch
 	s.mu.Unlock()
+	time.AfterFunc(s.bootDelay*4/5, func() { // the host's own API answers a little before vCenter reconnects it
+		if l.stillAt(s, epoch) && s.agent != nil {
+			if err := s.agent.gate.open(); err != nil {
+				log.Printf("%s: the host's port could not listen again: %v", s.Name, err)
+			}
+		}
+	})
 	time.AfterFunc(s.bootDelay, func() {
 		if l.stillAt(s, epoch) && !l.stuck(s) {
 			l.hostConnected(s)
@@ -88,6 +96,9 @@ func (s *Server) powerState() string {
 
 // hostGone: every VM stops with the server; vCenter loses the host.
 func (l *Lab) hostGone(s *Server) {
+	if s.agent != nil {
+		s.agent.gate.shut()
+	}
 	for _, vm := range l.vmsOn(s) {
 		l.setVMPower(vm, types.VirtualMachinePowerStatePoweredOff)
 	}
@@ -170,6 +181,13 @@ func (w *powerWatcher) RemoveObject(types.ManagedObjectReference) {}
 // UpdateObject runs with the VM locked: act from another goroutine.
 func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyChange) {
 	ref := obj.Reference()
+	if ref == w.lab.vcsaVM {
+		for _, c := range changes {
+			if c.Name == "runtime.powerState" {
+				go w.lab.vcsaPowerChanged(c.Val)
+			}
+		}
+	}
 	traits, ok := w.lab.traits(ref)
 	if !ok {
 		return
