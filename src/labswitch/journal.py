@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS cluster_changes (
     run_id TEXT NOT NULL REFERENCES runs(id), cluster_moid TEXT NOT NULL, cluster_name TEXT, setting TEXT NOT NULL,
     previous TEXT, changed REAL NOT NULL, restored_by TEXT, restored REAL
 );
+CREATE TABLE IF NOT EXISTS whole_lab (
+    run_id TEXT NOT NULL REFERENCES runs(id), server TEXT NOT NULL, role TEXT NOT NULL, ord INTEGER NOT NULL,
+    vm_name TEXT NOT NULL, vm_uuid TEXT NOT NULL, recorded REAL NOT NULL, finished_by TEXT, finished REAL
+);
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
@@ -67,6 +71,17 @@ class ClusterChange:
     setting: str  # "vcls" | "ha" | "vsan-power"
     previous: str | None  # the value to restore, as read before the change ("true", "false"; None: was not set)
     changed: float
+
+
+@dataclass(frozen=True)
+class WholeLab:
+    """A whole-lab down not yet undone by an up: the host that runs vCenter, vCenter's VM and the VMs
+    it needs, in start order (by name and instance UUID: the host's own ids are not vCenter's)."""
+
+    run_id: str
+    server: str
+    vcenter: tuple[str, str]  # (name, instance UUID)
+    dependencies: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,37 @@ class Journal:
             (cluster_moid, setting),
         ).fetchone()
         return ClusterChange(*row) if row else None
+
+    def record_whole_lab(self, run_id: str, server: str, vcenter: tuple[str, str], dependencies: Sequence[tuple[str, str]]) -> WholeLab:
+        """Record where vCenter runs before a whole-lab down stops it: once (a down run again keeps the first record)."""
+        with self._lock:
+            pending = self.pending_whole_lab()
+            if pending is not None:
+                return pending
+            now = time.time()
+            rows = [(run_id, server, "vcenter", 0, vcenter[0], vcenter[1], now)]
+            rows += [(run_id, server, "dependency", i + 1, name, vm_uuid, now) for i, (name, vm_uuid) in enumerate(dependencies)]
+            self._db.executemany(
+                "INSERT INTO whole_lab (run_id, server, role, ord, vm_name, vm_uuid, recorded) VALUES (?,?,?,?,?,?,?)", rows
+            )
+            return WholeLab(run_id, server, vcenter, tuple(dependencies))
+
+    def pending_whole_lab(self) -> WholeLab | None:
+        """The whole-lab down no up has finished yet, if any."""
+        rows = self._db.execute(
+            "SELECT run_id, server, role, vm_name, vm_uuid FROM whole_lab WHERE finished IS NULL ORDER BY recorded, ord"
+        ).fetchall()
+        if not rows:
+            return None
+        run_id, server = rows[0][0], rows[0][1]
+        vcenter = next(((n, u) for _, _, role, n, u in rows if role == "vcenter"), ("", ""))
+        deps = tuple((n, u) for _, _, role, n, u in rows if role == "dependency")
+        return WholeLab(run_id, server, vcenter, deps)
+
+    def whole_lab_done(self, run_id: str) -> None:
+        """An up brought vCenter back and finished: the record is kept, marked done by that run."""
+        with self._lock:
+            self._db.execute("UPDATE whole_lab SET finished_by = ?, finished = ? WHERE finished IS NULL", (run_id, time.time()))
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self._db.execute(

@@ -19,17 +19,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted
 from labswitch.journal import Journal
-from labswitch.plan import Action, Plan, Status, Step
+from labswitch.plan import VCENTER, Action, Plan, Status, Step
 from labswitch.steps import Context, Handler, handlers
 from labswitch.vsphere.actions import Actions
+from labswitch.vsphere.esxi import HostPort, Unreachable
 from labswitch.vsphere.port import LabPort, VSpherePort
+from labswitch.vsphere.session import login_for_host
 
 
 @dataclass(frozen=True)
@@ -204,15 +206,16 @@ class Executor:
 
 
 def _groups(ready: Sequence[Step]) -> list[list[Step]]:
-    """The ready steps by (action, server): one handler call for a host's ten guest shutdowns."""
-    groups: dict[tuple[str, str | None], list[Step]] = {}
+    """The ready steps by (action, server, endpoint): one handler call for a host's ten guest shutdowns."""
+    groups: dict[tuple[str, str | None, str], list[Step]] = {}
     for step in ready:
-        groups.setdefault((step.action, step.server), []).append(step)
+        groups.setdefault((step.action, step.server, step.endpoint), []).append(step)
     return list(groups.values())
 
 
 def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """The VMs and hosts a run will wait on, each with the conditions (vsphere.port.CONDITIONS) it waits for."""
+    """The VMs and hosts a run will wait on through vCenter, each with the conditions (vsphere.port.CONDITIONS)
+    it waits for."""
     vms: dict[str, set[str]] = {}
     hosts: dict[str, set[str]] = {}
     wave_conditions = {}
@@ -221,7 +224,7 @@ def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
             wave = plan.waves[step.wave] if step.wave < len(plan.waves) else None
             wave_conditions[step.wave] = wave.wait if wave else "tools"
     for step in plan.steps:
-        if not step.moid:
+        if not step.moid or step.endpoint != VCENTER:
             continue
         if step.action == Action.SHUTDOWN_GUEST:
             vms.setdefault(step.moid, set()).add("off")
@@ -234,12 +237,25 @@ def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     return vms, hosts
 
 
+def waited_on_hosts(plan: Plan) -> dict[str, dict[str, set[str]]]:
+    """Through each host talked to directly ("esxi:<server>"): the VMs (by key) the run waits on, with conditions."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for step in plan.steps:
+        if step.endpoint.startswith("esxi:"):
+            vms = out.setdefault(step.endpoint, {})
+            if step.action == Action.SHUTDOWN_GUEST and step.moid:
+                vms.setdefault(step.moid, set()).add("off")
+            elif step.action == Action.WAIT_TOOLS and step.moid:
+                vms.setdefault(step.moid, set()).add("tools")
+    return out
+
+
 class Runner:
     """One run of a plan against the lab: the port, the BMC drivers, the journal, the events."""
 
     def __init__(
         self,
-        actions: Actions,
+        actions: Actions | None,
         config: Config,
         drivers: Mapping[str, Driver],
         journal: Journal,
@@ -263,6 +279,7 @@ class Runner:
         """Run the plan; Interrupted when the cancel switch is set (self.results then holds what was done)."""
         self.on_event("plan", plan)
         port = self.port or self._vsphere_port(plan)
+        hosts = self._host_ports(plan)
         try:
             ctx = Context(
                 port,
@@ -273,19 +290,36 @@ class Runner:
                 lambda text: self.on_event("note", text),
                 journal=self.journal,
                 run_id=self.run_id,
+                ports=hosts,
+                vcenter=self.config.vcenter,
             )
             servers = {s.server for s in plan.steps}
             workers = min(256, max(self.config.policy.max_parallel, 2 * len(servers) + 2))
             Executor(plan, handlers(), ctx, self._record, self.on_event, workers, self.journal.transaction).run()
         finally:
+            for host in hosts.values():
+                host.close()
             if self.port is None:
                 port.close()
         return self.results
 
     def _vsphere_port(self, plan: Plan) -> LabPort:
+        if self.actions is None:  # vCenter is off (the first part of a whole-lab up): its steps fail
+            return cast(LabPort, Unreachable("vCenter is not running"))
         self.actions.cancel = self.cancel
         vms, hosts = waited_on(plan)
         return VSpherePort(self.actions, vms, hosts, self.config.policy.max_parallel, self.cancel)
+
+    def _host_ports(self, plan: Plan) -> dict[str, LabPort]:
+        """A port per host the plan talks to directly; each connects on first use."""
+        ports: dict[str, LabPort] = {}
+        for endpoint, vms in waited_on_hosts(plan).items():
+            server = self.config.server(endpoint.removeprefix("esxi:"))
+            if server is None or self.config.esxi is None:
+                continue  # the planner refuses such a plan; its steps would fail on vCenter's port
+            login = login_for_host(self.config.esxi, server)
+            ports[endpoint] = HostPort(login, vms, self.config.policy.max_parallel, self.cancel, self.config.policy.host_connect_timeout)
+        return ports
 
     def _record(self, step: Step, status: Status, detail: str, seconds: float) -> None:
         result = StepResult(step.phase, step.action, step.target, status, detail, seconds, step.server)

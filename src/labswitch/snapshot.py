@@ -62,6 +62,7 @@ class VMInfo:
     template: bool = False
     tags: tuple[str, ...] = ()  # "Category/Tag"
     system: str | None = None  # "vcls": a vSphere Cluster Services agent (vCenter's EAM runs it), never workload
+    uuid: str | None = None  # config.instanceUuid: the same through vCenter and through its host (moids are not)
     # Read only for audits:
     hw_version: int | None = None  # 13 for vmx-13
     cbt: bool = False  # changed block tracking
@@ -131,3 +132,12 @@ def has_vcls(api_version: str) -> bool:
 def has_vsan_power_action(api_version: str) -> bool:
     """vSAN's cluster power action (VsanClusterPowerSystem) exists from vSphere 7.0 U3 (API 7.0.3) on."""
     return _api(api_version) >= (7, 0, 3)
+
+
+UUID = "uuid:"
+
+
+def vm_key(uuid: str) -> str:
+    """How a step names a VM it reaches through an ESXi host directly: by instance UUID, the same through
+    vCenter and the host (their moids differ); vsphere.esxi translates."""
+    return f"{UUID}{uuid}"

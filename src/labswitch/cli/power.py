@@ -33,6 +33,14 @@ VsanNoAction = Annotated[
         "data (objectAction noAction) instead of refusing. At your own risk: objects with a copy only there are unavailable.",
     ),
 ]
+WholeLab = Annotated[
+    bool,
+    typer.Option(
+        "--whole-lab",
+        help="vCenter runs on a target host: take it down too, last, through that host's own API ([esxi] login); "
+        "`up` then starts it there first.",
+    ),
+]
 WaitTimeout = Annotated[float, typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="How long --wait waits.")]
 
 
@@ -43,20 +51,25 @@ def plan_command(
     group: Groups = None,
     restore: Annotated[bool, typer.Option("--restore", help="up: plan to start what ran before the last down.")] = False,
     vsan_no_action: VsanNoAction = False,
+    whole_lab: WholeLab = False,
     json_out: Json = False,
 ) -> None:
     """Show the exact ordered steps of a down or up, computed from live state; changes nothing.
 
-    Exits 3 when a safety check would refuse it.
+    Exits 3 when a safety check would refuse it. Each step says what it goes through: vCenter, a
+    BMC, or a host's own API (a whole-lab cycle).
 
     Examples:
 
       labswitch plan down
 
+      labswitch plan down --whole-lab
+
       labswitch plan up --group payload --json
     """
     state: State = ctx.obj
-    plan = power.make(state.config(), power.Request(intent, tuple(group or ()), restore=restore, vsan_no_action=vsan_no_action))
+    request = power.Request(intent, tuple(group or ()), restore=restore, vsan_no_action=vsan_no_action, whole_lab=whole_lab)
+    plan = power.make(state.config(), request)
     show_plan(plan, json_out)
     if plan.refusals:
         raise typer.Exit(EXIT_REFUSED)
@@ -72,6 +85,7 @@ def down_command(
     wait: Wait = False,
     wait_timeout: WaitTimeout = 3600,
     vsan_no_action: VsanNoAction = False,
+    whole_lab: WholeLab = False,
     no_pipeline: NoPipeline = False,
     json_out: Json = False,
 ) -> None:
@@ -79,9 +93,12 @@ def down_command(
 
     A cluster going down entirely has HA turned off and vCLS put in retreat mode once its VMs are
     off (a vSAN cluster then takes vSAN's cluster power action); `up` restores them.
-    Refused (exit 3, nothing changed) when the vCenter VM, the machine running labswitch, or a
-    protected VM is on a target host, a target BMC cannot be reached, or a vSAN cluster would
-    keep fewer than 3 hosts up (see --vsan-no-action). At a terminal it shows
+    With --whole-lab (or a group with holds_vcenter) the host that runs vCenter goes down last:
+    vCenter's VM and policy.vcenter_dependencies are shut down through that host's own API, which
+    then enters maintenance mode and shuts down; `up` starts vCenter there first.
+    Refused (exit 3, nothing changed) when the vCenter VM (without --whole-lab), the machine running
+    labswitch, or a protected VM is on a target host, a target BMC cannot be reached, or a vSAN
+    cluster would keep fewer than 3 hosts up (see --vsan-no-action). At a terminal it shows
     the plan in brief and asks; then live progress per host. Ctrl-C stops it cleanly (exit 130,
     journaled): run the same command again to finish. Another run in progress: exit 1, or --wait.
 
@@ -90,6 +107,8 @@ def down_command(
       labswitch down                    # asks for confirmation
 
       labswitch down --group payload --yes --json
+
+      labswitch down --whole-lab        # vCenter's own host too, last
     """
     request = power.Request(
         Intent.DOWN,
@@ -98,6 +117,7 @@ def down_command(
         lock_wait=wait_timeout if wait else 0,
         pipeline=not no_pipeline,
         vsan_no_action=vsan_no_action,
+        whole_lab=whole_lab,
     )
     _run(ctx, request, yes, dry_run, json_out)
 
@@ -122,6 +142,8 @@ def up_command(
 
     A vSAN cluster is powered on (vSAN's action) once all its hosts are connected, and every cluster
     setting a down changed (HA, vCLS retreat mode) is set back before the cluster's VMs start.
+    After a whole-lab down, vCenter is started first on its host (its dependencies before it), and
+    the up goes on through vCenter once its APIs answer (policy.vcenter_boot_timeout).
 
     At a terminal it shows the plan in brief and asks; then live progress per host. Ctrl-C stops
     it cleanly (exit 130, journaled): run the same command again to finish. Another run in
@@ -222,6 +244,8 @@ def retry_command(state: State, request: power.Request) -> str:
         words += ["--group", shlex.quote(group)]
     if request.restore:
         words.append("--restore")
+    if request.whole_lab:
+        words.append("--whole-lab")
     if request.tag:
         words += ["--tag", shlex.quote(request.tag)]
     return " ".join(words)
@@ -257,8 +281,14 @@ def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:
             current = step.phase
             console.print(f"  {current}", markup=False)
         how = "  (only if the step before does not work)" if step.fallback_of else ""
-        console.print(f"    {step.action} {step.target}{how}", markup=False)
+        console.print(f"    {step.action} {step.target}  [{endpoint_label(step.endpoint)}]{how}", markup=False)
     for note in plan.notes:
         render.note(note)
     for refusal in plan.refusals:
         render.stderr.print(f"refused: {refusal}", markup=False)
+
+
+def endpoint_label(endpoint: str) -> str:
+    """What a step goes through, in words: vCenter, a server's BMC, or a host's own API."""
+    kind, _, server = endpoint.partition(":")
+    return {"bmc": f"BMC {server}", "esxi": f"host {server} directly"}.get(kind, "vCenter")

@@ -1,7 +1,7 @@
 """Configuration: TOML -> validated models; secret references resolved on load, never printed."""
 
 from labswitch.config.load import DEFAULT_PATH, load, parse
-from labswitch.config.models import BMC, TLS, Appliance, Config, Energy, Group, Policy, Server, Startup, VCenter, Wave
+from labswitch.config.models import BMC, TLS, Appliance, Config, Energy, ESXi, Group, Policy, Server, Startup, VCenter, Wave
 
 __all__ = [
     "BMC",
@@ -9,6 +9,7 @@ __all__ = [
     "TLS",
     "Appliance",
     "Config",
+    "ESXi",
     "Energy",
     "Group",
     "Policy",

@@ -62,6 +62,8 @@ def _resolve_secrets(config: models.Config, source: str) -> models.Config:
     update: dict[str, Any] = {"vcenter": vcenter, "servers": servers}
     if config.vcsa is not None:
         update["vcsa"] = config.vcsa.model_copy(update={"password": secret(config.vcsa.password, "vcsa.password")})
+    if config.esxi is not None:
+        update["esxi"] = config.esxi.model_copy(update={"password": secret(config.esxi.password, "esxi.password")})
     return config.model_copy(update=update)
 
 

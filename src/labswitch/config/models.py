@@ -100,6 +100,15 @@ class VCenter(Strict):
         return f"{parts.scheme}://{parts.netloc}{parts.path if parts.path not in ('', '/') else '/sdk'}"
 
 
+class ESXi(Strict):
+    """The login for talking to ESXi hosts directly (whole-lab cycle; labs without vCenter)."""
+
+    user: Annotated[str, Field(min_length=1)] = "root"
+    password: Secret
+    tls: TLS = TLS()
+    timeout: PositiveSeconds = 30.0
+
+
 def _openssh_key(value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( .*)?", value.strip()):
         raise ValueError("must be an OpenSSH public key line such as 'ssh-ed25519 AAAA...' (ssh-keyscan prints them)")
@@ -155,13 +164,23 @@ class Appliance(Strict):
 
 class Server(Strict):
     name: Annotated[str, Field(min_length=1)]
-    esxi: Annotated[str, Field(min_length=1)]
+    esxi: Annotated[str, Field(min_length=1)]  # the host's name in vCenter (and its address)
     group: Annotated[str, Field(min_length=1)]
     bmc: BMC
+    esxi_url: Address | None = None  # how to reach the host's own API, when not https://<esxi>/sdk
+
+    @property
+    def direct_url(self) -> str:
+        """The host's own SDK URL: esxi_url, else https://<esxi>/sdk."""
+        url = self.esxi_url or self.esxi
+        url = url if "://" in url else f"https://{url}"
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path if parts.path not in ('', '/') else '/sdk'}"
 
 
 class Group(Strict):
     always_on: bool = False
+    holds_vcenter: bool = False  # its down is a whole-lab down: vCenter's own host goes last, through its own API
 
 
 class Policy(Strict):
@@ -178,6 +197,8 @@ class Policy(Strict):
     bmc_timeout: PositiveSeconds = 30.0
     bmc_poll_interval: PositiveSeconds = 2.0
     vcls_timeout: PositiveSeconds = 180.0  # a cluster's vCLS agents gone after retreat mode, or running again after it
+    vcenter_dependencies: list[str] = []  # VM name globs vCenter needs (DNS, directory): started before it, stopped after it
+    vcenter_boot_timeout: PositiveSeconds = 1200.0  # whole-lab up: from vCenter's VM started to its SOAP and REST APIs answering
 
 
 class Wave(Strict):
@@ -210,6 +231,7 @@ class Config(Strict):
     startup: Startup = Startup()
     energy: Energy = Energy()
     vcsa: Appliance | None = None
+    esxi: ESXi | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

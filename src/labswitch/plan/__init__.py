@@ -26,10 +26,25 @@ from labswitch.config import Config, Server, Wave
 from labswitch.errors import ConfigError
 from labswitch.hostnet import is_ip
 from labswitch.plan import clusters
-from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, bmc
+from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, esxi
+from labswitch.plan.whole_lab import Holder, down_tail, find_holder
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
 
-__all__ = ["VCENTER", "VM_ACTIONS", "Action", "Facts", "Intent", "Plan", "Status", "Step", "bmc", "make_plan", "target_groups"]
+__all__ = [
+    "VCENTER",
+    "VM_ACTIONS",
+    "Action",
+    "Facts",
+    "Intent",
+    "Plan",
+    "Status",
+    "Step",
+    "VCenterHost",
+    "bmc",
+    "esxi",
+    "make_plan",
+    "target_groups",
+]
 
 
 def target_groups(config: Config, requested: Sequence[str], intent: Intent) -> tuple[str, ...]:
@@ -52,13 +67,17 @@ def make_plan(
     skip_unreachable: bool = False,
     pipeline: bool = True,
     vsan_no_action: bool = False,
+    whole_lab: bool = False,
 ) -> Plan:
-    """``vsan_no_action``: a vSAN cluster going down in part enters maintenance without moving data
+    """``whole_lab``: vCenter's own host may go down too, last, through its own API (plan.whole_lab);
+    a target group with holds_vcenter asks for it too. ``vsan_no_action``: a vSAN cluster going down in
+    part enters maintenance without moving data
     instead of being refused (--vsan-no-action). ``pipeline = False`` adds the old global phase barriers
     (every step waits for the whole previous phase, lab-wide): only for measuring what the per-host
     chains save (`--no-pipeline`, hidden)."""
     refusals: list[str] = []
     notes: list[str] = []
+    vcenter_host = None
     if intent is Intent.DOWN:
         for name in groups:
             if config.groups[name].always_on:
@@ -77,12 +96,24 @@ def make_plan(
         if hosts[s.name] is None:
             notes.append(f"server {s.name}: no host {s.esxi!r} in vCenter; only its BMC is used")
     if intent is Intent.DOWN:
-        refusals += _safety(snap, config, facts, servers, hosts)
+        holder = None
+        if whole_lab or any(config.groups[g].holds_vcenter for g in groups):
+            live_hosts = {n: h for n, h in hosts.items() if facts.bmc_power.get(n) is not Power.OFF}
+            holder = find_holder(
+                snap, config, live_hosts, lambda vm: is_vcenter_vm(vm, config.vcenter.vm, facts.vcenter_addresses), refusals, notes
+            )
+        refusals += _safety(snap, config, facts, servers, hosts, holder)
         live = {name: h for name, h in hosts.items() if facts.bmc_power.get(name) is not Power.OFF}
         whole = clusters.whole(snap, hosts)
         vsan_refusals, no_action = clusters.partial_vsan(snap, live, whole, vsan_no_action, notes)
         refusals += vsan_refusals
-        steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action))
+        steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action), holder)
+        if holder is not None:
+            vcenter_host = VCenterHost(
+                holder.server,
+                (holder.vcenter.name, holder.vcenter.uuid or ""),
+                tuple((vm.name, vm.uuid or "") for vm in holder.dependencies),
+            )
     else:
         steps = _up(snap, config, facts, servers, hosts)
     if not pipeline:
@@ -95,6 +126,7 @@ def make_plan(
         refusals=tuple(refusals),
         notes=tuple(notes),
         waves=tuple(config.startup.waves),
+        vcenter_host=vcenter_host,
     )
 
 
@@ -113,23 +145,34 @@ def _phase_barriers(steps: list[Step]) -> list[Step]:
 
 
 # -- safety ------------------------------------------------------------------------------
-def _safety(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None]) -> list[str]:
+def _safety(
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    servers: list[Server],
+    hosts: Mapping[str, HostInfo | None],
+    holder: Holder | None,
+) -> list[str]:
     refusals = []
     for server in servers:
         host = hosts[server.name]
         if host is not None:
-            refusals += _host_safety(snap, config, facts, host, server.name)
+            refusals += _host_safety(snap, config, facts, host, server.name, holder.vcenter if holder else None)
     return refusals
 
 
-def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, label: str) -> list[str]:
-    """Why the VMs on ``host`` must not be stopped: the vCenter, labswitch's own machine, protected VMs."""
+def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, label: str, last: VMInfo | None = None) -> list[str]:
+    """Why the VMs on ``host`` must not be stopped: the vCenter (unless it is ``last``: a whole-lab down
+    stops it last, through its host), labswitch's own machine, protected VMs."""
     refusals = []
     self_ids = {a for a in facts.self_addresses if not _loopback(a)}
     for vm in snap.vms_on(host.moid):
         ids = _identities(vm)
-        if is_vcenter_vm(vm, config.vcenter.vm, facts.vcenter_addresses):
-            refusals.append(f"VM {vm.name} is the vCenter and runs on {label}; move it to an always-on host first")
+        if vm != last and is_vcenter_vm(vm, config.vcenter.vm, facts.vcenter_addresses):
+            refusals.append(
+                f"VM {vm.name} is the vCenter and runs on {label}; move it to an always-on host, "
+                "or take the whole lab down with --whole-lab (vCenter last, through its host)"
+            )
         if ids & _with_short_names(self_ids):
             refusals.append(f"VM {vm.name} is the machine running labswitch and runs on {label}; run labswitch elsewhere")
         if any(fnmatchcase(vm.name.lower(), glob.lower()) for glob in config.policy.protect):
@@ -187,10 +230,12 @@ def _down(
     notes: list[str],
     whole: Mapping[str, ClusterInfo],
     no_action: frozenset[str] = frozenset(),
+    holder: Holder | None = None,
 ) -> list[Step]:
     """Per host: VMs off -> maintenance -> shutdown -> confirmed off; a whole cluster's hosts (``whole``:
     plan.clusters.whole) also wait for its cluster steps. ``no_action``: host moids entering vSAN
-    maintenance with noAction."""
+    maintenance with noAction. ``holder``: vCenter's host in a whole-lab down: its other VMs stop
+    through vCenter, the rest of it goes last, through the host (plan.whole_lab.down_tail)."""
     waves = config.startup.waves
     guest: list[tuple[VMInfo, str]] = []
     hard: list[Step] = []
@@ -200,6 +245,8 @@ def _down(
     whole = dict(whole)  # less any cluster a host of which stays on
     members: list[clusters.Member] = []  # the hosts to empty and shut down
     waits: dict[str, tuple[tuple[str, ...], tuple[str, ...], HostInfo]] = {}  # server -> (its shutdown's after, settled, its host)
+    last = frozenset(vm.moid for vm in (holder.vcenter, *holder.dependencies)) if holder else frozenset()
+    tail_after: tuple[str, ...] = ()
     for server in servers:
         host = hosts[server.name]
         if facts.bmc_power.get(server.name) is Power.OFF:
@@ -210,11 +257,14 @@ def _down(
             shutdown += [by_bmc, *_confirm_off(config, by_bmc)]
             continue
         first = len(guest), len(hard)
-        if _stop_vms(snap, config, host, server.name, guest, hard):
+        blocked = _stop_vms(snap, config, host, server.name, guest, hard, exclude=last)
+        emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
+        if holder is not None and server.name == holder.server:
+            tail_after = emptied
+        if blocked:
             notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
             whole.pop(host.cluster_moid or "", None)  # the cluster does not go down entirely
             continue
-        emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
         members.append(clusters.Member(server.name, host, emptied))
     by_cluster: dict[str, list[clusters.Member]] = {}
     for m in members:
@@ -230,10 +280,16 @@ def _down(
         cluster_steps += own
         maintenance += entering
         waits.update({m.server: (*before[m.server], m.host) for m in cluster_members})
+    if holder is not None:  # its maintenance and shutdown go through the host, last
+        waits.pop(holder.server, None)
+        maintenance = [s for s in maintenance if s.server != holder.server]
     for name, (after, settled, host) in waits.items():
         off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, settled=settled)
         shutdown += [off, *_host_off_fallbacks(config, off)]
-    return _guest_steps(guest, waves, config) + hard + cluster_steps + maintenance + shutdown
+    steps = _guest_steps(guest, waves, config) + hard + cluster_steps + maintenance + shutdown
+    if holder is None:
+        return steps
+    return steps + down_tail(config, holder, steps, tail_after)
 
 
 def _host_off_fallbacks(config: Config, off: Step) -> list[Step]:
@@ -252,11 +308,20 @@ def _confirm_off(config: Config, after: Step) -> list[Step]:
     return [confirm, Step("host-shutdown", Action.BMC_FORCE_OFF, server, after.moid, server, endpoint=bmc(server), fallback_of=confirm.id)]
 
 
-def _stop_vms(snap: Snapshot, config: Config, host: HostInfo, label: str, guest: list[tuple[VMInfo, str]], hard: list[Step]) -> bool:
-    """Add the steps that stop the powered-on VMs of ``host``; True when one must stay on (the host too)."""
+def _stop_vms(
+    snap: Snapshot,
+    config: Config,
+    host: HostInfo,
+    label: str,
+    guest: list[tuple[VMInfo, str]],
+    hard: list[Step],
+    exclude: frozenset[str] = frozenset(),
+) -> bool:
+    """Add the steps that stop the powered-on VMs of ``host`` (but the moids ``exclude``d); True when one
+    must stay on (the host too)."""
     blocked = False
     for vm in snap.workload_on(host.moid):
-        if vm.power_state != "poweredOn":
+        if vm.power_state != "poweredOn" or vm.moid in exclude:
             continue
         if vm.tools_running:
             guest.append((vm, label))

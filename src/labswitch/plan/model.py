@@ -41,9 +41,14 @@ class Action(enum.StrEnum):
     VSAN_POWER_ON = "vsan-power-on"
     RESTORE_HA = "restore-ha"
     VCLS_RESTORE = "vcls-restore"
+    # A whole lab, vCenter included (plan.whole_lab):
+    WAIT_TOOLS = "wait-tools"  # a VM's tools running (a vCenter dependency, before the next VM starts)
+    WAIT_VCENTER = "wait-vcenter"  # vCenter's SOAP and REST APIs answering after its VM started
 
 
-VM_ACTIONS = frozenset({Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM})  # the rest act on hosts
+VM_ACTIONS = frozenset(
+    {Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM, Action.WAIT_TOOLS}
+)  # the rest act on hosts
 
 
 class Status(enum.StrEnum):
@@ -84,13 +89,23 @@ class Step:
     server: str | None = None  # the config server it belongs to
     wave: int | None = None  # up: index into the waves (len(waves) for "remaining")
     after: tuple[str, ...] = ()  # ids of the steps it waits for
-    endpoint: str = VCENTER  # what it goes through: "vcenter" or "bmc:<server>"
+    endpoint: str = VCENTER  # what it goes through: "vcenter", "bmc:<server>" or "esxi:<server>" (the host's own API)
     fallback_of: str | None = None  # runs only when that step did not work
     settled: tuple[str, ...] = ()  # ids it waits for whatever their outcome (not skipped when they fail)
 
     @property
     def id(self) -> str:
         return f"{self.action}:{self.moid or self.target}"
+
+
+@dataclass(frozen=True)
+class VCenterHost:
+    """A whole-lab down's vCenter host: the server, vCenter's VM and the VMs it needs (start order), each
+    as (name, instance UUID), journaled before the down so that the up finds them through the host."""
+
+    server: str
+    vcenter: tuple[str, str]
+    dependencies: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class Plan:
     refusals: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     waves: tuple[Wave, ...] = ()
+    vcenter_host: VCenterHost | None = None  # a whole-lab down: where vCenter runs (None: not one)
 
     def phase(self, name: str) -> tuple[Step, ...]:
         return tuple(s for s in self.steps if s.phase == name)
@@ -113,3 +129,8 @@ class Plan:
 
 def bmc(server: str) -> str:
     return f"bmc:{server}"
+
+
+def esxi(server: str) -> str:
+    """The endpoint of a server's ESXi host, talked to directly."""
+    return f"esxi:{server}"

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -97,11 +97,17 @@ class RunView:
 
     # -- events --------------------------------------------------------------------
     def begin(self, plan: Plan) -> None:
-        self.plan = plan
-        self.started_at = self.now()
+        """A run's plan; a second one continues the same run (a whole-lab up: vCenter's side after the host's)."""
+        if self.plan is None:
+            self.plan = plan
+            self.started_at = self.now()
+        else:
+            self.plan = replace(self.plan, steps=self.plan.steps + plan.steps)
         for step in plan.steps:  # each host's own chain; fallbacks show only when they run
             if step.server and not step.fallback_of:
-                self.hosts.setdefault(step.server, _Host()).steps.append(step)
+                host = self.hosts.setdefault(step.server, _Host())
+                host.steps.append(step)
+                host.finished_at = None
             elif not step.server:
                 self.shared[step.id] = step
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
-from labswitch.config import Policy
+from labswitch.config import Policy, VCenter
 from labswitch.journal import Journal
 from labswitch.plan import Action, Plan, Status, Step
 from labswitch.vsphere.port import LabPort
@@ -37,6 +37,12 @@ class Context:
     lock: threading.Lock = field(default_factory=threading.Lock)
     journal: Journal | None = None  # where cluster changes are recorded (None: a test's executor without one)
     run_id: str = ""
+    ports: Mapping[str, LabPort] = field(default_factory=dict)  # "esxi:<server>" -> that host's own API
+    vcenter: VCenter | None = None  # for waiting until vCenter answers (whole-lab up)
+
+    def port_for(self, step: Step) -> LabPort:
+        """The port of the endpoint a step goes through: a host's own, or vCenter's."""
+        return self.ports.get(step.endpoint, self.port)
 
     def driver(self, step: Step) -> Driver:
         return self.drivers[step.server or step.target]
@@ -60,7 +66,7 @@ Handler = Callable[[list[Step], Context, Report], None]
 
 
 def handlers() -> dict[str, Handler]:
-    from labswitch.steps import bmc, clusters, hosts, vms, waves
+    from labswitch.steps import bmc, clusters, hosts, vcenter, vms, waves
 
     return {
         Action.SHUTDOWN_GUEST: vms.shutdown_guests,
@@ -84,4 +90,6 @@ def handlers() -> dict[str, Handler]:
         Action.VCLS_RESTORE: clusters.vcls_restore,
         Action.VSAN_POWER_OFF: clusters.vsan_power_off,
         Action.VSAN_POWER_ON: clusters.vsan_power_on,
+        Action.WAIT_TOOLS: vms.wait_tools,
+        Action.WAIT_VCENTER: vcenter.wait_vcenter,
     }

@@ -7,29 +7,33 @@ from labswitch.steps import Context, Report
 
 
 def enter_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
+    port = ctx.port_for(steps[0])
     for step in steps:
-        error = ctx.port.enter_maintenance(step.moid or "", ctx.policy.maintenance_timeout)
+        error = port.enter_maintenance(step.moid or "", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode" if error is None else error)
 
 
 def enter_maintenance_no_action(steps: list[Step], ctx: Context, report: Report) -> None:
+    port = ctx.port_for(steps[0])
     for step in steps:
-        error = ctx.port.enter_maintenance_no_action(step.moid or "", ctx.policy.maintenance_timeout)
+        error = port.enter_maintenance_no_action(step.moid or "", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode (vSAN: no data moved)" if error is None else error)
 
 
 def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
+    port = ctx.port_for(steps[0])
     for step in steps:
-        if not ctx.port.in_maintenance(step.moid or ""):
+        if not port.in_maintenance(step.moid or ""):
             report(step, Status.OK, "not in maintenance mode")
             continue
-        error = ctx.port.exit_maintenance(step.moid or "", ctx.policy.maintenance_timeout)
+        error = port.exit_maintenance(step.moid or "", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "out of maintenance mode" if error is None else error)
 
 
 def shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
+    port = ctx.port_for(steps[0])
     for step in steps:
-        error = ctx.port.shutdown_host(step.moid or "", ctx.policy.maintenance_timeout)
+        error = port.shutdown_host(step.moid or "", ctx.policy.maintenance_timeout)
         if error is None:
             report(step, Status.OK, "ESXi shutting down")
         else:
@@ -37,21 +41,23 @@ def shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
 
 
 def reboot(steps: list[Step], ctx: Context, report: Report) -> None:
+    port = ctx.port_for(steps[0])
     timeout = ctx.policy.host_off_timeout
     for step in steps:
-        error = ctx.port.reboot_host(step.moid or "", ctx.policy.maintenance_timeout)
+        error = port.reboot_host(step.moid or "", ctx.policy.maintenance_timeout)
         if error is not None:
             report(step, Status.FAILED, f"{error}; the host stays in maintenance mode with its VMs off")
-        elif not ctx.port.wait([step.moid or ""], "gone", timeout):
+        elif not port.wait([step.moid or ""], "gone", timeout):
             report(step, Status.FAILED, f"still connected {timeout:.0f}s after the reboot task")
         else:
             report(step, Status.OK, "rebooting")
 
 
 def wait_connected(steps: list[Step], ctx: Context, report: Report) -> None:
+    port = ctx.port_for(steps[0])
     timeout = ctx.policy.host_connect_timeout
     by_moid = {s.moid or "": s for s in steps}
-    reached = ctx.port.wait(list(by_moid), "connected", timeout, on_each=lambda moid: report(by_moid[moid], Status.OK, "connected"))
+    reached = port.wait(list(by_moid), "connected", timeout, on_each=lambda moid: report(by_moid[moid], Status.OK, "connected"))
     for moid, step in by_moid.items():
         if moid not in reached:
             report(step, Status.FAILED, f"not connected to vCenter after {timeout:.0f}s")

@@ -10,6 +10,7 @@ from labswitch.steps import Context, Report
 def shutdown_guests(steps: list[Step], ctx: Context, report: Report) -> None:
     """Ask each guest to shut down, then wait until each is off; one still on after the timeout is
     handed to its planned hard power-off (policy.hard_power_off), else left on with its host."""
+    port = ctx.port_for(steps[0])
     timeout = ctx.policy.guest_shutdown_timeout
     then = (
         "hard power-off follows (policy.hard_power_off)"
@@ -20,18 +21,19 @@ def shutdown_guests(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         ctx.cancel.check()
         try:
-            ctx.port.shutdown_guest(step.moid or "")
+            port.shutdown_guest(step.moid or "")
             asked[step.moid or ""] = step
         except EndpointError as exc:
             report(step, Status.FAILED, f"{exc}; {then}")
-    reached = ctx.port.wait(list(asked), "off", timeout, on_each=lambda moid: report(asked[moid], Status.OK, "guest shut down"))
+    reached = port.wait(list(asked), "off", timeout, on_each=lambda moid: report(asked[moid], Status.OK, "guest shut down"))
     for moid, step in asked.items():
         if moid not in reached:
             report(step, Status.FAILED, f"still on after {timeout:.0f}s; {then}")
 
 
 def power_off(steps: list[Step], ctx: Context, report: Report) -> None:
-    results = ctx.port.power_off_vms([s.moid or "" for s in steps], ctx.policy.guest_shutdown_timeout)
+    port = ctx.port_for(steps[0])
+    results = port.power_off_vms([s.moid or "" for s in steps], ctx.policy.guest_shutdown_timeout)
     for step in steps:
         error = results.get(step.moid or "")
         report(step, Status.OK if error is None else Status.FAILED, "powered off" if error is None else error)
@@ -43,10 +45,22 @@ def leave_running(steps: list[Step], ctx: Context, report: Report) -> None:
 
 
 def power_on(steps: list[Step], ctx: Context, report: Report) -> None:
-    results = ctx.port.power_on_vms([s.moid or "" for s in steps], ctx.policy.maintenance_timeout)
+    port = ctx.port_for(steps[0])
+    results = port.power_on_vms([s.moid or "" for s in steps], ctx.policy.maintenance_timeout)
     for step in steps:
         error = results.get(step.moid or "")
         if error is None and step.wave is not None:
             with ctx.lock:
                 ctx.started.setdefault(step.wave, set()).add(step.moid or "")
         report(step, Status.OK if error is None else Status.FAILED, "powered on" if error is None else error)
+
+
+def wait_tools(steps: list[Step], ctx: Context, report: Report) -> None:
+    """Until each VM's tools run (a VM another one needs: vCenter's DNS before vCenter)."""
+    port = ctx.port_for(steps[0])
+    timeout = ctx.policy.guest_shutdown_timeout
+    by_moid = {s.moid or "": s for s in steps}
+    reached = port.wait(list(by_moid), "tools", timeout, on_each=lambda moid: report(by_moid[moid], Status.OK, "tools running"))
+    for moid, step in by_moid.items():
+        if moid not in reached:
+            report(step, Status.FAILED, f"tools not running {timeout:.0f}s after power-on")

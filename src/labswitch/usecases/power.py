@@ -13,9 +13,9 @@ from labswitch import lock, vsphere
 from labswitch.bmc import Driver, driver_for
 from labswitch.cancel import Cancel
 from labswitch.config import Config
-from labswitch.errors import ConfigError, Interrupted, SafetyRefusal
-from labswitch.journal import Journal, VMState, default_path, state_base
-from labswitch.plan import Facts, Intent, Plan, clusters, make_plan, target_groups
+from labswitch.errors import ConfigError, ConnectionFailed, Interrupted, SafetyRefusal, VSphereError
+from labswitch.journal import Journal, VMState, WholeLab, default_path, state_base
+from labswitch.plan import Facts, Intent, Plan, clusters, make_plan, target_groups, whole_lab
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
@@ -32,6 +32,7 @@ class Request:
     lock_wait: float = 0.0  # seconds to wait for a run in progress to finish (0: refuse at once)
     pipeline: bool = True  # False: the old lab-wide phase barriers, for the benchmark's comparison
     vsan_no_action: bool = False  # a vSAN cluster going down in part: maintenance without moving data, not a refusal
+    whole_lab: bool = False  # down: vCenter's own host too, last, through its own API (plan.whole_lab)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,48 @@ class Outcome:
 
 def make(config: Config, request: Request) -> Plan:
     """The plan from live state, changing nothing (`labswitch plan`)."""
+    groups = target_groups(config, request.groups, request.intent)
+    _check_whole_lab(config, request, groups)
+    side = _whole_lab_side(config, request)
+    if side is not None:
+        with _host_side(config, request, groups, side) as (plan, *_):
+            return plan
     with _session(config, request) as (plan, *_):
         return plan
+
+
+def _check_whole_lab(config: Config, request: Request, groups: Sequence[str]) -> None:
+    """A whole-lab down needs the hosts' own login: bad input, said before anything is contacted."""
+    wanted = request.whole_lab or any(config.groups[g].holds_vcenter for g in groups)
+    if request.intent is Intent.DOWN and wanted and config.esxi is None:
+        raise ConfigError(
+            "a whole-lab down stops vCenter through its host: add [esxi] with user and password (the hosts' root login) to the config"
+        )
+
+
+def _whole_lab_side(config: Config, request: Request) -> WholeLab | None:
+    """The journaled whole-lab down still to be finished from the host's side: an up (vCenter is off), or
+    a down run again once vCenter no longer answers. None: vCenter's side, as usual."""
+    journal = Journal(default_path(config.state_dir))
+    try:
+        pending = journal.pending_whole_lab()
+    finally:
+        journal.close()
+    if pending is None or config.esxi is None:
+        return None
+    if request.intent is Intent.UP:
+        return pending
+    if request.intent is Intent.DOWN and not _answers(config):
+        return pending
+    return None
+
+
+def _answers(config: Config) -> bool:
+    try:
+        with vsphere.connect(config.vcenter):
+            return True
+    except (ConnectionFailed, VSphereError):
+        return False
 
 
 def execute(
@@ -67,29 +108,117 @@ def execute(
     during the run: the outcome says interrupted, and the journal too.
     """
     groups = target_groups(config, request.groups, request.intent)
-    with (
-        lock.hold(state_base(config.state_dir), str(request.intent), groups, request.lock_wait, on_wait) as held,
-        _session(config, request) as (plan, vc, drivers, snap, journal),
-    ):
+    _check_whole_lab(config, request, groups)
+    with lock.hold(state_base(config.state_dir), str(request.intent), groups, request.lock_wait, on_wait) as held:
+        side = _whole_lab_side(config, request)
+        if side is None:
+            return _execute(config, request, confirm, on_event, cancel, held)
+        with _host_side(config, request, groups, side) as (first, drivers, journal):
+            outcome = _run_plan(
+                first, journal, confirm, lambda run_id: Runner(None, config, drivers, journal, run_id, on_event, cancel), held
+            )
+        if request.intent is Intent.DOWN or not outcome.ok or outcome.run_id is None:
+            return outcome
+        # vCenter answers again: the usual up, in the same run.
+        rest = _execute(config, request, lambda plan: True, on_event, cancel, held, run_id=outcome.run_id)
+        return replace(rest, plan=replace(rest.plan, steps=first.steps + rest.plan.steps), results=outcome.results + rest.results)
+
+
+def _run_plan(
+    plan: Plan, journal: Journal, confirm: Callable[[Plan], bool], runner_for: Callable[[str], Runner], held: lock.RunLock
+) -> Outcome:
+    """Confirm, journal and run a plan made without vCenter (the host's side of a whole-lab cycle)."""
+    if plan.refusals:
+        journal.start_run(str(plan.intent), plan.groups, outcome="refused")
+        raise SafetyRefusal("; ".join(plan.refusals))
+    if not confirm(plan):
+        return Outcome(plan, None, (), confirmed=False)
+    run_id = journal.start_run(str(plan.intent), plan.groups)
+    held.update(run_id)
+    runner = runner_for(run_id)
+    outcome = "interrupted"
+    try:
+        results = runner.run(plan)
+        outcome = "ok" if all(r.ok for r in results) else "failed"
+    except Interrupted:
+        return Outcome(plan, run_id, tuple(runner.results), interrupted=True)
+    finally:
+        if plan.intent is Intent.DOWN or outcome != "ok":
+            journal.finish(run_id, outcome)
+    return Outcome(plan, run_id, tuple(results))
+
+
+@contextlib.contextmanager
+def _host_side(
+    config: Config, request: Request, groups: Sequence[str], pending: WholeLab
+) -> Iterator[tuple[Plan, dict[str, Driver], Journal]]:
+    """The plan of a whole-lab cycle's host side, made from the journal and the BMCs (vCenter is off)."""
+    journal = Journal(default_path(config.state_dir))
+    servers = [s for s in config.servers if s.group in groups or s.name == pending.server]
+    drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
+    try:
+        power = bmc.power_states(bmc.on_drivers(drivers, lambda d: d.power_state(), config.policy.max_parallel))
+        bmc_power = {name: p for name, (p, _) in power.items()}
+        refusals = [f"{error}; fix it and run again" for name, (p, error) in power.items() if error and name == pending.server]
+        if request.intent is Intent.UP:
+            steps = whole_lab.boot(servers, pending.server, pending.vcenter, pending.dependencies, bmc_power)
+            note = f"vCenter is off (whole-lab down {pending.run_id}); it is started on {pending.server}, then the usual up follows"
+        else:
+            stop = (pending.vcenter, *reversed(pending.dependencies))
+            steps = whole_lab.resume_down(config, servers, pending.server, stop, bmc_power)
+            note = f"vCenter no longer answers: the whole-lab down {pending.run_id} is finished through {pending.server}"
+        plan = Plan(
+            request.intent,
+            tuple(groups),
+            tuple(s.name for s in servers),
+            tuple(steps),
+            tuple(refusals),
+            (note,),
+            tuple(config.startup.waves),
+        )
+        yield plan, drivers, journal
+    finally:
+        for driver in drivers.values():
+            driver.close()
+        journal.close()
+
+
+def _execute(
+    config: Config,
+    request: Request,
+    confirm: Callable[[Plan], bool],
+    on_event: EventSink,
+    cancel: Cancel | None,
+    held: lock.RunLock,
+    run_id: str | None = None,
+) -> Outcome:
+    """The run through vCenter; ``run_id``: continue that run (a whole-lab up once vCenter answers)."""
+    with _session(config, request) as (plan, vc, drivers, snap, journal):
         if plan.refusals:
             journal.start_run(str(request.intent), plan.groups, outcome="refused")
             raise SafetyRefusal("; ".join(plan.refusals))
-        if not plan.steps:
+        if not plan.steps and run_id is None:
             run_id = journal.start_run(str(request.intent), plan.groups, outcome="ok")
             return Outcome(plan, run_id, ())
         if not confirm(plan):
             return Outcome(plan, None, (), confirmed=False)
         # Decided before this run is journaled: a down after a down keeps the first one's states.
         record_for = journal.groups_needing_states(plan.groups) if request.intent is Intent.DOWN else []
-        run_id = journal.start_run(str(request.intent), plan.groups)
+        if run_id is None:
+            run_id = journal.start_run(str(request.intent), plan.groups)
         held.update(run_id)
         outcome = "interrupted"
         runner = Runner(Actions(vc.si, vc.content, config.vcenter.timeout), config, drivers, journal, run_id, on_event, cancel)
         try:
             if record_for:
                 _record_states(journal, run_id, config, snap, plan, record_for)
+            if plan.vcenter_host is not None:
+                where = plan.vcenter_host
+                journal.record_whole_lab(run_id, where.server, where.vcenter, where.dependencies)
             results = runner.run(plan)
             outcome = "ok" if all(r.ok for r in results) else "failed"
+            if outcome == "ok" and request.intent is Intent.UP:
+                journal.whole_lab_done(run_id)
         except Interrupted:
             return Outcome(plan, run_id, tuple(runner.results), interrupted=True)
         finally:
@@ -120,7 +249,15 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                     changed=changed_settings(journal),
                 )
                 plan = make_plan(
-                    snap, config, facts, request.intent, groups, request.skip_unreachable, request.pipeline, request.vsan_no_action
+                    snap,
+                    config,
+                    facts,
+                    request.intent,
+                    groups,
+                    request.skip_unreachable,
+                    request.pipeline,
+                    request.vsan_no_action,
+                    request.whole_lab,
                 )
                 yield (
                     _privileges(plan, vc, snap) if request.intent is Intent.DOWN else plan,

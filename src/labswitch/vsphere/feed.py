@@ -42,7 +42,8 @@ class Feed:
         self._paths: dict[str, Sequence[str]] = {m: vm_paths for m in vms} | {m: host_paths for m in hosts}
         props = [pc.PropertySpec(type=vim.VirtualMachine, pathSet=list(vm_paths))] if vm_paths else []
         props += [pc.PropertySpec(type=vim.HostSystem, pathSet=list(host_paths))] if host_paths else []
-        self._spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objects], propSet=props)
+        # (pyVmomi refuses a FilterSpec with no objects: a run that follows nothing has none)
+        self._spec = pc.FilterSpec(objectSet=[pc.ObjectSpec(obj=o, skip=False) for o in objects], propSet=props) if objects else None
         self._thread = threading.Thread(target=self._follow, name="change-feed", daemon=True)
         # Started, not awaited: the first actions go out while the feed reads the current state. No
         # change can slip by, because every wait is a condition on that state, not on an event.

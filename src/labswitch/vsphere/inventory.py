@@ -27,6 +27,7 @@ VM_PROPS = [
     "guest.hostName",
     "config.template",
     "config.managedBy",
+    "config.instanceUuid",
 ]
 CLUSTER_PROPS = ["name", "configurationEx"]  # dasConfig and vsanConfigInfo live in the subtype: read whole
 VCLS_OPTIONS = "config.vcls.clusters."  # vCenter's advanced options: <cluster moid>.enabled (retreat mode when false)
@@ -207,6 +208,7 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         guest_hostname=props.get("guest.hostName") or None,
         template=bool(props.get("config.template", False)),
         system=system_of(props.get("config.managedBy")),
+        uuid=props.get("config.instanceUuid") or None,
         hw_version=_hw_version(props.get("config.version")),
         cbt=bool(props.get("config.changeTrackingEnabled")),
         has_snapshots=bool(props.get("snapshot.rootSnapshotList")),

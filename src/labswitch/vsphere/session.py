@@ -8,14 +8,16 @@ import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
 from pyVim.connect import Disconnect, SmartConnect
 from pyVmomi import vim, vmodl
 
 from labswitch import tls
-from labswitch.config import VCenter
+from labswitch.config import TLS, ESXi, Server, VCenter
 from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, TLSVerificationFailed, VSphereError
 from labswitch.snapshot import Snapshot
 from labswitch.vsphere import inventory
@@ -77,29 +79,77 @@ class VSphere:
         return inventory.with_tags(snap, by_moid)
 
 
-@contextmanager
-def connect(config: VCenter) -> Iterator[VSphere]:
-    """A logged-in session, logged out on exit."""
-    where = f"vCenter {config.https_url}"
-    parts = urlsplit(config.https_url)
+@dataclass(frozen=True)
+class Login:
+    """One vSphere API endpoint to log in to: vCenter, or an ESXi host directly."""
+
+    url: str  # the SDK URL
+    user: str
+    password: SecretStr
+    tls: TLS
+    timeout: float
+    where: str  # "vCenter https://..." or "host esx11 https://..."
+    section: str  # the config's table for hints: "vcenter" or "esxi"
+    up: str  # what must be up, for hints
+
+
+def _resolved(secret: object) -> SecretStr:
+    """A password as loaded: config.load resolves every secret reference to a SecretStr."""
+    assert isinstance(secret, SecretStr), "secret references are resolved on load"
+    return secret
+
+
+def login_for_vcenter(config: VCenter) -> Login:
+    return Login(
+        config.https_url,
+        config.user,
+        _resolved(config.password),
+        config.tls,
+        config.timeout,
+        f"vCenter {config.https_url}",
+        "vcenter",
+        "vCenter",
+    )
+
+
+def login_for_host(esxi: ESXi, server: Server) -> Login:
+    return Login(
+        server.direct_url,
+        esxi.user,
+        _resolved(esxi.password),
+        esxi.tls,
+        esxi.timeout,
+        f"host {server.name} {server.direct_url}",
+        "esxi",
+        "the host",
+    )
+
+
+def open_session(login: Login) -> Any:
+    """A logged-in ServiceInstance; every failure one labswitch error naming the endpoint and the fix."""
+    where = login.where
+    parts = urlsplit(login.url)
     host, port = parts.hostname or "", parts.port or 443
-    context = tls.ssl_context(config.tls, host, port, where, timeout=config.timeout)
+    context = tls.ssl_context(login.tls, host, port, where, timeout=login.timeout)
     try:
-        si = SmartConnect(
+        return SmartConnect(
             protocol=parts.scheme,
             host=host,
             port=port,
             path=parts.path or "/sdk",
-            user=config.user,
-            pwd=config.password.get_secret_value(),  # type: ignore[union-attr]  # resolved on load
+            user=login.user,
+            pwd=login.password.get_secret_value(),
             sslContext=context,
-            httpConnectionTimeout=config.timeout,
+            httpConnectionTimeout=login.timeout,
         )
     except vim.fault.InvalidLogin:
-        raise AuthenticationFailed(f"{where}: login refused for user {config.user!r}; check vcenter.user and vcenter.password") from None
+        raise AuthenticationFailed(
+            f"{where}: login refused for user {login.user!r}; check {login.section}.user and {login.section}.password"
+        ) from None
     except ssl.SSLCertVerificationError as exc:
         raise TLSVerificationFailed(
-            f"{where}: certificate not trusted ({exc.verify_message}); set vcenter.tls = {{ ca_file = ... }} or {{ thumbprint = ... }}"
+            f"{where}: certificate not trusted ({exc.verify_message}); "
+            f"set {login.section}.tls = {{ ca_file = ... }} or {{ thumbprint = ... }}"
         ) from None
     except (OSError, http.client.HTTPException) as exc:
         reason = (
@@ -107,13 +157,27 @@ def connect(config: VCenter) -> Iterator[VSphere]:
             if isinstance(exc, socket.timeout | TimeoutError)
             else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
         )
-        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check vcenter.url and that vCenter is up") from None
+        url_key = "vcenter.url" if login.section == "vcenter" else "servers.esxi_url"
+        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check {url_key} and that {login.up} is up") from None
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: login failed: {exc.msg or type(exc).__name__}") from None
+    except Exception as exc:  # noqa: BLE001 - SmartConnect's own "is down or is not a VIM server" (a plain Exception)
+        raise ConnectionFailed(f"{where}: no vSphere API answers ({exc}); check the URL and that {login.up} is up") from None
+
+
+def close_session(si: Any, where: str) -> None:
+    try:
+        Disconnect(si)
+    except Exception:
+        log.debug("logout from %s failed", where, exc_info=True)
+
+
+@contextmanager
+def connect(config: VCenter) -> Iterator[VSphere]:
+    """A logged-in session, logged out on exit."""
+    login = login_for_vcenter(config)
+    si = open_session(login)
     try:
         yield VSphere(si, config)
     finally:
-        try:
-            Disconnect(si)
-        except Exception:
-            log.debug("logout from %s failed", where, exc_info=True)
+        close_session(si, login.where)
