@@ -299,6 +299,9 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 		var names []string
 		if s == vcsaHost {
 			names = append(names, "vcsa")
+			if l.opts.dnsVM {
+				names = append(names, "dns01")
+			}
 		}
 		if s == l.groupHost(l.opts.selfVMOn) {
 			names = append(names, "labswitch")

@@ -89,7 +89,7 @@ func (l *Lab) config() string {
 	fmt.Fprintf(&b, "[policy]\nstartup_tag = \"Lab/StartUp\"\n\n")
 	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
 	for _, s := range l.servers {
-		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\nesxi_url = %q\ngroup = %q\n", s.Name, s.FQDN, s.agent.URL, s.Group)
+		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\nesxi_url = %q\n", s.Name, s.FQDN, s.Group, s.agent.URL)
 		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
 			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
 	}

@@ -73,6 +73,25 @@ class Lab:
         finally:
             view.Destroy()
 
+    def esxi_url(self, server: str) -> str:
+        """The server's own ESXi API (labsim writes it to the config as esxi_url)."""
+        import tomllib
+
+        cfg = tomllib.loads(self.config.read_text())
+        return str(next(s["esxi_url"] for s in cfg["servers"] if s["name"] == server))
+
+    @contextmanager
+    def host_api(self, server: str) -> Iterator[vim.ServiceInstanceContent]:
+        """An independent pyVmomi session with the host itself, as root (verified against labsim's certificate)."""
+        parts = urlsplit(self.esxi_url(server))
+        si = SmartConnect(
+            host=parts.hostname, port=parts.port, user="root", pwd=self.env["LABSIM_ESXI_PASSWORD"], sslContext=self.ssl_context()
+        )
+        try:
+            yield si.RetrieveContent()
+        finally:
+            Disconnect(si)
+
     def bmc_url(self, server: str) -> str:
         import tomllib
 
@@ -181,6 +200,18 @@ def host_state(lab: Lab) -> dict[str, tuple[str, bool]]:
             name.split(".")[0]: (h.runtime.connectionState, h.runtime.inMaintenanceMode)
             for name, h in lab.objects(content, vim.HostSystem).items()
         }
+
+
+def answers(url: str) -> bool:
+    """Whether anything accepts a TCP connection at the URL's host and port (labsim refuses while off)."""
+    import socket
+
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or 443), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def bmc_power(lab: Lab, server: str) -> str:

@@ -37,10 +37,12 @@ def run(cli: Run, lab: Lab, state: Path, config: Path, *args: str) -> Result:
     return cli("--config", str(config), *args, env={**lab.env, "XDG_STATE_HOME": str(state)})
 
 
-def kill_when(lab: Lab, state: Path, config: Path, condition: Callable[[], bool], what: str) -> None:
-    """Start `labswitch down --yes` in the background and SIGKILL it once ``condition`` holds."""
+def kill_when(
+    lab: Lab, state: Path, config: Path, condition: Callable[[], bool], what: str, command: tuple[str, ...] = ("down", "--yes")
+) -> None:
+    """Start `labswitch down --yes` (or ``command``) in the background and SIGKILL it once ``condition`` holds."""
     env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state)}
-    argv = [sys.executable, "-m", "labswitch", "--config", str(config), "down", "--yes"]
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config), *command]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(condition, 20, what)

@@ -19,6 +19,7 @@ from labswitch.plan import Facts, Intent, Plan, clusters, make_plan, target_grou
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
+from labswitch.vsphere import session as vsphere_session
 from labswitch.vsphere.actions import Actions
 
 
@@ -259,6 +260,8 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                     request.vsan_no_action,
                     request.whole_lab,
                 )
+                if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
+                    _check_host_login(config, plan.vcenter_host.server)
                 yield (
                     _privileges(plan, vc, snap) if request.intent is Intent.DOWN else plan,
                     vc,
@@ -270,6 +273,15 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
         for driver in drivers.values():
             driver.close()
         journal.close()
+
+
+def _check_host_login(config: Config, server_name: str) -> None:
+    """A whole-lab down ends through vCenter's host: its login is tried before anything changes (a wrong
+    password or an untrusted certificate is an error now, not once the rest of the lab is off)."""
+    server = config.server(server_name)
+    assert server is not None and config.esxi is not None
+    login = vsphere_session.login_for_host(config.esxi, server)
+    vsphere_session.close_session(vsphere_session.open_session(login), login.where)
 
 
 def _privileges(plan: Plan, vc: vsphere.VSphere, snap: Snapshot) -> Plan:
