@@ -6,38 +6,48 @@ cd "$(dirname "$0")/.."
 
 demo=.demo
 labsim=${LABSIM_BIN:-labsim/bin/labsim}
-mkdir -p "$demo"
-rm -f "$demo/labsim.out"
+
+# start_lab DIR LABSIM-FLAGS...: a labsim in the background, its config and secrets in DIR, loaded.
+pid=""
+start_lab() {
+  local dir=$1
+  shift
+  mkdir -p "$dir"
+  rm -f "$dir/labsim.out"
+  "$labsim" "$@" --write-config "$dir/labswitch.toml" --secrets-file "$dir/secrets.env" >"$dir/labsim.out" 2>"$dir/labsim.log" &
+  pid=$!
+  for _ in $(seq 1 300); do
+    grep -q '^READY ' "$dir/labsim.out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { echo "labsim exited:"; cat "$dir/labsim.log"; exit 1; }
+    sleep 0.1
+  done
+  grep -q '^READY ' "$dir/labsim.out" || { echo "labsim did not become ready in 30 s"; exit 1; }
+  echo "labsim: $(cat "$dir/labsim.log")"
+  echo "labsim: $(grep '^READY ' "$dir/labsim.out")"
+  echo "config: $dir/labswitch.toml (secrets as env references; values in $dir/secrets.env)"
+  set -a
+  # shellcheck disable=SC1091
+  . "$dir/secrets.env"
+  set +a
+}
+stop_lab() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+trap stop_lab EXIT
 
 # vSphere 8.0 U2: vCLS in every cluster, Cluster1 on vSAN, HA on everywhere.
-"$labsim" --vsphere 8.0.2 --vsan-clusters 1 --ha \
+start_lab "$demo" --vsphere 8.0.2 --vsan-clusters 1 --ha \
   --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
   --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
-  --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32 \
-  --write-config "$demo/labswitch.toml" --secrets-file "$demo/secrets.env" >"$demo/labsim.out" 2>"$demo/labsim.log" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-
-for _ in $(seq 1 300); do
-  grep -q '^READY ' "$demo/labsim.out" 2>/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { echo "labsim exited:"; cat "$demo/labsim.log"; exit 1; }
-  sleep 0.1
-done
-grep -q '^READY ' "$demo/labsim.out" || { echo "labsim did not become ready in 30 s"; exit 1; }
-
-echo "labsim: $(cat "$demo/labsim.log")"
-echo "labsim: $(grep '^READY ' "$demo/labsim.out")"
-echo "config: $demo/labswitch.toml (secrets as env references; values in $demo/secrets.env)"
-set -a
-# shellcheck disable=SC1091
-. "$demo/secrets.env"
-set +a
+  --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32
 
 run() {
   echo
-  echo "\$ labswitch --config $demo/labswitch.toml $*"
-  labswitch --config "$demo/labswitch.toml" "$@"
+  echo "\$ labswitch --config $config $*"
+  labswitch --config "$config" "$@"
 }
+config=$demo/labswitch.toml
 
 export XDG_STATE_HOME="$PWD/$demo/state"   # the demo's journal stays in .demo/
 rm -rf "$demo/state"
@@ -57,3 +67,22 @@ run audit cbt-unmap sgx
 run fix l1tf --mitigate --dry-run
 run fix l1tf --mitigate esx11.lab.local --yes
 run audit l1tf --csv -
+
+# The whole lab: three hosts, one cluster, vCenter (and the DNS VM it needs) inside it; no always-on box.
+stop_lab
+echo
+echo "== a lab whose vCenter runs inside the cluster it switches off =="
+whole=$demo/whole
+start_lab "$whole" --vsphere 8.0.2 --ha --clusters 1 --hosts-per-cluster 3 --vms-per-host 4 --mgmt-hosts 0 \
+  --vcenter-vm-on payload --dns-vm --vcenter-boot-delay 5s --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s
+sed -i 's/^\[policy\]$/[policy]\nvcenter_dependencies = ["dns*"]/' "$whole/labswitch.toml"
+config=$whole/labswitch.toml
+export XDG_STATE_HOME="$PWD/$whole/state"
+rm -rf "$whole/state"
+run status
+run plan down --whole-lab
+run down --whole-lab --yes
+run bmc status
+run plan up
+run up --yes
+run status

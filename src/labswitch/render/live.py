@@ -199,12 +199,22 @@ class RunView:
         elif pending is None:  # every planned step done; the BMC is still to confirm it off
             row.state = "waiting for off (BMC)"
         elif (pending.action, pending.target) in self.step_started:
-            row.state = DOING.get(pending.action, pending.action)
+            row.state = DOING.get(pending.action, pending.action) + (" (host directly)" if pending.endpoint.startswith("esxi:") else "")
+        elif pending.endpoint.startswith("esxi:") and pending.settled:
+            row.state = "waiting: vCenter's host goes last"
         elif blocking := self._shared_under_way(pending):
             row.state = f"{DOING.get(blocking.action, blocking.action)} ({blocking.target})"
         else:
             row.state = "waiting"
         return row
+
+    def lab_wide(self) -> str | None:
+        """A step of no host under way that holds the whole run (vCenter starting), with its time so far."""
+        for step_id, step in self.shared.items():
+            since = self.step_started.get((step.action, step.target))
+            if step.action == Action.WAIT_VCENTER and since is not None and step_id not in self.shared_done:
+                return f"vCenter is starting: waiting for its SOAP and REST APIs to answer ({clock(self.now() - since)})"
+        return None
 
     def _shared_under_way(self, step: Step) -> Step | None:
         """A cluster step ``step`` waits for, directly or through another, that is running now (its hosts' rows say so)."""
@@ -300,6 +310,8 @@ class LiveProgress:
             parts.append(self._host_table(rows))
         else:
             parts.append(self._group_table(rows, room))
+        if (waiting := view.lab_wide()) is not None and view.finished_at is None:
+            parts.append(Text(waiting, style="cyan"))
         slow = view.slow()
         if slow and len(rows) > room:
             parts.append(Text(f"slow: {', '.join(slow[:5])}" + (f" (+{len(slow) - 5})" if len(slow) > 5 else ""), style="yellow"))

@@ -65,6 +65,8 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
             entry["hard"].append(step.target)
         elif step.action == Action.LEAVE_RUNNING:
             entry["left"].append(step.target)
+        elif step.action == Action.WAIT_TOOLS:
+            continue  # part of starting a VM
         else:
             entry["host"].append(HOST_WORDS.get(step.action, step.action))
     c = counts(plan)
@@ -95,6 +97,17 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
     for cluster, words in by_cluster.items():
         then = " (journaled; up gives them back)" if plan.intent == "down" else ""
         console.print(Text.assemble("cluster ", (cluster, "bold"), ": ", " → ".join(words), then))
+    if plan.vcenter_host is not None:
+        where = plan.vcenter_host
+        stops = " then ".join([where.vcenter[0], *(name for name, _ in where.dependencies)])
+        console.print(
+            Text.assemble(
+                "vCenter ",
+                (where.vcenter[0], "bold"),
+                f" runs on {where.server}: it goes last — once every other host is off, {stops} stop through "
+                f"{where.server} itself, which then shuts down (`up` starts them there first)",
+            )
+        )
 
 
 def _vm_cell(entry: Mapping[str, Sequence[str]]) -> Text:
