@@ -65,6 +65,7 @@ func startHostAgent(l *Lab, s *Server) (*hostAgent, error) {
 	a.alias(dc.Self, haMOR("Datacenter", "ha-datacenter"))
 	a.root = folder("ha-folder-root", dc.Self)
 	a.alias(s.Host, haMOR("HostSystem", "ha-host"))
+	a.alias(newAutoStart(s), haMOR("HostAutoStartManager", "ha-autostart-mgr"))
 	a.toHA[simulator.Map.Get(s.Host).(*simulator.HostSystem).Parent.Reference()] = haMOR("ComputeResource", "ha-compute-res")
 	a.toHA[l.model.ServiceContent.RootFolder] = haMOR("Folder", "ha-folder-root")
 
@@ -128,6 +129,10 @@ var loginFields = regexp.MustCompile(`(?s)<userName[^>]*>(.*?)</userName>\s*<pas
 func (a *hostAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, vim25.Path+"/") { // vimServiceVersions.xml, the WSDL
 		a.lab.intercept.next.ServeHTTP(w, r)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/labsim/") { // labsim's own introspection, as on vCenter's port
+		a.lab.intercept.ServeHTTP(w, r)
 		return
 	}
 	if r.Method != http.MethodPost || r.URL.Path != vim25.Path {

@@ -156,7 +156,7 @@ func newLab(o options) (*Lab, error) {
 	l.vcsim.Config.Handler = l.intercept
 	u := *l.vcsim.URL
 	u.User = nil
-	if o.vcenterVMOn == "payload" { // vCenter inside the lab: it answers while its VM runs (vcenter.go)
+	if o.vcenterVMOn == "payload" || o.noVCenter { // vCenter inside the lab: it answers while its VM runs (vcenter.go)
 		if l.vcGate, err = newGate(o.listen, u.Host); err != nil {
 			return nil, err
 		}
@@ -179,6 +179,9 @@ func newLab(o options) (*Lab, error) {
 		if s.agent, err = startHostAgent(l, s); err != nil {
 			return nil, err
 		}
+	}
+	if o.noVCenter { // no vCenter at all: its port refuses connections; the hosts' own APIs remain
+		l.vcGate.shut()
 	}
 	return l, nil
 }
@@ -332,6 +335,14 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 		}
 	}
 	return tagged, nil
+}
+
+// readyURL is what labsim announces: vCenter's SDK URL, or without vCenter the first host's.
+func (l *Lab) readyURL() string {
+	if l.opts.noVCenter {
+		return l.servers[0].agent.URL + "/sdk"
+	}
+	return l.vcURL
 }
 
 // vcsaHost picks the host of the vCenter VM from --vcenter-vm-on.

@@ -36,6 +36,7 @@ type options struct {
 	esxiPassword                                                      string
 	vcenterBootDelay                                                  time.Duration
 	dnsVM                                                             bool
+	noVCenter                                                         bool
 }
 
 func parseFlags() options {
@@ -83,6 +84,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.govmomiFeed, "govmomi-feed", false, "answer WaitForUpdatesEx with the simulator's own property collector (re-collects every filter per change), not labsim's incremental feed")
 	flag.StringVar(&o.esxiPassword, "esxi-password", "", "every host's root password for its own API (random when empty; printed)")
 	flag.DurationVar(&o.vcenterBootDelay, "vcenter-boot-delay", 5*time.Second, "--vcenter-vm-on payload: time from the vcsa VM's power-on to vCenter answering")
+	flag.BoolVar(&o.noVCenter, "no-vcenter", false, "standalone ESXi hosts only: no vCenter endpoint (its port refuses connections), no vcsa VM, no vCLS; the config has [esxi] and no [vcenter]")
 	flag.BoolVar(&o.dnsVM, "dns-vm", false, "add VM 'dns01' beside vcsa: a VM vCenter needs (policy.vcenter_dependencies)")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()
@@ -93,6 +95,9 @@ func main() {
 	log.SetFlags(0)
 	log.SetPrefix("labsim: ")
 	o := parseFlags()
+	if o.noVCenter {
+		o.vcenterVMOn, o.noVCLS, o.ha = "none", true, false
+	}
 	if o.vcenterVMOn != "mgmt" && o.vcenterVMOn != "payload" && o.vcenterVMOn != "none" {
 		log.Fatalf("--vcenter-vm-on must be mgmt, payload or none, not %q", o.vcenterVMOn)
 	}
@@ -112,7 +117,7 @@ func main() {
 		fmt.Printf("ESXI %s %s\n", s.Name, s.agent.URL)
 	}
 	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
-	fmt.Printf("READY %s\n", lab.vcURL)
+	fmt.Printf("READY %s\n", lab.readyURL())
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

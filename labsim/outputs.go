@@ -84,12 +84,18 @@ func (l *Lab) config() string {
 	tls := fmt.Sprintf(`{ thumbprint = "%s" }`, l.thumbprint)
 	fmt.Fprintf(&b, "# labswitch configuration for a labsim lab (written by labsim --write-config).\n")
 	fmt.Fprintf(&b, "# Secrets are environment references; labsim printed their values.\n\n")
-	fmt.Fprintf(&b, "[vcenter]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.vcURL, l.opts.user, envVCenterPassword, tls)
+	if !l.opts.noVCenter {
+		fmt.Fprintf(&b, "[vcenter]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.vcURL, l.opts.user, envVCenterPassword, tls)
+	}
 	fmt.Fprintf(&b, "[esxi]\nuser = \"root\"\npassword = { env = %q }\ntls = %s\n\n", envESXiPassword, tls)
 	fmt.Fprintf(&b, "[policy]\nstartup_tag = \"Lab/StartUp\"\n\n")
 	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
 	for _, s := range l.servers {
-		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\nesxi_url = %q\n", s.Name, s.FQDN, s.Group, s.agent.URL)
+		if l.opts.noVCenter { // no vCenter names the host: its address is its own API's
+			fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\n", s.Name, strings.TrimPrefix(s.agent.URL, "https://"), s.Group)
+		} else {
+			fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\nesxi_url = %q\n", s.Name, s.FQDN, s.Group, s.agent.URL)
+		}
 		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
 			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
 	}

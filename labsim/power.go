@@ -198,6 +198,8 @@ func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyCh
 		}
 		switch c.Val {
 		case types.VirtualMachinePowerStatePoweredOn:
+			at := time.Now()
+			go w.lab.setBootTime(ref, at)
 			if !traits.toolless {
 				time.AfterFunc(w.lab.opts.toolsDelay, func() {
 					if vmPower(ref) == types.VirtualMachinePowerStatePoweredOn {
@@ -210,6 +212,13 @@ func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyCh
 				go w.lab.setTools(ref, false)
 			}
 		}
+	}
+}
+
+// setBootTime records when a VM was powered on (runtime.bootTime, as vSphere reports it).
+func (l *Lab) setBootTime(ref types.ManagedObjectReference, at time.Time) {
+	if obj := simulator.Map.Get(ref); obj != nil {
+		simulator.Map.WithLock(obj, func() { simulator.Map.Update(obj, []types.PropertyChange{{Name: "runtime.bootTime", Val: at}}) })
 	}
 }
 

@@ -74,11 +74,12 @@ class Lab:
             view.Destroy()
 
     def esxi_url(self, server: str) -> str:
-        """The server's own ESXi API (labsim writes it to the config as esxi_url)."""
+        """The server's own ESXi API (labsim writes it to the config as esxi_url, or, without vCenter, as esxi)."""
         import tomllib
 
         cfg = tomllib.loads(self.config.read_text())
-        return str(next(s["esxi_url"] for s in cfg["servers"] if s["name"] == server))
+        entry = next(s for s in cfg["servers"] if s["name"] == server)
+        return str(entry.get("esxi_url") or f"https://{entry['esxi']}")
 
     @contextmanager
     def host_api(self, server: str) -> Iterator[vim.ServiceInstanceContent]:

@@ -213,9 +213,9 @@ def _groups(ready: Sequence[Step]) -> list[list[Step]]:
     return list(groups.values())
 
 
-def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
-    """The VMs and hosts a run will wait on through vCenter, each with the conditions (vsphere.port.CONDITIONS)
-    it waits for."""
+def waited_on(plan: Plan, endpoint: str = VCENTER) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The VMs and hosts a run will wait on through ``endpoint`` (vCenter, or "esxi:<server>"), each with the
+    conditions (vsphere.port.CONDITIONS) it waits for."""
     vms: dict[str, set[str]] = {}
     hosts: dict[str, set[str]] = {}
     wave_conditions = {}
@@ -224,30 +224,26 @@ def waited_on(plan: Plan) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
             wave = plan.waves[step.wave] if step.wave < len(plan.waves) else None
             wave_conditions[step.wave] = wave.wait if wave else "tools"
     for step in plan.steps:
-        if not step.moid or step.endpoint != VCENTER:
+        if not step.moid or step.endpoint != endpoint:
             continue
         if step.action == Action.SHUTDOWN_GUEST:
             vms.setdefault(step.moid, set()).add("off")
+        elif step.action == Action.WAIT_TOOLS:
+            vms.setdefault(step.moid, set()).add("tools")
         elif step.action == Action.POWER_ON_VM and wave_conditions.get(step.wave if step.wave is not None else -1, "none") != "none":
             vms.setdefault(step.moid, set()).add(wave_conditions[step.wave or 0])
         elif step.action in (Action.WAIT_CONNECTED, Action.REBOOT_HOST):
             hosts.setdefault(step.moid, set()).update(("connected", "gone"))
-        elif step.action == Action.CONFIRM_OFF:  # the feed tells when to ask the BMC (steps.bmc._wait_off)
+    for step in plan.steps:  # the feed tells when to ask the BMC (steps.bmc._wait_off): vCenter's only
+        if endpoint == VCENTER and step.action == Action.CONFIRM_OFF and step.moid and step.server:
             hosts.setdefault(step.moid, set()).add("gone")
     return vms, hosts
 
 
 def waited_on_hosts(plan: Plan) -> dict[str, dict[str, set[str]]]:
     """Through each host talked to directly ("esxi:<server>"): the VMs (by key) the run waits on, with conditions."""
-    out: dict[str, dict[str, set[str]]] = {}
-    for step in plan.steps:
-        if step.endpoint.startswith("esxi:"):
-            vms = out.setdefault(step.endpoint, {})
-            if step.action == Action.SHUTDOWN_GUEST and step.moid:
-                vms.setdefault(step.moid, set()).add("off")
-            elif step.action == Action.WAIT_TOOLS and step.moid:
-                vms.setdefault(step.moid, set()).add("tools")
-    return out
+    endpoints = dict.fromkeys(s.endpoint for s in plan.steps if s.endpoint.startswith("esxi:"))
+    return {endpoint: waited_on(plan, endpoint)[0] for endpoint in endpoints}
 
 
 class Runner:
@@ -305,7 +301,7 @@ class Runner:
 
     def _vsphere_port(self, plan: Plan) -> LabPort:
         if self.actions is None:  # vCenter is off (the first part of a whole-lab up): its steps fail
-            return cast(LabPort, Unreachable("vCenter is not running"))
+            return cast(LabPort, Unreachable("vCenter is not running", self.cancel))
         self.actions.cancel = self.cancel
         vms, hosts = waited_on(plan)
         return VSpherePort(self.actions, vms, hosts, self.config.policy.max_parallel, self.cancel)

@@ -51,6 +51,15 @@ class ClusterInfo:
 
 
 @dataclass(frozen=True)
+class AutoStart:
+    """A VM's place in its host's autostart order (the ESXi AutoStartManager, as set in the host client)."""
+
+    order: int  # 1 starts first
+    delay: float  # seconds before the next one starts (unless heartbeat comes first)
+    heartbeat: bool  # the next one may start as soon as this one's heartbeat is seen
+
+
+@dataclass(frozen=True)
 class VMInfo:
     moid: str
     name: str
@@ -63,6 +72,7 @@ class VMInfo:
     tags: tuple[str, ...] = ()  # "Category/Tag"
     system: str | None = None  # "vcls": a vSphere Cluster Services agent (vCenter's EAM runs it), never workload
     uuid: str | None = None  # config.instanceUuid: the same through vCenter and through its host (moids are not)
+    autostart: AutoStart | None = None  # read from standalone hosts only (labs without vCenter)
     # Read only for audits:
     hw_version: int | None = None  # 13 for vmx-13
     cbt: bool = False  # changed block tracking

@@ -54,12 +54,13 @@ def _resolve_secrets(config: models.Config, source: str) -> models.Config:
             log.warning("%s: %s is written in the file; prefer { env = ... }, { file = ... } or { keyring = ... }", source, where)
         return resolve(ref, f"{source}: {where}")
 
-    vcenter = config.vcenter.model_copy(update={"password": secret(config.vcenter.password, "vcenter.password")})
     servers = [
         s.model_copy(update={"bmc": s.bmc.model_copy(update={"password": secret(s.bmc.password, f"servers[{i}].bmc.password")})})
         for i, s in enumerate(config.servers)
     ]
-    update: dict[str, Any] = {"vcenter": vcenter, "servers": servers}
+    update: dict[str, Any] = {"servers": servers}
+    if config.vcenter is not None:
+        update["vcenter"] = config.vcenter.model_copy(update={"password": secret(config.vcenter.password, "vcenter.password")})
     if config.vcsa is not None:
         update["vcsa"] = config.vcsa.model_copy(update={"password": secret(config.vcsa.password, "vcsa.password")})
     if config.esxi is not None:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from labswitch.config.secrets import EnvSecret, FileSecret, KeyringSecret, SecretRef
+from labswitch.errors import ConfigError
 
 _SECRET_FORMS = 'a secret is { env = "VAR" }, { file = "PATH" }, { keyring = "service/user" } or a string'
 
@@ -185,6 +186,7 @@ class Group(Strict):
 
 class Policy(Strict):
     startup_tag: str = "StartUp"
+    startup_from_autostart: bool = False  # up: start VMs in each host's own autostart order (its AutoStartManager)
     protect: list[str] = []
     protect_tag: str | None = None
     max_parallel: Annotated[int, Field(ge=1, le=256)] = 16
@@ -224,7 +226,7 @@ class Energy(Strict):
 
 class Config(Strict):
     state_dir: str | None = None
-    vcenter: VCenter
+    vcenter: VCenter | None = None  # None: a lab of standalone ESXi hosts, reached through [esxi]
     policy: Policy = Policy()
     groups: dict[str, Group] = {}
     servers: list[Server] = []
@@ -235,6 +237,10 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
+        if self.vcenter is None and self.esxi is None:
+            raise ValueError(
+                "no [vcenter] and no [esxi]: add [vcenter] (url, user, password), or [esxi] (user, password) for standalone hosts"
+            )
         seen: dict[str, str] = {}
         for i, server in enumerate(self.servers):
             if server.group not in self.groups:
@@ -245,6 +251,12 @@ class Config(Strict):
                     raise ValueError(f"servers[{i}]: {key!r} is already used by {seen[key]}; names must be unique")
                 seen[key] = f"servers[{i}]"
         return self
+
+    def need_vcenter(self, what: str) -> VCenter:
+        """[vcenter], for what works only through vCenter; a lab of standalone hosts gets one clear line."""
+        if self.vcenter is None:
+            raise ConfigError(f"{what} works through vCenter; this config has [esxi] and no [vcenter]: add [vcenter] to use it")
+        return self.vcenter
 
     def server(self, name: str) -> Server | None:
         return next((s for s in self.servers if s.name == name or s.esxi == name), None)

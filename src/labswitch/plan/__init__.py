@@ -44,6 +44,7 @@ __all__ = [
     "esxi",
     "make_plan",
     "target_groups",
+    "through_hosts",
 ]
 
 
@@ -78,6 +79,7 @@ def make_plan(
     refusals: list[str] = []
     notes: list[str] = []
     vcenter_host = None
+    waves = tuple(config.startup.waves)
     if intent is Intent.DOWN:
         for name in groups:
             if config.groups[name].always_on:
@@ -100,7 +102,7 @@ def make_plan(
         if whole_lab or any(config.groups[g].holds_vcenter for g in groups):
             live_hosts = {n: h for n, h in hosts.items() if facts.bmc_power.get(n) is not Power.OFF}
             holder = find_holder(
-                snap, config, live_hosts, lambda vm: is_vcenter_vm(vm, config.vcenter.vm, facts.vcenter_addresses), refusals, notes
+                snap, config, live_hosts, lambda vm: is_vcenter_vm(vm, _vcenter_vm(config), facts.vcenter_addresses), refusals, notes
             )
         refusals += _safety(snap, config, facts, servers, hosts, holder)
         live = {name: h for name, h in hosts.items() if facts.bmc_power.get(name) is not Power.OFF}
@@ -116,6 +118,8 @@ def make_plan(
             )
     else:
         steps = _up(snap, config, facts, servers, hosts)
+        if config.policy.startup_from_autostart:
+            waves = autostart_waves(snap)
     if not pipeline:
         steps = _phase_barriers(steps)
     return Plan(
@@ -125,9 +129,14 @@ def make_plan(
         steps=tuple(steps),
         refusals=tuple(refusals),
         notes=tuple(notes),
-        waves=tuple(config.startup.waves),
+        waves=waves,
         vcenter_host=vcenter_host,
     )
+
+
+def through_hosts(plan: Plan) -> Plan:
+    """A lab without vCenter: each step that would go through vCenter goes through its server's host."""
+    return replace(plan, steps=tuple(replace(s, endpoint=esxi(s.server)) if s.endpoint == VCENTER and s.server else s for s in plan.steps))
 
 
 def _phase_barriers(steps: list[Step]) -> list[Step]:
@@ -168,7 +177,7 @@ def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, l
     self_ids = {a for a in facts.self_addresses if not _loopback(a)}
     for vm in snap.vms_on(host.moid):
         ids = _identities(vm)
-        if vm != last and is_vcenter_vm(vm, config.vcenter.vm, facts.vcenter_addresses):
+        if vm != last and is_vcenter_vm(vm, _vcenter_vm(config), facts.vcenter_addresses):
             refusals.append(
                 f"VM {vm.name} is the vCenter and runs on {label}; move it to an always-on host, "
                 "or take the whole lab down with --whole-lab (vCenter last, through its host)"
@@ -180,6 +189,10 @@ def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, l
         if config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
             refusals.append(f"VM {vm.name} on {label} carries the protect tag {config.policy.protect_tag}")
     return refusals
+
+
+def _vcenter_vm(config: Config) -> str | None:
+    return config.vcenter.vm if config.vcenter is not None else None
 
 
 def is_vcenter_vm(vm: VMInfo, configured_name: str | None, vcenter_addresses: Iterable[str]) -> bool:
@@ -210,6 +223,21 @@ def has_tag(vm: VMInfo, wanted: str) -> bool:
     if "/" in wanted:
         return wanted in vm.tags
     return any(t.split("/", 1)[-1] == wanted for t in vm.tags)
+
+
+def autostart_waves(snap: Snapshot) -> tuple[Wave, ...]:
+    """The hosts' autostart orders as start-up waves: one per place in the order, across the hosts. A wave
+    waits for its VMs' heartbeats where the host says so (at most their start delay), else for the delay."""
+    orders = sorted({vm.autostart.order for vm in snap.vms if vm.autostart is not None})
+    waves = []
+    for order in orders:
+        infos = [vm.autostart for vm in snap.vms if vm.autostart is not None and vm.autostart.order == order]
+        delay = max(a.delay for a in infos)
+        if all(a.heartbeat for a in infos):
+            waves.append(Wave(name=f"autostart {order}", wait="heartbeat", timeout=max(delay, 1.0)))
+        else:
+            waves.append(Wave(name=f"autostart {order}", wait="none", delay=delay))
+    return tuple(waves)
 
 
 def wave_of(vm: VMInfo, waves: Sequence[Wave]) -> int:
@@ -340,7 +368,13 @@ def _guest_id(vm: VMInfo) -> str:
 def _guest_steps(guest: list[tuple[VMInfo, str]], waves: Sequence[Wave], config: Config) -> list[Step]:
     """Guest shutdowns in reverse start-up order (the last wave's VMs are asked first); each followed,
     with policy.hard_power_off, by the hard power-off that runs only if the guest is still on."""
-    guest.sort(key=lambda pair: (-wave_of(pair[0], waves), pair[0].name))
+
+    def rank(vm: VMInfo) -> int:  # its start-up place: the hosts' autostart order, or the waves
+        if config.policy.startup_from_autostart:
+            return vm.autostart.order if vm.autostart is not None else 1 << 16
+        return wave_of(vm, waves)
+
+    guest.sort(key=lambda pair: (-rank(pair[0]), pair[0].name))
     steps = []
     for vm, label in guest:
         step = Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, label)
@@ -389,7 +423,16 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
     power_on, connect, maintenance = [], [], []
     connected: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its host is connected
     start: list[tuple[int, VMInfo, Server]] = []
-    waves = config.startup.waves
+    waves: Sequence[Wave] = config.startup.waves
+    orders = sorted({vm.autostart.order for vm in snap.vms if vm.autostart is not None})
+    if config.policy.startup_from_autostart:  # the hosts' own orders: a VM's place in them is its wave
+        waves = autostart_waves(snap)
+
+    def place(vm: VMInfo) -> int:
+        if config.policy.startup_from_autostart:
+            return orders.index(vm.autostart.order) if vm.autostart is not None else len(waves)
+        return wave_of(vm, waves)
+
     for server in servers:
         host = hosts[server.name]
         off = facts.bmc_power.get(server.name) is Power.OFF
@@ -408,9 +451,14 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
         for vm in snap.workload_on(host.moid):
             if vm.power_state == "poweredOn":
                 continue
-            selected = vm.moid in facts.restore if facts.restore is not None else has_tag(vm, config.policy.startup_tag)
+            if facts.restore is not None:
+                selected = vm.moid in facts.restore
+            elif config.policy.startup_from_autostart:
+                selected = vm.autostart is not None
+            else:
+                selected = has_tag(vm, config.policy.startup_tag)
             if selected:
-                start.append((wave_of(vm, waves), vm, server))
+                start.append((place(vm), vm, server))
     targets = {name: hosts[name] for name in connected}
     vsan_steps, exit_after = clusters.up_gates(snap, facts, targets, connected)
     ready: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its VMs may start

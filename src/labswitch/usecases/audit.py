@@ -20,12 +20,12 @@ class AuditReport:
 
 def audit(config: Config, checks: Sequence[str]) -> AuditReport:
     selected = audits.select(checks)  # a bad check name fails before any connection
-    with vsphere.connect(config.vcenter) as vc:
+    with vsphere.lab(config) as vc:
         snap = vc.audit_snapshot()
     return AuditReport(selected, tuple(audits.run(snap, selected)), len(snap.hosts), len(snap.vms))
 
 
 def placement(config: Config, vm: str, host: str) -> multiwriter.Placement:
-    with vsphere.connect(config.vcenter) as vc:
+    with vsphere.lab(config) as vc:
         snap = vc.audit_snapshot()
     return multiwriter.placement(snap, vm, host)

@@ -66,12 +66,13 @@ def l1tf_fix(
     confirm: Confirm,
     on_event: EventSink,
 ) -> FixOutcome:
-    with _run_lock(config, "fix l1tf", hosts, dry_run), vsphere.connect(config.vcenter) as vc:
+    vcenter = config.need_vcenter("labswitch fix l1tf")
+    with _run_lock(config, "fix l1tf", hosts, dry_run), vsphere.connect(vcenter) as vc:
         snap = vc.audit_snapshot()
         plan, targets = l1tf.plan_fix(snap, hosts, mitigate)
         reboot_plans: list[Plan] = []
         if reboot and mitigate:
-            facts = Facts(vcenter_addresses(config.vcenter.https_url), self_addresses(config), {})
+            facts = Facts(vcenter_addresses(vcenter.https_url), self_addresses(config), {})
             reboot_plans = [make_reboot_plan(snap, config, facts, h) for h in targets]
             plan = FixPlan(
                 plan.steps + tuple(_reboot_step(p) for p in reboot_plans),
@@ -84,7 +85,7 @@ def l1tf_fix(
             return FixOutcome(plan)
         key, value = (l1tf.MITIGATION, True) if mitigate else (l1tf.SUPPRESS, VmomiSupport.GetVmodlType("long")(1))
         by_name = {h.name: h for h in targets}
-        actions = Actions(vc.si, vc.content, config.vcenter.timeout)
+        actions = vc.actions()
         results = []
         for step in (s for s in plan.steps if s.action == "set-option"):
             results.append(_set_option(actions, by_name[step.target].moid, step.target, key, value, mitigate))
@@ -135,7 +136,8 @@ def _rolling_reboot(actions: Actions, config: Config, plans: list[Plan], on_even
 
 
 def cbt_reset(config: Config, vms: Sequence[str], with_snapshots: bool, dry_run: bool, confirm: Confirm) -> FixOutcome:
-    with _run_lock(config, "fix cbt-reset", vms, dry_run), vsphere.connect(config.vcenter) as vc:
+    vcenter = config.need_vcenter("labswitch fix cbt-reset")
+    with _run_lock(config, "fix cbt-reset", vms, dry_run), vsphere.connect(vcenter) as vc:
         snap = vc.audit_snapshot()
         plan = cbt_unmap.plan_reset(snap, vms, with_snapshots)
         if plan.refusals:
@@ -143,7 +145,7 @@ def cbt_reset(config: Config, vms: Sequence[str], with_snapshots: bool, dry_run:
         if dry_run or not plan.steps or not confirm(plan):
             return FixOutcome(plan)
         targets = [snap.vm_by_name(n) for n in dict.fromkeys(s.target for s in plan.steps)]
-        actions = Actions(vc.si, vc.content, config.vcenter.timeout)
+        actions = vc.actions()
         with ThreadPoolExecutor(max_workers=config.policy.max_parallel) as pool:
             results = list(pool.map(lambda vm: _reset_one(actions, vm.moid, vm.name, config.policy.maintenance_timeout), targets))
         return FixOutcome(plan, tuple(results), applied=True)

@@ -15,12 +15,11 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import ConfigError, ConnectionFailed, Interrupted, SafetyRefusal, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, default_path, state_base
-from labswitch.plan import Facts, Intent, Plan, clusters, make_plan, target_groups, whole_lab
+from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, target_groups, through_hosts, whole_lab
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
 from labswitch.vsphere import session as vsphere_session
-from labswitch.vsphere.actions import Actions
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,7 @@ def _whole_lab_side(config: Config, request: Request) -> WholeLab | None:
         pending = journal.pending_whole_lab()
     finally:
         journal.close()
-    if pending is None or config.esxi is None:
+    if pending is None or config.esxi is None or config.vcenter is None:
         return None
     if request.intent is Intent.UP:
         return pending
@@ -88,6 +87,8 @@ def _whole_lab_side(config: Config, request: Request) -> WholeLab | None:
 
 
 def _answers(config: Config) -> bool:
+    if config.vcenter is None:
+        return False
     try:
         with vsphere.connect(config.vcenter):
             return True
@@ -113,7 +114,12 @@ def execute(
     with lock.hold(state_base(config.state_dir), str(request.intent), groups, request.lock_wait, on_wait) as held:
         side = _whole_lab_side(config, request)
         if side is None:
-            return _execute(config, request, confirm, on_event, cancel, held)
+            outcome = _execute(config, request, confirm, on_event, cancel, held)
+            if config.vcenter is None and request.intent is Intent.UP and outcome.ok and _powered_on(outcome.plan):
+                # No vCenter knew what ran on the hosts that were off: now that they answer, their VMs.
+                rest = _execute(config, request, lambda plan: True, on_event, cancel, held, run_id=outcome.run_id)
+                return _continued(outcome, rest)
+            return outcome
         with _host_side(config, request, groups, side) as (first, drivers, journal):
             outcome = _run_plan(
                 first, journal, confirm, lambda run_id: Runner(None, config, drivers, journal, run_id, on_event, cancel), held
@@ -122,7 +128,16 @@ def execute(
             return outcome
         # vCenter answers again: the usual up, in the same run.
         rest = _execute(config, request, lambda plan: True, on_event, cancel, held, run_id=outcome.run_id)
-        return replace(rest, plan=replace(rest.plan, steps=first.steps + rest.plan.steps), results=outcome.results + rest.results)
+        return _continued(outcome, rest)
+
+
+def _powered_on(plan: Plan) -> bool:
+    return any(s.action == Action.BMC_POWER_ON for s in plan.steps)
+
+
+def _continued(first: Outcome, rest: Outcome) -> Outcome:
+    """One run in two parts: the outcome of both."""
+    return replace(rest, plan=replace(rest.plan, steps=first.plan.steps + rest.plan.steps), results=first.results + rest.results)
 
 
 def _run_plan(
@@ -195,6 +210,8 @@ def _execute(
 ) -> Outcome:
     """The run through vCenter; ``run_id``: continue that run (a whole-lab up once vCenter answers)."""
     with _session(config, request) as (plan, vc, drivers, snap, journal):
+        if run_id is not None and not plan.steps:  # a second part with nothing left to do
+            return Outcome(plan, run_id, ())
         if plan.refusals:
             journal.start_run(str(request.intent), plan.groups, outcome="refused")
             raise SafetyRefusal("; ".join(plan.refusals))
@@ -209,7 +226,7 @@ def _execute(
             run_id = journal.start_run(str(request.intent), plan.groups)
         held.update(run_id)
         outcome = "interrupted"
-        runner = Runner(Actions(vc.si, vc.content, config.vcenter.timeout), config, drivers, journal, run_id, on_event, cancel)
+        runner = Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel)
         try:
             if record_for:
                 _record_states(journal, run_id, config, snap, plan, record_for)
@@ -228,7 +245,9 @@ def _execute(
 
 
 @contextlib.contextmanager
-def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.VSphere, dict[str, Driver], Snapshot, Journal]]:
+def _session(
+    config: Config, request: Request
+) -> Iterator[tuple[Plan, vsphere.VSphere | vsphere.Standalone, dict[str, Driver], Snapshot, Journal]]:
     groups = target_groups(config, request.groups, request.intent)
     if request.tag:
         config = config.model_copy(update={"policy": config.policy.model_copy(update={"startup_tag": request.tag})})
@@ -236,13 +255,14 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
     servers = [s for s in config.servers if s.group in groups]
     drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
     try:
-        with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
+        with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter (or the hosts) are
             reading = side.submit(bmc.on_drivers, drivers, lambda d: d.power_state(), config.policy.max_parallel)
-            with vsphere.connect(config.vcenter) as vc:
-                snap = vc.snapshot(tags_required=request.intent is Intent.UP and not request.restore)
+            with vsphere.lab(config) as vc:
+                tags = request.intent is Intent.UP and not request.restore and not config.policy.startup_from_autostart
+                snap = vc.snapshot(tags_required=tags)
                 power = bmc.power_states(reading.result())
                 facts = Facts(
-                    vcenter_addresses=vcenter_addresses(config.vcenter.https_url),
+                    vcenter_addresses=vcenter_addresses(config.vcenter.https_url) if config.vcenter else frozenset(),
                     self_addresses=self_addresses(config),
                     bmc_power={name: p for name, (p, _) in power.items()},
                     bmc_errors={name: e for name, (_, e) in power.items() if e},
@@ -260,6 +280,8 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, vsphere.V
                     request.vsan_no_action,
                     request.whole_lab,
                 )
+                if config.vcenter is None:
+                    plan = through_hosts(plan)
                 if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
                     _check_host_login(config, plan.vcenter_host.server)
                 yield (
@@ -284,7 +306,7 @@ def _check_host_login(config: Config, server_name: str) -> None:
     vsphere_session.close_session(vsphere_session.open_session(login), login.where)
 
 
-def _privileges(plan: Plan, vc: vsphere.VSphere, snap: Snapshot) -> Plan:
+def _privileges(plan: Plan, vc: vsphere.VSphere | vsphere.Standalone, snap: Snapshot) -> Plan:
     """A down whose cluster changes the vCenter user may not make is refused before it starts."""
     needed = clusters.privileges_needed(plan.steps)
     if not needed:
@@ -340,9 +362,10 @@ def vcenter_addresses(url: str) -> frozenset[str]:
 
 
 def self_addresses(config: Config) -> frozenset[str]:
-    """This machine's names, and the address it reaches vCenter from (no packet is sent)."""
+    """This machine's names, and the address it reaches vCenter (or the first host) from (no packet is sent)."""
     names = {socket.gethostname().lower(), socket.getfqdn().lower()}
-    parts = urlsplit(config.vcenter.https_url)
+    url = config.vcenter.https_url if config.vcenter else (config.servers[0].direct_url if config.servers else "")
+    parts = urlsplit(url)
     with contextlib.suppress(OSError, UnicodeError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((parts.hostname or "", parts.port or 443))
         names.add(s.getsockname()[0])

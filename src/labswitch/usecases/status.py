@@ -64,7 +64,7 @@ def status(config: Config) -> StatusReport:
     servers = config.servers
     with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
         reading = side.submit(bmc.each, config, servers, lambda d: d.power_state())
-        with vsphere.connect(config.vcenter) as vc:
+        with vsphere.lab(config) as vc:
             snap = vc.snapshot()
         power = bmc.power_states(reading.result())
 
@@ -92,7 +92,8 @@ def status(config: Config) -> StatusReport:
         if s.esxi not in found:
             state, error = power[s.name]
             hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error))
-            notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
+            if config.vcenter is not None:  # without vCenter, the snapshot's notes say which hosts did not answer
+                notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
     vms = tuple(
         VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system)
         for vm in snap.vms

@@ -43,15 +43,22 @@ def reach(login: Login, timeout: float, cancel: Cancel) -> Any:
 
 
 class Unreachable:
-    """The port of a vCenter that is not running (the first part of a whole-lab up): every call fails."""
+    """The port of a vCenter that is not there (the first part of a whole-lab up; a lab without vCenter):
+    every call fails; a wait sees nothing happen (it only pauses, as a BMC poll's hint would)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, cancel: Cancel) -> None:
         self.reason = reason
+        self.cancel = cancel
+
+    def wait(self, objects: Sequence[str], condition: str, timeout: float, *args: Any, **kwargs: Any) -> set[str]:
+        self.cancel.sleep(timeout)
+        return set()
+
+    def close(self) -> None:
+        return None
 
     def __getattr__(self, name: str) -> Any:
         def fail(*args: Any, **kwargs: Any) -> Any:
-            if name == "close":
-                return None
             raise VSphereError(self.reason)
 
         return fail
@@ -146,12 +153,24 @@ class HostPort:
     def wait(
         self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
     ) -> set[str]:
+        """VMs by key; anything else is the host itself, "connected" once its API answers (within the
+        connection's bounded wait). ``timeout`` bounds the VM waits."""
+        vms = [o for o in objects if o.startswith(UUID)]
+        reached: set[str] = set()
+        for host in (o for o in objects if not o.startswith(UUID)):
+            if condition == "connected":
+                self._port()  # waits for the host to answer, or raises ConnectionFailed
+                reached.add(host)
+                if on_each is not None:
+                    on_each(host)
+        if not vms:
+            return reached
         told: Callable[[str], None] | None = None
         if on_each is not None:
             tell = on_each
             told = lambda moid: tell(self._keys.get(moid, moid))  # noqa: E731
-        reached = self._port().wait([self._vm(o) for o in objects], condition, timeout, told, reread)
-        return {self._keys.get(m, m) for m in reached}
+        found = self._port().wait([self._vm(o) for o in vms], condition, timeout, told, reread)
+        return reached | {self._keys.get(m, m) for m in found}
 
     def _cluster(self) -> Any:
         raise VSphereError(f"{self.where}: cluster settings are changed through vCenter, not through a host")

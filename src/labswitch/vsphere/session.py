@@ -21,6 +21,7 @@ from labswitch.config import TLS, ESXi, Server, VCenter
 from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, TLSVerificationFailed, VSphereError
 from labswitch.snapshot import Snapshot
 from labswitch.vsphere import inventory
+from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.tags import TagClient
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ class VSphere:
         self.content = si.RetrieveContent()
         self.config = config
         self.where = f"vCenter {config.https_url}"
+
+    def actions(self) -> Actions:
+        """The power cycle's calls through this vCenter."""
+        return Actions(self.si, self.content, self.config.timeout)
 
     def hosts_and_vms(self) -> Snapshot:
         """Hosts, clusters and VMs in one read, without tags."""
