@@ -106,3 +106,29 @@ def test_version_needs_no_command_and_no_config(cli: Callable[..., Result]) -> N
 
     result = cli("--version")
     assert result.code == 0 and result.stdout == f"labswitch {__version__}\n"
+
+
+def test_init_esxi_writes_a_config_for_a_lab_without_vcenter(
+    lab_factory: Callable[..., Lab], cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab = lab_factory("--no-vcenter", "--mgmt-hosts", "0", "--clusters", "1", "--hosts-per-cluster", "2", "--vms-per-host", "2")
+    hosts = [lab.esxi_url(s).removeprefix("https://") for s in ("esx11", "esx12")]
+    out = tmp_path / "standalone.toml"
+    env = {"LABSWITCH_ESXI_PASSWORD": lab.env["LABSIM_ESXI_PASSWORD"]}
+    untrusted = cli("init", "--esxi", hosts[0], "--out", str(out), env=env)
+    assert untrusted.code == 1 and f"--thumbprint {lab.thumbprint}" in untrusted.stderr and untrusted.stderr.count("\n") == 1
+    result = cli("init", "--esxi", ",".join(hosts), "--thumbprint", lab.thumbprint, "--out", str(out), env=env)
+    assert result.code == 0, result.stderr
+    assert "2 standalone hosts, 4 VMs, no vCenter" in result.stdout
+    text = out.read_text()
+    assert "[vcenter]" not in text and "[esxi]" in text and lab.env["LABSIM_ESXI_PASSWORD"] not in text
+    for key, value in {**env, "LABSWITCH_BMC_PASSWORD": "unused"}.items():
+        monkeypatch.setenv(key, value)
+    config = load(out)
+    assert config.vcenter is None and config.policy.startup_from_autostart
+    assert [s.esxi for s in config.servers] == hosts and {s.group for s in config.servers} == {"lab"}
+    status = cli("--config", str(out), "status", "--json", env={**env, "LABSWITCH_BMC_PASSWORD": "unused"})
+    assert status.code == 0, status.stderr
+    assert {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}
+    neither = cli("init", "--out", str(tmp_path / "n.toml"))
+    assert neither.code == 2 and "--vcenter ADDRESS, or --esxi HOST" in neither.stderr

@@ -19,13 +19,24 @@ from labswitch.usecases import init as usecase
 
 @app.command("init")
 def init_command(
-    vcenter: Annotated[str, typer.Option("--vcenter", help="vCenter address or URL (https://vcsa.lab.local/sdk).")],
-    user: Annotated[str, typer.Option("--user", help="vCenter user.")] = "administrator@vsphere.local",
+    vcenter: Annotated[str | None, typer.Option("--vcenter", help="vCenter address or URL (https://vcsa.lab.local/sdk).")] = None,
+    esxi: Annotated[
+        list[str] | None,
+        typer.Option("--esxi", help="A standalone ESXi host's address, for a lab without vCenter (repeatable, or comma-separated)."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="vCenter user (default administrator@vsphere.local), or the hosts' (root).")
+    ] = None,
     password_env: Annotated[
-        str, typer.Option("--password-env", help="Environment variable holding the vCenter password (read now, referenced in the file).")
-    ] = usecase.VCENTER_PASSWORD_ENV,
-    thumbprint: Annotated[str | None, typer.Option("--thumbprint", help="Trust vCenter's certificate by its SHA-256.")] = None,
-    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Trust vCenter's certificate through this CA (PEM).")] = None,
+        str | None,
+        typer.Option(
+            "--password-env",
+            help="Environment variable holding the password (read now, referenced in the file; "
+            "default LABSWITCH_VCENTER_PASSWORD, or LABSWITCH_ESXI_PASSWORD with --esxi).",
+        ),
+    ] = None,
+    thumbprint: Annotated[str | None, typer.Option("--thumbprint", help="Trust the certificate by its SHA-256.")] = None,
+    ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Trust the certificate through this CA (PEM).")] = None,
     bmc_pattern: Annotated[
         str, typer.Option("--bmc-pattern", help="BMC address from the host name: {host} (short), {fqdn}, {domain}.")
     ] = "{host}-oob",
@@ -34,18 +45,26 @@ def init_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="The file to write.")] = Path("labswitch.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented config from a live vCenter: a group per cluster, standalone hosts always on.
+    """Write a commented config from a live vCenter (a group per cluster, standalone hosts always on),
+    or, with --esxi, from standalone ESXi hosts (a lab without vCenter: [esxi], one group).
 
     BMC addresses follow --bmc-pattern (a common convention: esx21-oob for host esx21);
     secrets are written as environment references, never as values. Never overwrites
     without --force.
 
-    Example:
+    Examples:
 
       export LABSWITCH_VCENTER_PASSWORD=...   # read from the environment, not from the command line
 
       labswitch init --vcenter vcsa.lab.local --bmc-pattern "{host}-idrac.lab.local"
+
+      labswitch init --esxi esx1.lab.local --esxi esx2.lab.local   # with LABSWITCH_ESXI_PASSWORD
     """
+    hosts = [h.strip() for value in esxi or [] for h in value.split(",") if h.strip()]
+    if bool(vcenter) == bool(hosts):
+        raise ConfigError("init: give --vcenter ADDRESS, or --esxi HOST for each standalone host (a lab without vCenter)")
+    user = user or ("root" if hosts else "administrator@vsphere.local")
+    password_env = password_env or (usecase.ESXI_PASSWORD_ENV if hosts else usecase.VCENTER_PASSWORD_ENV)
     usecase.refuse_overwrite(out, force)  # before any connection
     if bmc_driver not in ("redfish", "racadm", "ipmi"):
         raise ConfigError(f"--bmc-driver {bmc_driver}: one of redfish, racadm, ipmi")
@@ -53,14 +72,15 @@ def init_command(
     password = os.environ.get(password_env)
     if password is None:
         if not sys.stdin.isatty():
-            raise ConfigError(f"init: ${password_env} is not set; export it with the vCenter password (or pass --password-env VAR)")
+            what = "the hosts' root password" if hosts else "the vCenter password"
+            raise ConfigError(f"init: ${password_env} is not set; export it with {what} (or pass --password-env VAR)")
         password = typer.prompt(f"Password for {user}", hide_input=True)
     try:
         tls = TLS(thumbprint=thumbprint, ca_file=str(ca_file) if ca_file else None)
     except ValidationError as exc:
         raise ConfigError(f"--thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     options = usecase.Options(
-        url=vcenter,
+        url=vcenter or ", ".join(hosts),
         user=user,
         password=SecretStr(password),
         tls=tls,
@@ -68,14 +88,18 @@ def init_command(
         bmc_driver=bmc_driver,
         bmc_user=bmc_user,
         password_env=password_env,
+        standalone=bool(hosts),
     )
-    found = usecase.discover(options)
+    found = usecase.discover_hosts(options, hosts) if hosts else usecase.discover(options)
     text = usecase.render(found, options)
     usecase.write(text, out, force)
-    hosts = len(found.standalone) + sum(len(h) for h in found.clusters.values())
-    render.stdout.print(
-        f"wrote {out}: {len(found.clusters)} clusters, {hosts} hosts ({len(found.standalone)} always on), "
-        f"vCenter VM: {found.vcenter_vm or 'not found (set vcenter.vm)'}",
-        markup=False,
-    )
+    if options.standalone:
+        render.stdout.print(f"wrote {out}: {len(hosts)} standalone hosts, {found.vms} VMs, no vCenter", markup=False)
+    else:
+        count = len(found.standalone) + sum(len(h) for h in found.clusters.values())
+        render.stdout.print(
+            f"wrote {out}: {len(found.clusters)} clusters, {count} hosts ({len(found.standalone)} always on), "
+            f"vCenter VM: {found.vcenter_vm or 'not found (set vcenter.vm)'}",
+            markup=False,
+        )
     render.stdout.print(f"next: export {options.bmc_password_env}=...; labswitch --config {out} status", markup=False)

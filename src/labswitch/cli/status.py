@@ -20,7 +20,8 @@ def status_command(
     """Show hosts (connection, maintenance, BMC power) and VMs (power, tools, tags), and every
     cluster setting a down changed that no up has restored yet (HA, vCLS retreat mode, vSAN power).
 
-    Reads vCenter in bulk and every BMC in parallel; changes nothing.
+    Reads vCenter in bulk (without vCenter: every host through its own API, in parallel) and every
+    BMC in parallel; changes nothing.
 
     Examples:
 

@@ -12,7 +12,8 @@ import hashlib
 import re
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,16 +22,20 @@ import tomlkit
 from pydantic import SecretStr
 
 from labswitch import vsphere
-from labswitch.config import TLS, VCenter
+from labswitch.config import BMC, TLS, ESXi, Server, VCenter
 from labswitch.config.load import parse
 from labswitch.errors import ConfigError, TLSVerificationFailed
 from labswitch.hostnet import is_ip
 from labswitch.plan import is_vcenter_vm
 from labswitch.usecases.power import vcenter_addresses
+from labswitch.vsphere import inventory
+from labswitch.vsphere.session import close_session, login_for_host, open_session
 
 VCENTER_PASSWORD_ENV = "LABSWITCH_VCENTER_PASSWORD"
+ESXI_PASSWORD_ENV = "LABSWITCH_ESXI_PASSWORD"
 BMC_PASSWORD_ENV = "LABSWITCH_BMC_PASSWORD"
 ALWAYS_ON = "always_on"
+LAB = "lab"  # the one group of a lab without vCenter
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Options:
     bmc_user: str = "root"
     password_env: str = VCENTER_PASSWORD_ENV
     bmc_password_env: str = BMC_PASSWORD_ENV
+    standalone: bool = False  # url names ESXi hosts, not a vCenter: the config gets [esxi]
 
 
 def discover(options: Options) -> Discovered:
@@ -60,9 +66,7 @@ def discover(options: Options) -> Discovered:
         with vsphere.connect(vc) as session:
             snap = session.hosts_and_vms()
     except TLSVerificationFailed as exc:
-        seen = _presented_thumbprint(vc.https_url)
-        hint = f"; it presented SHA-256 {seen}: if that is your vCenter, pass --thumbprint {seen}" if seen else ""
-        raise TLSVerificationFailed(f"{exc}{hint}") from None
+        raise _with_thumbprint(exc, vc.https_url, "your vCenter") from None
     clusters: dict[str, list[str]] = {}
     standalone = []
     for host in snap.hosts:
@@ -73,6 +77,37 @@ def discover(options: Options) -> Discovered:
     identities = vcenter_addresses(vc.https_url)
     vm = next((v.name for v in snap.vms if is_vcenter_vm(v, None, identities)), None)
     return Discovered({c: tuple(h) for c, h in sorted(clusters.items())}, tuple(standalone), vm, len(snap.vms))
+
+
+def discover_hosts(options: Options, hosts: Sequence[str]) -> Discovered:
+    """Standalone hosts (no vCenter): each logged in to with the [esxi] login, in parallel; all standalone."""
+    esxi = ESXi(user=options.user, password=options.password, tls=options.tls)
+
+    def read(address: str) -> int:
+        server = Server(name=host_names(hosts)[address], esxi=address, group="lab", bmc=_NO_BMC)
+        login = login_for_host(esxi, server)
+        try:
+            si = open_session(login)
+        except TLSVerificationFailed as exc:
+            raise _with_thumbprint(exc, server.direct_url, "your host") from None
+        try:
+            return len(inventory.read(si.RetrieveContent(), login.where).vms)
+        finally:
+            close_session(si, login.where)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
+        counts = list(pool.map(read, hosts))
+    return Discovered({}, tuple(hosts), None, sum(counts))
+
+
+_NO_BMC = BMC(driver="redfish", address="unused", user="unused", password=SecretStr("unused"))  # discovery needs none
+
+
+def _with_thumbprint(exc: TLSVerificationFailed, url: str, what: str) -> TLSVerificationFailed:
+    """The TLS error, with the SHA-256 the endpoint presented: what --thumbprint would pin."""
+    seen = _presented_thumbprint(url)
+    hint = f"; it presented SHA-256 {seen}: if that is {what}, pass --thumbprint {seen}" if seen else ""
+    return TLSVerificationFailed(f"{exc}{hint}")
 
 
 def _presented_thumbprint(url: str) -> str | None:
@@ -96,6 +131,13 @@ def short_name(host: str) -> str:
     return host if is_ip(host) else host.split(".", 1)[0]
 
 
+def host_names(addresses: Sequence[str]) -> dict[str, str]:
+    """A server name per host address: its short name; with the port where two share one (host:port)."""
+    parts = {a: urlsplit(f"//{a}") for a in addresses}
+    base = {a: short_name(p.hostname or a) for a, p in parts.items()}
+    return {a: (f"{base[a]}-{parts[a].port}" if list(base.values()).count(base[a]) > 1 and parts[a].port else base[a]) for a in addresses}
+
+
 def bmc_address(pattern: str, host: str) -> str:
     short = short_name(host)
     domain = host.split(".", 1)[1] if "." in host and short != host else ""
@@ -115,26 +157,34 @@ def render(found: Discovered, options: Options) -> str:
     doc.add(tomlkit.nl())
 
     vc = tomlkit.table()
-    vc.add("url", options.url)
+    if not options.standalone:
+        vc.add("url", options.url)
     vc.add("user", options.user)
     vc.add("password", _inline({"env": options.password_env}))
     tls = {k: v for k, v in options.tls.model_dump().items() if v}
     if tls:
         vc.add("tls", _inline(tls))
     else:
-        vc.add(tomlkit.comment('tls = { ca_file = "/path/to/vcenter-ca.pem" }  # or { thumbprint = "<sha256>" }; default: system CAs'))
+        vc.add(tomlkit.comment('tls = { ca_file = "/path/to/ca.pem" }  # or { thumbprint = "<sha256>" }; default: system CAs'))
     if found.vcenter_vm:
         vc.add("vm", _commented(found.vcenter_vm, "the vCenter appliance's VM (found by its guest address): never shut down"))
-    doc.add("vcenter", vc)
+    doc.add("esxi" if options.standalone else "vcenter", vc)
 
     policy = tomlkit.table()
-    policy.add("startup_tag", _commented("StartUp", "`labswitch up` starts the VMs with this tag (Tag or Category/Tag)"))
+    if options.standalone:
+        policy.add("startup_from_autostart", _commented(True, "`labswitch up` starts VMs in each host's own autostart order"))
+    else:
+        policy.add("startup_tag", _commented("StartUp", "`labswitch up` starts the VMs with this tag (Tag or Category/Tag)"))
     policy.add("hard_power_off", _commented(False, "power off VMs without VMware Tools (or that ignore a shutdown) on `down`"))
     policy.add("protect", _commented([], 'VM name globs never shut down, e.g. ["dc*", "backup01"]'))
     doc.add("policy", policy)
 
     groups = tomlkit.table(is_super_table=True)
-    if found.standalone:
+    if options.standalone:
+        lab = tomlkit.table()
+        lab.add("always_on", _commented(False, "standalone hosts, no vCenter: switched off and on by labswitch"))
+        groups.add(LAB, lab)
+    elif found.standalone:
         always = tomlkit.table()
         always.add("always_on", _commented(True, "standalone hosts: never switched off"))
         groups.add(ALWAYS_ON, always)
@@ -145,13 +195,16 @@ def render(found: Discovered, options: Options) -> str:
     doc.add("groups", groups)
 
     servers = tomlkit.aot()
-    members = [(h, ALWAYS_ON) for h in found.standalone] + [(h, group_name(c)) for c, hosts in found.clusters.items() for h in hosts]
+    members = [(h, LAB if options.standalone else ALWAYS_ON) for h in found.standalone]
+    members += [(h, group_name(c)) for c, hosts in found.clusters.items() for h in hosts]
+    names = host_names(found.standalone) if options.standalone else {}
     for host, group in members:
         s = tomlkit.table()
-        s.add("name", short_name(host))
+        s.add("name", names.get(host) or short_name(host))
         s.add("esxi", host)
         s.add("group", group)
-        bmc = {"driver": options.bmc_driver, "address": bmc_address(options.bmc_pattern, host), "user": options.bmc_user}
+        named = urlsplit(f"//{host}").hostname or host  # an address with a port: the host's name or IP alone
+        bmc = {"driver": options.bmc_driver, "address": bmc_address(options.bmc_pattern, named), "user": options.bmc_user}
         s.add("bmc", _inline({**bmc, "password": {"env": options.bmc_password_env}}))
         servers.append(s)
     doc.add("servers", servers)
