@@ -65,6 +65,17 @@ class Context:
 Handler = Callable[[list[Step], Context, Report], None]
 
 
+def wait_each(steps: list[Step], ctx: Context, report: Report, condition: str, timeout: float, done: str, not_done: str) -> None:
+    """Wait (through the steps' port) until each step's object meets ``condition``: each reported OK with
+    ``done`` as it does, the rest FAILED with ``not_done`` after ``timeout``."""
+    port = ctx.port_for(steps[0])
+    by_moid = {s.moid or "": s for s in steps}
+    reached = port.wait(list(by_moid), condition, timeout, on_each=lambda moid: report(by_moid[moid], Status.OK, done))
+    for moid, step in by_moid.items():
+        if moid not in reached:
+            report(step, Status.FAILED, not_done)
+
+
 def handlers() -> dict[str, Handler]:
     from labswitch.steps import bmc, clusters, hosts, vcenter, vms, waves
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report
+from labswitch.steps import Context, Report, wait_each
 
 
 def enter_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -54,10 +54,7 @@ def reboot(steps: list[Step], ctx: Context, report: Report) -> None:
 
 
 def wait_connected(steps: list[Step], ctx: Context, report: Report) -> None:
-    port = ctx.port_for(steps[0])
+    """Until each host is connected to vCenter (without vCenter: its own API answers)."""
     timeout = ctx.policy.host_connect_timeout
-    by_moid = {s.moid or "": s for s in steps}
-    reached = port.wait(list(by_moid), "connected", timeout, on_each=lambda moid: report(by_moid[moid], Status.OK, "connected"))
-    for moid, step in by_moid.items():
-        if moid not in reached:
-            report(step, Status.FAILED, f"not connected to vCenter after {timeout:.0f}s")
+    where = "to vCenter" if steps[0].endpoint == "vcenter" else "(its API does not answer)"
+    wait_each(steps, ctx, report, "connected", timeout, "connected", f"not connected {where} after {timeout:.0f}s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from labswitch.errors import EndpointError
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report
+from labswitch.steps import Context, Report, wait_each
 
 
 def shutdown_guests(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -57,10 +57,5 @@ def power_on(steps: list[Step], ctx: Context, report: Report) -> None:
 
 def wait_tools(steps: list[Step], ctx: Context, report: Report) -> None:
     """Until each VM's tools run (a VM another one needs: vCenter's DNS before vCenter)."""
-    port = ctx.port_for(steps[0])
     timeout = ctx.policy.guest_shutdown_timeout
-    by_moid = {s.moid or "": s for s in steps}
-    reached = port.wait(list(by_moid), "tools", timeout, on_each=lambda moid: report(by_moid[moid], Status.OK, "tools running"))
-    for moid, step in by_moid.items():
-        if moid not in reached:
-            report(step, Status.FAILED, f"tools not running {timeout:.0f}s after power-on")
+    wait_each(steps, ctx, report, "tools", timeout, "tools running", f"tools not running {timeout:.0f}s after power-on")
