@@ -82,7 +82,7 @@ rm -rf "$whole/state"
 run status
 run plan down --whole-lab
 run down --whole-lab --yes
-run bmc status
+run status          # vCenter is off: the BMCs and the journal say where everything is
 run plan up
 run up --yes
 run status

@@ -22,7 +22,7 @@ def test_status_json_matches_vcenter_and_bmcs(cli: Run, lab: Lab) -> None:
     result = run_status(cli, lab)
     assert result.code == 0, result.stderr
     data = result.json()  # stdout is JSON only
-    assert set(data) == {"hosts", "vms", "cluster_changes"} and data["cluster_changes"] == []
+    assert set(data) == {"hosts", "vms", "cluster_changes", "notes"} and data["cluster_changes"] == [] and data["notes"] == []
 
     with lab.vsphere() as content:
         hosts = lab.objects(content, vim.HostSystem)

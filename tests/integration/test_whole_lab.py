@@ -80,6 +80,10 @@ def test_whole_lab_down_and_up_with_vcenter_inside(cli: Run, lab_factory: Callab
     assert bmc_power(lab, "mgmt01") == "On"
     assert not answers(lab.url), "vCenter is off with its host"
     assert whole_lab_record(state_dir) == [("esx11", "vcenter", "vcsa", None), ("esx11", "dependency", "dns01", None)]
+    status = run(cli, lab, state_dir, config, "status", "--json")
+    assert status.code == 0, status.stderr
+    assert any("vCenter is off: the whole-lab down" in n and "on esx11" in n for n in status.json()["notes"])
+    assert {h["name"]: h["bmc_power"] for h in status.json()["hosts"]} == {"mgmt01": "On", "esx11": "Off", "esx12": "Off", "esx13": "Off"}
 
     plan_up = run(cli, lab, state_dir, config, "plan", "up", "--json")
     assert plan_up.code == 0, plan_up.stderr

@@ -53,7 +53,7 @@ def as_json(report: StatusReport) -> dict[str, object]:
         hosts.append(entry)
     vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
     changes = [asdict(c) for c in report.cluster_changes]
-    return {"hosts": hosts, "vms": vms, "cluster_changes": changes}
+    return {"hosts": hosts, "vms": vms, "cluster_changes": changes, "notes": list(report.notes)}
 
 
 def show(report: StatusReport) -> None:

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from labswitch import vsphere
 from labswitch.config import Config
+from labswitch.errors import ConnectionFailed
 from labswitch.journal import Journal, default_path
+from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
 
 
@@ -60,12 +62,31 @@ class StatusReport:
     cluster_changes: tuple[ClusterChangeStatus, ...] = ()
 
 
+def _vcenter_off(config: Config) -> Snapshot | None:
+    """No vCenter answers: an empty snapshot that says why, when a whole-lab down stopped it (None: nothing did)."""
+    journal = Journal(default_path(config.state_dir))
+    try:
+        pending = journal.pending_whole_lab()
+    finally:
+        journal.close()
+    if pending is None:
+        return None
+    note = f"vCenter is off: the whole-lab down {pending.run_id} stopped it on {pending.server}; `labswitch up` starts it there first"
+    return Snapshot((), (), notes=(note,))
+
+
 def status(config: Config) -> StatusReport:
     servers = config.servers
     with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
         reading = side.submit(bmc.each, config, servers, lambda d: d.power_state())
-        with vsphere.lab(config) as vc:
-            snap = vc.snapshot()
+        try:
+            with vsphere.lab(config) as vc:
+                snap = vc.snapshot()
+        except ConnectionFailed:
+            off = _vcenter_off(config)  # after a whole-lab down: the BMCs and the journal still say where things are
+            if off is None:
+                raise
+            snap = off
         power = bmc.power_states(reading.result())
 
     by_esxi = {s.esxi: s for s in servers}
@@ -92,7 +113,7 @@ def status(config: Config) -> StatusReport:
         if s.esxi not in found:
             state, error = power[s.name]
             hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error))
-            if config.vcenter is not None:  # without vCenter, the snapshot's notes say which hosts did not answer
+            if config.vcenter is not None and snap.hosts:  # otherwise the snapshot's notes say why no host is known
                 notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
     vms = tuple(
         VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system)
