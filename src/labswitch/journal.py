@@ -82,6 +82,7 @@ class WholeLab:
     server: str
     vcenter: tuple[str, str]  # (name, instance UUID)
     dependencies: tuple[tuple[str, str], ...]
+    peers: tuple[str, ...] = ()  # vCenter on vSAN: the cluster's other servers (vCenter's storage needs them all)
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,9 @@ class Journal:
         ).fetchone()
         return ClusterChange(*row) if row else None
 
-    def record_whole_lab(self, run_id: str, server: str, vcenter: tuple[str, str], dependencies: Sequence[tuple[str, str]]) -> WholeLab:
+    def record_whole_lab(
+        self, run_id: str, server: str, vcenter: tuple[str, str], dependencies: Sequence[tuple[str, str]], peers: Sequence[str] = ()
+    ) -> WholeLab:
         """Record where vCenter runs before a whole-lab down stops it: once (a down run again keeps the first record)."""
         with self._lock:
             pending = self.pending_whole_lab()
@@ -237,10 +240,11 @@ class Journal:
             now = time.time()
             rows = [(run_id, server, "vcenter", 0, vcenter[0], vcenter[1], now)]
             rows += [(run_id, server, "dependency", i + 1, name, vm_uuid, now) for i, (name, vm_uuid) in enumerate(dependencies)]
+            rows += [(run_id, peer, "peer", len(rows) + i, "", "", now) for i, peer in enumerate(peers)]
             self._db.executemany(
                 "INSERT INTO whole_lab (run_id, server, role, ord, vm_name, vm_uuid, recorded) VALUES (?,?,?,?,?,?,?)", rows
             )
-            return WholeLab(run_id, server, vcenter, tuple(dependencies))
+            return WholeLab(run_id, server, vcenter, tuple(dependencies), tuple(peers))
 
     def pending_whole_lab(self) -> WholeLab | None:
         """The whole-lab down no up has finished yet, if any."""
@@ -252,7 +256,8 @@ class Journal:
         run_id, server = rows[0][0], rows[0][1]
         vcenter = next(((n, u) for _, _, role, n, u in rows if role == "vcenter"), ("", ""))
         deps = tuple((n, u) for _, _, role, n, u in rows if role == "dependency")
-        return WholeLab(run_id, server, vcenter, deps)
+        peers = tuple(peer for _, peer, role, _, _ in rows if role == "peer")
+        return WholeLab(run_id, server, vcenter, deps, peers)
 
     def whole_lab_done(self, run_id: str) -> None:
         """An up brought vCenter back and finished: the record is kept, marked done by that run."""

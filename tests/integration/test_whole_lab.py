@@ -190,3 +190,30 @@ def test_bad_input_for_a_whole_lab_down_changes_nothing(cli: Run, lab_factory: C
     calls = lab.soap_calls()
     assert not MUTATING & set(calls) and not any(c.startswith("esxi:") and c.split(":")[1] in MUTATING for c in calls)
     assert (vm_power(lab), [bmc_power(lab, s) for s in SERVERS]) == before
+
+
+def test_vcenter_on_vsan_goes_down_before_its_clusters_hosts_and_comes_back_after_them(
+    cli: Run, lab_factory: Callable[..., Lab], state_dir: Path
+) -> None:
+    lab, config = whole_lab(lab_factory, "--vsan-clusters", "1")
+    wanted = expected_on(lab)
+    plan = run(cli, lab, state_dir, config, "plan", "down", "--whole-lab", "--json")
+    assert plan.code == 0, plan.stderr
+    steps = plan.json()["steps"]
+    assert "vsan-power-off" not in {s["action"] for s in steps}, "vSAN's power action would take vCenter's storage from under it"
+    entering = {s["target"]: s["endpoint"] for s in steps if s["action"].startswith("enter-maintenance")}
+    assert entering == {s: f"esxi:{s}" for s in SERVERS}
+    assert {s["action"] for s in steps if s["action"].startswith("enter-maintenance")} == {"enter-maintenance-no-action"}
+
+    down = run(cli, lab, state_dir, config, "down", "--whole-lab", "--yes")
+    assert down.code == 0, down.stderr
+    assert all_off(lab)
+    assert [(r[0], r[1]) for r in whole_lab_record(state_dir)] == [
+        ("esx11", "vcenter"),
+        ("esx11", "dependency"),
+        ("esx12", "peer"),
+        ("esx13", "peer"),
+    ]
+    up = run(cli, lab, state_dir, config, "up", "--yes")
+    assert up.code == 0, up.stderr
+    assert_back(lab, wanted)

@@ -63,6 +63,20 @@ def test_vcenters_host_goes_last_through_itself() -> None:
     assert confirm.moid is None and confirm.endpoint == "bmc:esx1", "vCenter is off by then: the BMC alone confirms"
 
 
+def test_vcenter_on_vsan_every_host_of_the_cluster_goes_last_through_itself_without_moving_data() -> None:
+    vsan = ClusterInfo("c1", "C1", ha=True, vsan=True, vsan_power="clusterPoweredOn")
+    p = plan(Intent.DOWN, snap(cluster=vsan), whole(), whole_lab=True)
+    assert not p.refusals and p.vcenter_host is not None and p.vcenter_host.peers == ("esx2",)
+    assert "vsan-power-off" not in {s.action for s in p.steps}, "vSAN's power action would take vCenter's storage away under it"
+    assert not [s for s in p.steps if s.action.startswith("enter-maintenance") and s.endpoint == "vcenter"]
+    last = by(p, "shutdown-guest", "dns01").id
+    for name in ("esx1", "esx2"):
+        enter = by(p, "enter-maintenance-no-action", name)
+        assert enter.endpoint == f"esxi:{name}" and enter.after == (last,), "once vCenter and what it needs are off"
+        assert by(p, "shutdown-host", name).endpoint == f"esxi:{name}"
+    assert by(p, "shutdown-guest", "web").id in by(p, "shutdown-guest", "vcsa").after, "the peers' VMs stop first, through vCenter"
+
+
 def test_holds_vcenter_on_a_group_asks_for_the_whole_lab() -> None:
     cfg = config(esxi=ESXI, groups={"mgmt": {"always_on": True}, "payload": {"holds_vcenter": True}})
     p = plan(Intent.DOWN, snap(), cfg)
@@ -75,8 +89,13 @@ def test_whole_lab_refusals() -> None:
     elsewhere = (*VMS[:1], vm("dns01", "esx2", uuid="u-dns"), *VMS[2:])
     moved = plan(Intent.DOWN, snap(elsewhere), whole(), whole_lab=True)
     assert any("dns01 (policy.vcenter_dependencies) runs on esx2" in r for r in moved.refusals)
-    vsan = plan(Intent.DOWN, snap(cluster=ClusterInfo("c1", "C1", vsan=True)), whole(), whole_lab=True)
-    assert any("vSAN cluster C1" in r for r in vsan.refusals)
+    vsan_whole = plan(Intent.DOWN, snap(cluster=ClusterInfo("c1", "C1", vsan=True)), whole(), whole_lab=True, groups=["payload"])
+    assert not vsan_whole.refusals, "the whole vSAN cluster goes down: allowed"
+    hosts = (*HOSTS, host("esx3", cluster_moid="c1"))  # a host of the cluster that is no server of the config: it stays up
+    partial = plan(
+        Intent.DOWN, Snapshot(hosts, VMS, api_version="7.0.3.0", clusters=(ClusterInfo("c1", "C1", vsan=True),)), whole(), whole_lab=True
+    )
+    assert any("vSAN cluster C1, and esx3.lab of it would stay up" in r for r in partial.refusals)
     protected = plan(Intent.DOWN, snap(), whole(protect=["app"]), whole_lab=True)
     assert any("app on esx1 matches policy.protect" in r for r in protected.refusals), "every other safety rule still holds"
 
@@ -101,3 +120,7 @@ def test_the_way_up_starts_vcenter_on_its_host_first() -> None:
         ("wait-vcenter", "vCenter", "vcenter"),
     ]
     assert all(s.after == (prev.id,) for prev, s in itertools.pairwise(steps)), "one chain, each after the last"
+    peers = boot(servers, "esx1", ("vcsa", "u-vcsa"), (), {"esx1": Power.OFF, "esx2": Power.OFF}, peers=("esx2",))
+    leave = [s for s in peers if s.action == "exit-maintenance"]
+    assert [(s.target, s.endpoint) for s in leave] == [("esx1", "esxi:esx1"), ("esx2", "esxi:esx2")]
+    assert set(next(s for s in peers if s.target == "vcsa").after) == {s.id for s in leave}, "vCenter starts once its vSAN is whole"

@@ -115,6 +115,7 @@ def make_plan(
                 holder.server,
                 (holder.vcenter.name, holder.vcenter.uuid or ""),
                 tuple((vm.name, vm.uuid or "") for vm in holder.dependencies),
+                tuple(name for name, _ in holder.peers),
             )
     else:
         steps = _up(snap, config, facts, servers, hosts)
@@ -274,6 +275,7 @@ def _down(
     members: list[clusters.Member] = []  # the hosts to empty and shut down
     waits: dict[str, tuple[tuple[str, ...], tuple[str, ...], HostInfo]] = {}  # server -> (its shutdown's after, settled, its host)
     last = frozenset(vm.moid for vm in (holder.vcenter, *holder.dependencies)) if holder else frozenset()
+    last_hosts = {holder.server, *(name for name, _ in holder.peers)} if holder else set()  # they go down through themselves
     tail_after: tuple[str, ...] = ()
     for server in servers:
         host = hosts[server.name]
@@ -287,8 +289,8 @@ def _down(
         first = len(guest), len(hard)
         blocked = _stop_vms(snap, config, host, server.name, guest, hard, exclude=last)
         emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
-        if holder is not None and server.name == holder.server:
-            tail_after = emptied
+        if holder is not None and server.name in last_hosts:
+            tail_after += emptied
         if blocked:
             notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
             whole.pop(host.cluster_moid or "", None)  # the cluster does not go down entirely
@@ -303,14 +305,15 @@ def _down(
         chain = [Step("maintenance", action, m.server, m.host.moid, m.server, after=m.emptied)] if not m.host.in_maintenance else []
         maintenance += chain
         waits[m.server] = (tuple(s.id for s in chain) or m.emptied, (), m.host)
+    holds = {holder.host.cluster_moid} if holder is not None and holder.vsan else set()
     for moid, cluster_members in by_cluster.items():
-        own, entering, before = clusters.down(snap, whole[moid], cluster_members, notes)
+        own, entering, before = clusters.down(snap, whole[moid], cluster_members, notes, power_action=moid not in holds)
         cluster_steps += own
         maintenance += entering
         waits.update({m.server: (*before[m.server], m.host) for m in cluster_members})
-    if holder is not None:  # its maintenance and shutdown go through the host, last
-        waits.pop(holder.server, None)
-        maintenance = [s for s in maintenance if s.server != holder.server]
+    for name in last_hosts:  # their maintenance and shutdown go through the hosts themselves, last
+        waits.pop(name, None)
+    maintenance = [s for s in maintenance if s.server not in last_hosts]
     for name, (after, settled, host) in waits.items():
         off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, settled=settled)
         shutdown += [off, *_host_off_fallbacks(config, off)]

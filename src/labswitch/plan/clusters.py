@@ -66,13 +66,14 @@ def step(action: Action, cluster: ClusterInfo, after: Sequence[str], phase: str 
 
 # -- down ------------------------------------------------------------------------------
 def down(
-    snap: Snapshot, cluster: ClusterInfo, members: Sequence[Member], notes: list[str]
+    snap: Snapshot, cluster: ClusterInfo, members: Sequence[Member], notes: list[str], power_action: bool = True
 ) -> tuple[list[Step], list[Step], dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]:
     """A whole cluster going down: its cluster steps, its hosts' maintenance steps, and for each
     member server what its host shutdown waits for: (done, settled). A host waits for the cluster's HA
     and vCLS steps only to settle: when a VM of the cluster stays on, they are skipped (the cluster is
     not going down entirely after all) and the other hosts go down as in a partial cluster. vSAN's
-    power action is waited for done: a vSAN host is never shut down outside maintenance mode."""
+    power action is waited for done: a vSAN host is never shut down outside maintenance mode.
+    ``power_action = False``: never vSAN's action (vCenter runs on the cluster: a whole-lab down), noAction."""
     stopped = [i for m in members for i in m.emptied]
     settings = []
     if cluster.ha:
@@ -82,7 +83,7 @@ def down(
     gate = tuple(s.id for s in settings)
     maintenance: list[Step] = []
     before_shutdown: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-    if vsan_action(snap, cluster):
+    if power_action and vsan_action(snap, cluster):
         power = [step(Action.VSAN_POWER_OFF, cluster, stopped + list(gate))] if cluster.vsan_power != POWERED_OFF else []
         settings += power
         for m in members:
@@ -91,6 +92,7 @@ def down(
     enter = Action.ENTER_MAINTENANCE
     if cluster.vsan:
         enter = Action.ENTER_MAINTENANCE_NO_ACTION
+    if cluster.vsan and power_action:
         notes.append(
             f"cluster {cluster.name}: vSAN's cluster power action needs vSphere 7.0 U3 or later (vCenter API "
             f"{snap.api_version or 'unknown'}); its hosts enter maintenance mode without moving data (noAction) instead"

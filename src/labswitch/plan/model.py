@@ -106,6 +106,7 @@ class VCenterHost:
     server: str
     vcenter: tuple[str, str]
     dependencies: tuple[tuple[str, str], ...] = ()
+    peers: tuple[str, ...] = ()  # vCenter on vSAN: the cluster's other servers, down after vCenter and up before it
 
 
 @dataclass(frozen=True)

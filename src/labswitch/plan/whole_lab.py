@@ -35,6 +35,11 @@ class Holder:
     host: HostInfo
     vcenter: VMInfo
     dependencies: tuple[VMInfo, ...]  # in start order
+    peers: tuple[tuple[str, HostInfo], ...] = ()  # vCenter on vSAN: the cluster's other hosts, which go down after it too
+
+    @property
+    def vsan(self) -> bool:
+        return bool(self.peers)
 
 
 def dependencies(snap: Snapshot, globs: Sequence[str]) -> list[VMInfo]:
@@ -73,20 +78,27 @@ def find_holder(
             )
         elif vm.power_state == "poweredOn" and not vm.tools_running and not config.policy.hard_power_off:
             refusals.append(f"VM {vm.name} (policy.vcenter_dependencies) has no VMware Tools; start them or set policy.hard_power_off")
+    peers: tuple[tuple[str, HostInfo], ...] = ()
     cluster = snap.cluster(host.cluster_moid)
-    if cluster is not None and cluster.vsan:
-        refusals.append(
-            f"vCenter runs on vSAN cluster {cluster.name}: a whole-lab down of a vSAN cluster is not supported yet; "
-            "use vSAN's shutdown wizard for it"
-        )
+    if cluster is not None and cluster.vsan:  # its storage needs every host: all go down after vCenter, through themselves
+        targets = {h.moid: n for n, h in hosts.items() if h is not None}
+        members = snap.hosts_in(cluster.moid)
+        missing = [h.name for h in members if h.moid not in targets]
+        if missing:
+            refusals.append(
+                f"vCenter runs on vSAN cluster {cluster.name}, and {', '.join(missing)} of it would stay up: a whole-lab down "
+                "takes the whole vSAN cluster down after vCenter; add its groups"
+            )
+        peers = tuple((targets[h.moid], h) for h in members if h.moid in targets and h.moid != host.moid)
     if config.esxi is None:
         refusals.append(f"vCenter runs on {server}: a whole-lab down talks to that host directly; add [esxi] user and password")
-    return Holder(server, host, vcenter, tuple(deps))
+    return Holder(server, host, vcenter, tuple(deps), peers)
 
 
 def down_tail(config: Config, h: Holder, before: Sequence[Step], emptied: Sequence[str]) -> list[Step]:
-    """vCenter's host's last steps, through the host. The first waits for the host's other VMs to be off
-    (``emptied``, done) and for every step of ``before`` to settle: vCenter is needed to the end."""
+    """vCenter's host's last steps, through the host (vCenter on vSAN: every host of its cluster's too, in
+    parallel, once vCenter is off). The first waits for those hosts' other VMs to be off (``emptied``,
+    done) and for every step of ``before`` to settle: vCenter is needed to the end."""
     endpoint = esxi(h.server)
     settled = tuple(s.id for s in before if not s.fallback_of)
     steps: list[Step] = []
@@ -100,70 +112,87 @@ def down_tail(config: Config, h: Holder, before: Sequence[Step], emptied: Sequen
         if action is Action.SHUTDOWN_GUEST and config.policy.hard_power_off:
             steps.append(Step(PHASE, Action.POWER_OFF_VM, vm.name, stop.moid, h.server, endpoint=endpoint, fallback_of=stop.id))
         after, settled = (stop.id,), ()
-    if not h.host.in_maintenance:
-        enter = Step(PHASE, Action.ENTER_MAINTENANCE, h.server, h.host.moid, h.server, after=after, endpoint=endpoint, settled=settled)
-        steps.append(enter)
-        after, settled = (enter.id,), ()
-    off = Step("host-shutdown", Action.SHUTDOWN_HOST, h.server, h.host.moid, h.server, after=after, endpoint=endpoint, settled=settled)
-    steps += [
-        off,
-        Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, h.server, None, h.server, endpoint=bmc(h.server), fallback_of=off.id),
-        # No moid: vCenter is off by then; the BMC alone says when the server is off.
-        Step("host-shutdown", Action.CONFIRM_OFF, h.server, None, h.server, after=(off.id,), endpoint=bmc(h.server)),
-    ]
+    stopped = (after, settled)
+    for server, host in ((h.server, h.host), *h.peers):  # vSAN: every host of the cluster, once vCenter is off
+        steps += _host_last(config, server, host, *stopped, no_action=h.vsan)
     return steps
 
 
+def _host_last(
+    config: Config, server: str, host: HostInfo, after: tuple[str, ...], settled: tuple[str, ...], no_action: bool
+) -> list[Step]:
+    """A host's own last steps, through itself: maintenance mode (vSAN: noAction), shutdown, confirmed off by the BMC."""
+    endpoint = esxi(server)
+    if not host.in_maintenance:
+        action = Action.ENTER_MAINTENANCE_NO_ACTION if no_action else Action.ENTER_MAINTENANCE
+        enter = Step(PHASE, action, server, host.moid, server, after=after, endpoint=endpoint, settled=settled)
+        after, settled = (enter.id,), ()
+        steps = [enter]
+    else:
+        steps = []
+    off = Step("host-shutdown", Action.SHUTDOWN_HOST, server, host.moid, server, after=after, endpoint=endpoint, settled=settled)
+    return [
+        *steps,
+        off,
+        Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server, None, server, endpoint=bmc(server), fallback_of=off.id),
+        # No moid: vCenter is off by then; the BMC alone says when the server is off.
+        Step("host-shutdown", Action.CONFIRM_OFF, server, None, server, after=(off.id,), endpoint=bmc(server)),
+    ]
+
+
 def resume_down(
-    config: Config, servers: Sequence[Server], server: str, vms: Sequence[tuple[str, str]], bmc_power: Mapping[str, Power]
+    config: Config,
+    servers: Sequence[Server],
+    server: str,
+    vms: Sequence[tuple[str, str]],
+    bmc_power: Mapping[str, Power],
+    peers: Sequence[str] = (),
 ) -> list[Step]:
     """A whole-lab down interrupted after vCenter stopped, run again (vCenter does not answer): vCenter's
-    host finished through the host (``vms``: vCenter and its dependencies, (name, uuid), stop order), the
-    other servers still on shut down by their BMCs."""
+    host (and its vSAN peers) finished through themselves (``vms``: vCenter and its dependencies, (name,
+    uuid), stop order), the other servers still on shut down by their BMCs."""
     steps: list[Step] = []
-    endpoint = esxi(server)
     for s in servers:
         if bmc_power.get(s.name) is Power.OFF:
             continue
-        if s.name != server:
+        if s.name != server and s.name not in peers:
             by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, s.name, None, s.name, endpoint=bmc(s.name))
             steps += [by_bmc, Step("host-shutdown", Action.CONFIRM_OFF, s.name, None, s.name, after=(by_bmc.id,), endpoint=bmc(s.name))]
             continue
         after: tuple[str, ...] = ()
-        for name, uuid in vms:
-            stop = Step(PHASE, Action.SHUTDOWN_GUEST, name, vm_key(uuid), server, after=after, endpoint=endpoint)
+        for name, uuid in vms if s.name == server else ():
+            stop = Step(PHASE, Action.SHUTDOWN_GUEST, name, vm_key(uuid), server, after=after, endpoint=esxi(server))
             steps.append(stop)
             after = (stop.id,)
-        enter = Step(PHASE, Action.ENTER_MAINTENANCE, server, None, server, after=after, endpoint=endpoint)
-        off = Step("host-shutdown", Action.SHUTDOWN_HOST, server, None, server, after=(enter.id,), endpoint=endpoint)
-        steps += [
-            enter,
-            off,
-            Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server, None, server, endpoint=bmc(server), fallback_of=off.id),
-            Step("host-shutdown", Action.CONFIRM_OFF, server, None, server, after=(off.id,), endpoint=bmc(server)),
-        ]
+        unknown = HostInfo(f"host:{s.name}", s.esxi, None, "connected", False, "poweredOn")  # its own port finds it
+        steps += _host_last(config, s.name, unknown, after, (), no_action=bool(peers))
     return steps
 
 
 def boot(
-    servers: Sequence[Server], server: str, vcenter: tuple[str, str], deps: Sequence[tuple[str, str]], bmc_power: Mapping[str, Power]
+    servers: Sequence[Server],
+    server: str,
+    vcenter: tuple[str, str],
+    deps: Sequence[tuple[str, str]],
+    bmc_power: Mapping[str, Power],
+    peers: Sequence[str] = (),
 ) -> list[Step]:
     """The first part of an up after a whole-lab down (vCenter is off): every target server off powered
-    on by its BMC; through vCenter's host, once it answers: out of maintenance, each dependency started
-    and its tools waited for, then vCenter's VM; then until vCenter answers."""
+    on by its BMC; through vCenter's host (and its vSAN peers: vCenter's storage needs them all), once
+    each answers: out of maintenance; then each dependency started and its tools waited for, then
+    vCenter's VM; then until vCenter answers."""
     steps: list[Step] = []
-    first: tuple[str, ...] = ()
+    powered: dict[str, tuple[str, ...]] = {}
     for s in servers:
         if bmc_power.get(s.name) is not Power.OFF:
             continue
         on = Step("power-on", Action.BMC_POWER_ON, s.name, None, s.name, endpoint=bmc(s.name))
         steps.append(on)
-        if s.name == server:
-            first = (on.id,)
+        powered[s.name] = (on.id,)
     endpoint = esxi(server)
-    leave = Step(PHASE, Action.EXIT_MAINTENANCE, server, None, server, after=first, endpoint=endpoint)
-    steps.append(leave)
-    after: tuple[str, ...] = (leave.id,)
+    leaving = [Step(PHASE, Action.EXIT_MAINTENANCE, n, None, n, after=powered.get(n, ()), endpoint=esxi(n)) for n in (server, *peers)]
+    steps += leaving
+    after: tuple[str, ...] = tuple(s.id for s in leaving)
     for name, uuid in deps:
         start = Step(PHASE, Action.POWER_ON_VM, name, vm_key(uuid), server, after=after, endpoint=endpoint)
         tools = Step(PHASE, Action.WAIT_TOOLS, name, vm_key(uuid), server, after=(start.id,), endpoint=endpoint)

@@ -170,18 +170,18 @@ def _host_side(
 ) -> Iterator[tuple[Plan, dict[str, Driver], Journal]]:
     """The plan of a whole-lab cycle's host side, made from the journal and the BMCs (vCenter is off)."""
     journal = Journal(default_path(config.state_dir))
-    servers = [s for s in config.servers if s.group in groups or s.name == pending.server]
+    servers = [s for s in config.servers if s.group in groups or s.name in (pending.server, *pending.peers)]
     drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
     try:
         power = bmc.power_states(bmc.on_drivers(drivers, lambda d: d.power_state(), config.policy.max_parallel))
         bmc_power = {name: p for name, (p, _) in power.items()}
         refusals = [f"{error}; fix it and run again" for name, (p, error) in power.items() if error and name == pending.server]
         if request.intent is Intent.UP:
-            steps = whole_lab.boot(servers, pending.server, pending.vcenter, pending.dependencies, bmc_power)
+            steps = whole_lab.boot(servers, pending.server, pending.vcenter, pending.dependencies, bmc_power, pending.peers)
             note = f"vCenter is off (whole-lab down {pending.run_id}); it is started on {pending.server}, then the usual up follows"
         else:
             stop = (pending.vcenter, *reversed(pending.dependencies))
-            steps = whole_lab.resume_down(config, servers, pending.server, stop, bmc_power)
+            steps = whole_lab.resume_down(config, servers, pending.server, stop, bmc_power, pending.peers)
             note = f"vCenter no longer answers: the whole-lab down {pending.run_id} is finished through {pending.server}"
         plan = Plan(
             request.intent,
@@ -232,7 +232,7 @@ def _execute(
                 _record_states(journal, run_id, config, snap, plan, record_for)
             if plan.vcenter_host is not None:
                 where = plan.vcenter_host
-                journal.record_whole_lab(run_id, where.server, where.vcenter, where.dependencies)
+                journal.record_whole_lab(run_id, where.server, where.vcenter, where.dependencies, where.peers)
             results = runner.run(plan)
             outcome = "ok" if all(r.ok for r in results) else "failed"
             if outcome == "ok" and request.intent is Intent.UP:

@@ -136,6 +136,8 @@ class HostPort:
         return self._port().enter_maintenance(self._host, timeout)
 
     def enter_maintenance_no_action(self, host: str, timeout: float) -> str | None:
+        if self.in_maintenance(host):
+            return None
         return self._port().enter_maintenance_no_action(self._host, timeout)
 
     def exit_maintenance(self, host: str, timeout: float) -> str | None:
