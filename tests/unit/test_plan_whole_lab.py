@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 from labswitch.bmc import Power
@@ -124,3 +125,15 @@ def test_the_way_up_starts_vcenter_on_its_host_first() -> None:
     leave = [s for s in peers if s.action == "exit-maintenance"]
     assert [(s.target, s.endpoint) for s in leave] == [("esx1", "esxi:esx1"), ("esx2", "esxi:esx2")]
     assert set(next(s for s in peers if s.target == "vcsa").after) == {s.id for s in leave}, "vCenter starts once its vSAN is whole"
+
+
+def test_without_vcenter_the_waves_name_globs_select_what_starts() -> None:
+    cfg = config(
+        vcenter=None,
+        esxi=ESXI,
+        startup={"waves": [{"name": "infra", "vms": ["dns*"]}, {"name": "apps", "vms": ["app", "web"]}]},
+    )
+    vms = tuple(replace(v, power_state="poweredOff") for v in VMS[1:])
+    p = plan(Intent.UP, Snapshot(HOSTS, vms), cfg)
+    started = [(s.target, s.phase) for s in p.steps if s.action == "power-on-vm"]
+    assert started == [("dns01", "start:infra"), ("app", "start:apps"), ("web", "start:apps")], "no tags: the globs select, in wave order"

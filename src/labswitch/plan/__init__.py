@@ -458,6 +458,8 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
                 selected = vm.moid in facts.restore
             elif config.policy.startup_from_autostart:
                 selected = vm.autostart is not None
+            elif config.vcenter is None:  # a host has no tags: the waves' name globs select
+                selected = wave_of(vm, waves) < len(waves)
             else:
                 selected = has_tag(vm, config.policy.startup_tag)
             if selected:
