@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,9 @@ type Server struct {
 	Host       types.ManagedObjectReference
 	bmc        *bmcServer
 	agent      *hostAgent // the host's own API (esxi.go)
+	MAC        net.HardwareAddr
+	wol        bool        // no BMC: woken by a magic packet (wol.go)
+	plug       *plugServer // no BMC: its power is a smart plug (plug.go)
 
 	bootDelay time.Duration // --host-boot-delay plus its jitter (physical.go)
 
@@ -55,6 +60,7 @@ type Lab struct {
 	intercept  *interceptor
 	vcGate     *gate                        // --vcenter-vm-on payload: vCenter answers only while its VM runs
 	vcsaVM     types.ManagedObjectReference // the VM "vcsa", if any
+	wol        *wolListener                 // --wol-hosts
 	client     *vim25.Client                // in-process, for building the inventory
 	vcURL      string
 	thumbprint string
@@ -171,10 +177,15 @@ func newLab(o options) (*Lab, error) {
 	if !o.govmomiFeed {
 		l.feed = newFeed()
 	}
+	if err := l.powerSupplies(); err != nil {
+		return nil, err
+	}
 	for _, s := range l.servers {
 		s.power = "On"
-		if s.bmc, err = startBMC(l, s, tlsConf); err != nil {
-			return nil, err
+		if !s.wol && s.plug == nil {
+			if s.bmc, err = startBMC(l, s, tlsConf); err != nil {
+				return nil, err
+			}
 		}
 		if s.agent, err = startHostAgent(l, s); err != nil {
 			return nil, err
@@ -194,6 +205,12 @@ func (l *Lab) close() {
 		if s.agent != nil {
 			s.agent.close()
 		}
+		if s.plug != nil {
+			_ = s.plug.srv.Close()
+		}
+	}
+	if l.wol != nil {
+		l.wol.close()
 	}
 	if l.vcGate != nil {
 		l.vcGate.shut()
@@ -335,6 +352,50 @@ func (l *Lab) createVMs(ctx context.Context, rng *rand.Rand, folders *object.Dat
 		}
 	}
 	return tagged, nil
+}
+
+// powerSupplies gives every server its MAC, and the servers without a BMC their
+// wake-up (--wol-hosts) or their smart plug (--plug-hosts).
+func (l *Lab) powerSupplies() error {
+	byName := map[string]*Server{}
+	for i, s := range l.servers {
+		s.MAC = macFor(i + 1)
+		byName[s.Name] = s
+	}
+	for _, name := range strings.Split(l.opts.wolHosts, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		s, ok := byName[name]
+		if !ok {
+			return fmt.Errorf("--wol-hosts: no server named %q", name)
+		}
+		s.wol = true
+		if l.wol == nil {
+			var err error
+			if l.wol, err = startWOL(l); err != nil {
+				return err
+			}
+		}
+	}
+	for _, item := range strings.Split(l.opts.plugHosts, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		name, kind, _ := strings.Cut(item, "=")
+		if kind == "" {
+			kind = "shelly"
+		}
+		s, ok := byName[name]
+		if !ok || (kind != "shelly" && kind != "tasmota") {
+			return fmt.Errorf("--plug-hosts: %q: NAME or NAME=shelly|tasmota of a server expected", item)
+		}
+		var err error
+		if s.plug, err = startPlug(l, s, kind); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readyURL is what labsim announces: vCenter's SDK URL, or without vCenter the first host's.

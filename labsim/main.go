@@ -37,6 +37,7 @@ type options struct {
 	vcenterBootDelay                                                  time.Duration
 	dnsVM                                                             bool
 	noVCenter                                                         bool
+	wolHosts, plugHosts                                               string
 }
 
 func parseFlags() options {
@@ -85,6 +86,8 @@ func parseFlags() options {
 	flag.StringVar(&o.esxiPassword, "esxi-password", "", "every host's root password for its own API (random when empty; printed)")
 	flag.DurationVar(&o.vcenterBootDelay, "vcenter-boot-delay", 5*time.Second, "--vcenter-vm-on payload: time from the vcsa VM's power-on to vCenter answering")
 	flag.BoolVar(&o.noVCenter, "no-vcenter", false, "standalone ESXi hosts only: no vCenter endpoint (its port refuses connections), no vcsa VM, no vCLS; the config has [esxi] and no [vcenter]")
+	flag.StringVar(&o.wolHosts, "wol-hosts", "", "servers without a BMC, woken by Wake-on-LAN on labsim's UDP port (printed as WOL), NAME,...")
+	flag.StringVar(&o.plugHosts, "plug-hosts", "", "servers without a BMC whose power is a smart plug, NAME[=shelly|tasmota],... (Shelly Gen2 by default)")
 	flag.BoolVar(&o.dnsVM, "dns-vm", false, "add VM 'dns01' beside vcsa: a VM vCenter needs (policy.vcenter_dependencies)")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()
@@ -115,6 +118,12 @@ func main() {
 	log.Printf("%d hosts, %d VMs, ready in %s", len(lab.servers), len(lab.vms), time.Since(start).Round(time.Millisecond))
 	for _, s := range lab.servers {
 		fmt.Printf("ESXI %s %s\n", s.Name, s.agent.URL)
+		if s.plug != nil {
+			fmt.Printf("PLUG %s %s %s\n", s.Name, s.plug.kind, s.plug.URL)
+		}
+	}
+	if lab.wol != nil {
+		fmt.Println(lab.wol)
 	}
 	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
 	fmt.Printf("READY %s\n", lab.readyURL())

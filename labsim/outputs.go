@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -96,8 +97,16 @@ func (l *Lab) config() string {
 		} else {
 			fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\nesxi_url = %q\n", s.Name, s.FQDN, s.Group, s.agent.URL)
 		}
-		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
-			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
+		switch {
+		case s.wol: // labsim's ESXi is down at once after its shutdown: a short unreachable window counts as off
+			host, port, _ := net.SplitHostPort(l.wol.Addr)
+			fmt.Fprintf(&b, "bmc = { driver = \"wol\", mac = %q, broadcast = %q, port = %s, off_after = 3 }\n", s.MAC, host, port)
+		case s.plug != nil:
+			fmt.Fprintf(&b, "bmc = { driver = %q, address = %q, user = \"admin\", password = { env = %q } }\n", s.plug.kind, s.plug.URL, envBMCPassword)
+		default:
+			fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
+				s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
+		}
 	}
 	return b.String()
 }

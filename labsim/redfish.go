@@ -257,13 +257,15 @@ func (b *bmcServer) resource(path string) (interface{}, bool) {
 	return nil, false
 }
 
-// watts: a PowerEdge idles near 70 W; each running VM adds a little; off is off.
-func (b *bmcServer) watts() int {
-	if b.server.powerState() != "On" {
+func (b *bmcServer) watts() int { return b.lab.serverWatts(b.server) }
+
+// serverWatts: a PowerEdge idles near 70 W; each running VM adds a little; off is off.
+func (l *Lab) serverWatts(s *Server) int {
+	if s.powerState() != "On" {
 		return 0
 	}
 	running := 0
-	for _, vm := range b.lab.vmsOn(b.server) {
+	for _, vm := range l.vmsOn(s) {
 		if vmPower(vm) == types.VirtualMachinePowerStatePoweredOn {
 			running++
 		}
