@@ -2,8 +2,11 @@
 
 Targets (peers.md): labsim's iDRAC-shaped Redfish BMC; sushy-tools' emulator (fake driver);
 real iDRAC R640 captures served read-only by sushy-static; pyghmi's fake BMC over IPMI,
-cross-checked with ipmitool; an SSH server answering racadm as iDRAC 8 and iDRAC 9 do.
-Every power claim is read back outside the driver (Redfish GET, ipmitool, the SSH server's state).
+cross-checked with ipmitool; an SSH server answering racadm as iDRAC 8 and iDRAC 9 do; and the
+drivers of servers without a BMC against labsim: Wake-on-LAN (its UDP port), a Shelly Gen2 plug
+and a Tasmota plug (labsim's plug endpoints, shaped from their documentation: no emulator exists).
+Every power claim is read back outside the driver (Redfish GET, ipmitool, the SSH server's state,
+labsim's /labsim/physical). A driver that cannot do something says NotSupported; the suite checks it does.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -37,6 +41,9 @@ class Target:
     watts: Callable[[float], bool] | None = None  # None: the driver must say NotSupported
     info: dict[str, Any] = field(default_factory=dict)
     wrong_trust: dict[str, Any] = field(default_factory=dict)  # bmc keys that make trust fail
+    can: frozenset[str] = frozenset({"force_off", "graceful", "cycle"})  # the rest must be NotSupported
+    turn_off: Callable[[], None] | None = None  # how the test switches the server off when the driver cannot
+    password: bool = True  # it has a password to get wrong
 
     def driver(self, **bmc: Any) -> Driver:
         entry = {**self.server, "bmc": {**self.server["bmc"], **bmc}}
@@ -114,6 +121,55 @@ def racadm_target(generation: str) -> Callable[[ExitStack, Any], Target]:
     return make
 
 
+def labsim_physical(lab: Any, server: str) -> str:
+    """A server's power as labsim models it (GET /labsim/physical), whatever drives it."""
+    r = requests.get(lab.url.replace("/sdk", "/labsim/physical"), verify=str(lab.cert), timeout=10)
+    return str(r.json()["hosts"][server]["power"])
+
+
+def shut_down_through_vsphere(lab: Any, server: str) -> Callable[[], None]:
+    def off() -> None:
+        with lab.host_api(server) as host:
+            host.rootFolder.childEntity[0].hostFolder.childEntity[0].ShutdownHost_Task(force=True)
+
+    return off
+
+
+def wol_target(stack: ExitStack, tmp: Any) -> Target:
+    lab = start_labsim(tmp / "labsim", "--wol-hosts", "esx11", "--host-shutdown-delay", "300ms", "--host-boot-delay", "300ms")
+    stack.callback(lab.stop)
+    cfg = tomllib.loads(lab.config.read_text())
+    bmc = next(s["bmc"] for s in cfg["servers"] if s["name"] == "esx11")
+    server = {**entry("wol", "unused", "", ""), "bmc": {**bmc, "off_after": 1}, "esxi_url": lab.esxi_url("esx11")}
+    return Target(
+        "wake-on-lan",
+        server,
+        truth=lambda: labsim_physical(lab, "esx11"),
+        can=frozenset(),
+        turn_off=shut_down_through_vsphere(lab, "esx11"),
+        password=False,
+        info={"model": None},
+    )
+
+
+def plug_target(kind: str) -> Callable[[ExitStack, Any], Target]:
+    def make(stack: ExitStack, tmp: Any) -> Target:
+        lab = start_labsim(tmp / "labsim", "--plug-hosts", f"esx12={kind}", "--host-shutdown-delay", "300ms", "--host-boot-delay", "300ms")
+        stack.callback(lab.stop)
+        cfg = tomllib.loads(lab.config.read_text())
+        bmc = next(s["bmc"] for s in cfg["servers"] if s["name"] == "esx12")
+        return Target(
+            f"{kind}-plug",
+            entry(kind, bmc["address"], "admin", lab.env["LABSIM_BMC_PASSWORD"]),
+            truth=lambda: labsim_physical(lab, "esx12"),
+            watts=lambda w: w > 15,
+            can=frozenset({"force_off", "cycle"}),
+            info={"model": "SNPL-00112EU" if kind == "shelly" else "Tasmota"},
+        )
+
+    return make
+
+
 TARGETS = {
     "labsim-redfish": labsim_target,
     "sushy-emulator": sushy_emulator_target,
@@ -121,6 +177,9 @@ TARGETS = {
     "pyghmi-ipmi": ipmi_target,
     "racadm-idrac8": racadm_target("idrac8"),
     "racadm-idrac9": racadm_target("idrac9"),
+    "wake-on-lan": wol_target,
+    "shelly-plug": plug_target("shelly"),
+    "tasmota-plug": plug_target("tasmota"),
 }
 
 
@@ -138,6 +197,18 @@ def test_power_state_matches_an_independent_read(target: Target) -> None:
     assert str(target.driver().power_state()) == target.truth()
 
 
+def switch_off(target: Target, driver: Driver) -> None:
+    """Off by the driver where it can, else as the test's target says (through vSphere)."""
+    if "force_off" in target.can:
+        assert driver.force_off() is True
+    else:
+        with pytest.raises(NotSupported, match="bmc-under-test"):
+            driver.force_off()
+        assert target.turn_off is not None
+        target.turn_off()
+    settle(target, "Off")
+
+
 def test_power_on_off_graceful_and_already(target: Target) -> None:
     driver = target.driver()
     if not target.writable:
@@ -145,13 +216,17 @@ def test_power_on_off_graceful_and_already(target: Target) -> None:
         assert driver.power_state() is Power.ON and driver.power_on() is False
         return
     if target.truth() == "On":
-        assert driver.force_off() is True
-        settle(target, "Off")
-    assert driver.force_off() is False  # already off
+        switch_off(target, driver)
+    if "force_off" in target.can:
+        assert driver.force_off() is False  # already off
     assert driver.power_on() is True
     settle(target, "On")
-    assert driver.power_state() is Power.ON
+    wait_until(lambda: driver.power_state() is Power.ON, target.settle, f"{target.name}: the driver sees it on")
     assert driver.power_on() is False  # already on: an iDRAC's 409 counts as done
+    if "graceful" not in target.can:
+        with pytest.raises(NotSupported, match="bmc-under-test"):
+            driver.graceful_shutdown()
+        return
     assert driver.graceful_shutdown() is True
     settle(target, "Off")
     assert driver.power_state() is Power.OFF
@@ -161,6 +236,10 @@ def test_power_cycle_leaves_the_server_on(target: Target) -> None:
     if not target.writable:
         pytest.skip("read-only capture: a cycle cannot be observed (sushy-static ignores POSTs)")
     driver = target.driver()
+    if "cycle" not in target.can:
+        with pytest.raises(NotSupported, match="bmc-under-test"):
+            driver.power_cycle()
+        return
     if target.truth() == "Off":
         driver.power_on()
         settle(target, "On")
@@ -190,6 +269,8 @@ def test_watts_or_not_supported(target: Target) -> None:
 def test_wrong_password(target: Target) -> None:
     if target.name == "idrac-r640-capture":
         pytest.skip("sushy-static has no authentication to refuse")
+    if not target.password:
+        pytest.skip("Wake-on-LAN has no credentials: a magic packet is not authenticated")
     with pytest.raises(AuthenticationFailed) as err:
         target.driver(password="wrong-s3cret").power_state()
     assert "bmc-under-test" in str(err.value) and "wrong-s3cret" not in str(err.value)
@@ -197,12 +278,12 @@ def test_wrong_password(target: Target) -> None:
 
 def test_untrusted_identity(target: Target) -> None:
     if not target.wrong_trust:
-        pytest.skip("IPMI has no server identity to check")
+        pytest.skip(f"{target.name}: no server identity to check (IPMI; plain HTTP plugs on the LAN; a magic packet)")
     with pytest.raises(TLSVerificationFailed, match="bmc-under-test"):
         target.driver(**target.wrong_trust).power_state()
 
 
-@pytest.mark.parametrize("driver", ["redfish", "racadm", "ipmi"])
+@pytest.mark.parametrize("driver", ["redfish", "racadm", "ipmi", "shelly", "tasmota"])
 def test_unreachable_and_silent_bmcs_fail_within_the_timeout(driver: str) -> None:
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -210,7 +291,13 @@ def test_unreachable_and_silent_bmcs_fail_within_the_timeout(driver: str) -> Non
     accepted: list[socket.socket] = []
     threading.Thread(target=lambda: accepted.append(silent.accept()[0]), daemon=True).start()
     port = silent.getsockname()[1] if driver != "ipmi" else peers.free_port(socket.SOCK_DGRAM)
-    address = f"https://127.0.0.1:{port}" if driver == "redfish" else f"127.0.0.1:{port}"
+    address = (
+        f"https://127.0.0.1:{port}"
+        if driver == "redfish"
+        else f"http://127.0.0.1:{port}"
+        if driver in ("shelly", "tasmota")
+        else f"127.0.0.1:{port}"
+    )
     extra = (
         {"host_key": peers.asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()} if driver == "racadm" else {}
     )

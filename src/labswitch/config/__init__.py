@@ -1,7 +1,22 @@
 """Configuration: TOML -> validated models; secret references resolved on load, never printed."""
 
 from labswitch.config.load import DEFAULT_PATH, load, parse
-from labswitch.config.models import BMC, TLS, Appliance, Config, Energy, ESXi, Group, Policy, Server, Startup, VCenter, Wave
+from labswitch.config.models import (
+    BMC,
+    TLS,
+    Appliance,
+    Config,
+    Energy,
+    ESXi,
+    Group,
+    Plug,
+    Policy,
+    Server,
+    Startup,
+    VCenter,
+    WakeOnLan,
+    Wave,
+)
 
 __all__ = [
     "BMC",
@@ -12,10 +27,12 @@ __all__ = [
     "ESXi",
     "Energy",
     "Group",
+    "Plug",
     "Policy",
     "Server",
     "Startup",
     "VCenter",
+    "WakeOnLan",
     "Wave",
     "load",
     "parse",

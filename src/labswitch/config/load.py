@@ -54,8 +54,13 @@ def _resolve_secrets(config: models.Config, source: str) -> models.Config:
             log.warning("%s: %s is written in the file; prefer { env = ... }, { file = ... } or { keyring = ... }", source, where)
         return resolve(ref, f"{source}: {where}")
 
+    def with_password(table: Any, where: str) -> Any:
+        if table is None or getattr(table, "password", None) is None:
+            return table  # Wake-on-LAN has none; a plug may have none
+        return table.model_copy(update={"password": secret(table.password, f"{where}.password")})
+
     servers = [
-        s.model_copy(update={"bmc": s.bmc.model_copy(update={"password": secret(s.bmc.password, f"servers[{i}].bmc.password")})})
+        s.model_copy(update={"bmc": with_password(s.bmc, f"servers[{i}].bmc"), "meter": with_password(s.meter, f"servers[{i}].meter")})
         for i, s in enumerate(config.servers)
     ]
     update: dict[str, Any] = {"servers": servers}

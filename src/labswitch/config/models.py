@@ -145,6 +145,39 @@ class BMC(Strict):
         return f"https://{self.address}"
 
 
+def _mac(value: str) -> str:
+    digits = re.sub(r"[:\-.]", "", value.strip()).lower()
+    if not re.fullmatch(r"[0-9a-f]{12}", digits):
+        raise ValueError("must be a MAC address such as 3c:ec:ef:12:34:56")
+    return ":".join(digits[i : i + 2] for i in range(0, 12, 2))
+
+
+class WakeOnLan(Strict):
+    """No BMC: woken by a Wake-on-LAN magic packet; on/off worked out from the host's reachability."""
+
+    driver: Literal["wol"]
+    mac: Annotated[str, BeforeValidator(lambda v: _mac(v) if isinstance(v, str) else v)]
+    broadcast: str = "255.255.255.255"  # the subnet's broadcast address, e.g. 192.168.4.255
+    port: Annotated[int, Field(ge=1, le=65535)] = 9
+    off_after: PositiveSeconds = 30.0  # once seen up, how long its host must stay unreachable to count as off
+
+
+class Plug(Strict):
+    """A smart plug: the server's power (as ``bmc``) or only its meter (as ``meter``)."""
+
+    driver: Literal["shelly", "tasmota"]
+    address: Address  # http://plug01 (Shelly Gen2+ RPC, or Tasmota's HTTP API)
+    user: str = "admin"
+    password: Secret | None = None  # Shelly: digest auth (user admin); Tasmota: the web password
+    switch: Annotated[int, Field(ge=0)] = 0  # Shelly's switch id; Tasmota's relay is Power<switch + 1>
+    standby_watts: Annotated[float, Field(ge=0)] = 15.0  # relay on and a draw at or below it: the server is off
+    cut_after_shutdown: bool = False  # as bmc: the relay is cut once a down confirmed the server off
+
+    @property
+    def base_url(self) -> str:
+        return self.address.rstrip("/") if "://" in self.address else f"http://{self.address}"
+
+
 class Appliance(Strict):
     """The vCenter Server Appliance's SSH login, for `labswitch vcsa check|repair`."""
 
@@ -167,7 +200,8 @@ class Server(Strict):
     name: Annotated[str, Field(min_length=1)]
     esxi: Annotated[str, Field(min_length=1)]  # the host's name in vCenter (and its address)
     group: Annotated[str, Field(min_length=1)]
-    bmc: BMC
+    bmc: Annotated[BMC | WakeOnLan | Plug, Field(discriminator="driver")]  # what powers it on and off
+    meter: Plug | None = None  # a plug that measures it (its BMC reports no watts, or there is none)
     esxi_url: Address | None = None  # how to reach the host's own API, when not https://<esxi>/sdk
 
     @property
