@@ -34,6 +34,7 @@ type Server struct {
 	MAC        net.HardwareAddr
 	wol        bool        // no BMC: woken by a magic packet (wol.go)
 	plug       *plugServer // no BMC: its power is a smart plug (plug.go)
+	meter      *plugServer // --meter-hosts: a plug measures it; its BMC reports no watts
 
 	bootDelay time.Duration // --host-boot-delay plus its jitter (physical.go)
 
@@ -205,8 +206,10 @@ func (l *Lab) close() {
 		if s.agent != nil {
 			s.agent.close()
 		}
-		if s.plug != nil {
-			_ = s.plug.srv.Close()
+		for _, p := range []*plugServer{s.plug, s.meter} {
+			if p != nil {
+				_ = p.srv.Close()
+			}
 		}
 	}
 	if l.wol != nil {
@@ -392,6 +395,19 @@ func (l *Lab) powerSupplies() error {
 		}
 		var err error
 		if s.plug, err = startPlug(l, s, kind); err != nil {
+			return err
+		}
+	}
+	for _, name := range strings.Split(l.opts.meterHosts, ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		s, ok := byName[name]
+		if !ok || s.wol || s.plug != nil {
+			return fmt.Errorf("--meter-hosts: %q: not a server with an iDRAC", name)
+		}
+		var err error
+		if s.meter, err = startPlug(l, s, "shelly"); err != nil {
 			return err
 		}
 	}

@@ -37,7 +37,7 @@ type options struct {
 	vcenterBootDelay                                                  time.Duration
 	dnsVM                                                             bool
 	noVCenter                                                         bool
-	wolHosts, plugHosts                                               string
+	wolHosts, plugHosts, meterHosts                                   string
 }
 
 func parseFlags() options {
@@ -88,6 +88,7 @@ func parseFlags() options {
 	flag.BoolVar(&o.noVCenter, "no-vcenter", false, "standalone ESXi hosts only: no vCenter endpoint (its port refuses connections), no vcsa VM, no vCLS; the config has [esxi] and no [vcenter]")
 	flag.StringVar(&o.wolHosts, "wol-hosts", "", "servers without a BMC, woken by Wake-on-LAN on labsim's UDP port (printed as WOL), NAME,...")
 	flag.StringVar(&o.plugHosts, "plug-hosts", "", "servers without a BMC whose power is a smart plug, NAME[=shelly|tasmota],... (Shelly Gen2 by default)")
+	flag.StringVar(&o.meterHosts, "meter-hosts", "", "servers whose iDRAC reports no watts, measured by a Shelly plug instead (config: meter), NAME,...")
 	flag.BoolVar(&o.dnsVM, "dns-vm", false, "add VM 'dns01' beside vcsa: a VM vCenter needs (policy.vcenter_dependencies)")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()

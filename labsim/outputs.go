@@ -107,6 +107,9 @@ func (l *Lab) config() string {
 			fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
 				s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
 		}
+		if s.meter != nil {
+			fmt.Fprintf(&b, "meter = { driver = \"shelly\", address = %q, user = \"admin\", password = { env = %q } }\n", s.meter.URL, envBMCPassword)
+		}
 	}
 	return b.String()
 }

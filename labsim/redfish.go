@@ -238,12 +238,19 @@ func (b *bmcServer) resource(path string) (interface{}, bool) {
 	case "/redfish/v1/Chassis":
 		return collection(path, "#ChassisCollection.ChassisCollection", chassisPath), true
 	case chassisPath:
-		return map[string]interface{}{
+		chassis := map[string]interface{}{
 			"@odata.id": path, "@odata.type": "#Chassis.v1_11_0.Chassis", "Id": "System.Embedded.1", "Name": "Computer System Chassis",
 			"ChassisType": "RackMount", "Manufacturer": "Dell Inc.", "Model": "PowerEdge R640", "SKU": s.ServiceTag,
 			"PowerState": power, "Power": ref(chassisPath + "/Power"),
-		}, true
+		}
+		if !b.reportsWatts() {
+			delete(chassis, "Power")
+		}
+		return chassis, true
 	case chassisPath + "/Power":
+		if !b.reportsWatts() { // an older BMC without power telemetry
+			return nil, false
+		}
 		watts := b.watts()
 		return map[string]interface{}{
 			"@odata.id": path, "@odata.type": "#Power.v1_6_0.Power", "Id": "Power", "Name": "Power",
@@ -258,6 +265,9 @@ func (b *bmcServer) resource(path string) (interface{}, bool) {
 }
 
 func (b *bmcServer) watts() int { return b.lab.serverWatts(b.server) }
+
+// reportsWatts: an iDRAC metered by a plug instead (--meter-hosts) publishes no power draw.
+func (b *bmcServer) reportsWatts() bool { return b.server.meter == nil }
 
 // serverWatts: a PowerEdge idles near 70 W; each running VM adds a little; off is off.
 func (l *Lab) serverWatts(s *Server) int {

@@ -81,7 +81,11 @@ BAD = [
     ("max_parallel = 8", 'max_parallel = "eight"', ["policy.max_parallel", "valid integer", "'eight'"]),
     ("max_parallel = 8", "max_parallel = 0", ["policy.max_parallel", "greater than or equal to 1"]),
     ('group = "payload"', 'group = "paylod"', ["servers[0].group", "unknown group 'paylod'", "[groups.paylod]"]),
-    ('driver = "redfish"', 'driver = "redfsh"', ["servers[0].bmc.driver", "'redfish', 'racadm' or 'ipmi'", "'redfsh'"]),
+    (
+        'driver = "redfish"',
+        'driver = "redfsh"',
+        ["servers[0].bmc.driver", "one of ipmi, racadm, redfish, shelly, tasmota, wol", "'redfsh'"],
+    ),
     ('address = "esx21-oob:8443"', 'address = "esx21-oob:port"', ["servers[0].bmc.address", "malformed port"]),
     ('address = "esx21-oob:8443"', 'address = "ftp://x"', ["servers[0].bmc.address", "unsupported URL scheme"]),
     ('{ env = "VC_PASS" }', '{ env = "LABSWITCH_TEST_UNSET" }', ["vcenter.password", "LABSWITCH_TEST_UNSET is not set"]),
@@ -140,3 +144,17 @@ def test_duplicate_server_names(secrets: Path) -> None:
     server = text[text.index("[[servers]]") :]
     with pytest.raises(ConfigError, match=r"servers\[1\]: 'esx21' is already used by servers\[0\]"):
         parse((text + server).encode(), source="lab.toml")
+
+
+def test_a_server_without_a_bmc_and_its_bad_input(secrets: Path) -> None:
+    base = good(secrets)
+    line = next(x for x in base.splitlines() if x.startswith("bmc = "))
+    wol = base.replace(line, 'bmc = { driver = "wol", mac = "3C-EC-EF-12-34-56", broadcast = "192.168.4.255" }')
+    cfg = parse(wol.encode(), source="lab.toml")
+    assert cfg.servers[0].bmc.mac == "3c:ec:ef:12:34:56"  # type: ignore[union-attr]
+    with pytest.raises(ConfigError) as err:
+        parse(base.replace(line, 'bmc = { driver = "wol", mac = "00:11:22:33:44" }').encode(), source="lab.toml")
+    assert str(err.value) == "lab.toml: servers[0].bmc.mac: must be a MAC address such as 3c:ec:ef:12:34:56 (got '00:11:22:33:44')"
+    plug = 'meter = { driver = "shelly", address = "http://plug07", password = { env = "PLUG_PASS" } }'
+    metered = parse(base.replace(line, line + "\n" + plug).encode(), source="lab.toml", resolve_secrets=False)
+    assert metered.servers[0].meter is not None and metered.servers[0].meter.base_url == "http://plug07"

@@ -86,6 +86,10 @@ def _describe(exc: ValidationError) -> str:
         text = f"{where}: unknown key{hint}"
     elif kind == "missing":
         text = f"{where}: missing; every server needs a BMC table" if where.endswith(".bmc") else f"{where}: missing; add it"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):  # bmc.driver names the kind of table
+        drivers = ", ".join(sorted(DRIVERS))
+        got = (first.get("ctx") or {}).get("tag")
+        text = f"{where}.driver: unknown driver {got!r}; one of {drivers}" if got else f"{where}.driver: missing; one of {drivers}"
     else:
         msg = msg.removeprefix("Value error, ")
         got = first.get("input")
@@ -95,11 +99,16 @@ def _describe(exc: ValidationError) -> str:
     return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
+DRIVERS = ("redfish", "racadm", "ipmi", "wol", "shelly", "tasmota")  # bmc.driver: the tags of the bmc tables
+
+
 def _key_path(loc: tuple[int | str, ...]) -> str:
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif part in DRIVERS and path.endswith((".bmc", ".meter")):
+            continue  # the union's tag, not a key
         elif part in ("function-after[_parse_secret(), ...]",) or part.startswith(("function-", "union[", "lax-", "json-or-python")):
             continue
         else:

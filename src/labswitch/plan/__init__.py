@@ -331,12 +331,17 @@ def _host_off_fallbacks(config: Config, off: Step) -> list[Step]:
 
 
 def _confirm_off(config: Config, after: Step) -> list[Step]:
-    """The BMC confirms the server off (a GracefulShutdown of its own if it stays on); ForceOff only by policy."""
+    """The BMC confirms the server off (a GracefulShutdown of its own if it stays on); ForceOff only by policy;
+    a smart plug's relay cut then where the server's bmc says cut_after_shutdown (its standby draw saved)."""
     server = after.server or after.target
     confirm = Step("host-shutdown", Action.CONFIRM_OFF, server, after.moid, server, after=(after.id,), endpoint=bmc(server))
-    if not config.policy.bmc_force_off:
-        return [confirm]
-    return [confirm, Step("host-shutdown", Action.BMC_FORCE_OFF, server, after.moid, server, endpoint=bmc(server), fallback_of=confirm.id)]
+    steps = [confirm]
+    if config.policy.bmc_force_off:
+        steps.append(Step("host-shutdown", Action.BMC_FORCE_OFF, server, after.moid, server, endpoint=bmc(server), fallback_of=confirm.id))
+    entry = config.server(server)
+    if entry is not None and getattr(entry.bmc, "cut_after_shutdown", False):
+        steps.append(Step("host-shutdown", Action.CUT_POWER, server, None, server, after=(confirm.id,), endpoint=bmc(server)))
+    return steps
 
 
 def _stop_vms(

@@ -34,6 +34,7 @@ class Action(enum.StrEnum):
     REBOOT_HOST = "reboot-host"
     BMC_FORCE_OFF = "bmc-force-off"
     WAVE_READY = "wave-ready"
+    CUT_POWER = "cut-power"  # a smart plug's relay cut once the server is confirmed off (bmc.cut_after_shutdown)
     # Cluster settings a whole cluster's cycle changes (journaled; up restores them):
     DISABLE_HA = "disable-ha"
     VCLS_RETREAT = "vcls-retreat"

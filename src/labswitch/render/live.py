@@ -35,6 +35,7 @@ DOING: dict[str, str] = {  # what a host is doing while its first unfinished ste
     Action.POWER_ON_VM: "starting VMs",
     Action.REBOOT_HOST: "rebooting",
     Action.CONFIRM_OFF: "waiting for off (BMC)",
+    Action.CUT_POWER: "cutting the plug's relay",
     Action.ENTER_MAINTENANCE_NO_ACTION: "entering maintenance (vSAN: no data moved)",
     # A cluster's steps, shown on each of its hosts while the host waits for them:
     Action.DISABLE_HA: "turning HA off",

@@ -18,6 +18,7 @@ HOST_WORDS: dict[str, str] = {
     Action.SHUTDOWN_HOST: "shut down",
     Action.BMC_GRACEFUL_SHUTDOWN: "shut down by BMC",
     Action.CONFIRM_OFF: "off (BMC)",
+    Action.CUT_POWER: "relay cut",
     Action.BMC_POWER_ON: "power on",
     Action.WAIT_CONNECTED: "connect",
     Action.EXIT_MAINTENANCE: "exit maintenance",

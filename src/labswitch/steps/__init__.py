@@ -93,6 +93,7 @@ def handlers() -> dict[str, Handler]:
         Action.BMC_GRACEFUL_SHUTDOWN: bmc.graceful_shutdown,
         Action.CONFIRM_OFF: bmc.confirm_off,
         Action.BMC_FORCE_OFF: bmc.force_off,
+        Action.CUT_POWER: bmc.cut_power,
         Action.WAVE_READY: waves.wave_ready,
         Action.ENTER_MAINTENANCE_NO_ACTION: hosts.enter_maintenance_no_action,
         Action.DISABLE_HA: clusters.disable_ha,

@@ -47,6 +47,12 @@ def confirm_off(steps: list[Step], ctx: Context, report: Report) -> None:
         report(step, Status.FAILED, f"server still on; {then}")
 
 
+def cut_power(steps: list[Step], ctx: Context, report: Report) -> None:
+    """The server is off: its plug's relay is cut too, so its power supply draws nothing on standby."""
+    for step in steps:
+        _bmc(step, report, ctx.driver(step).force_off, lambda changed: "relay cut: no standby draw" if changed else "relay already off")
+
+
 def force_off(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         driver = ctx.driver(step)
