@@ -36,8 +36,9 @@ stop_lab() {
 }
 trap stop_lab EXIT
 
-# vSphere 8.0 U2: vCLS in every cluster, Cluster1 on vSAN, HA on everywhere.
-start_lab "$demo" --vsphere 8.0.2 --vsan-clusters 1 --ha \
+# vSphere 8.0 U2: vCLS in every cluster, Cluster1 on vSAN, HA on everywhere; esx34 has no BMC (Wake-on-LAN),
+# esx33's iDRAC reports no watts (a Shelly plug measures it).
+start_lab "$demo" --vsphere 8.0.2 --vsan-clusters 1 --ha --wol-hosts esx34 --meter-hosts esx33 \
   --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
   --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
   --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32
@@ -53,6 +54,7 @@ export XDG_STATE_HOME="$PWD/$demo/state"   # the demo's journal stays in .demo/
 rm -rf "$demo/state"
 
 run status
+run bmc watts
 run plan down
 if [ -t 0 ]; then
   run down            # at a terminal: the plan in brief, the question (answer y), live progress
