@@ -1,6 +1,7 @@
 # Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
 # They install what they need: Debian's Go and govmomi source (for labsim), ipmitool (the
-# IPMI cross-check), shellcheck and systemd-analyze (the deploy script and schedule units), and the
+# IPMI cross-check), shellcheck and systemd-analyze (the deploy script and schedule units), NUT's
+# upsd, dummy-ups and upsc (the UPS peer), and the
 # Python package with its dev tools in a venv (.venv).
 
 SHELL := /bin/bash
@@ -23,6 +24,8 @@ deps:
 	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	[ -x /lib/nut/dummy-ups ] || missing="$$missing nut-server"; \
+	command -v upsc >/dev/null || missing="$$missing nut-client"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

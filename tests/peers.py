@@ -10,6 +10,7 @@ import asyncio
 import datetime
 import hashlib
 import json
+import os
 import select
 import shutil
 import socket
@@ -393,3 +394,61 @@ def racadm_ssh(generation: str = "idrac9") -> Iterator[RacadmPeer]:
     with ssh_server(peer.user, peer.password, handle) as (port, host_key):
         peer.port, peer.host_key = port, host_key
         yield peer
+
+
+# -- NUT: Debian's nut-server, its dummy-ups driver reading a file the test edits ---------------------
+NUT_DRIVER, NUT_UPSD = Path("/lib/nut/dummy-ups"), Path("/lib/nut/upsd")
+
+
+@dataclass
+class NutPeer:
+    url: str  # nut://upsmon@127.0.0.1:PORT/ups1
+    password: str
+    dev: Path  # the dummy file: the UPS's variables, re-read by the driver within a second or two
+    env: dict[str, str]
+
+    def set(self, **values: str) -> None:
+        """Change UPS variables (``ups_status="OB DISCHRG"`` is ups.status) by editing the dummy file."""
+        current = dict(line.split(": ", 1) for line in self.dev.read_text().splitlines() if ": " in line)
+        current.update({k.replace("_", "."): v for k, v in values.items()})
+        self.dev.write_text("".join(f"{k}: {v}\n" for k, v in current.items()))
+
+    def upsc(self, var: str) -> str:
+        """A variable as NUT's own upsc reads it (independent of labswitch)."""
+        port = self.url.rsplit(":", 1)[1].split("/")[0]
+        proc = subprocess.run(["upsc", f"ups1@127.0.0.1:{port}", var], capture_output=True, text=True, env=self.env, timeout=10)
+        return proc.stdout.strip()
+
+
+@contextmanager
+def nut_server(workdir: Path, password: str = "ups-s3cret") -> Iterator[NutPeer]:
+    """upsd on 127.0.0.1 with one UPS (ups1) served by dummy-ups in dummy-loop mode: edit the file, NUT follows."""
+    etc, state = workdir / "etc", workdir / "state"
+    etc.mkdir(parents=True, exist_ok=True)
+    state.mkdir(mode=0o700, exist_ok=True)
+    port = free_port()
+    dev = etc / "ups1.dev"
+    dev.write_text("ups.status: OL\nbattery.charge: 100\nbattery.runtime: 1800\nups.model: Smart-UPS 1500\nups.mfr: APC\n")
+    (etc / "ups.conf").write_text(f'[ups1]\ndriver = dummy-ups\nport = {dev}\nmode = dummy-loop\ndesc = "test UPS"\n')
+    (etc / "upsd.conf").write_text(f"LISTEN 127.0.0.1 {port}\nSTATEPATH {state}\n")
+    (etc / "upsd.users").write_text(f"[upsmon]\npassword = {password}\nupsmon secondary\n")
+    (etc / "nut.conf").write_text("MODE=standalone\n")
+    for f in etc.iterdir():
+        f.chmod(0o640)
+    env = {**os.environ, "NUT_CONFPATH": str(etc), "NUT_STATEPATH": str(state), "NUT_ALTPIDPATH": str(state)}
+    user = ["-u", "root"] if os.geteuid() == 0 else []
+    driver = subprocess.Popen([str(NUT_DRIVER), "-a", "ups1", "-F", *user], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        socket_file = state / "dummy-ups-ups1"
+        deadline = time.monotonic() + 30
+        while not socket_file.exists() and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.1)
+        with process([str(NUT_UPSD), "-F", *user], port, env=env):
+            peer = NutPeer(f"nut://upsmon@127.0.0.1:{port}/ups1", password, dev, env)
+            deadline = time.monotonic() + 30
+            while peer.upsc("ups.status") in ("", "WAIT") and time.monotonic() < deadline:  # upsd has not heard the driver yet
+                time.sleep(0.2)
+            yield peer
+    finally:
+        driver.terminate()
+        driver.wait(timeout=10)

@@ -48,7 +48,10 @@ CREATE TABLE IF NOT EXISTS whole_lab (
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
-MIGRATIONS = ("ALTER TABLE steps ADD COLUMN server TEXT",)  # each applied once to journals written before it
+MIGRATIONS = {  # each applied once to journals written before it: (table, column) -> statement
+    ("steps", "server"): "ALTER TABLE steps ADD COLUMN server TEXT",
+    ("runs", "reason"): "ALTER TABLE runs ADD COLUMN reason TEXT",  # why a run was started: a user, a schedule, the UPS
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class RunRecord:
     started: float
     finished: float | None
     outcome: str  # running | ok | failed | interrupted | refused
+    reason: str | None = None  # why it was started, when not by hand (ups, schedule, ...)
 
 
 @dataclass(frozen=True)
@@ -113,9 +117,9 @@ class Journal:
             # the last steps, which a run again finds done. FULL cost 0.24 ms per step, measured.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(steps)")}
-            if "server" not in columns:
-                self._db.execute(MIGRATIONS[0])
+            for (table, column), statement in MIGRATIONS.items():
+                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from None
         self._lock = threading.RLock()  # re-entered by add_step within transaction()
@@ -125,11 +129,11 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
-    def start_run(self, intent: str, groups: Sequence[str], outcome: str = "running") -> str:
+    def start_run(self, intent: str, groups: Sequence[str], outcome: str = "running", reason: str | None = None) -> str:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._lock:
             self._db.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?)",
+                "INSERT INTO runs (id, intent, groups, pid, started, finished, outcome, reason) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     intent,
@@ -138,6 +142,7 @@ class Journal:
                     time.time(),
                     None if outcome == "running" else time.time(),
                     outcome,
+                    reason,
                 ),
             )
         return run_id
@@ -266,7 +271,7 @@ class Journal:
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
         rows = self._db.execute(
-            "SELECT id, intent, groups, pid, started, finished, outcome FROM runs ORDER BY started DESC LIMIT ?", (limit,)
+            "SELECT id, intent, groups, pid, started, finished, outcome, reason FROM runs ORDER BY started DESC LIMIT ?", (limit,)
         )
         return [self._record(*r) for r in rows]
 
@@ -275,7 +280,9 @@ class Journal:
         return list(rows)
 
     def run(self, run_id: str) -> RunRecord | None:
-        row = self._db.execute("SELECT id, intent, groups, pid, started, finished, outcome FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT id, intent, groups, pid, started, finished, outcome, reason FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
         return self._record(*row) if row else None
 
     def steps_of(self, run_id: str) -> list[tuple[str, str, str, str, str, float, str | None]]:
@@ -300,10 +307,12 @@ class Journal:
         return None
 
     @staticmethod
-    def _record(run_id: str, intent: str, groups: str, pid: int | None, started: float, finished: float | None, outcome: str) -> RunRecord:
+    def _record(
+        run_id: str, intent: str, groups: str, pid: int | None, started: float, finished: float | None, outcome: str, reason: str | None
+    ) -> RunRecord:
         if outcome == "running" and pid is not None and not _alive(pid):
             outcome = "interrupted"  # killed without a chance to say so
-        return RunRecord(run_id, intent, tuple(json.loads(groups)), started, finished, outcome)
+        return RunRecord(run_id, intent, tuple(json.loads(groups)), started, finished, outcome, reason)
 
 
 def _alive(pid: int) -> bool:

@@ -109,6 +109,7 @@ COMMANDS = {
     "audit": "audit",
     "check": "audit",
     "bmc": "bmc",
+    "ups": "ups",
     "energy": "energy",
     "fix": "fix",
     "history": "history",

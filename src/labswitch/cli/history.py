@@ -51,6 +51,7 @@ def history_command(
                     "intent": r.intent,
                     "groups": list(r.groups),
                     "outcome": r.outcome,
+                    "reason": r.reason,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
                     "seconds": round((r.finished or r.started) - r.started, 1) if r.finished else None,
                     "steps": len(steps),

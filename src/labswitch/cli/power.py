@@ -41,6 +41,10 @@ WholeLab = Annotated[
         "`up` then starts it there first.",
     ),
 ]
+Reason = Annotated[
+    str | None,
+    typer.Option("--reason", help="Why, journaled with the run (history shows it): e.g. ups, from NUT's SHUTDOWNCMD."),
+]
 WaitTimeout = Annotated[float, typer.Option("--wait-timeout", min=0, metavar="SECONDS", help="How long --wait waits.")]
 
 
@@ -86,6 +90,7 @@ def down_command(
     wait_timeout: WaitTimeout = 3600,
     vsan_no_action: VsanNoAction = False,
     whole_lab: WholeLab = False,
+    reason: Reason = None,
     no_pipeline: NoPipeline = False,
     json_out: Json = False,
 ) -> None:
@@ -118,6 +123,7 @@ def down_command(
         pipeline=not no_pipeline,
         vsan_no_action=vsan_no_action,
         whole_lab=whole_lab,
+        reason=reason,
     )
     _run(ctx, request, yes, dry_run, json_out)
 
@@ -135,6 +141,7 @@ def up_command(
     skip_unreachable: Skip = False,
     wait: Wait = False,
     wait_timeout: WaitTimeout = 3600,
+    reason: Reason = None,
     no_pipeline: NoPipeline = False,
     json_out: Json = False,
 ) -> None:
@@ -167,6 +174,7 @@ def up_command(
             skip_unreachable=skip_unreachable,
             lock_wait=wait_timeout if wait else 0,
             pipeline=not no_pipeline,
+            reason=reason,
         ),
         yes,
         dry_run,

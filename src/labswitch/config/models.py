@@ -178,6 +178,48 @@ class Plug(Strict):
         return self.address.rstrip("/") if "://" in self.address else f"http://{self.address}"
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def _duration(value: Any) -> Any:
+    """Seconds as a number, or a duration such as "90s", "2m", "1h30m"."""
+    if not isinstance(value, str):
+        return value
+    if re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        return float(value)
+    m = _DURATION.fullmatch(value.strip().lower())
+    if not value.strip() or m is None:
+        raise ValueError('must be seconds or a duration such as "90s", "2m" or "1h30m"')
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
+
+
+class Ups(Strict):
+    """A UPS watched through NUT: when the power is gone, the lab goes down in order (and back up)."""
+
+    url: str  # nut://USER@HOST[:PORT]/UPS
+    password: Secret | None = None
+    on_battery_after: Duration = 120.0  # on battery this long: down
+    min_runtime: Duration = 0.0  # battery runtime under this: down at once (0: not used)
+    groups: list[str] = []  # the groups a UPS down takes down (default: every group that is not always_on)
+    whole_lab: bool = False  # the UPS down is a whole-lab one (vCenter's host last)
+    up_after: Duration | None = None  # power back (OL) with the charge over up_min_charge this long: up --restore (off: None)
+    up_min_charge: Annotated[float, Field(ge=0, le=100)] = 50.0
+    poll_interval: PositiveSeconds = 5.0
+    timeout: PositiveSeconds = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _nut_url(cls, value: str) -> str:
+        from labswitch.nut import parse_url
+
+        parse_url(value)
+        return value
+
+
 class Appliance(Strict):
     """The vCenter Server Appliance's SSH login, for `labswitch vcsa check|repair`."""
 
@@ -268,6 +310,7 @@ class Config(Strict):
     energy: Energy = Energy()
     vcsa: Appliance | None = None
     esxi: ESXi | None = None
+    ups: Ups | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -275,6 +318,9 @@ class Config(Strict):
             raise ValueError(
                 "no [vcenter] and no [esxi]: add [vcenter] (url, user, password), or [esxi] (user, password) for standalone hosts"
             )
+        for name in self.ups.groups if self.ups else []:
+            if name not in self.groups:
+                raise ValueError(f"ups.groups: unknown group {name!r} (groups: {', '.join(sorted(self.groups)) or 'none'})")
         seen: dict[str, str] = {}
         for i, server in enumerate(self.servers):
             if server.group not in self.groups:

@@ -33,6 +33,7 @@ class Request:
     pipeline: bool = True  # False: the old lab-wide phase barriers, for the benchmark's comparison
     vsan_no_action: bool = False  # a vSAN cluster going down in part: maintenance without moving data, not a refusal
     whole_lab: bool = False  # down: vCenter's own host too, last, through its own API (plan.whole_lab)
+    reason: str | None = None  # why (journaled): "ups", a schedule's name; None: by hand
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,12 @@ def execute(
             return outcome
         with _host_side(config, request, groups, side) as (first, drivers, journal):
             outcome = _run_plan(
-                first, journal, confirm, lambda run_id: Runner(None, config, drivers, journal, run_id, on_event, cancel), held
+                first,
+                journal,
+                confirm,
+                lambda run_id: Runner(None, config, drivers, journal, run_id, on_event, cancel),
+                held,
+                request.reason,
             )
         if request.intent is Intent.DOWN or not outcome.ok or outcome.run_id is None:
             return outcome
@@ -141,15 +147,20 @@ def _continued(first: Outcome, rest: Outcome) -> Outcome:
 
 
 def _run_plan(
-    plan: Plan, journal: Journal, confirm: Callable[[Plan], bool], runner_for: Callable[[str], Runner], held: lock.RunLock
+    plan: Plan,
+    journal: Journal,
+    confirm: Callable[[Plan], bool],
+    runner_for: Callable[[str], Runner],
+    held: lock.RunLock,
+    reason: str | None,
 ) -> Outcome:
     """Confirm, journal and run a plan made without vCenter (the host's side of a whole-lab cycle)."""
     if plan.refusals:
-        journal.start_run(str(plan.intent), plan.groups, outcome="refused")
+        journal.start_run(str(plan.intent), plan.groups, outcome="refused", reason=reason)
         raise SafetyRefusal("; ".join(plan.refusals))
     if not confirm(plan):
         return Outcome(plan, None, (), confirmed=False)
-    run_id = journal.start_run(str(plan.intent), plan.groups)
+    run_id = journal.start_run(str(plan.intent), plan.groups, reason=reason)
     held.update(run_id)
     runner = runner_for(run_id)
     outcome = "interrupted"
@@ -213,17 +224,17 @@ def _execute(
         if run_id is not None and not plan.steps:  # a second part with nothing left to do
             return Outcome(plan, run_id, ())
         if plan.refusals:
-            journal.start_run(str(request.intent), plan.groups, outcome="refused")
+            journal.start_run(str(request.intent), plan.groups, outcome="refused", reason=request.reason)
             raise SafetyRefusal("; ".join(plan.refusals))
         if not plan.steps and run_id is None:
-            run_id = journal.start_run(str(request.intent), plan.groups, outcome="ok")
+            run_id = journal.start_run(str(request.intent), plan.groups, outcome="ok", reason=request.reason)
             return Outcome(plan, run_id, ())
         if not confirm(plan):
             return Outcome(plan, None, (), confirmed=False)
         # Decided before this run is journaled: a down after a down keeps the first one's states.
         record_for = journal.groups_needing_states(plan.groups) if request.intent is Intent.DOWN else []
         if run_id is None:
-            run_id = journal.start_run(str(request.intent), plan.groups)
+            run_id = journal.start_run(str(request.intent), plan.groups, reason=request.reason)
         held.update(run_id)
         outcome = "interrupted"
         runner = Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel)
