@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 
 import typer
@@ -56,17 +58,23 @@ def watch_command(ctx: typer.Context) -> None:
     state: State = ctx.obj
     config = state.config()
     groups = {s.name: s.group for s in config.servers}
-    progress = LiveProgress(render.stderr, RunView(groups, {}), live=False)
+
+    def sink() -> tuple[LiveProgress, Callable[[], None]]:  # each run its own lines and clock
+        progress = LiveProgress(render.stderr, RunView(groups, {}), live=False)
+        return progress, progress.stop
+
+    def note(text: str) -> None:  # a watch runs for days: its lines say when
+        render.note(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}")
+
     cancel = Cancel()
     previous = signal.signal(signal.SIGTERM, lambda *_: cancel.set("stopped (SIGTERM)"))
     try:
-        ups.watch(config, progress, render.note, cancel)
+        ups.watch(config, sink, note, cancel)
     except KeyboardInterrupt:
         cancel.set()
     except Interrupted:
         pass  # SIGTERM or Ctrl-C during a wait: a run under way is journaled as interrupted, resumable
     finally:
         signal.signal(signal.SIGTERM, previous)
-        progress.stop()
     render.stderr.print(f"ups watch: {cancel.reason}", markup=False)
     raise typer.Exit(EXIT_INTERRUPTED if cancel.reason == "interrupted" else 0)

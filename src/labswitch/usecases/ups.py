@@ -94,13 +94,14 @@ def read(config: Config) -> UpsReading:
 
 def watch(
     config: Config,
-    on_event: EventSink,
+    sink: Callable[[], tuple[EventSink, Callable[[], None]]],
     note: Callable[[str], None],
     cancel: Cancel,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Until cancelled: read the UPS, and run what the policy asks. A wrong password ends the watch (it
-    would not change by itself); an unreachable UPS is said once, and read again."""
+    """Until cancelled: read the UPS, and run what the policy asks (each run's events to a fresh ``sink()``:
+    the sink and what ends it). A wrong password ends the watch (it would not change by itself); an
+    unreachable UPS is said once, and read again."""
     ups = _ups(config)
     state = Watch(ups)
     last: frozenset[str] | None = None
@@ -121,7 +122,11 @@ def watch(
         unreachable, last = False, reading.status
         decision = state.feed(reading, clock())
         if decision is not None:
-            _run(config, ups, decision, on_event, note, cancel)
+            on_event, done = sink()
+            try:
+                _run(config, ups, decision, on_event, note, cancel)
+            finally:
+                done()
         cancel.sleep(ups.poll_interval)
 
 
