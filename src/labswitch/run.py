@@ -50,7 +50,8 @@ class StepResult:
         return not self.status.is_failure
 
 
-# ("plan", Plan) once; ("phase", name) when a phase's first step starts; ("start", Step); ("step", StepResult); ("note", text)
+# ("run", run id) once journaled; ("plan", Plan) once; ("phase", name) when a phase's first step starts; ("start", Step);
+# ("step", StepResult); ("note", text)
 EventSink = Callable[[str, Any], None]
 
 

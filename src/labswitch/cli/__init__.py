@@ -110,6 +110,7 @@ COMMANDS = {
     "check": "audit",
     "bmc": "bmc",
     "ups": "ups",
+    "serve": "serve",
     "energy": "energy",
     "fix": "fix",
     "history": "history",

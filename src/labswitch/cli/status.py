@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
 
 import typer
 
 from labswitch import render
 from labswitch.cli import Json, State, app
-from labswitch.usecases.status import StatusReport, VMStatus, status
+from labswitch.usecases.status import StatusReport, VMStatus, as_json, status
 
 
 @app.command("status")
@@ -42,18 +41,6 @@ def status_command(
     for host in report.hosts:
         if host.bmc_error:
             render.note(host.bmc_error)
-
-
-def as_json(report: StatusReport) -> dict[str, object]:
-    hosts = []
-    for h in report.hosts:
-        entry = asdict(h)
-        if entry["bmc_error"] is None:
-            del entry["bmc_error"]
-        hosts.append(entry)
-    vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
-    changes = [asdict(c) for c in report.cluster_changes]
-    return {"hosts": hosts, "vms": vms, "cluster_changes": changes, "notes": list(report.notes)}
 
 
 def show(report: StatusReport) -> None:

@@ -220,6 +220,15 @@ class Ups(Strict):
         return value
 
 
+class Serve(Strict):
+    """`labswitch serve`: where it listens, and the token every API request carries."""
+
+    listen: str = "127.0.0.1:8330"  # loopback unless told otherwise; a reverse proxy is the usual way out
+    token: Secret | None = None  # the API's bearer token (required: serve refuses to start without it)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
 class Appliance(Strict):
     """The vCenter Server Appliance's SSH login, for `labswitch vcsa check|repair`."""
 
@@ -311,6 +320,7 @@ class Config(Strict):
     vcsa: Appliance | None = None
     esxi: ESXi | None = None
     ups: Ups | None = None
+    serve: Serve = Serve()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

@@ -163,6 +163,7 @@ def _run_plan(
     run_id = journal.start_run(str(plan.intent), plan.groups, reason=reason)
     held.update(run_id)
     runner = runner_for(run_id)
+    runner.on_event("run", run_id)
     outcome = "interrupted"
     try:
         results = runner.run(plan)
@@ -235,6 +236,7 @@ def _execute(
         record_for = journal.groups_needing_states(plan.groups) if request.intent is Intent.DOWN else []
         if run_id is None:
             run_id = journal.start_run(str(request.intent), plan.groups, reason=request.reason)
+            on_event("run", run_id)
         held.update(run_id)
         outcome = "interrupted"
         runner = Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel)

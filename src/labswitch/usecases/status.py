@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from labswitch import vsphere
 from labswitch.config import Config
@@ -126,3 +126,16 @@ def status(config: Config) -> StatusReport:
     finally:
         journal.close()
     return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes)
+
+
+def as_json(report: StatusReport) -> dict[str, object]:
+    """The report as `status --json` and the API give it."""
+    hosts = []
+    for h in report.hosts:
+        entry = asdict(h)
+        if entry["bmc_error"] is None:
+            del entry["bmc_error"]
+        hosts.append(entry)
+    vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
+    changes = [asdict(c) for c in report.cluster_changes]
+    return {"hosts": hosts, "vms": vms, "cluster_changes": changes, "notes": list(report.notes)}

@@ -1,0 +1,76 @@
+"""labswitch serve"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated
+
+import typer
+
+from labswitch import render
+from labswitch.cli import State, app
+from labswitch.errors import ConfigError
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--listen {value}: HOST:PORT expected, e.g. 127.0.0.1:8330")
+    return host.strip("[]"), int(port)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command("serve")
+def serve_command(
+    ctx: typer.Context,
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT to listen on (default: serve.listen, 127.0.0.1:8330).")] = None,
+    tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).")] = None,
+    tls_key: Annotated[str | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
+) -> None:
+    """Serve the lab's switch over HTTP: a REST API (OpenAPI page at /docs) and Prometheus /metrics.
+
+    Every /api request carries [serve] token as a bearer token; runs started here take the same run
+    lock as the CLI (a second run: 409 with the run id in progress). Listens on loopback unless told
+    otherwise; a non-loopback address without TLS is warned about (a reverse proxy with TLS is the
+    usual way out). SIGTERM stops it: a run in progress is journaled as interrupted and resumable.
+
+    Example:
+
+      export LABSWITCH_TOKEN=$(openssl rand -hex 24)   # [serve] token = { env = "LABSWITCH_TOKEN" }
+
+      labswitch serve --listen 127.0.0.1:8330
+
+      curl -H "Authorization: Bearer $LABSWITCH_TOKEN" http://127.0.0.1:8330/api/status
+    """
+    import uvicorn
+
+    from labswitch.usecases.service import Service
+    from labswitch.web import create_app
+
+    state: State = ctx.obj
+    config = state.config()
+    if config.serve.token is None:
+        raise ConfigError('serve: no [serve] token; add token = { env = "LABSWITCH_TOKEN" } (every API request carries it)')
+    host, port = parse_listen(listen or config.serve.listen)
+    cert, key = tls_cert or config.serve.tls_cert, tls_key or config.serve.tls_key
+    if bool(cert) != bool(key):
+        raise ConfigError("serve: give both --tls-cert and --tls-key (or serve.tls_cert and serve.tls_key), or neither")
+    if not cert and not _loopback(host):
+        render.note(
+            f"serving plain HTTP on {host}: the token crosses the network in clear; use --tls-cert/--tls-key or a reverse proxy with TLS"
+        )
+    service = Service(config)
+    scheme = "https" if cert else "http"
+    render.stderr.print(f"labswitch serve: {scheme}://{host}:{port} (API at /api, OpenAPI at /docs, metrics at /metrics)", markup=False)
+    try:
+        uvicorn.run(create_app(config, service), host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning")
+    finally:
+        service.stop()

@@ -1,0 +1,116 @@
+"""What `labswitch serve` does, in the lab's words, for any adapter (the REST API, later the page and MQTT):
+start a down or up in the background and say its run id at once, tell a run's progress from the journal,
+and stop cleanly. One run at a time: the same run lock as the CLI (a second gets RunInProgress naming the
+run that holds it)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from labswitch import lock
+from labswitch.cancel import Cancel
+from labswitch.config import Config
+from labswitch.errors import Interrupted, LabswitchError, RunInProgress
+from labswitch.journal import Journal, RunRecord, default_path, state_base
+from labswitch.plan import Intent, target_groups
+from labswitch.usecases import power
+
+START_TIMEOUT = 120.0  # planning reads vCenter and every BMC: the run id is known within this
+
+
+@dataclass(frozen=True)
+class Started:
+    run_id: str | None  # None: nothing to do
+    nothing_to_do: bool = False
+
+
+@dataclass(frozen=True)
+class Progress:
+    run: RunRecord
+    steps: tuple[dict[str, Any], ...]
+
+    @property
+    def finished(self) -> bool:
+        return self.run.outcome not in ("running",)
+
+
+class Service:
+    """The long-running process's runs: at most one, in a worker thread, cancelled on stop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._cancel: Cancel | None = None
+        self._worker: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    def start(self, intent: Intent, groups: Sequence[str] = (), restore: bool = False, reason: str = "serve") -> Started:
+        """Plan and start a run; back as soon as it is journaled. RunInProgress (naming the run), SafetyRefusal,
+        ConfigError and endpoint errors come back as they would from the CLI, before anything changed."""
+        target_groups(self.config, groups, intent)  # an unknown group fails here, at once
+        holder = lock.holder(lock.lock_path(state_base(self.config.state_dir)))
+        if holder is not None:
+            raise RunInProgress(f"another run is in progress: {holder.describe()}")
+        answers: queue.Queue[tuple[str, Any]] = queue.Queue()
+        cancel = Cancel()
+
+        def on_event(kind: str, data: Any) -> None:
+            if kind == "run":
+                answers.put(("run", data))
+
+        def work() -> None:
+            try:
+                request = power.Request(intent, tuple(groups), restore=restore, reason=reason)
+                outcome = power.execute(self.config, request, lambda plan: True, on_event, cancel)
+                answers.put(("done", outcome.run_id if outcome.results else None))
+            except Interrupted:
+                answers.put(("done", None))
+            except LabswitchError as exc:
+                answers.put(("error", exc))
+            except Exception as exc:  # noqa: BLE001 - a bug: said to the caller, not lost in a thread
+                answers.put(("error", exc))
+
+        with self._mutex:
+            if self._worker is not None and self._worker.is_alive():
+                raise RunInProgress("another run started by this service is in progress")
+            self._cancel = cancel
+            self._worker = threading.Thread(target=work, name=f"serve-{intent}", daemon=True)
+            self._worker.start()
+        kind, data = answers.get(timeout=START_TIMEOUT)
+        if kind == "error":
+            raise data
+        if kind == "run":
+            return Started(str(data))
+        return Started(data, nothing_to_do=data is None)
+
+    def progress(self, run_id: str) -> Progress | None:
+        journal = Journal(default_path(self.config.state_dir))
+        try:
+            record = journal.run(run_id)
+            if record is None:
+                return None
+            keys = ("phase", "action", "target", "status", "detail", "seconds")
+            return Progress(record, tuple(dict(zip(keys, row, strict=True)) for row in journal.steps(run_id)))
+        finally:
+            journal.close()
+
+    def history(self, limit: int = 50) -> list[RunRecord]:
+        journal = Journal(default_path(self.config.state_dir))
+        try:
+            return journal.runs(limit)
+        finally:
+            journal.close()
+
+    def running(self) -> lock.Holder | None:
+        return lock.holder(lock.lock_path(state_base(self.config.state_dir)))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: the run in progress stops at its next wait, journaled as interrupted (resumable)."""
+        with self._mutex:
+            cancel, worker = self._cancel, self._worker
+        if cancel is not None and worker is not None and worker.is_alive():
+            cancel.set("the service stopped")
+            worker.join(timeout)

@@ -1,0 +1,156 @@
+"""The REST API (JSON; FastAPI's OpenAPI page at /docs) and Prometheus /metrics.
+
+Every /api route needs the bearer token of ``[serve] token``. A run is started with POST /api/runs and
+answers with its run id at once (202); its steps are read from the journal (GET /api/runs/{id}), or
+followed as Server-Sent Events (GET /api/runs/{id}/events) until it ends. One run at a time: a second
+gets 409 with the run id that holds the lock. Errors are one line in {"detail": ...}, never a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+from pydantic import BaseModel, SecretStr
+
+from labswitch import lock
+from labswitch.config import Config
+from labswitch.errors import ConfigError, EndpointError, RunInProgress, SafetyRefusal
+from labswitch.plan import Intent
+from labswitch.usecases import power
+from labswitch.usecases.service import Service
+from labswitch.usecases.status import as_json, status
+from labswitch.web.metrics import LabCollector
+
+
+class RunRequest(BaseModel):
+    intent: Literal["down", "up"]
+    groups: list[str] = []
+    restore: bool = False
+
+
+def create_app(config: Config, service: Service) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # SIGTERM: uvicorn stops serving, then this: a run in progress stops at its next wait, journaled
+        # as interrupted (the same command, or POST /api/runs, finishes it); the lock is released.
+        await asyncio.to_thread(service.stop)
+
+    app = FastAPI(title="labswitch", summary="Switch a vSphere lab on and off", version="1", lifespan=lifespan)
+    token = config.serve.token.get_secret_value() if isinstance(config.serve.token, SecretStr) else None
+
+    def authorized(request: Request) -> None:
+        given = request.headers.get("authorization", "")
+        if token is None or not given.startswith("Bearer ") or not secrets.compare_digest(given[7:].encode(), token.encode()):
+            raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer <serve.token>)")
+
+    api = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
+    registry = CollectorRegistry()
+    registry.register(LabCollector(config, service))
+
+    @app.exception_handler(RunInProgress)
+    async def _busy(request: Request, exc: RunInProgress) -> JSONResponse:
+        holder = service.running()
+        return JSONResponse({"detail": str(exc), "run_id": holder.run_id if holder else None}, status_code=409)
+
+    @app.exception_handler(SafetyRefusal)
+    async def _refused(request: Request, exc: SafetyRefusal) -> JSONResponse:
+        return JSONResponse({"detail": f"refused: {exc}"}, status_code=409)
+
+    @app.exception_handler(ConfigError)
+    async def _bad(request: Request, exc: ConfigError) -> JSONResponse:
+        status_code = 404 if "no such group" in str(exc) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status_code)
+
+    @app.exception_handler(EndpointError)
+    async def _endpoint(request: Request, exc: EndpointError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/status")
+    def api_status() -> dict[str, Any]:
+        """Hosts, VMs and the cluster settings a down changed; read now (vCenter or the hosts, and the BMCs)."""
+        return as_json(status(config))
+
+    @api.get("/plan/{intent}")
+    def api_plan(intent: Literal["down", "up"], group: list[str] | None = None, restore: bool = False) -> dict[str, Any]:
+        """The exact steps a down or up would take now; changes nothing."""
+        plan = power.make(config, power.Request(Intent(intent), tuple(group or ()), restore=restore))
+        return {
+            "intent": plan.intent,
+            "groups": list(plan.groups),
+            "steps": [{"phase": s.phase, "action": s.action, "target": s.target, "endpoint": s.endpoint} for s in plan.steps],
+            "refusals": list(plan.refusals),
+            "notes": list(plan.notes),
+        }
+
+    @api.post("/runs", status_code=202)
+    def api_start(body: RunRequest) -> dict[str, Any]:
+        """Start a down or up of the groups (default: every group that is not always_on); its run id at once."""
+        started = service.start(Intent(body.intent), body.groups, body.restore)
+        return {"run_id": started.run_id, "nothing_to_do": started.nothing_to_do}
+
+    @api.get("/runs")
+    def api_history(limit: int = 50) -> list[dict[str, Any]]:
+        return [{**asdict(r), "groups": list(r.groups)} for r in service.history(limit)]
+
+    @api.get("/runs/{run_id}")
+    def api_run(run_id: str) -> dict[str, Any]:
+        progress = service.progress(run_id)
+        if progress is None:
+            raise HTTPException(404, f"no run {run_id} in the journal")
+        return {**asdict(progress.run), "groups": list(progress.run.groups), "steps": list(progress.steps)}
+
+    @api.get("/runs/{run_id}/events")
+    async def api_events(run_id: str) -> StreamingResponse:
+        """The run's steps as Server-Sent Events (event: step), then event: end with its outcome."""
+        if service.progress(run_id) is None:
+            raise HTTPException(404, f"no run {run_id} in the journal")
+
+        async def stream() -> AsyncIterator[str]:
+            sent = 0
+            while True:
+                progress = await asyncio.to_thread(service.progress, run_id)
+                assert progress is not None
+                for step in progress.steps[sent:]:
+                    yield f"event: step\ndata: {json.dumps(step)}\n\n"
+                sent = len(progress.steps)
+                if progress.finished:
+                    yield f"event: end\ndata: {json.dumps({'outcome': progress.run.outcome})}\n\n"
+                    return
+                await asyncio.sleep(0.5)  # the journal is the run's record; a new step shows within half a second
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @api.get("/lock")
+    def api_lock() -> dict[str, Any]:
+        holder = lock.holder(lock.lock_path(_state(config)))
+        return {"running": holder is not None, "run_id": holder.run_id if holder else None, "what": holder.describe() if holder else None}
+
+    app.include_router(api)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> PlainTextResponse:
+        """Prometheus text format; read-only and secret-free, so open like /healthz (the API is not)."""
+        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _state(config: Config) -> Any:
+    from labswitch.journal import state_base
+
+    return state_base(config.state_dir)

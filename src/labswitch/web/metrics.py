@@ -1,0 +1,83 @@
+"""Prometheus metrics, collected when scraped: each server's power and watts (its BMC or meter), each
+host's connection, VMs on per group, whether a run is in progress, and the last run of each intent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from labswitch.bmc import Driver
+from labswitch.config import Config
+from labswitch.usecases import bmc
+from labswitch.usecases.service import Service
+from labswitch.usecases.status import status
+
+
+class LabCollector(Collector):
+    def __init__(self, config: Config, service: Service) -> None:
+        self.config = config
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        power = GaugeMetricFamily(
+            "labswitch_server_power_on", "1 when the server is on (its BMC or power driver says), 0 off", labels=["server"]
+        )
+        watts = GaugeMetricFamily("labswitch_server_power_watts", "The server's power draw now, in watts", labels=["server"])
+        for outcome in bmc.each(self.config, self.config.servers, lambda d: (str(d.power_state()), _watts(d))):
+            if outcome.value is None:
+                continue
+            state, draw = outcome.value
+            if state in ("On", "Off"):
+                power.add_metric([outcome.server], 1.0 if state == "On" else 0.0)
+            if draw is not None:
+                watts.add_metric([outcome.server], draw)
+        yield power
+        yield watts
+        connected = GaugeMetricFamily(
+            "labswitch_host_connected", "1 when the host is connected (to vCenter, or its API answers)", labels=["server"]
+        )
+        vms_on = GaugeMetricFamily(
+            "labswitch_group_vms_on", "VMs powered on per group (vSphere's own agents not counted)", labels=["group"]
+        )
+        try:
+            report = status(self.config)
+        except Exception:  # noqa: BLE001 - vCenter unreachable: those metrics are absent, the others stand
+            report = None
+        if report is not None:
+            group_of = {h.name: h.group for h in report.hosts}
+            counts: dict[str, int] = {}
+            for h in report.hosts:
+                connected.add_metric([h.name], 1.0 if h.connection_state == "connected" else 0.0)
+            for vm in report.vms:
+                if vm.power_state == "poweredOn" and vm.system is None and group_of.get(vm.host or ""):
+                    group = group_of[vm.host or ""] or ""
+                    counts[group] = counts.get(group, 0) + 1
+            for group in self.config.groups:
+                vms_on.add_metric([group], float(counts.get(group, 0)))
+            yield connected
+            yield vms_on
+        running = GaugeMetricFamily("labswitch_run_in_progress", "1 while a down or up runs (CLI or service)")
+        running.add_metric([], 1.0 if self.service.running() is not None else 0.0)
+        yield running
+        last_ok = GaugeMetricFamily("labswitch_last_run_ok", "1 when the last run of this intent succeeded", labels=["intent"])
+        last_seconds = GaugeMetricFamily(
+            "labswitch_last_run_duration_seconds", "How long the last run of this intent took", labels=["intent"]
+        )
+        seen: set[str] = set()
+        for run in self.service.history(200):
+            if run.intent in seen or run.finished is None:
+                continue
+            seen.add(run.intent)
+            last_ok.add_metric([run.intent], 1.0 if run.outcome == "ok" else 0.0)
+            last_seconds.add_metric([run.intent], run.finished - run.started)
+        yield last_ok
+        yield last_seconds
+
+
+def _watts(driver: Driver) -> float | None:
+    try:
+        return float(driver.watts())
+    except Exception:  # noqa: BLE001 - no reading (NotSupported, or off): no sample, not an error
+        return None
