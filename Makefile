@@ -1,7 +1,7 @@
 # Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
 # They install what they need: Debian's Go and govmomi source (for labsim), ipmitool (the
 # IPMI cross-check), shellcheck and systemd-analyze (the deploy script and schedule units), NUT's
-# upsd, dummy-ups and upsc (the UPS peer), and the
+# upsd, dummy-ups and upsc (the UPS peer), mosquitto and its clients (the MQTT peer), and the
 # Python package with its dev tools in a venv (.venv).
 
 SHELL := /bin/bash
@@ -26,6 +26,8 @@ deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	[ -x /lib/nut/dummy-ups ] || missing="$$missing nut-server"; \
 	command -v upsc >/dev/null || missing="$$missing nut-client"; \
+	command -v mosquitto >/dev/null || missing="$$missing mosquitto"; \
+	command -v mosquitto_sub >/dev/null || missing="$$missing mosquitto-clients"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

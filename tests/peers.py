@@ -452,3 +452,39 @@ def nut_server(workdir: Path, password: str = "ups-s3cret") -> Iterator[NutPeer]
     finally:
         driver.terminate()
         driver.wait(timeout=10)
+
+
+# -- MQTT: Debian's mosquitto on 127.0.0.1, with a password file -------------------------------------
+@dataclass
+class MqttPeer:
+    port: int
+    user: str
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.user}@127.0.0.1:{self.port}"
+
+    def sub(self, topic: str, count: int, timeout: float = 30) -> list[tuple[str, str]]:
+        """(topic, payload) of the first ``count`` messages on ``topic`` (retained ones first), read with mosquitto_sub."""
+        argv = ["mosquitto_sub", *self._login(), "-t", topic, "-v", "-C", str(count), "-W", str(int(timeout))]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout + 10)
+        return [tuple(line.split(" ", 1)) for line in proc.stdout.splitlines() if " " in line]  # type: ignore[misc]
+
+    def pub(self, topic: str, payload: str) -> None:
+        subprocess.run(["mosquitto_pub", *self._login(), "-t", topic, "-m", payload, "-q", "1"], check=True, timeout=30)
+
+    def _login(self) -> list[str]:
+        return ["-h", "127.0.0.1", "-p", str(self.port), "-u", self.user, "-P", self.password]
+
+
+@contextmanager
+def mosquitto(workdir: Path, user: str = "labswitch", password: str = "mqtt-s3cret") -> Iterator[MqttPeer]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    passwd = workdir / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), user, password], check=True, capture_output=True)
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\npersistence false\nuser root\n")
+    with process(["mosquitto", "-c", str(conf)], port):
+        yield MqttPeer(port, user, password)

@@ -68,6 +68,8 @@ def _resolve_secrets(config: models.Config, source: str) -> models.Config:
         update["vcenter"] = config.vcenter.model_copy(update={"password": secret(config.vcenter.password, "vcenter.password")})
     if config.vcsa is not None:
         update["vcsa"] = config.vcsa.model_copy(update={"password": secret(config.vcsa.password, "vcsa.password")})
+    if config.mqtt is not None and config.mqtt.password is not None:
+        update["mqtt"] = config.mqtt.model_copy(update={"password": secret(config.mqtt.password, "mqtt.password")})
     if config.serve.token is not None:
         update["serve"] = config.serve.model_copy(update={"token": secret(config.serve.token, "serve.token")})
     if config.ups is not None and config.ups.password is not None:

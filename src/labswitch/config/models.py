@@ -229,6 +229,26 @@ class Serve(Strict):
     tls_key: str | None = None
 
 
+class Mqtt(Strict):
+    """Home Assistant over MQTT (inside `labswitch serve`): discovery, a switch per group, sensors."""
+
+    url: str  # mqtt://USER@HOST[:PORT] (1883), or mqtts:// (8883) for TLS
+    password: Secret | None = None
+    tls: TLS = TLS()  # mqtts://: how to trust the broker
+    discovery_prefix: str = "homeassistant"
+    base_topic: str = "labswitch"
+    lab_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "lab"  # one device per lab in Home Assistant
+    state_interval: PositiveSeconds = 60.0  # seconds between state publications (and at once after a run)
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be mqtt://USER@HOST[:PORT] or mqtts://USER@HOST[:PORT]")
+        return value
+
+
 class Appliance(Strict):
     """The vCenter Server Appliance's SSH login, for `labswitch vcsa check|repair`."""
 
@@ -321,6 +341,7 @@ class Config(Strict):
     esxi: ESXi | None = None
     ups: Ups | None = None
     serve: Serve = Serve()
+    mqtt: Mqtt | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:

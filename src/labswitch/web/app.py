@@ -41,7 +41,15 @@ class RunRequest(BaseModel):
 def create_app(config: Config, service: Service) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        bridge = None
+        if config.mqtt is not None:  # Home Assistant over MQTT, started and stopped with the service
+            from labswitch.web.mqtt import Bridge
+
+            bridge = Bridge(config, service)
+            bridge.start()
         yield
+        if bridge is not None:
+            await asyncio.to_thread(bridge.stop)
         # SIGTERM: uvicorn stops serving, then this: a run in progress stops at its next wait, journaled
         # as interrupted (the same command, or POST /api/runs, finishes it); the lock is released.
         await asyncio.to_thread(service.stop)

@@ -1,0 +1,199 @@
+"""Home Assistant over MQTT (paho-mqtt), inside `labswitch serve`: one device per lab, found by Home
+Assistant's MQTT discovery. A switch per group that is not always_on (ON runs `up`, OFF runs `down`,
+through the same service, lock and safety as every run; its state is the servers' power, read, not the
+last command), a power sensor per server (W, measurement), a binary sensor "run in progress", and
+availability with a last will. paho reconnects by itself; the discovery and states are published again
+on every (re)connection."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
+
+from labswitch import __version__, tls
+from labswitch.config import Config, Mqtt
+from labswitch.errors import LabswitchError
+from labswitch.plan import Intent
+from labswitch.usecases import bmc
+from labswitch.usecases.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class Topics:
+    def __init__(self, m: Mqtt) -> None:
+        self.m = m
+        self.root = f"{m.base_topic}/{m.lab_id}"
+        self.availability = f"{self.root}/availability"
+        self.run = f"{self.root}/run"
+
+    def group_set(self, group: str) -> str:
+        return f"{self.root}/group/{group}/set"
+
+    def group_state(self, group: str) -> str:
+        return f"{self.root}/group/{group}/state"
+
+    def watts(self, server: str) -> str:
+        return f"{self.root}/server/{server}/watts"
+
+    def config(self, component: str, object_id: str) -> str:
+        return f"{self.m.discovery_prefix}/{component}/labswitch_{self.m.lab_id}/{object_id}/config"
+
+
+def discovery(config: Config, t: Topics) -> dict[str, dict[str, Any]]:
+    """Home Assistant discovery: config topic -> payload (retained)."""
+    lab = t.m.lab_id
+    device = {"identifiers": [f"labswitch_{lab}"], "name": f"labswitch {lab}", "manufacturer": "labswitch", "sw_version": __version__}
+    common = {"availability_topic": t.availability, "payload_available": "online", "payload_not_available": "offline", "device": device}
+    out: dict[str, dict[str, Any]] = {}
+    for group, g in config.groups.items():
+        if g.always_on:
+            continue
+        out[t.config("switch", group)] = {
+            **common,
+            "name": f"{group} group",
+            "unique_id": f"labswitch_{lab}_{group}",
+            "command_topic": t.group_set(group),
+            "state_topic": t.group_state(group),
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "icon": "mdi:server-network",
+        }
+    for server in config.servers:
+        out[t.config("sensor", f"{server.name}_power")] = {
+            **common,
+            "name": f"{server.name} power",
+            "unique_id": f"labswitch_{lab}_{server.name}_power",
+            "state_topic": t.watts(server.name),
+            "unit_of_measurement": "W",
+            "device_class": "power",
+            "state_class": "measurement",
+        }
+    out[t.config("binary_sensor", "run")] = {
+        **common,
+        "name": "run in progress",
+        "unique_id": f"labswitch_{lab}_run",
+        "state_topic": t.run,
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "device_class": "running",
+    }
+    return out
+
+
+class Bridge:
+    """The MQTT side of the service: started with it, stopped with it (availability offline)."""
+
+    def __init__(self, config: Config, service: Service) -> None:
+        assert config.mqtt is not None
+        self.config = config
+        self.m = config.mqtt
+        self.service = service
+        self.t = Topics(self.m)
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        parts = urlsplit(self.m.url)
+        self.host, self.port = parts.hostname or "", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"labswitch-{self.m.lab_id}")
+        if parts.username:
+            password = self.m.password.get_secret_value() if isinstance(self.m.password, SecretStr) else None
+            self.client.username_pw_set(parts.username, password)
+        if parts.scheme == "mqtts":
+            self.client.tls_set_context(tls.ssl_context(self.m.tls, self.host, self.port, f"MQTT broker {self.host}:{self.port}"))
+        self.client.will_set(self.t.availability, "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(1, 30)
+        self.client.on_connect = self._connected
+        self.client.on_message = self._message
+        self._thread = threading.Thread(target=self._publish_states, name="mqtt-states", daemon=True)
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()  # paho's network thread: reconnects by itself
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        self.client.publish(self.t.availability, "offline", qos=1, retain=True).wait_for_publish(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _connected(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker %s:%s refused the connection: %s", self.host, self.port, reason)
+            return
+        for topic, payload in discovery(self.config, self.t).items():
+            client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        client.publish(self.t.availability, "online", qos=1, retain=True)
+        for group, g in self.config.groups.items():
+            if not g.always_on:
+                client.subscribe(self.t.group_set(group), qos=1)
+        self._kick.set()  # states now
+
+    def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        group = msg.topic.removeprefix(f"{self.t.root}/group/").removesuffix("/set")
+        command = msg.payload.decode(errors="replace").strip().upper()
+        if group not in self.config.groups or command not in ("ON", "OFF"):
+            log.warning("MQTT: ignored %r on %s", command[:20], msg.topic)
+            return
+        intent = Intent.UP if command == "ON" else Intent.DOWN
+        threading.Thread(target=self._run, args=(intent, group), name=f"mqtt-{intent}", daemon=True).start()
+
+    def _run(self, intent: Intent, group: str) -> None:
+        try:
+            started = self.service.start(intent, [group], restore=intent is Intent.UP, reason="mqtt")
+            log.info("MQTT: %s of %s started (run %s)", intent, group, started.run_id)
+        except LabswitchError as exc:  # refused, another run in progress, unreachable: said, and the state stays what it is
+            log.warning("MQTT: %s of %s not started: %s", intent, group, exc)
+        self._kick.set()
+
+    def _publish_states(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._publish_once()
+            except Exception:
+                log.debug("MQTT state round failed", exc_info=True)
+            running = self.service.running() is not None
+            self._kick.wait(2.0 if running else self.m.state_interval)  # while a run goes on, states follow it closely
+            self._kick.clear()
+
+    def _publish_once(self) -> None:
+        outcomes = bmc.each(self.config, self.config.servers, lambda d: (str(d.power_state()), _watts(d)))
+        power: dict[str, str] = {}
+        for o in outcomes:
+            if o.value is None:
+                continue
+            state, watts = o.value
+            power[o.server] = state
+            if watts is not None:
+                self.client.publish(self.t.watts(o.server), f"{watts:g}", qos=0, retain=True)
+        for group, state in group_states(self.config, power).items():
+            self.client.publish(self.t.group_state(group), state, qos=1, retain=True)
+        self.client.publish(self.t.run, "ON" if self.service.running() is not None else "OFF", qos=1, retain=True)
+
+
+def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:
+    """A group is ON while any of its servers is on (its BMC says so), OFF when all are off."""
+    out = {}
+    for group, g in config.groups.items():
+        if g.always_on:
+            continue
+        states = [power.get(s.name) for s in config.servers if s.group == group]
+        if states and all(s is not None for s in states):
+            out[group] = "ON" if any(s == "On" for s in states) else "OFF"
+    return out
+
+
+def _watts(driver: Any) -> float | None:
+    try:
+        return float(driver.watts())
+    except Exception:  # noqa: BLE001 - no reading (NotSupported, or off): no sample
+        return None

@@ -1,0 +1,73 @@
+"""Home Assistant over MQTT, through a real broker (Debian's mosquitto): `labswitch serve` publishes the discovery
+Home Assistant reads, and a switch's OFF takes its group down — read back with mosquitto_sub, pyVmomi and Redfish."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from tests import peers
+from tests.conftest import wait_until
+from tests.integration.test_down_up import FAST, configure, payload
+from tests.integration.test_serve import _up
+from tests.labsim import Lab, bmc_power, vm_power
+
+PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
+
+
+def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
+    lab_factory: Callable[..., Lab], state_dir: Path, tmp_path: Path
+) -> None:
+    lab = lab_factory(*FAST)
+    with peers.mosquitto(tmp_path / "mqtt") as broker:
+        port = peers.free_port()
+        config = configure(lab)
+        config.write_text(
+            config.read_text()
+            + f'\n[serve]\ntoken = "t0ken"\nlisten = "127.0.0.1:{port}"\n'
+            + f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 2\n'
+        )
+        env = {**os.environ, **lab.env, "MQTT_PASSWORD": broker.password, "XDG_STATE_HOME": str(state_dir)}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labswitch", "--config", str(config), "serve"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(lambda: _up(f"http://127.0.0.1:{port}"), 30, "serve answering")
+            configs = dict(broker.sub("homeassistant/+/labswitch_lab/+/config", count=1 + 5 + 1))  # 1 switch, 5 sensors, 1 binary sensor
+            switch = json.loads(configs["homeassistant/switch/labswitch_lab/payload/config"])
+            assert switch["command_topic"] == "labswitch/lab/group/payload/set" and switch["payload_off"] == "OFF"
+            assert switch["device"]["identifiers"] == ["labswitch_lab"] and switch["availability_topic"] == "labswitch/lab/availability"
+            assert "homeassistant/switch/labswitch_lab/mgmt/config" not in configs, "always_on groups have no switch"
+            sensor = json.loads(configs["homeassistant/sensor/labswitch_lab/esx11_power/config"])
+            assert sensor["unit_of_measurement"] == "W" and sensor["state_class"] == "measurement" and sensor["device_class"] == "power"
+            assert json.loads(configs["homeassistant/binary_sensor/labswitch_lab/run/config"])["device_class"] == "running"
+            assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "online")]
+            assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "ON")]
+            watts = dict(broker.sub("labswitch/lab/server/+/watts", 5))
+            reading = lab.redfish("esx11", path="/redfish/v1/Chassis/System.Embedded.1/Power").json()["PowerControl"][0]
+            assert float(watts["labswitch/lab/server/esx11/watts"]) == reading["PowerConsumedWatts"]
+            text = "".join(configs.values())
+            assert broker.password not in text and lab.env["LABSIM_BMC_PASSWORD"] not in text
+
+            broker.pub("labswitch/lab/group/payload/set", "OFF")
+            wait_until(lambda: all(bmc_power(lab, s) == "Off" for s in PAYLOAD), 60, "the payload group down")
+            assert set(payload(vm_power(lab)).values()) == {"poweredOff"}
+            wait_until(
+                lambda: broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "OFF")],
+                30,
+                "the state following",
+            )
+            assert bmc_power(lab, "mgmt01") == "On"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "offline")], "offline once stopped"
