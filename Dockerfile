@@ -25,6 +25,7 @@ ENV PATH=/opt/labswitch/bin:$PATH \
     XDG_STATE_HOME=/state \
     PYTHONUNBUFFERED=1
 VOLUME ["/config", "/state"]
+EXPOSE 8330
 USER 10001
 WORKDIR /state
 ENTRYPOINT ["labswitch"]

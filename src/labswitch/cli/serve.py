@@ -28,14 +28,58 @@ def _loopback(host: str) -> bool:
         return False
 
 
-@app.command("serve")
+serve_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
+app.add_typer(serve_app, name="serve")
+
+
+@serve_app.command("passwd")
+def passwd_command(ctx: typer.Context) -> None:
+    """Set the web page's login password: its bcrypt hash is written to [serve] password_hash in the config.
+
+    Asked twice at a terminal (not echoed); otherwise read from the first line of stdin.
+
+    Example:
+
+      labswitch serve passwd
+    """
+    import sys
+
+    import bcrypt
+    import tomlkit
+
+    state: State = ctx.obj
+    path = state.config_path
+    if sys.stdin.isatty():
+        password = typer.prompt("New password for the page", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        raise ConfigError("serve passwd: at least 8 characters, please")
+    try:
+        doc = tomlkit.parse(path.read_text())
+    except (OSError, tomlkit.exceptions.TOMLKitError) as exc:
+        raise ConfigError(f"{path}: cannot read it to add the password ({exc}); check --config") from None
+    table = doc.get("serve")
+    if table is None:
+        table = tomlkit.table()
+        doc["serve"] = table
+    table["password_hash"] = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+    try:
+        path.write_text(tomlkit.dumps(doc))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write ({exc.strerror}); check its permissions") from None
+    render.stdout.print(f"{path}: [serve] password_hash set; restart labswitch serve", markup=False)
+
+
+@serve_app.callback()
 def serve_command(
     ctx: typer.Context,
     listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT to listen on (default: serve.listen, 127.0.0.1:8330).")] = None,
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
-    """Serve the lab's switch over HTTP: a REST API (OpenAPI page at /docs) and Prometheus /metrics.
+    """Serve the lab's switch: a web page, a REST API (OpenAPI page at /docs), Prometheus /metrics and, with
+    [mqtt], Home Assistant over MQTT. `labswitch serve passwd` sets the page's password.
 
     Every /api request carries [serve] token as a bearer token; runs started here take the same run
     lock as the CLI (a second run: 409 with the run id in progress). Listens on loopback unless told
@@ -50,6 +94,8 @@ def serve_command(
 
       curl -H "Authorization: Bearer $LABSWITCH_TOKEN" http://127.0.0.1:8330/api/status
     """
+    if ctx.invoked_subcommand is not None:
+        return
     import uvicorn
 
     from labswitch.usecases.service import Service

@@ -225,6 +225,7 @@ class Serve(Strict):
 
     listen: str = "127.0.0.1:8330"  # loopback unless told otherwise; a reverse proxy is the usual way out
     token: Secret | None = None  # the API's bearer token (required: serve refuses to start without it)
+    password_hash: str | None = None  # the page's login (bcrypt), written by `labswitch serve passwd`
     tls_cert: str | None = None
     tls_key: str | None = None
 

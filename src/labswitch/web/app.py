@@ -14,6 +14,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -21,6 +22,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, SecretStr
+from starlette.middleware.sessions import SessionMiddleware
 
 from labswitch import lock
 from labswitch.config import Config
@@ -29,6 +31,7 @@ from labswitch.plan import Intent
 from labswitch.usecases import power
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import as_json, status
+from labswitch.web import page
 from labswitch.web.metrics import LabCollector
 
 
@@ -55,6 +58,15 @@ def create_app(config: Config, service: Service) -> FastAPI:
         await asyncio.to_thread(service.stop)
 
     app = FastAPI(title="labswitch", summary="Switch a vSphere lab on and off", version="1", lifespan=lifespan)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_key(config),
+        session_cookie="labswitch_session",
+        same_site="strict",
+        https_only=bool(config.serve.tls_cert),
+        max_age=7 * 24 * 3600,
+    )
+    page.mount(app, config, service)
     token = config.serve.token.get_secret_value() if isinstance(config.serve.token, SecretStr) else None
 
     def authorized(request: Request) -> None:
@@ -158,7 +170,20 @@ def create_app(config: Config, service: Service) -> FastAPI:
     return app
 
 
-def _state(config: Config) -> Any:
+def session_key(config: Config) -> str:
+    """The key that signs the page's session cookies: made once, kept (0600) in the state directory."""
+    path = _state(config) / "serve-session.key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot keep the session key ({exc.strerror}); check state_dir") from None
+
+
+def _state(config: Config) -> Path:
     from labswitch.journal import state_base
 
     return state_base(config.state_dir)

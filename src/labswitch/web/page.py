@@ -1,0 +1,207 @@
+"""The web page of `labswitch serve`: one screen for the lab, server-rendered (Jinja2), a little CSS and
+JavaScript of its own (EventSource for a run's progress, fetch for a plan's summary), no build step, no
+CDN. A password login ([serve] password_hash, written by `labswitch serve passwd`) gives a signed,
+HttpOnly, SameSite=Strict session cookie; every form that changes state carries the session's CSRF
+token. The page never offers an override of a safety refusal: a refusal is shown with its reason."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import bcrypt
+from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from labswitch.config import Config
+from labswitch.errors import LabswitchError
+from labswitch.plan import Intent
+from labswitch.usecases import energy, power
+from labswitch.usecases.service import Service
+from labswitch.usecases.status import status
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+
+def mount(app: FastAPI, config: Config, service: Service) -> None:
+    """The page's routes on the app (the session middleware is the app's)."""
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    ui = APIRouter(include_in_schema=False)
+    password_hash = (config.serve.password_hash or "").encode()
+
+    def logged_in(request: Request) -> bool:
+        return bool(request.session.get("user"))
+
+    def csrf(request: Request) -> str:
+        token = request.session.get("csrf")
+        if not token:
+            token = request.session["csrf"] = secrets.token_urlsafe(32)
+        return str(token)
+
+    def check_csrf(request: Request, token: str) -> None:
+        if not logged_in(request):
+            raise HTTPException(401, "log in first")
+        if not secrets.compare_digest(token.encode(), csrf(request).encode()):
+            raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
+
+    @ui.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        if not logged_in(request):
+            return RedirectResponse("/login", status_code=303)
+        try:
+            view = _view(config, service)
+        except LabswitchError as exc:  # vCenter or a host unreachable: the page says so, with what it still knows
+            view = {"groups": [], "running": None, "runs": [_run_row(r) for r in service.history(8)], "energy": None, "notes": []}
+            view["error"] = str(exc)
+        return templates.TemplateResponse(request, "index.html", {"csrf": csrf(request), **view})
+
+    @ui.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request) -> Response:
+        return templates.TemplateResponse(request, "login.html", {"csrf": csrf(request), "error": None, "enabled": bool(password_hash)})
+
+    @ui.post("/login")
+    def login(request: Request, password: str = Form(...), csrf_token: str = Form(...)) -> Response:
+        if not secrets.compare_digest(csrf_token.encode(), csrf(request).encode()):
+            raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
+        if not password_hash or not bcrypt.checkpw(password.encode(), password_hash):
+            time.sleep(0.5)  # a wrong password costs a little time
+            context = {"csrf": csrf(request), "error": "wrong password", "enabled": bool(password_hash)}
+            return templates.TemplateResponse(request, "login.html", context, status_code=401)
+        request.session["user"] = "admin"
+        request.session["csrf"] = secrets.token_urlsafe(32)  # a fresh token for the session that starts
+        return RedirectResponse("/", status_code=303)
+
+    @ui.post("/logout")
+    def logout(request: Request, csrf_token: str = Form(...)) -> Response:
+        check_csrf(request, csrf_token)
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @ui.get("/ui/plan")
+    def ui_plan(request: Request, intent: str, group: str) -> JSONResponse:
+        """What a button would do, for its confirmation: counts and the refusals."""
+        if not logged_in(request):
+            raise HTTPException(401, "log in first")
+        try:
+            plan = power.make(config, power.Request(Intent(intent), (group,), restore=intent == "up"))
+        except LabswitchError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        vms = sum(1 for s in plan.steps if s.action in ("shutdown-guest", "power-off-vm", "power-on-vm"))
+        return JSONResponse({"servers": len(plan.servers), "vms": vms, "steps": len(plan.steps), "refusals": list(plan.refusals)})
+
+    @ui.post("/ui/runs")
+    def ui_start(request: Request, intent: str = Form(...), group: str = Form(...), csrf_token: str = Form(...)) -> Response:
+        check_csrf(request, csrf_token)
+        try:
+            started = service.start(Intent(intent), [group], restore=intent == "up", reason="page")
+        except LabswitchError as exc:
+            request.session["flash"] = str(exc)
+            return RedirectResponse("/", status_code=303)
+        return RedirectResponse(f"/?run={started.run_id}" if started.run_id else "/", status_code=303)
+
+    @ui.get("/ui/runs/{run_id}/events")
+    async def ui_events(request: Request, run_id: str) -> StreamingResponse:
+        if not logged_in(request):
+            raise HTTPException(401, "log in first")
+
+        async def stream() -> AsyncIterator[str]:
+            sent = 0
+            while True:
+                progress = await asyncio.to_thread(service.progress, run_id)
+                if progress is None:
+                    yield "event: end\ndata: {}\n\n"
+                    return
+                for step in progress.steps[sent:]:
+                    yield f"event: step\ndata: {json.dumps(step)}\n\n"
+                sent = len(progress.steps)
+                if progress.finished:
+                    yield f"event: end\ndata: {json.dumps({'outcome': progress.run.outcome})}\n\n"
+                    return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    app.include_router(ui)
+
+
+def _view(config: Config, service: Service) -> dict[str, Any]:
+    """What the page shows: groups with their servers and state, the run in progress, the last runs, energy."""
+    report = status(config)
+    holder = service.running()
+    by_server = {h.name: h for h in report.hosts}
+    vms_on: dict[str | None, int] = {}
+    for vm in report.vms:
+        if vm.power_state == "poweredOn" and vm.system is None:
+            vms_on[vm.host] = vms_on.get(vm.host, 0) + 1
+    try:
+        watts_report = energy.report(config)
+        watts = {s.server: s.watts for s in watts_report.servers}
+    except LabswitchError:
+        watts_report, watts = None, {}
+    groups = []
+    for name, group in config.groups.items():
+        servers = []
+        for s in (x for x in config.servers if x.group == name):
+            host = by_server.get(s.name)
+            servers.append(
+                {
+                    "name": s.name,
+                    "power": host.bmc_power if host else None,
+                    "connection": host.connection_state if host else None,
+                    "watts": watts.get(s.name),
+                    "vms": vms_on.get(s.name, 0),
+                }
+            )
+        powers = [x["power"] for x in servers]
+        state = "on" if powers and all(p == "On" for p in powers) else "off" if powers and all(p == "Off" for p in powers) else "partly on"
+        if holder is not None and name in holder.groups:
+            state = "going down" if holder.intent == "down" else "coming up"
+        groups.append({"name": name, "always_on": group.always_on, "state": state, "servers": servers})
+    return {
+        "groups": groups,
+        "running": {"run_id": holder.run_id, "what": holder.describe()} if holder else None,
+        "runs": [_run_row(r) for r in service.history(8)],
+        "energy": _energy(watts_report),
+        "notes": list(report.notes),
+    }
+
+
+def _run_row(r: Any) -> dict[str, str]:
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+    return {
+        "id": r.id,
+        "intent": r.intent,
+        "groups": ", ".join(r.groups),
+        "outcome": r.outcome,
+        "reason": r.reason or "",
+        "started": started,
+    }
+
+
+def _energy(report: energy.EnergyReport | None) -> dict[str, Any] | None:
+    """The panel: watts now, the month's saving, and a bar per day (kWh) as an SVG's heights."""
+    if report is None:
+        return None
+    days: dict[str, float] = {}
+    for server in report.servers:
+        for day, kwh in server.kwh_by_day.items():
+            days[day] = days.get(day, 0.0) + kwh
+    ordered = sorted(days.items())[-14:]
+    top = max((v for _, v in ordered), default=0.0) or 1.0
+    bars = [{"day": d[5:], "kwh": round(v, 2), "height": round(80 * v / top, 1), "x": 10 + i * 22} for i, (d, v) in enumerate(ordered)]
+    return {
+        "watts": round(report.total_watts),
+        "saving": f"{report.saving:.2f} {report.currency}",
+        "always_on": f"{report.monthly_cost_always_on:.2f} {report.currency}",
+        "actual": f"{report.monthly_cost_actual:.2f} {report.currency}",
+        "bars": bars,
+        "width": 20 + 22 * len(bars),
+    }

@@ -1,0 +1,53 @@
+// labswitch's page: confirm a run with its plan's summary, then follow its steps as they happen.
+"use strict";
+
+document.querySelectorAll("form.run-form").forEach((form) => {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const { intent, group } = form.dataset;
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const answer = await fetch(`/ui/plan?intent=${encodeURIComponent(intent)}&group=${encodeURIComponent(group)}`);
+      const plan = await answer.json();
+      if (plan.error) { alert(plan.error); return; }
+      if (plan.refusals.length) { alert(`${intent} of ${group} is refused:\n\n${plan.refusals.join("\n")}`); return; }
+      const what = intent === "down" ? `stop ${plan.vms} VMs and switch off ${plan.servers} servers` : `switch on ${plan.servers} servers and start ${plan.vms} VMs`;
+      if (plan.steps === 0) { alert(`${group} is already ${intent}: nothing to do`); return; }
+      if (confirm(`${intent === "down" ? "Down" : "Up"} of ${group}: ${what} (${plan.steps} steps). Go?`)) { form.submit(); }
+    } finally {
+      button.disabled = false;
+    }
+  });
+});
+
+const run = document.getElementById("run");
+if (run && run.dataset.run) {
+  run.classList.remove("hidden");
+  const steps = document.getElementById("run-steps");
+  const state = document.getElementById("run-state");
+  const clock = document.getElementById("run-clock");
+  const started = Date.now();
+  const tick = setInterval(() => {
+    const s = Math.floor((Date.now() - started) / 1000);
+    clock.textContent = `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  }, 1000);
+  const source = new EventSource(`/ui/runs/${encodeURIComponent(run.dataset.run)}/events`);
+  source.addEventListener("step", (event) => {
+    const step = JSON.parse(event.data);
+    const item = document.createElement("li");
+    item.textContent = `${step.action} ${step.target}: ${step.detail}`;
+    if (step.status !== "ok") item.className = "failed";
+    steps.appendChild(item);
+    steps.scrollTop = steps.scrollHeight;
+    state.textContent = `${step.phase}…`;
+  });
+  source.addEventListener("end", (event) => {
+    source.close();
+    clearInterval(tick);
+    const outcome = JSON.parse(event.data).outcome || "finished";
+    state.textContent = outcome === "ok" ? "done" : outcome;
+    state.className = `outcome-${outcome}`;
+    setTimeout(() => { window.location.replace("/"); }, 1500);  // the groups' states, read again
+  });
+}

@@ -1,0 +1,102 @@
+"""The web page in a real browser (Debian's chromium, driven headless by Playwright): log in, press Down on a
+labsim lab, watch the progress reach done, see the group off — and read it back through Redfish and pyVmomi.
+The screenshots land in the test's directory (phone and desktop) to be looked at."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, sync_playwright
+
+from tests import peers
+from tests.conftest import wait_until
+from tests.integration.test_down_up import FAST, configure, payload
+from tests.integration.test_serve import _up
+from tests.labsim import Lab, bmc_power, vm_power
+
+PASSWORD = "page-pass-w0rd"
+PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def page_url(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[tuple[str, Lab]]:
+    lab = lab_factory(*FAST)
+    port = peers.free_port()
+    config = configure(lab)
+    config.write_text(config.read_text() + f'\n[serve]\ntoken = "api-t0ken"\nlisten = "127.0.0.1:{port}"\n')
+    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config)]
+    subprocess.run([*argv, "serve", "passwd"], input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True)
+    assert 'password_hash = "$2b$' in config.read_text() and PASSWORD not in config.read_text()
+    proc = subprocess.Popen([*argv, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _up(url), 30, "serve answering")
+    yield url, lab
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def log_in(page: Page, url: str, password: str = PASSWORD) -> None:
+    page.goto(url + "/")
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+
+
+def test_log_in_press_down_and_watch_the_group_go_off(page_url: tuple[str, Lab], tmp_path: Path) -> None:
+    url, lab = page_url
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            phone = browser.new_page(viewport={"width": 390, "height": 844})
+            log_in(phone, url, "not-the-password")
+            assert phone.locator("[role=alert]").inner_text() == "wrong password"
+            log_in(phone, url)
+            group = phone.locator("section.group[data-group=payload]")
+            assert group.locator(".state").inner_text() == "on"
+            phone.screenshot(path=str(tmp_path / "page-phone.png"), full_page=True)
+            questions: list[str] = []
+            phone.on("dialog", lambda d: (questions.append(d.message), d.accept()))
+            group.locator("form[data-intent=down] button").click()
+            phone.wait_for_url(re.compile(r"/\?run="), timeout=60_000)
+            assert questions and questions[0].startswith("Down of payload: stop") and "switch off 4 servers" in questions[0]
+            phone.wait_for_selector("#run-state.outcome-ok", timeout=90_000)
+            assert phone.locator("#run-steps li").count() > 0 and phone.locator("#run-clock").inner_text() != "00:00"
+            phone.wait_for_url(url + "/", timeout=30_000)  # the page reads the groups again once the run is done
+            assert phone.locator("section.group[data-group=payload] .state").inner_text() == "off"
+            desktop = browser.new_page(viewport={"width": 1100, "height": 900})
+            log_in(desktop, url)
+            desktop.screenshot(path=str(tmp_path / "page-desktop.png"), full_page=True)
+        finally:
+            browser.close()
+    assert all(bmc_power(lab, s) == "Off" for s in PAYLOAD) and bmc_power(lab, "mgmt01") == "On"
+    assert set(payload(vm_power(lab)).values()) == {"poweredOff"}
+    assert (tmp_path / "page-phone.png").stat().st_size > 10_000 and (tmp_path / "page-desktop.png").stat().st_size > 10_000
+
+
+def test_state_changes_need_a_session_and_its_csrf_token(page_url: tuple[str, Lab]) -> None:
+    url, lab = page_url
+    anonymous = requests.post(url + "/ui/runs", data={"intent": "down", "group": "payload", "csrf_token": "x"}, timeout=30)
+    assert anonymous.status_code == 401
+    session = requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', session.get(url + "/login", timeout=30).text)
+    assert token is not None
+    logged_in = session.post(url + "/login", data={"password": PASSWORD, "csrf_token": token.group(1)}, timeout=30, allow_redirects=False)
+    assert logged_in.status_code == 303
+    set_cookie = logged_in.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=strict" in set_cookie
+    cookie = next(c for c in session.cookies if c.name == "labswitch_session")
+    assert cookie.has_nonstandard_attr("HttpOnly") or "httponly" in str(cookie._rest).lower()
+    cross_site = session.post(url + "/ui/runs", data={"intent": "down", "group": "payload", "csrf_token": "forged"}, timeout=30)
+    assert cross_site.status_code == 403, "a form posted from elsewhere has no CSRF token of this session"
+    page = session.get(url + "/", timeout=30).text
+    assert PASSWORD not in page and lab.env["LABSIM_BMC_PASSWORD"] not in page and "api-t0ken" not in page
+    assert all(bmc_power(lab, s) == "On" for s in PAYLOAD), "nothing ran"
