@@ -1,7 +1,8 @@
 # Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
 # They install what they need: Debian's Go and govmomi source (for labsim), ipmitool (the
 # IPMI cross-check), shellcheck and systemd-analyze (the deploy script and schedule units), NUT's
-# upsd, dummy-ups and upsc (the UPS peer), mosquitto and its clients (the MQTT peer), and the
+# upsd, dummy-ups and upsc (the UPS peer), mosquitto and its clients (the MQTT peer), chromium (the
+# page's browser tests, driven by Playwright without its own browser download), and the
 # Python package with its dev tools in a venv (.venv).
 
 SHELL := /bin/bash
@@ -28,6 +29,7 @@ deps:
 	command -v upsc >/dev/null || missing="$$missing nut-client"; \
 	command -v mosquitto >/dev/null || missing="$$missing mosquitto"; \
 	command -v mosquitto_sub >/dev/null || missing="$$missing mosquitto-clients"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

@@ -88,3 +88,27 @@ run status          # vCenter is off: the BMCs and the journal say where everyth
 run plan up
 run up --yes
 run status
+
+# labswitch serve on the same lab: the page, the API, the metrics; a one-time password for the page.
+port=18330
+login=$(python3 -c 'import secrets; print(secrets.token_urlsafe(9))')
+export LABSWITCH_TOKEN
+LABSWITCH_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+printf '\n[serve]\ntoken = { env = "LABSWITCH_TOKEN" }\nlisten = "127.0.0.1:%s"\n' "$port" >>"$config"
+echo "$login" | labswitch --config "$config" serve passwd >/dev/null
+labswitch --config "$config" serve 2>"$whole/serve.log" &
+serve=$!
+trap 'kill "$serve" 2>/dev/null || true; stop_lab' EXIT
+get() {  # GET a URL of the service (python3: the venv's, which has requests); $2: the bearer token
+  python3 -c 'import sys, requests; r = requests.get(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]} if sys.argv[2] else {}, timeout=60); r.raise_for_status(); print(r.text)' "$1" "${2:-}"
+}
+for _ in $(seq 1 100); do get "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+echo
+echo "labswitch serve: http://127.0.0.1:$port  (page login: $login; API: Authorization: Bearer $LABSWITCH_TOKEN)"
+echo "GET /api/lock:"
+get "http://127.0.0.1:$port/api/lock" "$LABSWITCH_TOKEN"
+echo "GET /metrics (watts):"
+get "http://127.0.0.1:$port/metrics" | grep '^labswitch_server_power_watts'
+if [ -t 0 ]; then
+  read -r -p "open the page, then press Enter to stop the demo " _
+fi
