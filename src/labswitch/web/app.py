@@ -25,8 +25,9 @@ from pydantic import BaseModel, SecretStr
 from starlette.middleware.sessions import SessionMiddleware
 
 from labswitch import lock
+from labswitch.cancel import Cancel
 from labswitch.config import Config
-from labswitch.errors import ConfigError, EndpointError, RunInProgress, SafetyRefusal
+from labswitch.errors import ConfigError, EndpointError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
 from labswitch.plan import Intent
 from labswitch.usecases import power
 from labswitch.usecases.service import Service
@@ -50,7 +51,10 @@ def create_app(config: Config, service: Service) -> FastAPI:
 
             bridge = Bridge(config, service)
             bridge.start()
+        watch = _ups_watch(config) if config.ups is not None else None  # the UPS watched inside the service too
         yield
+        if watch is not None:
+            watch.set("the service stopped")
         if bridge is not None:
             await asyncio.to_thread(bridge.stop)
         # SIGTERM: uvicorn stops serving, then this: a run in progress stops at its next wait, journaled
@@ -168,6 +172,31 @@ def create_app(config: Config, service: Service) -> FastAPI:
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _ups_watch(config: Config) -> Cancel:
+    """`ups watch` in a thread of the service: its notes to the log, its runs under the same run lock."""
+    import logging
+    import threading
+
+    from labswitch.usecases import ups
+
+    log = logging.getLogger("labswitch.ups")
+    cancel = Cancel()
+
+    def quiet() -> tuple[Any, Any]:
+        return (lambda kind, data: None), (lambda: None)
+
+    def run() -> None:
+        try:
+            ups.watch(config, quiet, log.warning, cancel)
+        except Interrupted:
+            pass
+        except LabswitchError as exc:
+            log.error("ups watch stopped: %s", exc)
+
+    threading.Thread(target=run, name="ups-watch", daemon=True).start()
+    return cancel
 
 
 def session_key(config: Config) -> str:
