@@ -46,7 +46,7 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented config from a live vCenter (a group per cluster, standalone hosts always on),
-    or, with --esxi, from standalone ESXi hosts (a lab without vCenter: [esxi], one group).
+    or, with --esxi, from standalone ESXi hosts (a lab without vCenter: \\[esxi], one group).
 
     BMC addresses follow --bmc-pattern (a common convention: esx21-oob for host esx21);
     secrets are written as environment references, never as values. Never overwrites

@@ -37,7 +37,7 @@ WholeLab = Annotated[
     bool,
     typer.Option(
         "--whole-lab",
-        help="vCenter runs on a target host: take it down too, last, through that host's own API ([esxi] login); "
+        help="vCenter runs on a target host: take it down too, last, through that host's own API (\\[esxi] login); "
         "`up` then starts it there first.",
     ),
 ]

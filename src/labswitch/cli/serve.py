@@ -34,7 +34,7 @@ app.add_typer(serve_app, name="serve")
 
 @serve_app.command("passwd")
 def passwd_command(ctx: typer.Context) -> None:
-    """Set the web page's login password: its bcrypt hash is written to [serve] password_hash in the config.
+    """Set the web page's login password: its bcrypt hash is written to \\[serve] password_hash in the config.
 
     Asked twice at a terminal (not echoed); otherwise read from the first line of stdin.
 
@@ -79,16 +79,16 @@ def serve_command(
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Serve the lab's switch: a web page, a REST API (OpenAPI page at /docs), Prometheus /metrics and, with
-    [mqtt], Home Assistant over MQTT. `labswitch serve passwd` sets the page's password.
+    \\[mqtt], Home Assistant over MQTT. `labswitch serve passwd` sets the page's password.
 
-    Every /api request carries [serve] token as a bearer token; runs started here take the same run
+    Every /api request carries \\[serve] token as a bearer token; runs started here take the same run
     lock as the CLI (a second run: 409 with the run id in progress). Listens on loopback unless told
     otherwise; a non-loopback address without TLS is warned about (a reverse proxy with TLS is the
     usual way out). SIGTERM stops it: a run in progress is journaled as interrupted and resumable.
 
     Example:
 
-      export LABSWITCH_TOKEN=$(openssl rand -hex 24)   # [serve] token = { env = "LABSWITCH_TOKEN" }
+      export LABSWITCH_TOKEN=$(openssl rand -hex 24)   # \\[serve] token = { env = "LABSWITCH_TOKEN" }
 
       labswitch serve --listen 127.0.0.1:8330
 

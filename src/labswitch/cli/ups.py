@@ -26,7 +26,7 @@ app.add_typer(ups_app, name="ups")
 def status_command(ctx: typer.Context, json_out: Json = False) -> None:
     """Show the UPS: status (OL on line, OB on battery, LB low battery), charge, runtime left.
 
-    Read through NUT's network protocol from [ups] url; changes nothing.
+    Read through NUT's network protocol from \\[ups] url; changes nothing.
 
     Example:
 
