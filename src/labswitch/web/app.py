@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -33,6 +32,7 @@ from labswitch.usecases import power
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import as_json, status
 from labswitch.web import page
+from labswitch.web.events import run_events
 from labswitch.web.metrics import LabCollector
 
 
@@ -144,20 +144,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
         if service.progress(run_id) is None:
             raise HTTPException(404, f"no run {run_id} in the journal")
 
-        async def stream() -> AsyncIterator[str]:
-            sent = 0
-            while True:
-                progress = await asyncio.to_thread(service.progress, run_id)
-                assert progress is not None
-                for step in progress.steps[sent:]:
-                    yield f"event: step\ndata: {json.dumps(step)}\n\n"
-                sent = len(progress.steps)
-                if progress.finished:
-                    yield f"event: end\ndata: {json.dumps({'outcome': progress.run.outcome})}\n\n"
-                    return
-                await asyncio.sleep(0.5)  # the journal is the run's record; a new step shows within half a second
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return run_events(service, run_id)
 
     @api.get("/lock")
     def api_lock() -> dict[str, Any]:

@@ -6,11 +6,8 @@ token. The page never offers an override of a safety refusal: a refusal is shown
 
 from __future__ import annotations
 
-import asyncio
-import json
 import secrets
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,7 @@ from labswitch.plan import Intent
 from labswitch.usecases import energy, power
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import status
+from labswitch.web.events import run_events
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -112,22 +110,7 @@ def mount(app: FastAPI, config: Config, service: Service) -> None:
         if not logged_in(request):
             raise HTTPException(401, "log in first")
 
-        async def stream() -> AsyncIterator[str]:
-            sent = 0
-            while True:
-                progress = await asyncio.to_thread(service.progress, run_id)
-                if progress is None:
-                    yield "event: end\ndata: {}\n\n"
-                    return
-                for step in progress.steps[sent:]:
-                    yield f"event: step\ndata: {json.dumps(step)}\n\n"
-                sent = len(progress.steps)
-                if progress.finished:
-                    yield f"event: end\ndata: {json.dumps({'outcome': progress.run.outcome})}\n\n"
-                    return
-                await asyncio.sleep(0.5)
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return run_events(service, run_id)
 
     app.include_router(ui)
 
