@@ -64,3 +64,20 @@ def on_drivers(drivers: Mapping[str, Driver], operation: Callable[[Driver], Any]
 def power_states(outcomes: Sequence[Outcome]) -> dict[str, tuple[Power, str | None]]:
     """Server -> (power, why it is Unknown) from power_state() outcomes."""
     return {o.server: (o.value, None) if o.error is None else (Power.UNKNOWN, o.error) for o in outcomes}
+
+
+def readings(config: Config) -> dict[str, tuple[Power, float | None]]:
+    """Every server's power and draw now, read in parallel: server -> (power, watts or None where its driver
+    reports none, or the reading failed); a server whose power cannot be read is left out."""
+    out = {}
+    for o in each(config, config.servers, lambda d: (d.power_state(), watts_or_none(d))):
+        if o.value is not None:
+            out[o.server] = o.value
+    return out
+
+
+def watts_or_none(driver: Driver) -> float | None:
+    try:
+        return float(driver.watts())
+    except EndpointError:  # NotSupported, or the reading failed: no sample, not an error
+        return None

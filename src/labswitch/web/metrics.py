@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from labswitch.bmc import Driver
+from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.usecases import bmc
 from labswitch.usecases.service import Service
@@ -25,14 +25,11 @@ class LabCollector(Collector):
             "labswitch_server_power_on", "1 when the server is on (its BMC or power driver says), 0 off", labels=["server"]
         )
         watts = GaugeMetricFamily("labswitch_server_power_watts", "The server's power draw now, in watts", labels=["server"])
-        for outcome in bmc.each(self.config, self.config.servers, lambda d: (str(d.power_state()), _watts(d))):
-            if outcome.value is None:
-                continue
-            state, draw = outcome.value
-            if state in ("On", "Off"):
-                power.add_metric([outcome.server], 1.0 if state == "On" else 0.0)
+        for server, (state, draw) in bmc.readings(self.config).items():
+            if state in (Power.ON, Power.OFF):
+                power.add_metric([server], 1.0 if state is Power.ON else 0.0)
             if draw is not None:
-                watts.add_metric([outcome.server], draw)
+                watts.add_metric([server], draw)
         yield power
         yield watts
         connected = GaugeMetricFamily(
@@ -74,10 +71,3 @@ class LabCollector(Collector):
             last_seconds.add_metric([run.intent], run.finished - run.started)
         yield last_ok
         yield last_seconds
-
-
-def _watts(driver: Driver) -> float | None:
-    try:
-        return float(driver.watts())
-    except Exception:  # noqa: BLE001 - no reading (NotSupported, or off): no sample, not an error
-        return None

@@ -166,17 +166,13 @@ class Bridge:
             self._kick.clear()
 
     def _publish_once(self) -> None:
-        outcomes = bmc.each(self.config, self.config.servers, lambda d: (str(d.power_state()), _watts(d)))
         power: dict[str, str] = {}
-        for o in outcomes:
-            if o.value is None:
-                continue
-            state, watts = o.value
-            power[o.server] = state
+        for server, (state, watts) in bmc.readings(self.config).items():
+            power[server] = str(state)
             if watts is not None:
-                self.client.publish(self.t.watts(o.server), f"{watts:g}", qos=0, retain=True)
-        for group, state in group_states(self.config, power).items():
-            self.client.publish(self.t.group_state(group), state, qos=1, retain=True)
+                self.client.publish(self.t.watts(server), f"{watts:g}", qos=0, retain=True)
+        for group, switch in group_states(self.config, power).items():
+            self.client.publish(self.t.group_state(group), switch, qos=1, retain=True)
         self.client.publish(self.t.run, "ON" if self.service.running() is not None else "OFF", qos=1, retain=True)
 
 
@@ -190,10 +186,3 @@ def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:
         if states and all(s is not None for s in states):
             out[group] = "ON" if any(s == "On" for s in states) else "OFF"
     return out
-
-
-def _watts(driver: Any) -> float | None:
-    try:
-        return float(driver.watts())
-    except Exception:  # noqa: BLE001 - no reading (NotSupported, or off): no sample
-        return None
