@@ -13,7 +13,6 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -23,10 +22,10 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, SecretStr
 from starlette.middleware.sessions import SessionMiddleware
 
-from labswitch import lock
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import ConfigError, EndpointError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
+from labswitch.journal import state_base
 from labswitch.plan import Intent
 from labswitch.usecases import power
 from labswitch.usecases.service import Service
@@ -148,7 +147,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
 
     @api.get("/lock")
     def api_lock() -> dict[str, Any]:
-        holder = lock.holder(lock.lock_path(_state(config)))
+        holder = service.running()
         return {"running": holder is not None, "run_id": holder.run_id if holder else None, "what": holder.describe() if holder else None}
 
     app.include_router(api)
@@ -188,7 +187,7 @@ def _ups_watch(config: Config) -> Cancel:
 
 def session_key(config: Config) -> str:
     """The key that signs the page's session cookies: made once, kept (0600) in the state directory."""
-    path = _state(config) / "serve-session.key"
+    path = state_base(config.state_dir) / "serve-session.key"
     try:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,9 +196,3 @@ def session_key(config: Config) -> str:
         return path.read_text().strip()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot keep the session key ({exc.strerror}); check state_dir") from None
-
-
-def _state(config: Config) -> Path:
-    from labswitch.journal import state_base
-
-    return state_base(config.state_dir)
