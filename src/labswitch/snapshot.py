@@ -145,9 +145,15 @@ def has_vsan_power_action(api_version: str) -> bool:
 
 
 UUID = "uuid:"
+HOST = "host:"
 
 
 def vm_key(uuid: str) -> str:
     """How a step names a VM it reaches through an ESXi host directly: by instance UUID, the same through
     vCenter and the host (their moids differ); vsphere.esxi translates."""
     return f"{UUID}{uuid}"
+
+
+def host_key(server: str) -> str:
+    """How a lab without vCenter names a server's host: by the server (each host calls itself ha-host)."""
+    return f"{HOST}{server}"

@@ -26,7 +26,8 @@ from labswitch.config import Config, Server, Wave
 from labswitch.errors import ConfigError
 from labswitch.hostnet import is_ip
 from labswitch.plan import clusters
-from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, esxi
+from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, direct, esxi
+from labswitch.plan.off import confirm_off, off_fallbacks
 from labswitch.plan.whole_lab import Holder, down_tail, find_holder
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
 
@@ -41,6 +42,7 @@ __all__ = [
     "Step",
     "VCenterHost",
     "bmc",
+    "direct",
     "esxi",
     "make_plan",
     "target_groups",
@@ -284,7 +286,7 @@ def _down(
         if host is None or host.connection_state != "connected":
             moid = host.moid if host else None
             by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server.name, moid, server.name, endpoint=bmc(server.name))
-            shutdown += [by_bmc, *_confirm_off(config, by_bmc)]
+            shutdown += [by_bmc, *confirm_off(config, by_bmc)]
             continue
         first = len(guest), len(hard)
         blocked = _stop_vms(snap, config, host, server.name, guest, hard, exclude=last)
@@ -316,32 +318,11 @@ def _down(
     maintenance = [s for s in maintenance if s.server not in last_hosts]
     for name, (after, settled, host) in waits.items():
         off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, settled=settled)
-        shutdown += [off, *_host_off_fallbacks(config, off)]
+        shutdown += [off, *off_fallbacks(config, off)]
     steps = _guest_steps(guest, waves, config) + hard + cluster_steps + maintenance + shutdown
     if holder is None:
         return steps
     return steps + down_tail(config, holder, steps, tail_after)
-
-
-def _host_off_fallbacks(config: Config, off: Step) -> list[Step]:
-    """vSphere's shutdown of ``off``'s host: the BMC's GracefulShutdown if it fails, then confirmed off."""
-    server = off.server or off.target
-    graceful = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server, off.moid, server, endpoint=bmc(server), fallback_of=off.id)
-    return [graceful, *_confirm_off(config, off)]
-
-
-def _confirm_off(config: Config, after: Step) -> list[Step]:
-    """The BMC confirms the server off (a GracefulShutdown of its own if it stays on); ForceOff only by policy;
-    a smart plug's relay cut then where the server's bmc says cut_after_shutdown (its standby draw saved)."""
-    server = after.server or after.target
-    confirm = Step("host-shutdown", Action.CONFIRM_OFF, server, after.moid, server, after=(after.id,), endpoint=bmc(server))
-    steps = [confirm]
-    if config.policy.bmc_force_off:
-        steps.append(Step("host-shutdown", Action.BMC_FORCE_OFF, server, after.moid, server, endpoint=bmc(server), fallback_of=confirm.id))
-    entry = config.server(server)
-    if entry is not None and getattr(entry.bmc, "cut_after_shutdown", False):
-        steps.append(Step("host-shutdown", Action.CUT_POWER, server, None, server, after=(confirm.id,), endpoint=bmc(server)))
-    return steps
 
 
 def _stop_vms(

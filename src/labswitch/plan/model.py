@@ -133,6 +133,14 @@ def bmc(server: str) -> str:
     return f"bmc:{server}"
 
 
+ESXI = "esxi:"
+
+
 def esxi(server: str) -> str:
     """The endpoint of a server's ESXi host, talked to directly."""
-    return f"esxi:{server}"
+    return f"{ESXI}{server}"
+
+
+def direct(endpoint: str) -> str | None:
+    """The server whose host an endpoint talks to directly; None for vCenter or a BMC."""
+    return endpoint.removeprefix(ESXI) if endpoint.startswith(ESXI) else None

@@ -22,7 +22,8 @@ from fnmatch import fnmatchcase
 from labswitch.bmc import Power
 from labswitch.config import Config, Server
 from labswitch.plan.model import Action, Step, bmc, esxi
-from labswitch.snapshot import HostInfo, Snapshot, VMInfo, vm_key
+from labswitch.plan.off import confirm_off, off_fallbacks
+from labswitch.snapshot import HostInfo, Snapshot, VMInfo, host_key, vm_key
 
 PHASE = "vcenter-host"
 
@@ -131,13 +132,7 @@ def _host_last(
     else:
         steps = []
     off = Step("host-shutdown", Action.SHUTDOWN_HOST, server, host.moid, server, after=after, endpoint=endpoint, settled=settled)
-    return [
-        *steps,
-        off,
-        Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server, None, server, endpoint=bmc(server), fallback_of=off.id),
-        # No moid: vCenter is off by then; the BMC alone says when the server is off.
-        Step("host-shutdown", Action.CONFIRM_OFF, server, None, server, after=(off.id,), endpoint=bmc(server)),
-    ]
+    return [*steps, off, *off_fallbacks(config, off, feed=False)]  # vCenter is off by then: the BMC alone says when
 
 
 def resume_down(
@@ -157,14 +152,14 @@ def resume_down(
             continue
         if s.name != server and s.name not in peers:
             by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, s.name, None, s.name, endpoint=bmc(s.name))
-            steps += [by_bmc, Step("host-shutdown", Action.CONFIRM_OFF, s.name, None, s.name, after=(by_bmc.id,), endpoint=bmc(s.name))]
+            steps += [by_bmc, *confirm_off(config, by_bmc)]
             continue
         after: tuple[str, ...] = ()
         for name, uuid in vms if s.name == server else ():
             stop = Step(PHASE, Action.SHUTDOWN_GUEST, name, vm_key(uuid), server, after=after, endpoint=esxi(server))
             steps.append(stop)
             after = (stop.id,)
-        unknown = HostInfo(f"host:{s.name}", s.esxi, None, "connected", False, "poweredOn")  # its own port finds it
+        unknown = HostInfo(host_key(s.name), s.esxi, None, "connected", False, "poweredOn")  # its own port finds it
         steps += _host_last(config, s.name, unknown, after, (), no_action=bool(peers))
     return steps
 

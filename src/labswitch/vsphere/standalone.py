@@ -13,15 +13,9 @@ from pyVmomi import vim, vmodl
 
 from labswitch.config import Config, ESXi, Server
 from labswitch.errors import ConnectionFailed, VSphereError
-from labswitch.snapshot import AutoStart, HostInfo, Snapshot, VMInfo, vm_key
+from labswitch.snapshot import AutoStart, HostInfo, Snapshot, VMInfo, host_key, vm_key
 from labswitch.vsphere import inventory
 from labswitch.vsphere.session import close_session, login_for_host, open_session
-
-HOST = "host:"
-
-
-def host_key(server: str) -> str:
-    return f"{HOST}{server}"
 
 
 class Standalone:
