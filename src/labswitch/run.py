@@ -26,7 +26,7 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted
 from labswitch.journal import Journal
-from labswitch.plan import VCENTER, Action, Plan, Status, Step
+from labswitch.plan import VCENTER, Action, Plan, Status, Step, direct
 from labswitch.steps import Context, Handler, handlers
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.esxi import HostPort, Unreachable
@@ -243,7 +243,7 @@ def waited_on(plan: Plan, endpoint: str = VCENTER) -> tuple[dict[str, set[str]],
 
 def waited_on_hosts(plan: Plan) -> dict[str, dict[str, set[str]]]:
     """Through each host talked to directly ("esxi:<server>"): the VMs (by key) the run waits on, with conditions."""
-    endpoints = dict.fromkeys(s.endpoint for s in plan.steps if s.endpoint.startswith("esxi:"))
+    endpoints = dict.fromkeys(s.endpoint for s in plan.steps if direct(s.endpoint))
     return {endpoint: waited_on(plan, endpoint)[0] for endpoint in endpoints}
 
 
@@ -311,7 +311,7 @@ class Runner:
         """A port per host the plan talks to directly; each connects on first use."""
         ports: dict[str, LabPort] = {}
         for endpoint, vms in waited_on_hosts(plan).items():
-            server = self.config.server(endpoint.removeprefix("esxi:"))
+            server = self.config.server(direct(endpoint) or "")
             if server is None or self.config.esxi is None:
                 continue  # the planner refuses such a plan; its steps would fail on vCenter's port
             login = login_for_host(self.config.esxi, server)

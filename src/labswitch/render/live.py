@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import VM_ACTIONS, Action, Plan, Step
+from labswitch.plan import VM_ACTIONS, Action, Plan, Step, direct
 from labswitch.run import StepResult
 
 DOING: dict[str, str] = {  # what a host is doing while its first unfinished step runs
@@ -200,8 +200,8 @@ class RunView:
         elif pending is None:  # every planned step done; the BMC is still to confirm it off
             row.state = "waiting for off (BMC)"
         elif (pending.action, pending.target) in self.step_started:
-            row.state = DOING.get(pending.action, pending.action) + (" (host directly)" if pending.endpoint.startswith("esxi:") else "")
-        elif pending.endpoint.startswith("esxi:") and pending.settled:
+            row.state = DOING.get(pending.action, pending.action) + (" (host directly)" if direct(pending.endpoint) else "")
+        elif direct(pending.endpoint) and pending.settled:
             row.state = "waiting: vCenter's host goes last"
         elif blocking := self._shared_under_way(pending):
             row.state = f"{DOING.get(blocking.action, blocking.action)} ({blocking.target})"

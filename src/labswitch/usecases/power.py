@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from labswitch import lock, vsphere
 from labswitch.bmc import Driver, driver_for
 from labswitch.cancel import Cancel
-from labswitch.config import Config
+from labswitch.config import Config, VCenter
 from labswitch.errors import ConfigError, ConnectionFailed, Interrupted, SafetyRefusal, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, default_path, state_base
 from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, target_groups, through_hosts, whole_lab
@@ -82,16 +82,14 @@ def _whole_lab_side(config: Config, request: Request) -> WholeLab | None:
         return None
     if request.intent is Intent.UP:
         return pending
-    if request.intent is Intent.DOWN and not _answers(config):
+    if request.intent is Intent.DOWN and not _answers(config.vcenter):
         return pending
     return None
 
 
-def _answers(config: Config) -> bool:
-    if config.vcenter is None:
-        return False
+def _answers(vcenter: VCenter) -> bool:
     try:
-        with vsphere.connect(config.vcenter):
+        with vsphere.connect(vcenter):
             return True
     except (ConnectionFailed, VSphereError):
         return False

@@ -197,7 +197,7 @@ class HostPort:
                 close_session(self._si, self.where)
 
 
-def wait_for_vcenter(config: VCenter, timeout: float, cancel: Cancel, on_wait: Callable[[str], None] | None = None) -> str | None:
+def wait_for_vcenter(config: VCenter, timeout: float, cancel: Cancel) -> str | None:
     """Until vCenter's SOAP login and its REST API (tagging) both answer, within ``timeout``: None, or why
     not. A refused login or an untrusted certificate ends the wait at once."""
     deadline = time.monotonic() + timeout
@@ -211,8 +211,6 @@ def wait_for_vcenter(config: VCenter, timeout: float, cancel: Cancel, on_wait: C
             return str(exc)
         except EndpointError as exc:
             last = str(exc)
-            if on_wait is not None:
-                on_wait(last)
         if time.monotonic() + RETRY > deadline:
             return f"vCenter did not answer within {timeout:.0f}s ({last})"
         cancel.sleep(RETRY)
