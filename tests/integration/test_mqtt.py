@@ -4,17 +4,13 @@ Home Assistant reads, and a switch's OFF takes its group down — read back with
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from tests import peers
 from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure, payload
-from tests.integration.test_serve import _up
+from tests.integration.test_serve import add_serve, serving
 from tests.labsim import Lab, bmc_power, vm_power
 
 PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
@@ -25,23 +21,10 @@ def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
 ) -> None:
     lab = lab_factory(*FAST)
     with peers.mosquitto(tmp_path / "mqtt") as broker:
-        port = peers.free_port()
         config = configure(lab)
-        config.write_text(
-            config.read_text()
-            + f'\n[serve]\ntoken = "t0ken"\nlisten = "127.0.0.1:{port}"\n'
-            + f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 2\n'
-        )
-        env = {**os.environ, **lab.env, "MQTT_PASSWORD": broker.password, "XDG_STATE_HOME": str(state_dir)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "labswitch", "--config", str(config), "serve"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            wait_until(lambda: _up(f"http://127.0.0.1:{port}"), 30, "serve answering")
+        mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 2\n'
+        url = add_serve(lab, config, mqtt)
+        with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}):
             configs = dict(broker.sub("homeassistant/+/labswitch_lab/+/config", count=1 + 5 + 1))  # 1 switch, 5 sensors, 1 binary sensor
             switch = json.loads(configs["homeassistant/switch/labswitch_lab/payload/config"])
             assert switch["command_topic"] == "labswitch/lab/group/payload/set" and switch["payload_off"] == "OFF"
@@ -67,7 +50,4 @@ def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
                 "the state following",
             )
             assert bmc_power(lab, "mgmt01") == "On"
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
         assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "offline")], "offline once stopped"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,10 +15,8 @@ import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 
-from tests import peers
-from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure, payload
-from tests.integration.test_serve import _up
+from tests.integration.test_serve import TOKEN, add_serve, serving
 from tests.labsim import Lab, bmc_power, vm_power
 
 PASSWORD = "page-pass-w0rd"
@@ -30,19 +27,13 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture
 def page_url(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[tuple[str, Lab]]:
     lab = lab_factory(*FAST)
-    port = peers.free_port()
     config = configure(lab)
-    config.write_text(config.read_text() + f'\n[serve]\ntoken = "api-t0ken"\nlisten = "127.0.0.1:{port}"\n')
-    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
-    argv = [sys.executable, "-m", "labswitch", "--config", str(config)]
-    subprocess.run([*argv, "serve", "passwd"], input=PASSWORD + "\n", text=True, env=env, check=True, capture_output=True)
+    url = add_serve(lab, config)
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]
+    subprocess.run(argv, input=PASSWORD + "\n", text=True, env={**os.environ, **lab.env}, check=True, capture_output=True)
     assert 'password_hash = "$2b$' in config.read_text() and PASSWORD not in config.read_text()
-    proc = subprocess.Popen([*argv, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(url), 30, "serve answering")
-    yield url, lab
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
+    with serving(lab, config, url, state_dir):
+        yield url, lab
 
 
 def log_in(page: Page, url: str, password: str = PASSWORD) -> None:
@@ -98,5 +89,5 @@ def test_state_changes_need_a_session_and_its_csrf_token(page_url: tuple[str, La
     cross_site = session.post(url + "/ui/runs", data={"intent": "down", "group": "payload", "csrf_token": "forged"}, timeout=30)
     assert cross_site.status_code == 403, "a form posted from elsewhere has no CSRF token of this session"
     page = session.get(url + "/", timeout=30).text
-    assert PASSWORD not in page and lab.env["LABSIM_BMC_PASSWORD"] not in page and "api-t0ken" not in page
+    assert PASSWORD not in page and lab.env["LABSIM_BMC_PASSWORD"] not in page and TOKEN not in page
     assert all(bmc_power(lab, s) == "On" for s in PAYLOAD), "nothing ran"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,27 +39,36 @@ class Served:
         return requests.request(method, self.url + path, headers=headers, timeout=120, **kw)
 
 
+def add_serve(lab: Lab, config: Path, extra: str = "") -> str:
+    """The config's [serve] (a free loopback port, the token from LABSWITCH_TOKEN) and ``extra`` tables: its URL."""
+    lab.env["LABSWITCH_TOKEN"] = TOKEN
+    port = peers.free_port()
+    config.write_text(config.read_text() + f'\n[serve]\ntoken = {{ env = "LABSWITCH_TOKEN" }}\nlisten = "127.0.0.1:{port}"\n' + extra)
+    return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def serving(lab: Lab, config: Path, url: str, state: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """`labswitch serve` as a user starts it, until it answers; stopped with SIGTERM (unless the test did)."""
+    full = {**os.environ, **lab.env, **(env or {}), "XDG_STATE_HOME": str(state)}
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve"]
+    proc = subprocess.Popen(argv, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        wait_until(lambda: _up(url), 30, "labswitch serve answering")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+
 @pytest.fixture
 def served(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[Served]:
     lab = lab_factory(*FAST)
-    lab.env["LABSWITCH_TOKEN"] = TOKEN
-    port = peers.free_port()
     config = configure(lab)
-    config.write_text(config.read_text() + f'\n[serve]\ntoken = {{ env = "LABSWITCH_TOKEN" }}\nlisten = "127.0.0.1:{port}"\n')
-    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labswitch", "--config", str(config), "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _up(url), 30, "labswitch serve answering")
-    yield Served(url, lab, config, proc)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
+    url = add_serve(lab, config)
+    with serving(lab, config, url, state_dir) as proc:
+        yield Served(url, lab, config, proc)
 
 
 def _up(url: str) -> bool:

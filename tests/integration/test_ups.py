@@ -19,7 +19,7 @@ import pytest
 from tests import peers
 from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, Run, configure, payload, run
-from tests.integration.test_serve import _up
+from tests.integration.test_serve import add_serve, serving
 from tests.labsim import Lab, bmc_power, vm_power
 
 PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
@@ -137,17 +137,8 @@ def test_low_battery_is_down_at_once_and_power_back_brings_it_up(
 def test_serve_watches_the_ups_too(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, nut: peers.NutPeer) -> None:
     lab = lab_factory(*FAST)
     config = with_ups(lab, nut, on_battery_after='"1s"')
-    port = peers.free_port()
-    config.write_text(config.read_text() + f'\n[serve]\ntoken = "t0ken"\nlisten = "127.0.0.1:{port}"\n')
-    env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "labswitch", "--config", str(config), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_until(lambda: _up(f"http://127.0.0.1:{port}"), 30, "serve answering")
+    url = add_serve(lab, config)
+    with serving(lab, config, url, state_dir):
         nut.set(ups_status="OB DISCHRG")
         wait_until(all_payload(lab, "Off"), 60, "the lab down by the service's UPS watch")
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
     assert [(r["intent"], r["reason"]) for r in history(cli, lab, state_dir, config)] == [("down", "ups: on battery for 1s")]
