@@ -62,6 +62,7 @@ type Lab struct {
 	vcGate     *gate                        // --vcenter-vm-on payload: vCenter answers only while its VM runs
 	vcsaVM     types.ManagedObjectReference // the VM "vcsa", if any
 	wol        *wolListener                 // --wol-hosts
+	cpu        *cpuLoads                    // guests' CPU load (cpu.go)
 	client     *vim25.Client                // in-process, for building the inventory
 	vcURL      string
 	thumbprint string
@@ -174,6 +175,10 @@ func newLab(o options) (*Lab, error) {
 	if err := l.tagVMs(vmsToTag); err != nil {
 		return nil, err
 	}
+	if l.cpu, err = newCPULoads(l); err != nil {
+		return nil, err
+	}
+	l.cpu.applyAll()
 	simulator.Map.AddHandler(&powerWatcher{lab: l})
 	if !o.govmomiFeed {
 		l.feed = newFeed()

@@ -38,6 +38,8 @@ type options struct {
 	dnsVM                                                             bool
 	noVCenter                                                         bool
 	wolHosts, plugHosts, meterHosts                                   string
+	busyVMs                                                           string
+	idleCPUMHz, busyCPUMHz                                            int
 }
 
 func parseFlags() options {
@@ -89,6 +91,9 @@ func parseFlags() options {
 	flag.StringVar(&o.wolHosts, "wol-hosts", "", "servers without a BMC, woken by Wake-on-LAN on labsim's UDP port (printed as WOL), NAME,...")
 	flag.StringVar(&o.plugHosts, "plug-hosts", "", "servers without a BMC whose power is a smart plug, NAME[=shelly|tasmota],... (Shelly Gen2 by default)")
 	flag.StringVar(&o.meterHosts, "meter-hosts", "", "servers whose iDRAC reports no watts, measured by a Shelly plug instead (config: meter), NAME,...")
+	flag.StringVar(&o.busyVMs, "busy-vms", "", "VMs that are busy while on (quickStats.overallCpuUsage --busy-cpu-mhz), NAME,...; POST /labsim/cpu?vm=NAME&mhz=N changes a load at run time")
+	flag.IntVar(&o.idleCPUMHz, "idle-cpu-mhz", 20, "the CPU load a powered-on VM reports when idle, in MHz")
+	flag.IntVar(&o.busyCPUMHz, "busy-cpu-mhz", 1500, "the CPU load of a --busy-vms VM, in MHz")
 	flag.BoolVar(&o.dnsVM, "dns-vm", false, "add VM 'dns01' beside vcsa: a VM vCenter needs (policy.vcenter_dependencies)")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()

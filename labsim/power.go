@@ -196,6 +196,7 @@ func (w *powerWatcher) UpdateObject(obj mo.Reference, changes []types.PropertyCh
 		if c.Name != "runtime.powerState" {
 			continue
 		}
+		go w.lab.cpu.apply(ref)
 		switch c.Val {
 		case types.VirtualMachinePowerStatePoweredOn:
 			at := time.Now()

@@ -69,6 +69,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/labsim/physical":
 		i.lab.servePhysical(w)
 		return
+	case r.URL.Path == "/labsim/cpu":
+		i.lab.cpu.ServeHTTP(w, r)
+		return
 	case r.URL.Path == "/labsim/wol" && i.lab.wol != nil:
 		i.lab.wol.ServeHTTP(w, r)
 		return

@@ -238,3 +238,15 @@ def tagged_vms(lab: Lab, tag: str = "StartUp") -> set[str]:
     moids = {o["id"] for entry in attached for o in entry.get("object_ids") or []}
     with lab.vsphere() as content:
         return {name for name, vm in lab.objects(content, vim.VirtualMachine).items() if vm._moId in moids}
+
+
+def set_cpu(lab: Lab, vm: str, mhz: int) -> None:
+    """Make a guest busy or idle (POST /labsim/cpu): its quickStats.overallCpuUsage while on."""
+    r = requests.post(lab.url.replace("/sdk", "/labsim/cpu"), params={"vm": vm, "mhz": mhz}, verify=str(lab.cert), timeout=10)
+    r.raise_for_status()
+
+
+def vm_cpu(lab: Lab) -> dict[str, int]:
+    """VM name -> summary.quickStats.overallCpuUsage (MHz), read with pyVmomi."""
+    with lab.vsphere() as content:
+        return {name: int(vm.summary.quickStats.overallCpuUsage or 0) for name, vm in lab.objects(content, vim.VirtualMachine).items()}

@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS whole_lab (
     run_id TEXT NOT NULL REFERENCES runs(id), server TEXT NOT NULL, role TEXT NOT NULL, ord INTEGER NOT NULL,
     vm_name TEXT NOT NULL, vm_uuid TEXT NOT NULL, recorded REAL NOT NULL, finished_by TEXT, finished REAL
 );
+CREATE TABLE IF NOT EXISTS energy_samples (
+    at REAL NOT NULL, server TEXT NOT NULL, power TEXT NOT NULL, watts REAL NOT NULL, measured INTEGER NOT NULL,
+    seconds REAL NOT NULL, kwh REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS energy_samples_server ON energy_samples(server, at);
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
@@ -87,6 +92,20 @@ class WholeLab:
     vcenter: tuple[str, str]  # (name, instance UUID)
     dependencies: tuple[tuple[str, str], ...]
     peers: tuple[str, ...] = ()  # vCenter on vSAN: the cluster's other servers (vCenter's storage needs them all)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One server's draw at one moment, written by `labswitch serve` every energy.sample_interval. It
+    accounts for the ``seconds`` before it (since the server's previous sample; 0 after a gap) with ``kwh``."""
+
+    at: float
+    server: str
+    power: str  # On | Off | Unknown
+    watts: float  # the BMC's or meter's reading; 0 W for a server off that reports none; energy.server_watts when on without one
+    measured: bool  # False: on without a reading (energy.server_watts stands in)
+    seconds: float
+    kwh: float
 
 
 @dataclass(frozen=True)
@@ -300,6 +319,35 @@ class Journal:
         )
         return [(float(at), str(action), str(target)) for at, action, target in rows]
 
+    def add_samples(self, samples: Iterable[Sample]) -> None:
+        rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh) for x in samples]
+        with self.transaction():
+            self._db.executemany("INSERT INTO energy_samples VALUES (?,?,?,?,?,?,?)", rows)
+
+    def last_samples(self) -> dict[str, Sample]:
+        """Each server's latest sample."""
+        rows = self._db.execute(
+            "SELECT at, server, power, watts, measured, seconds, kwh FROM energy_samples s "
+            "WHERE at = (SELECT MAX(at) FROM energy_samples WHERE server = s.server)"
+        )
+        return {r[1]: _sample(r) for r in rows}
+
+    def samples(self, since: float, until: float) -> list[Sample]:
+        """The samples whose span [at - seconds, at] overlaps [since, until], oldest first."""
+        rows = self._db.execute(
+            "SELECT at, server, power, watts, measured, seconds, kwh FROM energy_samples WHERE at >= ? AND at - seconds <= ? ORDER BY at",
+            (since, until),
+        )
+        return [_sample(r) for r in rows]
+
+    def energy_totals(self) -> dict[str, float]:
+        """kWh per server over every sample ever taken (a counter: it only grows)."""
+        return {server: float(kwh) for server, kwh in self._db.execute("SELECT server, SUM(kwh) FROM energy_samples GROUP BY server")}
+
+    def first_sample(self) -> float | None:
+        row = self._db.execute("SELECT MIN(at) FROM energy_samples").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def _latest_started(self, group: str) -> RunRecord | None:
         for record in self.runs(limit=1000):
             if group in record.groups and record.outcome != "refused" and record.intent in ("down", "up"):
@@ -313,6 +361,11 @@ class Journal:
         if outcome == "running" and pid is not None and not _alive(pid):
             outcome = "interrupted"  # killed without a chance to say so
         return RunRecord(run_id, intent, tuple(json.loads(groups)), started, finished, outcome, reason)
+
+
+def _sample(row: tuple[float, str, str, float, int, float, float]) -> Sample:
+    at, server, power, watts, measured, seconds, kwh = row
+    return Sample(float(at), str(server), str(power), float(watts), bool(measured), float(seconds), float(kwh))
 
 
 def _alive(pid: int) -> bool:

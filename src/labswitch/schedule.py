@@ -7,6 +7,7 @@ directory, marked so `list` and `remove` touch nothing else.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shlex
@@ -61,6 +62,17 @@ def parse_at(at: str) -> tuple[list[int], int, int]:
         first, last = idx[0], idx[-1]
         days += list(range(first, last + 1)) if first <= last else list(range(first, 7)) + list(range(0, last + 1))
     return sorted(set(days)), hour, minute
+
+
+def next_run(at: str, after: dt.datetime) -> dt.datetime:
+    """The first moment strictly after ``after`` (aware, local) that matches 'DAYS HH:MM' (PURE)."""
+    days, hour, minute = parse_at(at)
+    day = after.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    for _ in range(8):
+        if day > after and day.weekday() in days:
+            return day
+        day = (day + dt.timedelta(days=1)).replace(hour=hour, minute=minute)
+    raise AssertionError(f"no day matches {at!r}")  # parse_at gives at least one day
 
 
 def on_calendar(at: str) -> str:

@@ -73,6 +73,7 @@ class VMInfo:
     system: str | None = None  # "vcls": a vSphere Cluster Services agent (vCenter's EAM runs it), never workload
     uuid: str | None = None  # config.instanceUuid: the same through vCenter and through its host (moids are not)
     autostart: AutoStart | None = None  # read from standalone hosts only (labs without vCenter)
+    cpu_mhz: int | None = None  # summary.quickStats.overallCpuUsage now (None: not reported)
     # Read only for audits:
     hw_version: int | None = None  # 13 for vmx-13
     cbt: bool = False  # changed block tracking

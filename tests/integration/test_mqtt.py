@@ -25,7 +25,8 @@ def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
         mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 2\n'
         url = add_serve(lab, config, mqtt)
         with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}):
-            configs = dict(broker.sub("homeassistant/+/labswitch_lab/+/config", count=1 + 5 + 1))  # 1 switch, 5 sensors, 1 binary sensor
+            # 1 switch, 5 power sensors, the energy sensor, run in progress
+            configs = dict(broker.sub("homeassistant/+/labswitch_lab/+/config", count=1 + 5 + 1 + 1))
             switch = json.loads(configs["homeassistant/switch/labswitch_lab/payload/config"])
             assert switch["command_topic"] == "labswitch/lab/group/payload/set" and switch["payload_off"] == "OFF"
             assert switch["device"]["identifiers"] == ["labswitch_lab"] and switch["availability_topic"] == "labswitch/lab/availability"
@@ -33,6 +34,8 @@ def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
             sensor = json.loads(configs["homeassistant/sensor/labswitch_lab/esx11_power/config"])
             assert sensor["unit_of_measurement"] == "W" and sensor["state_class"] == "measurement" and sensor["device_class"] == "power"
             assert json.loads(configs["homeassistant/binary_sensor/labswitch_lab/run/config"])["device_class"] == "running"
+            energy = json.loads(configs["homeassistant/sensor/labswitch_lab/energy/config"])
+            assert (energy["unit_of_measurement"], energy["device_class"], energy["state_class"]) == ("kWh", "energy", "total_increasing")
             assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "online")]
             assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "ON")]
             watts = dict(broker.sub("labswitch/lab/server/+/watts", 5))

@@ -1,4 +1,4 @@
-"""On-hours per day from journal power events (pure computation)."""
+"""Energy arithmetic (pure): on-intervals from journal power events, what samples cover, kWh per day."""
 
 from __future__ import annotations
 
@@ -7,32 +7,74 @@ import datetime as dt
 import pytest
 
 from labswitch.bmc import Power
-from labswitch.usecases.energy import _on_hours_by_day
+from labswitch.journal import Sample
+from labswitch.usecases.energy import hours_by_day, on_draw, on_intervals, subtract
+from labswitch.usecases.sampling import next_samples
 
-NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
+UTC = dt.UTC
+NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=UTC).timestamp()
+DAY = 86400.0
+START = NOW - 30 * DAY
 
 
-def at(days_ago: float) -> dt.datetime:
-    return NOW - dt.timedelta(days=days_ago)
+def hours(intervals: list[tuple[float, float]]) -> float:
+    return sum(b - a for a, b in intervals) / 3600
 
 
 def test_no_events_follows_the_state_now() -> None:
-    assert sum(_on_hours_by_day([], NOW, Power.ON).values()) == pytest.approx(720)
-    assert sum(_on_hours_by_day([], NOW, Power.OFF).values()) == 0
+    assert hours(on_intervals([], START, NOW, Power.ON)) == pytest.approx(720)
+    assert on_intervals([], START, NOW, Power.OFF) == []
 
 
 def test_off_at_night_on_by_day() -> None:
     # down every evening at 18:00, up every morning at 08:00, for the whole window
     events = []
     for d in range(31, 0, -1):
-        day = (NOW - dt.timedelta(days=d)).date()
-        events.append((dt.datetime.combine(day, dt.time(8), tzinfo=dt.UTC), True))
-        events.append((dt.datetime.combine(day, dt.time(18), tzinfo=dt.UTC), False))
-    hours = _on_hours_by_day(events, NOW, Power.OFF)
-    assert hours["2026-11-20"] == pytest.approx(10)
-    assert sum(hours.values()) == pytest.approx(10 * 29 + 6)  # the window starts at 12:00 thirty days ago
+        day = (dt.datetime.fromtimestamp(NOW, UTC) - dt.timedelta(days=d)).date()
+        events.append((dt.datetime.combine(day, dt.time(8), tzinfo=UTC).timestamp(), True))
+        events.append((dt.datetime.combine(day, dt.time(18), tzinfo=UTC).timestamp(), False))
+    on = on_intervals(events, START, NOW, Power.OFF)
+    assert hours_by_day(on, UTC)["2026-11-20"] == pytest.approx(10)
+    assert hours(on) == pytest.approx(10 * 29 + 6)  # the window starts at 12:00 thirty days ago
 
 
 def test_first_event_in_window_tells_the_state_before_it() -> None:
-    hours = _on_hours_by_day([(at(10), False)], NOW, Power.OFF)  # went off 10 days ago: on before
-    assert sum(hours.values()) == pytest.approx(20 * 24)
+    on = on_intervals([(NOW - 10 * DAY, False)], START, NOW, Power.OFF)  # went off 10 days ago: on before
+    assert hours(on) == pytest.approx(20 * 24)
+
+
+def test_sampled_time_is_not_estimated_again() -> None:
+    on = [(START, NOW)]
+    covered = [(NOW - 2 * DAY, NOW - DAY), (NOW - 1.5 * DAY, NOW - 0.5 * DAY)]  # overlapping samples' spans
+    assert hours(subtract(on, covered)) == pytest.approx(720 - 36)
+    assert subtract([(0.0, 10.0)], [(2.0, 4.0), (6.0, 20.0)]) == [(0.0, 2.0), (4.0, 6.0)]
+
+
+def test_hours_split_at_local_midnight() -> None:
+    cet = dt.timezone(dt.timedelta(hours=1))
+    start = dt.datetime(2026, 11, 20, 22, 0, tzinfo=cet).timestamp()
+    split = hours_by_day([(start, start + 4 * 3600)], cet)
+    assert split == {"2026-11-20": pytest.approx(2), "2026-11-21": pytest.approx(2)}
+
+
+def test_samples_account_for_the_time_since_the_last() -> None:
+    last = {"a": Sample(NOW - 300, "a", "On", 100.0, True, 300, 0.0)}
+    readings = {"a": (Power.ON, 140.0), "b": (Power.OFF, None), "c": (Power.ON, None), "d": (Power.UNKNOWN, None)}
+    got = {s.server: s for s in next_samples(readings, last, NOW, 300, 80.0)}
+    assert got["a"].seconds == 300 and got["a"].kwh == pytest.approx(120 * 300 / 3.6e6) and got["a"].measured
+    assert got["b"].watts == 0 and got["b"].measured and got["b"].seconds == 0  # off, no reading: 0 W; no earlier sample
+    assert got["c"].watts == 80 and not got["c"].measured  # on without a reading: energy.server_watts, estimated
+    assert "d" not in got  # nothing known: no sample
+
+
+def test_a_gap_in_sampling_is_not_bridged() -> None:
+    last = {"a": Sample(NOW - 3600, "a", "On", 100.0, True, 300, 0.0)}  # serve was stopped for an hour
+    (sample,) = next_samples({"a": (Power.ON, 100.0)}, last, NOW, 300, 80.0)
+    assert sample.seconds == 0 and sample.kwh == 0
+
+
+def test_draw_when_on_prefers_a_reading_then_samples_then_the_default() -> None:
+    samples = [Sample(NOW - i, "a", "On", w, True, 300, 0.0) for i, w in enumerate((90.0, 110.0))]
+    assert on_draw(Power.ON, 120.0, samples, 80.0) == 120.0
+    assert on_draw(Power.OFF, 0.0, samples, 80.0) == pytest.approx(100.0)
+    assert on_draw(Power.OFF, None, [], 80.0) == 80.0

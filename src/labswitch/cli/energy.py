@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
@@ -11,42 +12,40 @@ import typer
 from labswitch import render
 from labswitch.cli import Json, State, app
 from labswitch.errors import ConfigError
-from labswitch.usecases.energy import EnergyReport, report
+from labswitch.usecases.energy import EnergyReport, as_json, report
 
 
 @app.command("energy")
 def energy_command(
     ctx: typer.Context,
     json_out: Json = False,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write on-hours and kWh per day per group to a PNG (needs labswitch[plot]).")
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start of the period, local time: 2026-11-01 or 2026-11-01T08:00 (default: 30 days ago).")
     ] = None,
+    days: Annotated[int | None, typer.Option("--days", min=1, help="The period: the last N days (default 30).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write kWh per day per group to a PNG (needs labswitch[plot]).")] = None,
 ) -> None:
-    """Watts per server now, the monthly cost if always on, and the real cost and saving from the last 30 days.
+    r"""What the lab drew over a period and what it cost, measured and estimated apart; the same period
+    always on, and the saving.
 
-    On-hours come from the journal: a server is off from its confirmed-off step of a `down`
-    to its BMC power-on in the next `up`. Prices: [energy] price_per_kwh and currency.
+    Measured: the energy samples `labswitch serve` takes every energy.sample_interval. Estimated: the
+    rest of the period (before sampling started, while serve was not running), from the journal's
+    power steps at each server's draw when on. Prices: \[energy] price_per_kwh and currency.
+
+    Examples:
+
+      labswitch energy --days 7
+
+      labswitch energy --since 2026-11-01 --json
     """
     state: State = ctx.obj
     config = state.config()
+    start = _period(since, days)
     if plot is not None:
         _check_matplotlib()
-    result = report(config)
+    result = report(config, since=start)
     if json_out:
-        render.emit_json(
-            {
-                "servers": [
-                    {"server": s.server, "watts": s.watts, "power": s.power, "on_hours_30d": s.on_hours_30d} for s in result.servers
-                ],
-                "total_watts": result.total_watts,
-                "monthly_kwh_always_on": result.monthly_kwh_always_on,
-                "monthly_cost_always_on": result.monthly_cost_always_on,
-                "monthly_kwh_actual": result.monthly_kwh_actual,
-                "monthly_cost_actual": result.monthly_cost_actual,
-                "saving": round(result.saving, 2),
-                "currency": result.currency,
-            }
-        )
+        render.emit_json(as_json(result))
     else:
         _show(result)
     for note in result.notes:
@@ -56,17 +55,52 @@ def energy_command(
         render.stderr.print(f"plot written to {plot}", markup=False)
 
 
+def _period(since: str | None, days: int | None) -> dt.datetime | None:
+    now = dt.datetime.now().astimezone()
+    if since is not None and days is not None:
+        raise ConfigError("energy: give --since or --days, not both")
+    if days is not None:
+        return now - dt.timedelta(days=days)
+    if since is None:
+        return None
+    try:
+        start = dt.datetime.fromisoformat(since)
+    except ValueError:
+        raise ConfigError(f"--since {since!r}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from None
+    start = start.astimezone() if start.tzinfo is None else start
+    if start >= now:
+        raise ConfigError(f"--since {since}: that is not in the past")
+    return start
+
+
 def _show(r: EnergyReport) -> None:
     render.table(
-        "Energy",
-        ["SERVER", "POWER", "WATTS NOW", "ON-HOURS (30 d)"],
-        ((s.server, s.power, "-" if s.watts is None else f"{s.watts:g}", f"{s.on_hours_30d:.1f}") for s in r.servers),
+        f"Energy {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours / 24:.1f} days)",
+        ["SERVER", "POWER", "WATTS NOW", "ON-HOURS", "KWH MEASURED", "KWH ESTIMATED"],
+        (
+            (
+                s.server,
+                s.power,
+                "-" if s.watts is None else f"{s.watts:g}",
+                f"{s.on_hours:.1f}",
+                f"{s.measured_kwh:.2f}",
+                f"{s.estimated_kwh:.2f}",
+            )
+            for s in r.servers
+        ),
     )
     c = r.currency
     render.stdout.print(f"\nTotal now: {r.total_watts:g} W")
-    render.stdout.print(f"Always on: {r.monthly_kwh_always_on:.1f} kWh/month = {r.monthly_cost_always_on:.2f} {c}/month")
-    render.stdout.print(f"Actual (last 30 days): {r.monthly_kwh_actual:.1f} kWh/month = {r.monthly_cost_actual:.2f} {c}/month")
-    render.stdout.print(f"Saving: {r.saving:.2f} {c}/month")
+    sampled = f"sampled since {r.sampled_since:%Y-%m-%d %H:%M}" if r.sampled_since else "never sampled: run labswitch serve"
+    render.stdout.print(
+        f"Used: {r.kwh:.2f} kWh = {r.cost:.2f} {c} (measured {r.measured_kwh:.2f} kWh, estimated {r.estimated_kwh:.2f} kWh; {sampled})"
+    )
+    render.stdout.print(f"Always on, same period: {r.always_on_kwh:.2f} kWh = {r.always_on_cost:.2f} {c}")
+    render.stdout.print(f"Saving: {r.saving:.2f} {c}")
+    render.stdout.print(
+        f"Per month: {r.monthly_kwh_actual * r.price_per_kwh:.2f} {c} at this rate, "
+        f"{r.monthly_kwh_always_on * r.price_per_kwh:.2f} {c} always on"
+    )
 
 
 def _check_matplotlib() -> None:
@@ -82,23 +116,18 @@ def _plot(r: EnergyReport, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hours: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     kwh: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for s in r.servers:
-        for day, h in s.on_hours_by_day.items():
-            hours[s.group][day] += h
         for day, k in s.kwh_by_day.items():
             kwh[s.group][day] += k
-    days = sorted({d for g in hours.values() for d in g})
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
-    for group in sorted(hours):
-        top.plot(days, [hours[group].get(d, 0) for d in days], marker="o", label=group)
-        bottom.plot(days, [kwh[group].get(d, 0) for d in days], marker="o", label=group)
-    top.set_ylabel("server on-hours per day")
-    bottom.set_ylabel("kWh per day")
-    top.legend()
-    top.set_title(f"Lab energy, last 30 days: {r.monthly_cost_actual:.2f} {r.currency}/month (always on: {r.monthly_cost_always_on:.2f})")
-    bottom.tick_params(axis="x", rotation=60, labelsize=7)
+    days = sorted({d for g in kwh.values() for d in g})
+    fig, axes = plt.subplots(figsize=(10, 4))
+    for group in sorted(kwh):
+        axes.plot(days, [kwh[group].get(d, 0) for d in days], marker="o", label=group)
+    axes.set_ylabel("kWh per day")
+    axes.legend()
+    axes.set_title(f"Lab energy: {r.cost:.2f} {r.currency} (always on: {r.always_on_cost:.2f}); measured {r.measured_kwh:.1f} kWh")
+    axes.tick_params(axis="x", rotation=60, labelsize=7)
     fig.tight_layout()
     try:
         fig.savefig(path)

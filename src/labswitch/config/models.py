@@ -220,6 +220,32 @@ class Ups(Strict):
         return value
 
 
+class ServeSchedule(Strict):
+    """A run by the clock inside `labswitch serve` (for containers without systemd): `labswitch schedule`'s form."""
+
+    action: Literal["up", "down"]
+    at: str  # DAYS HH:MM, local time: "Mon..Fri 07:30", "Sat,Sun 09:00", "18:00" (every day)
+    groups: list[str] = []  # default: every group that is not always_on
+    restore: bool = False  # up: start exactly the VMs that ran before the last down
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        from labswitch.schedule import parse_at
+
+        try:
+            parse_at(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).replace("--at ", "", 1)) from None
+        return value
+
+    @model_validator(mode="after")
+    def _restore_with_up(self) -> ServeSchedule:
+        if self.restore and self.action != "up":
+            raise ValueError('restore goes with action = "up"')
+        return self
+
+
 class Serve(Strict):
     """`labswitch serve`: where it listens, and the token every API request carries."""
 
@@ -228,6 +254,7 @@ class Serve(Strict):
     password_hash: str | None = None  # the page's login (bcrypt), written by `labswitch serve passwd`
     tls_cert: str | None = None
     tls_key: str | None = None
+    schedules: list[ServeSchedule] = []
 
 
 class Mqtt(Strict):
@@ -307,6 +334,8 @@ class Policy(Strict):
     vcls_timeout: PositiveSeconds = 180.0  # a cluster's vCLS agents gone after retreat mode, or running again after it
     vcenter_dependencies: list[str] = []  # VM name globs vCenter needs (DNS, directory): started before it, stopped after it
     vcenter_boot_timeout: PositiveSeconds = 1200.0  # whole-lab up: from vCenter's VM started to its SOAP and REST APIs answering
+    idle_down_after: Duration | None = None  # `serve`: a group idle this long goes down (off: None), e.g. "3h"
+    idle_cpu_mhz: Annotated[float, Field(gt=0)] = 100.0  # a VM using less CPU than this (quickStats.overallCpuUsage) is idle
 
 
 class Wave(Strict):
@@ -328,6 +357,7 @@ class Energy(Strict):
     price_per_kwh: Annotated[float, Field(ge=0)] = 0.30
     currency: str = "EUR"
     server_watts: Annotated[float, Field(gt=0)] = 80.0  # a server's draw when on, where no BMC reading says otherwise
+    sample_interval: Duration = 300.0  # `serve` samples every server's draw this often into the journal (0: not at all)
 
 
 class Config(Strict):
@@ -353,6 +383,13 @@ class Config(Strict):
         for name in self.ups.groups if self.ups else []:
             if name not in self.groups:
                 raise ValueError(f"ups.groups: unknown group {name!r} (groups: {', '.join(sorted(self.groups)) or 'none'})")
+        for i, schedule in enumerate(self.serve.schedules):
+            for name in schedule.groups:
+                if name not in self.groups:
+                    known = ", ".join(sorted(self.groups)) or "none"
+                    raise ValueError(f"serve.schedules[{i}].groups: unknown group {name!r} (groups: {known})")
+        if self.policy.idle_down_after is not None and not self.energy.sample_interval:
+            raise ValueError("policy.idle_down_after needs energy samples: set energy.sample_interval (idleness is read with them)")
         seen: dict[str, str] = {}
         for i, server in enumerate(self.servers):
             if server.group not in self.groups:

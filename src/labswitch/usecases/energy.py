@@ -1,4 +1,10 @@
-"""`labswitch energy`: watts now, what the lab costs always on, what it really cost (from the journal)."""
+"""`labswitch energy`: what the lab drew over a period, measured where `labswitch serve` sampled it and
+estimated where it did not, what it would have cost always on, and the saving.
+
+Measured: the journal's energy samples (usecases/sampling). Estimated: the rest of the period, from the
+journal's power steps (a server is off from its confirmed-off step in a down to its BMC power-on in the
+next up) at the server's draw when on: its reading now when it is on, else the mean of its samples
+while on, else energy.server_watts. Both parts are reported apart, per server and in total."""
 
 from __future__ import annotations
 
@@ -6,17 +12,17 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from labswitch.bmc import Driver, Power
+from labswitch.bmc import Power
 from labswitch.config import Config
-from labswitch.errors import NotSupported
-from labswitch.journal import Journal, default_path
+from labswitch.journal import Journal, Sample, default_path
 from labswitch.usecases import bmc
 
 HOURS_PER_MONTH = 24 * 365 / 12  # 730
-WINDOW_DAYS = 30
-OFF_ACTIONS = ("confirm-off",)
+DEFAULT_DAYS = 30
 ON_ACTIONS = ("bmc-power-on",)
+Interval = tuple[float, float]  # epoch seconds, start < end
 
 
 @dataclass(frozen=True)
@@ -25,44 +31,100 @@ class ServerEnergy:
     group: str
     power: str
     watts: float | None  # measured now; None when the BMC reports none
-    on_watts: float  # its draw when on: measured if on now, else energy.server_watts
-    on_hours_30d: float
-    kwh_by_day: Mapping[str, float]  # ISO date -> kWh
-    on_hours_by_day: Mapping[str, float]
+    on_watts: float  # its draw when on, for estimates and the always-on figure
+    on_hours: float  # over the period, sampled and estimated
+    measured_kwh: float  # from samples with a reading (or off at 0 W)
+    estimated_kwh: float  # from samples on without a reading, and from the journal's power steps outside sampled time
+    kwh_by_day: Mapping[str, float]  # local ISO date -> kWh, both parts
+
+    @property
+    def kwh(self) -> float:
+        return self.measured_kwh + self.estimated_kwh
 
 
 @dataclass(frozen=True)
 class EnergyReport:
+    since: dt.datetime
+    until: dt.datetime
     servers: tuple[ServerEnergy, ...]
     total_watts: float
-    monthly_kwh_always_on: float
-    monthly_cost_always_on: float
-    monthly_kwh_actual: float
-    monthly_cost_actual: float
+    measured_kwh: float
+    estimated_kwh: float
+    always_on_kwh: float  # the same servers on for the whole period, at their on_watts
+    price_per_kwh: float
     currency: str
+    sampled_since: dt.datetime | None  # the first energy sample ever (None: `serve` never sampled)
     notes: tuple[str, ...]
 
     @property
+    def hours(self) -> float:
+        return (self.until - self.since).total_seconds() / 3600
+
+    @property
+    def kwh(self) -> float:
+        return self.measured_kwh + self.estimated_kwh
+
+    @property
+    def cost(self) -> float:
+        return self.kwh * self.price_per_kwh
+
+    @property
+    def always_on_cost(self) -> float:
+        return self.always_on_kwh * self.price_per_kwh
+
+    @property
     def saving(self) -> float:
-        return self.monthly_cost_always_on - self.monthly_cost_actual
+        return self.always_on_cost - self.cost
+
+    @property
+    def monthly_kwh_always_on(self) -> float:
+        return sum(s.on_watts for s in self.servers) * HOURS_PER_MONTH / 1000
+
+    @property
+    def monthly_kwh_actual(self) -> float:
+        return self.kwh * HOURS_PER_MONTH / self.hours if self.hours > 0 else 0.0
 
 
-def report(config: Config, now: dt.datetime | None = None) -> EnergyReport:
-    now = now or dt.datetime.now(dt.UTC)
-    readings = bmc.each(config, config.servers, lambda d: (d.power_state(), _watts_or_none(d)))
+def report(
+    config: Config,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    readings: Mapping[str, tuple[Power, float | None]] | None = None,
+) -> EnergyReport:
+    """The period [since, until] (default: the last 30 days up to now). ``readings`` (server -> power and
+    watts now) spares reading the BMCs again when the caller just did."""
+    until = until or dt.datetime.now().astimezone()
+    since = since or until - dt.timedelta(days=DEFAULT_DAYS)
+    notes: list[str] = []
+    if readings is None:
+        readings = {}
+        for o in bmc.each(config, config.servers, lambda d: (d.power_state(), bmc.watts_or_none(d))):
+            if o.error:
+                notes.append(o.error)
+            readings[o.server] = o.value if o.value else (Power.UNKNOWN, None)
+    start, end = since.timestamp(), until.timestamp()
     journal = Journal(default_path(config.state_dir))
     try:
-        events = _power_events(journal, now - dt.timedelta(days=WINDOW_DAYS))
+        events = _power_events(journal)
+        samples = journal.samples(start, end)
+        first = journal.first_sample()
     finally:
         journal.close()
-    price = config.energy.price_per_kwh
-    notes, servers = [], []
-    for server, outcome in zip(config.servers, readings, strict=True):
-        power, watts = outcome.value if outcome.value else (Power.UNKNOWN, None)
-        if outcome.error:
-            notes.append(outcome.error)
-        on_watts = watts if power is Power.ON and watts else config.energy.server_watts
-        by_day = _on_hours_by_day(events.get(server.name, []), now, power)
+    by_server: dict[str, list[Sample]] = defaultdict(list)
+    for sample in samples:
+        by_server[sample.server].append(sample)
+    tz = until.tzinfo
+    servers = []
+    for server in config.servers:
+        power, watts = readings.get(server.name, (Power.UNKNOWN, None))
+        mine = by_server.get(server.name, [])
+        on_watts = on_draw(power, watts, mine, config.energy.server_watts)
+        measured, sampled_estimate, covered, sampled_on, by_day = _sampled(mine, start, end, tz)
+        on = on_intervals(events.get(server.name, []), start, end, power)
+        estimated_on = subtract(on, covered)
+        for day, hours in hours_by_day(estimated_on, tz).items():
+            by_day[day] += hours * on_watts / 1000
+        estimated_hours = sum(b - a for a, b in estimated_on) / 3600
         servers.append(
             ServerEnergy(
                 server=server.name,
@@ -70,69 +132,153 @@ def report(config: Config, now: dt.datetime | None = None) -> EnergyReport:
                 power=str(power),
                 watts=watts,
                 on_watts=on_watts,
-                on_hours_30d=round(sum(by_day.values()), 2),
-                kwh_by_day={d: round(h * on_watts / 1000, 4) for d, h in by_day.items()},
-                on_hours_by_day={d: round(h, 3) for d, h in by_day.items()},
+                on_hours=round(sampled_on + estimated_hours, 3),
+                measured_kwh=measured,
+                estimated_kwh=sampled_estimate + estimated_hours * on_watts / 1000,
+                kwh_by_day=dict(by_day),
             )
         )
-    if any(s.watts is None or s.power != "On" for s in servers):
-        notes.append(
-            f"servers that are off or report no power are counted at energy.server_watts = {config.energy.server_watts:g} W when on"
-        )
-    always_on_kwh = sum(s.on_watts for s in servers) * HOURS_PER_MONTH / 1000
-    actual_kwh = sum(s.on_watts * s.on_hours_30d for s in servers) / 1000 * (HOURS_PER_MONTH / (WINDOW_DAYS * 24))
+    if any(s.estimated_kwh > 0 and s.on_watts == config.energy.server_watts and s.watts is None for s in servers):
+        notes.append(f"servers with no power reading are estimated at energy.server_watts = {config.energy.server_watts:g} W when on")
     return EnergyReport(
+        since=since,
+        until=until,
         servers=tuple(servers),
         total_watts=sum(s.watts or 0 for s in servers),
-        monthly_kwh_always_on=round(always_on_kwh, 2),
-        monthly_cost_always_on=round(always_on_kwh * price, 2),
-        monthly_kwh_actual=round(actual_kwh, 2),
-        monthly_cost_actual=round(actual_kwh * price, 2),
+        measured_kwh=sum(s.measured_kwh for s in servers),
+        estimated_kwh=sum(s.estimated_kwh for s in servers),
+        always_on_kwh=sum(s.on_watts for s in servers) * (end - start) / 3600 / 1000,
+        price_per_kwh=config.energy.price_per_kwh,
         currency=config.energy.currency,
+        sampled_since=dt.datetime.fromtimestamp(first, tz) if first is not None else None,
         notes=tuple(notes),
     )
 
 
-def _watts_or_none(driver: Driver) -> float | None:
-    try:
-        return float(driver.watts())
-    except NotSupported:
-        return None
+def as_json(r: EnergyReport) -> dict[str, Any]:
+    """The report as `energy --json` and the API give it."""
+    return {
+        "since": r.since.isoformat(timespec="seconds"),
+        "until": r.until.isoformat(timespec="seconds"),
+        "servers": [
+            {
+                "server": s.server,
+                "power": s.power,
+                "watts": s.watts,
+                "on_watts": round(s.on_watts, 1),
+                "on_hours": s.on_hours,
+                "kwh": round(s.kwh, 6),
+                "measured_kwh": round(s.measured_kwh, 6),
+                "estimated_kwh": round(s.estimated_kwh, 6),
+            }
+            for s in r.servers
+        ],
+        "total_watts": r.total_watts,
+        "kwh": round(r.kwh, 6),
+        "measured_kwh": round(r.measured_kwh, 6),
+        "estimated_kwh": round(r.estimated_kwh, 6),
+        "cost": round(r.cost, 2),
+        "always_on_kwh": round(r.always_on_kwh, 6),
+        "always_on_cost": round(r.always_on_cost, 2),
+        "saving": round(r.saving, 2),
+        "monthly_kwh_always_on": round(r.monthly_kwh_always_on, 2),
+        "monthly_cost_always_on": round(r.monthly_kwh_always_on * r.price_per_kwh, 2),
+        "monthly_kwh_actual": round(r.monthly_kwh_actual, 2),
+        "monthly_cost_actual": round(r.monthly_kwh_actual * r.price_per_kwh, 2),
+        "sampled_since": r.sampled_since.isoformat(timespec="seconds") if r.sampled_since else None,
+        "currency": r.currency,
+    }
 
 
-def _power_events(journal: Journal, since: dt.datetime) -> dict[str, list[tuple[dt.datetime, bool]]]:
+def on_draw(power: Power, watts: float | None, samples: Sequence[Sample], server_watts: float) -> float:
+    """A server's draw when on: its reading now if on, else the mean of its measured samples while on, else the default."""
+    if power is Power.ON and watts:
+        return watts
+    on = [s.watts for s in samples if s.power == "On" and s.measured]
+    return sum(on) / len(on) if on else server_watts
+
+
+def _sampled(
+    samples: Sequence[Sample], start: float, end: float, tz: dt.tzinfo | None
+) -> tuple[float, float, list[Interval], float, defaultdict[str, float]]:
+    """From one server's samples inside [start, end]: measured kWh, estimated kWh (on without a reading),
+    the spans they cover, the hours on among them, and kWh per day."""
+    measured = estimated = on_hours = 0.0
+    covered: list[Interval] = []
+    by_day: defaultdict[str, float] = defaultdict(float)
+    for s in samples:
+        if s.seconds <= 0:
+            continue
+        a, b = max(s.at - s.seconds, start), min(s.at, end)
+        if b <= a:
+            continue
+        kwh = s.kwh * (b - a) / s.seconds
+        if s.measured:
+            measured += kwh
+        else:
+            estimated += kwh
+        if s.power == "On":
+            on_hours += (b - a) / 3600
+        covered.append((a, b))
+        for day, hours in hours_by_day([(a, b)], tz).items():
+            by_day[day] += kwh * hours * 3600 / (b - a)
+    return measured, estimated, covered, on_hours, by_day
+
+
+def _power_events(journal: Journal) -> dict[str, list[tuple[float, bool]]]:
     """Per server, (time, powered on?) from the journal's successful power steps, oldest first."""
-    events: dict[str, list[tuple[dt.datetime, bool]]] = defaultdict(list)
+    events: dict[str, list[tuple[float, bool]]] = defaultdict(list)
     for at, action, target in journal.power_steps():
-        when = dt.datetime.fromtimestamp(at, dt.UTC)
-        events[target].append((when, action in ON_ACTIONS))
+        events[target].append((at, action in ON_ACTIONS))
     return {k: sorted(v) for k, v in events.items()}
 
 
-def _on_hours_by_day(events: Sequence[tuple[dt.datetime, bool]], now: dt.datetime, power_now: Power) -> dict[str, float]:
-    """On-hours per day over the window. Before the first event in it, the server is taken to be
-    in the state that event left (or, with no event at all, the state it is in now)."""
-    start = now - dt.timedelta(days=WINDOW_DAYS)
+def on_intervals(events: Sequence[tuple[float, bool]], start: float, end: float, power_now: Power) -> list[Interval]:
+    """When the server was on inside [start, end] (PURE). Before the first event in it, the server is taken
+    to be in the state that event left (or, with no event at all, the state it is in now)."""
     before = [on for when, on in events if when < start]
-    inside = [(when, on) for when, on in events if start <= when <= now]
+    inside = [(when, on) for when, on in events if start <= when <= end]
     if before:
         state = before[-1]
     elif inside:
         state = not inside[0][1]
     else:
         state = power_now is not Power.OFF
-    hours: dict[str, float] = defaultdict(float)
+    out: list[Interval] = []
     cursor = start
-    for when, on in [*inside, (now, state if not inside else inside[-1][1])]:
-        if state:
-            _spread(hours, cursor, when)
+    for when, on in [*inside, (end, state if not inside else inside[-1][1])]:
+        if state and when > cursor:
+            out.append((cursor, when))
         cursor, state = when, on
+    return out
+
+
+def subtract(intervals: Sequence[Interval], holes: Sequence[Interval]) -> list[Interval]:
+    """``intervals`` without the time ``holes`` cover (PURE)."""
+    out: list[Interval] = []
+    ordered = sorted(holes)
+    for a, b in intervals:
+        cursor = a
+        for h0, h1 in ordered:
+            if h1 <= cursor or h0 >= b:
+                continue
+            if h0 > cursor:
+                out.append((cursor, h0))
+            cursor = max(cursor, h1)
+        if cursor < b:
+            out.append((cursor, b))
+    return out
+
+
+def hours_by_day(intervals: Sequence[Interval], tz: dt.tzinfo | None) -> dict[str, float]:
+    """Hours per local date (ISO) that the intervals cover (PURE)."""
+    hours: dict[str, float] = defaultdict(float)
+    for a, b in intervals:
+        begin = dt.datetime.fromtimestamp(a, tz)
+        end = dt.datetime.fromtimestamp(b, tz)
+        while begin < end:
+            midnight = dt.datetime.combine(begin.date() + dt.timedelta(days=1), dt.time(), tzinfo=begin.tzinfo)
+            upto = min(end, midnight)
+            hours[begin.date().isoformat()] += (upto - begin).total_seconds() / 3600
+            begin = upto
     return dict(hours)
-
-
-def _spread(hours: dict[str, float], begin: dt.datetime, end: dt.datetime) -> None:
-    while begin < end:
-        midnight = dt.datetime.combine(begin.date() + dt.timedelta(days=1), dt.time(), tzinfo=begin.tzinfo)
-        upto = min(end, midnight)
-        hours[begin.date().isoformat()] += (upto - begin).total_seconds() / 3600
-        begin = upto

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from labswitch import vsphere
 from labswitch.config import Config
@@ -23,6 +23,7 @@ class HostStatus:
     in_maintenance: bool | None
     bmc_power: str | None
     bmc_error: str | None = None
+    watts: float | None = None  # read with status(..., watts=True): the BMC's or meter's draw now
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class VMStatus:
     tools_running: bool
     tags: tuple[str, ...]
     system: str | None = None  # "vcls": vSphere's own agent, not workload
+    cpu_mhz: int | None = None  # quickStats.overallCpuUsage
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,12 @@ def _vcenter_off(config: Config) -> Snapshot | None:
     return Snapshot((), (), notes=(note,))
 
 
-def status(config: Config) -> StatusReport:
+def status(config: Config, watts: bool = False) -> StatusReport:
+    """With ``watts``, each server's draw is read beside its power, in the same pass (the page, the sampler)."""
     servers = config.servers
     with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
-        reading = side.submit(bmc.each, config, servers, lambda d: d.power_state())
+        operation = (lambda d: (d.power_state(), bmc.watts_or_none(d))) if watts else (lambda d: (d.power_state(), None))
+        reading = side.submit(bmc.each, config, servers, operation)
         try:
             with vsphere.lab(config) as vc:
                 snap = vc.snapshot()
@@ -87,7 +91,9 @@ def status(config: Config) -> StatusReport:
             if off is None:
                 raise
             snap = off
-        power = bmc.power_states(reading.result())
+        outcomes = reading.result()
+        power = bmc.power_states([replace(o, value=o.value[0]) if o.error is None else o for o in outcomes])
+        draw = {o.server: o.value[1] for o in outcomes if o.error is None}
 
     by_esxi = {s.esxi: s for s in servers}
     display = {h.moid: (by_esxi[h.name].name if h.name in by_esxi else h.name) for h in snap.hosts}
@@ -105,6 +111,7 @@ def status(config: Config) -> StatusReport:
                 in_maintenance=h.in_maintenance,
                 bmc_power=str(state) if state else None,
                 bmc_error=error,
+                watts=draw.get(server.name) if server else None,
             )
         )
     notes = list(snap.notes)
@@ -112,11 +119,11 @@ def status(config: Config) -> StatusReport:
     for s in servers:
         if s.esxi not in found:
             state, error = power[s.name]
-            hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error))
+            hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error, draw.get(s.name)))
             if config.vcenter is not None and snap.hosts:  # otherwise the snapshot's notes say why no host is known
                 notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
     vms = tuple(
-        VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system)
+        VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system, vm.cpu_mhz)
         for vm in snap.vms
         if not vm.template
     )
@@ -135,6 +142,8 @@ def as_json(report: StatusReport) -> dict[str, object]:
         entry = asdict(h)
         if entry["bmc_error"] is None:
             del entry["bmc_error"]
+        if entry["watts"] is None:
+            del entry["watts"]
         hosts.append(entry)
     vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
     changes = [asdict(c) for c in report.cluster_changes]

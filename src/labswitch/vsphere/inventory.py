@@ -28,6 +28,7 @@ VM_PROPS = [
     "config.template",
     "config.managedBy",
     "config.instanceUuid",
+    "summary.quickStats.overallCpuUsage",  # MHz: idle auto-down
 ]
 CLUSTER_PROPS = ["name", "configurationEx"]  # dasConfig and vsanConfigInfo live in the subtype: read whole
 VCLS_OPTIONS = "config.vcls.clusters."  # vCenter's advanced options: <cluster moid>.enabled (retreat mode when false)
@@ -209,12 +210,17 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         template=bool(props.get("config.template", False)),
         system=system_of(props.get("config.managedBy")),
         uuid=props.get("config.instanceUuid") or None,
+        cpu_mhz=_int_or_none(props.get("summary.quickStats.overallCpuUsage")),
         hw_version=_hw_version(props.get("config.version")),
         cbt=bool(props.get("config.changeTrackingEnabled")),
         has_snapshots=bool(props.get("snapshot.rootSnapshotList")),
         disks=tuple(_disk(d) for d in props.get("config.hardware.device") or [] if isinstance(d, vim.vm.device.VirtualDisk)),
         sgx_epc_mb=int(sgx.epcSize) if (sgx := props.get("config.sgxInfo")) is not None and sgx.epcSize else None,
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if value is not None else None
 
 
 def _hw_version(text: str | None) -> int | None:

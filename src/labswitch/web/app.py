@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -27,7 +28,8 @@ from labswitch.config import Config
 from labswitch.errors import ConfigError, EndpointError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
 from labswitch.journal import state_base
 from labswitch.plan import Intent
-from labswitch.usecases import power
+from labswitch.usecases import energy, power
+from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import as_json, status
 from labswitch.web import page
@@ -42,6 +44,8 @@ class RunRequest(BaseModel):
 
 
 def create_app(config: Config, service: Service) -> FastAPI:
+    automation = Automation(config, service)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bridge = None
@@ -51,7 +55,9 @@ def create_app(config: Config, service: Service) -> FastAPI:
             bridge = Bridge(config, service)
             bridge.start()
         watch = _ups_watch(config) if config.ups is not None else None  # the UPS watched inside the service too
+        automation.start()  # energy samples, idle auto-down, [[serve.schedules]]
         yield
+        await asyncio.to_thread(automation.stop)
         if watch is not None:
             watch.set("the service stopped")
         if bridge is not None:
@@ -69,7 +75,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
         https_only=bool(config.serve.tls_cert),
         max_age=7 * 24 * 3600,
     )
-    page.mount(app, config, service)
+    page.mount(app, config, service, automation)
     token = config.serve.token.get_secret_value() if isinstance(config.serve.token, SecretStr) else None
 
     def authorized(request: Request) -> None:
@@ -79,7 +85,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
     registry = CollectorRegistry()
-    registry.register(LabCollector(config, service))
+    registry.register(LabCollector(config, service, automation))
 
     @app.exception_handler(RunInProgress)
     async def _busy(request: Request, exc: RunInProgress) -> JSONResponse:
@@ -144,6 +150,27 @@ def create_app(config: Config, service: Service) -> FastAPI:
             raise HTTPException(404, f"no run {run_id} in the journal")
 
         return run_events(service, run_id)
+
+    @api.get("/energy")
+    def api_energy(days: int = 30) -> dict[str, Any]:
+        """kWh and cost over the last ``days``: measured (the service's samples) and estimated apart."""
+        if days < 1:
+            raise HTTPException(400, "days: 1 or more")
+        since = dt.datetime.now().astimezone() - dt.timedelta(days=days)
+        return energy.as_json(energy.report(config, since=since))
+
+    @api.get("/automation")
+    def api_automation() -> dict[str, Any]:
+        """What the service does by itself: idle auto-down's countdown per group, the schedules' next runs."""
+        return {
+            "idle_down_after": config.policy.idle_down_after,
+            "idle": [{"group": c.group, "idle_since": c.idle_since, "down_at": c.down_at} for c in automation.countdowns().values()],
+            "schedules": [
+                {"action": u.schedule.action, "at": u.schedule.at, "groups": u.schedule.groups, "next": u.at.isoformat(timespec="seconds")}
+                for u in automation.upcoming()
+            ],
+            "last_sample": automation.last_sample,
+        }
 
     @api.get("/lock")
     def api_lock() -> dict[str, Any]:

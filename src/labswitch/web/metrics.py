@@ -3,22 +3,26 @@ host's connection, VMs on per group, whether a run is in progress, and the last 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from labswitch.bmc import Power
 from labswitch.config import Config
+from labswitch.journal import Journal, default_path
 from labswitch.usecases import bmc
+from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import status
 
 
 class LabCollector(Collector):
-    def __init__(self, config: Config, service: Service) -> None:
+    def __init__(self, config: Config, service: Service, automation: Automation) -> None:
         self.config = config
         self.service = service
+        self.automation = automation
 
     def collect(self) -> Iterator[Metric]:
         power = GaugeMetricFamily(
@@ -71,3 +75,23 @@ class LabCollector(Collector):
             last_seconds.add_metric([run.intent], run.finished - run.started)
         yield last_ok
         yield last_seconds
+        yield from self._energy()
+
+    def _energy(self) -> Iterator[Metric]:
+        kwh = CounterMetricFamily(
+            "labswitch_energy_kwh", "Energy drawn since sampling began, from the service's samples (kWh)", labels=["server"]
+        )
+        journal = Journal(default_path(self.config.state_dir))
+        try:
+            totals = journal.energy_totals()
+        finally:
+            journal.close()
+        for server in self.config.servers:
+            kwh.add_metric([server.name], totals.get(server.name, 0.0))
+        yield kwh
+        idle = GaugeMetricFamily(
+            "labswitch_group_idle_seconds", "How long the group has been idle (policy.idle_down_after counts it)", labels=["group"]
+        )
+        for c in self.automation.countdowns().values():
+            idle.add_metric([c.group], max(0.0, time.time() - c.idle_since))
+        yield idle

@@ -1,7 +1,8 @@
 """Home Assistant over MQTT (paho-mqtt), inside `labswitch serve`: one device per lab, found by Home
 Assistant's MQTT discovery. A switch per group that is not always_on (ON runs `up`, OFF runs `down`,
 through the same service, lock and safety as every run; its state is the servers' power, read, not the
-last command), a power sensor per server (W, measurement), a binary sensor "run in progress", and
+last command), a power sensor per server (W, measurement), an energy sensor for the lab (kWh,
+total_increasing, from the service's energy samples), a binary sensor "run in progress", and
 availability with a last will. paho reconnects by itself; the discovery and states are published again
 on every (re)connection."""
 
@@ -21,6 +22,7 @@ from pydantic import SecretStr
 from labswitch import __version__, tls
 from labswitch.config import Config, Mqtt
 from labswitch.errors import LabswitchError
+from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
 from labswitch.usecases import bmc
 from labswitch.usecases.service import Service
@@ -34,6 +36,7 @@ class Topics:
         self.root = f"{m.base_topic}/{m.lab_id}"
         self.availability = f"{self.root}/availability"
         self.run = f"{self.root}/run"
+        self.energy = f"{self.root}/energy"
 
     def group_set(self, group: str) -> str:
         return f"{self.root}/group/{group}/set"
@@ -77,6 +80,15 @@ def discovery(config: Config, t: Topics) -> dict[str, dict[str, Any]]:
             "device_class": "power",
             "state_class": "measurement",
         }
+    out[t.config("sensor", "energy")] = {
+        **common,
+        "name": "energy",
+        "unique_id": f"labswitch_{lab}_energy",
+        "state_topic": t.energy,
+        "unit_of_measurement": "kWh",
+        "device_class": "energy",
+        "state_class": "total_increasing",
+    }
     out[t.config("binary_sensor", "run")] = {
         **common,
         "name": "run in progress",
@@ -174,6 +186,12 @@ class Bridge:
         for group, switch in group_states(self.config, power).items():
             self.client.publish(self.t.group_state(group), switch, qos=1, retain=True)
         self.client.publish(self.t.run, "ON" if self.service.running() is not None else "OFF", qos=1, retain=True)
+        journal = Journal(default_path(self.config.state_dir))
+        try:
+            kwh = sum(journal.energy_totals().values())
+        finally:
+            journal.close()
+        self.client.publish(self.t.energy, f"{kwh:.4f}", qos=1, retain=True)
 
 
 def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:

@@ -6,6 +6,7 @@ token. The page never offers an override of a safety refusal: a refusal is shown
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import time
 from pathlib import Path
@@ -17,10 +18,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.errors import LabswitchError
 from labswitch.plan import Intent
 from labswitch.usecases import energy, power
+from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import status
 from labswitch.web.events import run_events
@@ -29,7 +32,7 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def mount(app: FastAPI, config: Config, service: Service) -> None:
+def mount(app: FastAPI, config: Config, service: Service, automation: Automation) -> None:
     """The page's routes on the app (the session middleware is the app's)."""
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     ui = APIRouter(include_in_schema=False)
@@ -55,7 +58,7 @@ def mount(app: FastAPI, config: Config, service: Service) -> None:
         if not logged_in(request):
             return RedirectResponse("/login", status_code=303)
         try:
-            view = _view(config, service)
+            view = _view(config, service, automation)
         except LabswitchError as exc:  # vCenter or a host unreachable: the page says so, with what it still knows
             view = {"groups": [], "running": None, "runs": [_run_row(r) for r in service.history(8)], "energy": None, "notes": []}
             view["error"] = str(exc)
@@ -115,20 +118,19 @@ def mount(app: FastAPI, config: Config, service: Service) -> None:
     app.include_router(ui)
 
 
-def _view(config: Config, service: Service) -> dict[str, Any]:
-    """What the page shows: groups with their servers and state, the run in progress, the last runs, energy."""
-    report = status(config)
+def _view(config: Config, service: Service, automation: Automation) -> dict[str, Any]:
+    """What the page shows: groups with their servers and state, the run in progress, the last runs, energy.
+    Every BMC is read once (power and watts), for the groups and the energy panel alike."""
+    report = status(config, watts=True)
     holder = service.running()
     by_server = {h.name: h for h in report.hosts}
     vms_on: dict[str | None, int] = {}
     for vm in report.vms:
         if vm.power_state == "poweredOn" and vm.system is None:
             vms_on[vm.host] = vms_on.get(vm.host, 0) + 1
-    try:
-        watts_report = energy.report(config)
-        watts = {s.server: s.watts for s in watts_report.servers}
-    except LabswitchError:
-        watts_report, watts = None, {}
+    readings = {h.name: (Power(h.bmc_power or "Unknown"), h.watts) for h in report.hosts}
+    countdowns = automation.countdowns()
+    upcoming = automation.upcoming()
     groups = []
     for name, group in config.groups.items():
         servers = []
@@ -139,7 +141,7 @@ def _view(config: Config, service: Service) -> dict[str, Any]:
                     "name": s.name,
                     "power": host.bmc_power if host else None,
                     "connection": host.connection_state if host else None,
-                    "watts": watts.get(s.name),
+                    "watts": host.watts if host else None,
                     "vms": vms_on.get(s.name, 0),
                 }
             )
@@ -147,12 +149,23 @@ def _view(config: Config, service: Service) -> dict[str, Any]:
         state = "on" if powers and all(p == "On" for p in powers) else "off" if powers and all(p == "Off" for p in powers) else "partly on"
         if holder is not None and name in holder.groups:
             state = "going down" if holder.intent == "down" else "coming up"
-        groups.append({"name": name, "always_on": group.always_on, "state": state, "servers": servers})
+        countdown = countdowns.get(name)
+        nxt = next((u for u in upcoming if name in u.schedule.groups or (not u.schedule.groups and not group.always_on)), None)
+        groups.append(
+            {
+                "name": name,
+                "always_on": group.always_on,
+                "state": state,
+                "servers": servers,
+                "down_at": countdown.down_at if countdown else None,
+                "next": f"{nxt.schedule.action} {nxt.at:%a %H:%M}" if nxt else None,
+            }
+        )
     return {
         "groups": groups,
         "running": {"run_id": holder.run_id, "what": holder.describe()} if holder else None,
         "runs": [_run_row(r) for r in service.history(8)],
-        "energy": _energy(watts_report),
+        "energy": _energy(config, readings),
         "notes": list(report.notes),
     }
 
@@ -169,22 +182,31 @@ def _run_row(r: Any) -> dict[str, str]:
     }
 
 
-def _energy(report: energy.EnergyReport | None) -> dict[str, Any] | None:
-    """The panel: watts now, the month's saving, and a bar per day (kWh) as an SVG's heights."""
-    if report is None:
+def _energy(config: Config, readings: dict[str, tuple[Power, float | None]]) -> dict[str, Any] | None:
+    """The panel: watts now, this month's cost (measured and estimated) and saving, a bar per day (kWh) for two weeks."""
+    now = dt.datetime.now().astimezone()
+    try:
+        month = energy.report(config, since=now.replace(day=1, hour=0, minute=0, second=0, microsecond=0), until=now, readings=readings)
+        fortnight = energy.report(config, since=now - dt.timedelta(days=14), until=now, readings=readings)
+    except LabswitchError:
         return None
     days: dict[str, float] = {}
-    for server in report.servers:
+    for server in fortnight.servers:
         for day, kwh in server.kwh_by_day.items():
             days[day] = days.get(day, 0.0) + kwh
     ordered = sorted(days.items())[-14:]
     top = max((v for _, v in ordered), default=0.0) or 1.0
     bars = [{"day": d[5:], "kwh": round(v, 2), "height": round(80 * v / top, 1), "x": 10 + i * 22} for i, (d, v) in enumerate(ordered)]
+    c = month.currency
     return {
-        "watts": round(report.total_watts),
-        "saving": f"{report.saving:.2f} {report.currency}",
-        "always_on": f"{report.monthly_cost_always_on:.2f} {report.currency}",
-        "actual": f"{report.monthly_cost_actual:.2f} {report.currency}",
+        "watts": round(month.total_watts),
+        "saving": f"{month.saving:.2f} {c}",
+        "always_on": f"{month.always_on_cost:.2f} {c}",
+        "actual": f"{month.cost:.2f} {c}",
+        "kwh": f"{month.kwh:.1f}",
+        "measured": f"{month.measured_kwh:.1f}",
+        "estimated": f"{month.estimated_kwh:.1f}",
+        "sampled": month.sampled_since is not None,
         "bars": bars,
         "width": 20 + 22 * len(bars),
     }

@@ -21,6 +21,15 @@ document.querySelectorAll("form.run-form").forEach((form) => {
   });
 });
 
+// idle auto-down: the time left, ticking; at zero the service starts the down on its next sample
+const countdowns = document.querySelectorAll(".countdown");
+const hms = (s) => `${Math.floor(s / 3600)}:${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+const tickCountdowns = () => countdowns.forEach((el) => {
+  const left = Math.max(0, Math.round(Number(el.dataset.downAt) - Date.now() / 1000));
+  el.textContent = left > 0 ? hms(left) : "now";
+});
+if (countdowns.length) { tickCountdowns(); setInterval(tickCountdowns, 1000); }
+
 const run = document.getElementById("run");
 if (run && run.dataset.run) {
   run.classList.remove("hidden");

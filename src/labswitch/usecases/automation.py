@@ -1,0 +1,131 @@
+"""What `labswitch serve` does by itself: energy samples every energy.sample_interval (and, with them,
+idle auto-down), and the runs of [[serve.schedules]]. Every run it starts goes through the service,
+under the same run lock as any other, journaled with its reason ("idle: ...", "schedule: ...")."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from labswitch.bmc import Power
+from labswitch.config import Config, ServeSchedule
+from labswitch.errors import LabswitchError
+from labswitch.journal import Journal, default_path
+from labswitch.plan import Intent
+from labswitch.render.live import clock
+from labswitch.schedule import next_run
+from labswitch.usecases import bmc, idle
+from labswitch.usecases.sampling import next_samples
+from labswitch.usecases.service import Service
+from labswitch.usecases.status import StatusReport, status
+
+log = logging.getLogger("labswitch.serve")
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    schedule: ServeSchedule
+    at: dt.datetime
+
+
+class Automation:
+    def __init__(self, config: Config, service: Service) -> None:
+        self.config = config
+        self.service = service
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        after = config.policy.idle_down_after
+        self.idle = idle.IdleClock(after) if after is not None else None
+        self.last_sample: float | None = None
+
+    def start(self) -> None:
+        if self.config.energy.sample_interval:
+            self._spawn("energy-samples", self._sample_loop)
+        if self.config.serve.schedules:
+            self._spawn("schedules", self._schedule_loop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+
+    def countdowns(self) -> dict[str, idle.Countdown]:
+        return self.idle.countdowns() if self.idle is not None else {}
+
+    def upcoming(self, now: dt.datetime | None = None) -> list[Upcoming]:
+        """Each schedule's next run, soonest first."""
+        now = now or dt.datetime.now().astimezone()
+        return sorted((Upcoming(s, next_run(s.at, now)) for s in self.config.serve.schedules), key=lambda u: u.at)
+
+    def sample(self) -> None:
+        """One round: every server's draw into the journal; idleness observed (and due groups taken down)."""
+        now = time.time()
+        names = {s.name for s in self.config.servers}
+        report: StatusReport | None
+        try:
+            report = status(self.config, watts=True)
+            readings = {h.name: (Power(h.bmc_power or "Unknown"), h.watts) for h in report.hosts if h.name in names}
+        except LabswitchError as exc:  # vCenter unreachable: the BMCs still say the draw; idleness is not known
+            log.info("energy sample without vCenter: %s", exc)
+            report, readings = None, bmc.readings(self.config)
+        journal = Journal(default_path(self.config.state_dir))
+        try:
+            interval = self.config.energy.sample_interval
+            journal.add_samples(next_samples(readings, journal.last_samples(), now, interval, self.config.energy.server_watts))
+            last_runs: dict[str, float] = {}
+            for run in journal.runs(200):
+                for group in run.groups if run.outcome != "refused" else ():
+                    last_runs.setdefault(group, run.started)
+        finally:
+            journal.close()
+        self.last_sample = now
+        if self.idle is not None:
+            for group in self.idle.observe(now, idle.observe(self.config, report, last_runs)):
+                self._idle_down(group)
+
+    def _idle_down(self, group: str) -> None:
+        assert self.idle is not None
+        reason = f"idle: no VM over {self.config.policy.idle_cpu_mhz:g} MHz for {clock(self.idle.after)}"
+        try:
+            started = self.service.start(Intent.DOWN, [group], reason=reason)
+            log.warning("%s: down started (run %s), %s", group, started.run_id, reason)
+            self.idle.restart(group)
+        except LabswitchError as exc:  # another run in progress, a refusal: said; tried again next round
+            log.warning("%s: idle auto-down not started: %s", group, exc)
+
+    def _schedule_loop(self) -> None:
+        pending = self.upcoming()
+        while not self._stop.is_set():
+            now = dt.datetime.now().astimezone()
+            due = [u for u in pending if u.at <= now]
+            for u in due:
+                self._scheduled(u.schedule)
+            if due:
+                pending = self.upcoming(now)
+            soonest = min((u.at for u in pending), default=now + dt.timedelta(hours=1))
+            self._stop.wait(min(max((soonest - now).total_seconds(), 0.05), 30))  # re-read the clock at least twice a minute
+
+    def _scheduled(self, s: ServeSchedule) -> None:
+        reason = f"schedule: {s.action} {s.at}"
+        try:
+            started = self.service.start(Intent(s.action), s.groups, restore=s.restore, reason=reason)
+            log.warning("%s: started (run %s)", reason, started.run_id)
+        except LabswitchError as exc:
+            log.warning("%s: not started: %s", reason, exc)
+
+    def _sample_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sample()
+            except Exception:
+                log.exception("energy sample failed")
+            self._stop.wait(self.config.energy.sample_interval)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
