@@ -95,6 +95,7 @@ login=$(python3 -c 'import secrets; print(secrets.token_urlsafe(9))')
 export LABSWITCH_TOKEN
 LABSWITCH_TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 printf '\n[serve]\ntoken = { env = "LABSWITCH_TOKEN" }\nlisten = "127.0.0.1:%s"\n' "$port" >>"$config"
+printf '\n[energy]\nsample_interval = "2s"   # the default is 5 minutes\n' >>"$config"
 echo "$login" | labswitch --config "$config" serve passwd >/dev/null
 labswitch --config "$config" serve 2>"$whole/serve.log" &
 serve=$!
@@ -109,6 +110,9 @@ echo "GET /api/lock:"
 get "http://127.0.0.1:$port/api/lock" "$LABSWITCH_TOKEN"
 echo "GET /metrics (watts):"
 get "http://127.0.0.1:$port/metrics" | grep '^labswitch_server_power_watts'
+samples() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(DISTINCT at) FROM energy_samples").fetchone()[0])' "$XDG_STATE_HOME/labswitch/journal.sqlite3" 2>/dev/null || echo 0; }
+for _ in $(seq 1 100); do [ "$(samples)" -ge 3 ] && break; sleep 0.1; done
+run energy --days 1   # measured: serve's samples of the last seconds; estimated: the rest of the day
 if [ -t 0 ]; then
   read -r -p "open the page, then press Enter to stop the demo " _
 fi

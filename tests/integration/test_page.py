@@ -15,6 +15,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 
+from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure, payload
 from tests.integration.test_serve import TOKEN, add_serve, serving
 from tests.labsim import Lab, bmc_power, vm_power
@@ -27,13 +28,18 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture
 def page_url(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[tuple[str, Lab]]:
     lab = lab_factory(*FAST)
-    config = configure(lab)
-    url = add_serve(lab, config)
+    config = configure(lab, policy='idle_down_after = "1h"\n')  # the page shows idle auto-down's countdown
+    url = add_serve(lab, config, '\n[energy]\nsample_interval = "1s"\n')
     argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]
     subprocess.run(argv, input=PASSWORD + "\n", text=True, env={**os.environ, **lab.env}, check=True, capture_output=True)
     assert 'password_hash = "$2b$' in config.read_text() and PASSWORD not in config.read_text()
     with serving(lab, config, url, state_dir):
         yield url, lab
+
+
+def api_idle(url: str) -> list[dict[str, object]]:
+    answer = requests.get(url + "/api/automation", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    return list(answer.json()["idle"])
 
 
 def log_in(page: Page, url: str, password: str = PASSWORD) -> None:
@@ -50,9 +56,16 @@ def test_log_in_press_down_and_watch_the_group_go_off(page_url: tuple[str, Lab],
             phone = browser.new_page(viewport={"width": 390, "height": 844})
             log_in(phone, url, "not-the-password")
             assert phone.locator("[role=alert]").inner_text() == "wrong password"
+            wait_until(lambda: api_idle(url), 30, "the idle clock started by the first sample")
             log_in(phone, url)
             group = phone.locator("section.group[data-group=payload]")
             assert group.locator(".state").inner_text() == "on"
+            countdown = group.locator(".countdown")
+            assert re.fullmatch(r"0:59:\d\d", countdown.inner_text()), countdown.inner_text()
+            first = countdown.inner_text()
+            ticking = "t => document.querySelector('section.group[data-group=payload] .countdown').textContent !== t"
+            phone.wait_for_function(ticking, arg=first)
+            assert phone.locator("section.group[data-group=mgmt] .countdown").count() == 0, "always_on: no countdown"
             phone.screenshot(path=str(tmp_path / "page-phone.png"), full_page=True)
             questions: list[str] = []
             phone.on("dialog", lambda d: (questions.append(d.message), d.accept()))

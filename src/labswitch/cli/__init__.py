@@ -18,6 +18,7 @@ app = typer.Typer(
     name="labswitch",
     help="Switch a VMware vSphere lab on and off on demand, and keep it healthy.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # paragraphs reflow to the terminal's width (rich mode keeps the source's line breaks)
     pretty_exceptions_enable=False,  # Rich tracebacks show locals: secrets must never be printed
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -86,6 +86,10 @@ def serve_command(
     otherwise; a non-loopback address without TLS is warned about (a reverse proxy with TLS is the
     usual way out). SIGTERM stops it: a run in progress is journaled as interrupted and resumable.
 
+    By itself it samples every server's draw into the journal every energy.sample_interval (for
+    `labswitch energy` and the metrics), takes an idle group down after policy.idle_down_after (off by
+    default), and runs [[serve.schedules]] by the clock; with [ups], it watches the UPS too.
+
     Example:
 
       export LABSWITCH_TOKEN=$(openssl rand -hex 24)   # \\[serve] token = { env = "LABSWITCH_TOKEN" }

@@ -1,5 +1,6 @@
 """Prometheus metrics, collected when scraped: each server's power and watts (its BMC or meter), each
-host's connection, VMs on per group, whether a run is in progress, and the last run of each intent."""
+host's connection, VMs on per group, whether a run is in progress, the last run of each intent, the
+energy counter from the journal's samples, and how long each group has been idle."""
 
 from __future__ import annotations
 
