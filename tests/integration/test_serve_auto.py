@@ -118,7 +118,7 @@ def test_idle_auto_down_waits_for_every_vm_to_be_idle(lab_factory: Callable[...,
         with journal(state_dir) as db:
             (intent, groups, outcome, reason), *_ = db.execute("SELECT intent, groups, outcome, reason FROM runs ORDER BY started DESC")
         assert (intent, groups) == ("down", '["payload"]') and outcome in ("ok", "running")
-        assert reason == "idle: no VM over 200 MHz for 00:03"
+        assert reason == "idle: no VM over 200 MHz for 3s"
         wait_until(lambda: api(url, "/lock").json()["running"] is False, 30, "the idle down finished")
 
 

@@ -158,3 +158,25 @@ def test_a_server_without_a_bmc_and_its_bad_input(secrets: Path) -> None:
     plug = 'meter = { driver = "shelly", address = "http://plug07", password = { env = "PLUG_PASS" } }'
     metered = parse(base.replace(line, line + "\n" + plug).encode(), source="lab.toml", resolve_secrets=False)
     assert metered.servers[0].meter is not None and metered.servers[0].meter.base_url == "http://plug07"
+
+
+def test_the_service_secrets_are_needed_only_by_serve(secrets: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (
+        good(secrets)
+        + '\n[serve]\ntoken = { env = "LS_TOKEN_UNSET" }\n\n[mqtt]\nurl = "mqtt://ha@broker"\npassword = { env = "LS_MQTT_UNSET" }\n'
+    )
+    monkeypatch.delenv("LS_TOKEN_UNSET", raising=False)
+    cfg = parse(text.encode(), source="lab.toml")  # down, up, status...: LABSWITCH_TOKEN and the MQTT password need not be set
+    assert cfg.vcenter is not None and cfg.vcenter.password.get_secret_value() == "vc-s3cret"  # type: ignore[union-attr]
+    with pytest.raises(SecretError, match=r"mqtt.password: environment variable LS_MQTT_UNSET is not set"):
+        parse(text.encode(), source="lab.toml", service=True)
+
+
+def test_serve_schedules_and_idle_settings(secrets: Path) -> None:
+    text = good(secrets).replace("[policy]\n", '[policy]\nidle_down_after = "3h"\n')
+    text += '\n[energy]\nsample_interval = "5m"\n\n[[serve.schedules]]\naction = "up"\nat = "Mon..Fri 07:30"\ngroups = ["payload"]\n'
+    cfg = parse(text.encode(), source="lab.toml")
+    assert cfg.policy.idle_down_after == 3 * 3600 and cfg.energy.sample_interval == 300
+    assert [(s.action, s.at, s.groups, s.restore) for s in cfg.serve.schedules] == [("up", "Mon..Fri 07:30", ["payload"], False)]
+    with pytest.raises(ConfigError, match=r"serve.schedules\[0\].at: 'Mon..Fri 7': give DAYS HH:MM"):
+        parse(text.replace("Mon..Fri 07:30", "Mon..Fri 7").encode(), source="lab.toml")

@@ -43,10 +43,11 @@ class State:
         self.verbose = verbose
         self._config: Config | None = None
 
-    def config(self) -> Config:
-        """The configuration, loaded once (ConfigError on bad input, before any connection)."""
+    def config(self, service: bool = False) -> Config:
+        """The configuration, loaded once (ConfigError on bad input, before any connection); ``service``:
+        with the secrets only `labswitch serve` needs."""
         if self._config is None:
-            self._config = load(self.config_path)
+            self._config = load(self.config_path, service=service)
         return self._config
 
 

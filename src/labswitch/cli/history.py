@@ -24,7 +24,8 @@ def history_command(
     """List past runs (down, up, and the rolling reboots of fix l1tf) with their outcome (from the journal).
 
     Outcomes: ok, failed (some steps failed), interrupted (re-run the same command to
-    complete it), refused (a safety check stopped it before any change), running.
+    complete it), refused (a safety check stopped it before any change), running. WHY: who or what
+    started it when not the CLI (serve, page, mqtt, ups, a schedule, idle auto-down) and why.
 
     Examples:
 
@@ -65,9 +66,19 @@ def history_command(
         return
     render.table(
         f"Runs ({journal.path})",
-        ["RUN", "INTENT", "GROUPS", "STARTED", "SECONDS", "OUTCOME", "STEPS", "FAILED"],
+        ["RUN", "INTENT", "GROUPS", "STARTED", "SECONDS", "OUTCOME", "STEPS", "FAILED", "WHY"],
         (
-            [r["run_id"], r["intent"], ",".join(r["groups"]), r["started"], r["seconds"], r["outcome"], r["steps"], r["failed_steps"]]
+            [
+                r["run_id"],
+                r["intent"],
+                ",".join(r["groups"]),
+                r["started"],
+                r["seconds"],
+                r["outcome"],
+                r["steps"],
+                r["failed_steps"],
+                r["reason"] or "",
+            ]
             for r in rows
         ),
     )

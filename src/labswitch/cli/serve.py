@@ -106,7 +106,7 @@ def serve_command(
     from labswitch.web import create_app
 
     state: State = ctx.obj
-    config = state.config()
+    config = state.config(service=True)
     if config.serve.token is None:
         raise ConfigError('serve: no [serve] token; add token = { env = "LABSWITCH_TOKEN" } (every API request carries it)')
     host, port = parse_listen(listen or config.serve.listen)

@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 DEFAULT_PATH = Path("labswitch.toml")
 
 
-def load(path: Path, *, resolve_secrets: bool = True) -> models.Config:
-    """The configuration at ``path``, validated, with secrets resolved.
+def load(path: Path, *, resolve_secrets: bool = True, service: bool = False) -> models.Config:
+    """The configuration at ``path``, validated, with secrets resolved: the service's own ([serve] token,
+    [mqtt] password) only with ``service`` (`labswitch serve`), so the CLI never needs them set.
 
     Raises ConfigError (and nothing else) with one line naming the file, the key
     path, what is wrong and how to fix it.
@@ -31,10 +32,10 @@ def load(path: Path, *, resolve_secrets: bool = True) -> models.Config:
         raise ConfigError(f"{path}: no such file; create one with 'labswitch init' or pass --config PATH") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
-    return parse(raw, source=str(path), resolve_secrets=resolve_secrets)
+    return parse(raw, source=str(path), resolve_secrets=resolve_secrets, service=service)
 
 
-def parse(raw: bytes, *, source: str, resolve_secrets: bool = True) -> models.Config:
+def parse(raw: bytes, *, source: str, resolve_secrets: bool = True, service: bool = False) -> models.Config:
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -45,10 +46,10 @@ def parse(raw: bytes, *, source: str, resolve_secrets: bool = True) -> models.Co
         config = models.Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}") from None
-    return _resolve_secrets(config, source) if resolve_secrets else config
+    return _resolve_secrets(config, source, service) if resolve_secrets else config
 
 
-def _resolve_secrets(config: models.Config, source: str) -> models.Config:
+def _resolve_secrets(config: models.Config, source: str, service: bool) -> models.Config:
     def secret(ref: Any, where: str) -> SecretStr:
         if isinstance(ref, SecretStr):
             log.warning("%s: %s is written in the file; prefer { env = ... }, { file = ... } or { keyring = ... }", source, where)
@@ -68,9 +69,9 @@ def _resolve_secrets(config: models.Config, source: str) -> models.Config:
         update["vcenter"] = config.vcenter.model_copy(update={"password": secret(config.vcenter.password, "vcenter.password")})
     if config.vcsa is not None:
         update["vcsa"] = config.vcsa.model_copy(update={"password": secret(config.vcsa.password, "vcsa.password")})
-    if config.mqtt is not None and config.mqtt.password is not None:
+    if service and config.mqtt is not None and config.mqtt.password is not None:
         update["mqtt"] = config.mqtt.model_copy(update={"password": secret(config.mqtt.password, "mqtt.password")})
-    if config.serve.token is not None:
+    if service and config.serve.token is not None:
         update["serve"] = config.serve.model_copy(update={"token": secret(config.serve.token, "serve.token")})
     if config.ups is not None and config.ups.password is not None:
         update["ups"] = config.ups.model_copy(update={"password": secret(config.ups.password, "ups.password")})

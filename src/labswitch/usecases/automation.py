@@ -16,7 +16,6 @@ from labswitch.config import Config, ServeSchedule
 from labswitch.errors import LabswitchError
 from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
-from labswitch.render.live import clock
 from labswitch.schedule import next_run
 from labswitch.usecases import bmc, idle
 from labswitch.usecases.sampling import next_samples
@@ -24,6 +23,14 @@ from labswitch.usecases.service import Service
 from labswitch.usecases.status import StatusReport, status
 
 log = logging.getLogger("labswitch.serve")
+
+
+def duration(seconds: float) -> str:
+    """3h, 1h30m, 45m, 10s: the form the config takes."""
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class Automation:
 
     def _idle_down(self, group: str) -> None:
         assert self.idle is not None
-        reason = f"idle: no VM over {self.config.policy.idle_cpu_mhz:g} MHz for {clock(self.idle.after)}"
+        reason = f"idle: no VM over {self.config.policy.idle_cpu_mhz:g} MHz for {duration(self.idle.after)}"
         try:
             started = self.service.start(Intent.DOWN, [group], reason=reason)
             log.warning("%s: down started (run %s), %s", group, started.run_id, reason)

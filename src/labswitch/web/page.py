@@ -171,7 +171,7 @@ def _view(config: Config, service: Service, automation: Automation) -> dict[str,
 
 
 def _run_row(r: Any) -> dict[str, str]:
-    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
+    started = time.strftime("%b %d %H:%M", time.localtime(r.started))
     return {
         "id": r.id,
         "intent": r.intent,
