@@ -65,7 +65,8 @@ def parse_at(at: str) -> tuple[list[int], int, int]:
 
 
 def next_run(at: str, after: dt.datetime) -> dt.datetime:
-    """The first moment strictly after ``after`` (aware, local) that matches 'DAYS HH:MM' (PURE)."""
+    """The first moment strictly after ``after`` that matches 'DAYS HH:MM', in ``after``'s terms (PURE; naive
+    local time keeps a wall-clock time across daylight-saving changes)."""
     days, hour, minute = parse_at(at)
     day = after.replace(hour=hour, minute=minute, second=0, microsecond=0)
     for _ in range(8):

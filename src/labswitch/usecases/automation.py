@@ -11,16 +11,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labswitch.bmc import Power
 from labswitch.config import Config, ServeSchedule
 from labswitch.errors import LabswitchError
 from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
 from labswitch.schedule import next_run
-from labswitch.usecases import bmc, idle
+from labswitch.usecases import idle
 from labswitch.usecases.sampling import next_samples
 from labswitch.usecases.service import Service
-from labswitch.usecases.status import StatusReport, status
+from labswitch.usecases.status import with_readings
 
 log = logging.getLogger("labswitch.serve")
 
@@ -63,22 +62,15 @@ class Automation:
     def countdowns(self) -> dict[str, idle.Countdown]:
         return self.idle.countdowns() if self.idle is not None else {}
 
-    def upcoming(self, now: dt.datetime | None = None) -> list[Upcoming]:
-        """Each schedule's next run, soonest first."""
-        now = now or dt.datetime.now().astimezone()
-        return sorted((Upcoming(s, next_run(s.at, now)) for s in self.config.serve.schedules), key=lambda u: u.at)
+    def upcoming(self) -> list[Upcoming]:
+        """Each schedule's next run (local time, with its offset), soonest first."""
+        now = dt.datetime.now()
+        return sorted((Upcoming(s, next_run(s.at, now).astimezone()) for s in self.config.serve.schedules), key=lambda u: u.at)
 
     def sample(self) -> None:
         """One round: every server's draw into the journal; idleness observed (and due groups taken down)."""
         now = time.time()
-        names = {s.name for s in self.config.servers}
-        report: StatusReport | None
-        try:
-            report = status(self.config, watts=True)
-            readings = {h.name: (Power(h.bmc_power or "Unknown"), h.watts) for h in report.hosts if h.name in names}
-        except LabswitchError as exc:  # vCenter unreachable: the BMCs still say the draw; idleness is not known
-            log.info("energy sample without vCenter: %s", exc)
-            report, readings = None, bmc.readings(self.config)
+        report, readings = with_readings(self.config)  # without vCenter: the BMCs still say the draw; idleness is unknown
         journal = Journal(default_path(self.config.state_dir))
         try:
             interval = self.config.energy.sample_interval
@@ -105,16 +97,18 @@ class Automation:
             log.warning("%s: idle auto-down not started: %s", group, exc)
 
     def _schedule_loop(self) -> None:
-        pending = self.upcoming()
+        """Local wall-clock time, naive: "07:30" stays 07:30 across a daylight-saving change. Each round fires
+        what fell due since the last (a run that took long delays, never loses, the next one)."""
+        schedules = self.config.serve.schedules
+        checked = dt.datetime.now()
         while not self._stop.is_set():
-            now = dt.datetime.now().astimezone()
-            due = [u for u in pending if u.at <= now]
-            for u in due:
-                self._scheduled(u.schedule)
-            if due:
-                pending = self.upcoming(now)
-            soonest = min((u.at for u in pending), default=now + dt.timedelta(hours=1))
-            self._stop.wait(min(max((soonest - now).total_seconds(), 0.05), 30))  # re-read the clock at least twice a minute
+            now = dt.datetime.now()
+            for s in schedules:
+                if next_run(s.at, checked) <= now:
+                    self._scheduled(s)
+            checked = now
+            soonest = min(next_run(s.at, now) for s in schedules)
+            self._stop.wait(min(max((soonest - now).total_seconds(), 0.05), 30))  # and the clock read again twice a minute
 
     def _scheduled(self, s: ServeSchedule) -> None:
         reason = f"schedule: {s.action} {s.at}"

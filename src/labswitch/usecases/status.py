@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 from labswitch import vsphere
+from labswitch.bmc import Power
 from labswitch.config import Config
-from labswitch.errors import ConnectionFailed
+from labswitch.errors import ConnectionFailed, LabswitchError
 from labswitch.journal import Journal, default_path
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,23 @@ def status(config: Config, watts: bool = False) -> StatusReport:
     finally:
         journal.close()
     return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes)
+
+
+def readings(report: StatusReport, config: Config) -> dict[str, tuple[Power, float | None]]:
+    """Each configured server's power and draw as a status(..., watts=True) read them."""
+    names = {s.name for s in config.servers}
+    return {h.name: (Power(h.bmc_power or "Unknown"), h.watts) for h in report.hosts if h.name in names}
+
+
+def with_readings(config: Config) -> tuple[StatusReport | None, dict[str, tuple[Power, float | None]]]:
+    """One pass for the service (samples, metrics): the status with every server's power and draw; when
+    vCenter cannot be read, no status (None) and the BMCs' readings alone."""
+    try:
+        report = status(config, watts=True)
+    except LabswitchError as exc:
+        log.info("vCenter not read: %s", exc)
+        return None, bmc.readings(config)
+    return report, readings(report, config)
 
 
 def as_json(report: StatusReport) -> dict[str, object]:

@@ -13,10 +13,9 @@ from prometheus_client.registry import Collector
 from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.journal import Journal, default_path
-from labswitch.usecases import bmc
 from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
-from labswitch.usecases.status import status
+from labswitch.usecases.status import with_readings
 
 
 class LabCollector(Collector):
@@ -30,7 +29,8 @@ class LabCollector(Collector):
             "labswitch_server_power_on", "1 when the server is on (its BMC or power driver says), 0 off", labels=["server"]
         )
         watts = GaugeMetricFamily("labswitch_server_power_watts", "The server's power draw now, in watts", labels=["server"])
-        for server, (state, draw) in bmc.readings(self.config).items():
+        report, readings = with_readings(self.config)  # one pass: vCenter, and every BMC's power and draw
+        for server, (state, draw) in readings.items():
             if state in (Power.ON, Power.OFF):
                 power.add_metric([server], 1.0 if state is Power.ON else 0.0)
             if draw is not None:
@@ -43,11 +43,7 @@ class LabCollector(Collector):
         vms_on = GaugeMetricFamily(
             "labswitch_group_vms_on", "VMs powered on per group (vSphere's own agents not counted)", labels=["group"]
         )
-        try:
-            report = status(self.config)
-        except Exception:  # noqa: BLE001 - vCenter unreachable: those metrics are absent, the others stand
-            report = None
-        if report is not None:
+        if report is not None:  # vCenter unreachable: those metrics are absent, the others stand
             group_of = {h.name: h.group for h in report.hosts}
             counts: dict[str, int] = {}
             for h in report.hosts:

@@ -25,6 +25,7 @@ from labswitch.plan import Intent
 from labswitch.usecases import energy, power
 from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
+from labswitch.usecases.status import readings as status_readings
 from labswitch.usecases.status import status
 from labswitch.web.events import run_events
 
@@ -128,7 +129,7 @@ def _view(config: Config, service: Service, automation: Automation) -> dict[str,
     for vm in report.vms:
         if vm.power_state == "poweredOn" and vm.system is None:
             vms_on[vm.host] = vms_on.get(vm.host, 0) + 1
-    readings = {h.name: (Power(h.bmc_power or "Unknown"), h.watts) for h in report.hosts}
+    readings = status_readings(report, config)
     countdowns = automation.countdowns()
     upcoming = automation.upcoming()
     groups = []
