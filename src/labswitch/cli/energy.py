@@ -75,16 +75,18 @@ def _period(since: str | None, days: int | None) -> dt.datetime | None:
 
 def _show(r: EnergyReport) -> None:
     render.table(
-        f"Energy {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours / 24:.1f} days)",
-        ["SERVER", "POWER", "WATTS NOW", "ON-HOURS", "KWH MEASURED", "KWH ESTIMATED"],
+        f"Energy {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours:.1f} h)"
+        if r.hours < 48
+        else f"Energy {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours / 24:.1f} days)",
+        ["SERVER", "POWER", "WATTS NOW", "ON-HOURS", "MEASURED", "ESTIMATED"],
         (
             (
                 s.server,
                 s.power,
                 "-" if s.watts is None else f"{s.watts:g}",
                 f"{s.on_hours:.1f}",
-                f"{s.measured_kwh:.2f}",
-                f"{s.estimated_kwh:.2f}",
+                energy_text(s.measured_kwh),
+                energy_text(s.estimated_kwh),
             )
             for s in r.servers
         ),
@@ -93,14 +95,22 @@ def _show(r: EnergyReport) -> None:
     render.stdout.print(f"\nTotal now: {r.total_watts:g} W")
     sampled = f"sampled since {r.sampled_since:%Y-%m-%d %H:%M}" if r.sampled_since else "never sampled: run labswitch serve"
     render.stdout.print(
-        f"Used: {r.kwh:.2f} kWh = {r.cost:.2f} {c} (measured {r.measured_kwh:.2f} kWh, estimated {r.estimated_kwh:.2f} kWh; {sampled})"
+        f"Used: {energy_text(r.kwh)} = {r.cost:.2f} {c} (measured {energy_text(r.measured_kwh)}, "
+        f"estimated {energy_text(r.estimated_kwh)}; {sampled})"
     )
-    render.stdout.print(f"Always on, same period: {r.always_on_kwh:.2f} kWh = {r.always_on_cost:.2f} {c}")
+    render.stdout.print(f"Always on, same period: {energy_text(r.always_on_kwh)} = {r.always_on_cost:.2f} {c}")
     render.stdout.print(f"Saving: {r.saving:.2f} {c}")
     render.stdout.print(
         f"Per month: {r.monthly_kwh_actual * r.price_per_kwh:.2f} {c} at this rate, "
         f"{r.monthly_kwh_always_on * r.price_per_kwh:.2f} {c} always on"
     )
+
+
+def energy_text(kwh: float) -> str:
+    """2.04 kWh; under 1 kWh in Wh (a few samples' worth is not 0.00)."""
+    if kwh >= 1 or kwh == 0:
+        return f"{kwh:.2f} kWh"
+    return f"{kwh * 1000:.3g} Wh"
 
 
 def _check_matplotlib() -> None:
