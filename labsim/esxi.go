@@ -152,7 +152,7 @@ func (a *hostAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.lab.calls.add("esxi:" + name)
 	if name == "Login" {
 		m := loginFields.FindSubmatch(body)
-		if m == nil || string(m[1]) != "root" || html.UnescapeString(string(m[2])) != a.lab.opts.esxiPassword {
+		if m == nil || string(m[1]) != "root" || html.UnescapeString(string(m[2])) != a.password() {
 			writeSOAP(w, fault(&types.InvalidLogin{}))
 			return
 		}
@@ -290,4 +290,14 @@ func (a *hostAgent) powerOnVM(m *simulator.Method) soap.HasFault {
 		return fault(&types.InvalidState{})
 	}
 	return nil
+}
+
+// password is the host's root password: its own from --esxi-passwords, else --esxi-password.
+func (a *hostAgent) password() string {
+	if own, err := pairs(a.lab.opts.esxiPasswords); err == nil {
+		if pw, ok := own[a.s.Name]; ok {
+			return pw
+		}
+	}
+	return a.lab.opts.esxiPassword
 }

@@ -92,6 +92,9 @@ func newLab(o options) (*Lab, error) {
 	if o.esxiPassword == "" {
 		o.esxiPassword = randomSecret()
 	}
+	if _, err := pairs(o.esxiPasswords); err != nil {
+		return nil, fmt.Errorf("--esxi-passwords: %w", err)
+	}
 	rel, err := releaseNamed(o.vsphere)
 	if err != nil {
 		return nil, err

@@ -33,7 +33,7 @@ type options struct {
 	denyPrivileges                                                    string
 	ha                                                                bool
 	latency                                                           time.Duration
-	esxiPassword                                                      string
+	esxiPassword, esxiPasswords                                       string
 	vcenterBootDelay                                                  time.Duration
 	dnsVM                                                             bool
 	noVCenter                                                         bool
@@ -86,6 +86,7 @@ func parseFlags() options {
 	flag.Float64Var(&o.cbtFraction, "cbt-fraction", 0.0, "fraction of payload VMs with changed block tracking on")
 	flag.BoolVar(&o.govmomiFeed, "govmomi-feed", false, "answer WaitForUpdatesEx with the simulator's own property collector (re-collects every filter per change), not labsim's incremental feed")
 	flag.StringVar(&o.esxiPassword, "esxi-password", "", "every host's root password for its own API (random when empty; printed)")
+	flag.StringVar(&o.esxiPasswords, "esxi-passwords", "", "hosts with a root password of their own, NAME=PASSWORD,... (the config then needs servers.esxi_password)")
 	flag.DurationVar(&o.vcenterBootDelay, "vcenter-boot-delay", 5*time.Second, "--vcenter-vm-on payload: time from the vcsa VM's power-on to vCenter answering")
 	flag.BoolVar(&o.noVCenter, "no-vcenter", false, "standalone ESXi hosts only: no vCenter endpoint (its port refuses connections), no vcsa VM, no vCLS; the config has [esxi] and no [vcenter]")
 	flag.StringVar(&o.wolHosts, "wol-hosts", "", "servers without a BMC, woken by Wake-on-LAN on labsim's UDP port (printed as WOL), NAME,...")

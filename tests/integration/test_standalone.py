@@ -106,3 +106,31 @@ def test_bad_input_without_vcenter(cli: Run, lab_factory: Callable[..., Lab], st
     assert len(down.stderr.strip().splitlines()) == 1 and "Traceback" not in down.stderr
     assert {state for state, _ in power(lab).values()} == {"poweredOn"}, "nothing changed"
     assert [bmc_power(lab, s) for s in SERVERS] == ["On", "On"]
+
+
+def test_a_host_with_its_own_password_and_certificate_pin(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
+    lab = lab_factory(*LAB, "--esxi-passwords", "esx12=esx12-own-root")
+    lab.env["ESX12_ROOT"] = "esx12-own-root"
+    pin = f'{{ thumbprint = "{lab.thumbprint}" }}'
+    # [esxi] pins a certificate no host has: each host is trusted only through its own esxi_tls (self-signed hosts differ)
+    config = configure(lab, replace=((f"tls = {pin}\n\n[policy]", f'tls = {{ thumbprint = "{"ab" * 32}" }}\n\n[policy]'),))
+    text = config.read_text()
+    for server, own in (("esx11", ""), ("esx12", 'esxi_password = { env = "ESX12_ROOT" }\n')):
+        text = text.replace(f'name = "{server}"\n', f'name = "{server}"\n{own}esxi_tls = {pin}\n', 1)
+    config.write_text(text)
+
+    status = run(cli, lab, state_dir, config, "status", "--json")
+    assert status.code == 0, status.stderr
+    assert {h["name"]: h["connection_state"] for h in status.json()["hosts"]} == {"esx11": "connected", "esx12": "connected"}
+    assert "esx12-own-root" not in status.stdout + status.stderr
+
+    lab.env["ESX12_ROOT"] = "not-its-password"
+    refused = run(cli, lab, state_dir, config, "down", "--yes")
+    assert refused.code == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "host esx12" in refused.stderr and "check esxi.user and servers.esxi_password of esx12" in refused.stderr
+    assert [bmc_power(lab, s) for s in SERVERS] == ["On", "On"], "nothing changed"
+    unpinned = config.with_name("unpinned.toml")
+    unpinned.write_text(config.read_text().replace(f'name = "esx11"\nesxi_tls = {pin}\n', 'name = "esx11"\n'))
+    untrusted = run(cli, lab, state_dir, unpinned, "status")
+    assert untrusted.code == 1 and "host esx11" in untrusted.stderr, untrusted.stderr
+    assert "does not match the pinned tls.thumbprint" in untrusted.stderr, "without its own pin, [esxi]'s applies"

@@ -61,7 +61,13 @@ def _resolve_secrets(config: models.Config, source: str, service: bool) -> model
         return table.model_copy(update={"password": secret(table.password, f"{where}.password")})
 
     servers = [
-        s.model_copy(update={"bmc": with_password(s.bmc, f"servers[{i}].bmc"), "meter": with_password(s.meter, f"servers[{i}].meter")})
+        s.model_copy(
+            update={
+                "bmc": with_password(s.bmc, f"servers[{i}].bmc"),
+                "meter": with_password(s.meter, f"servers[{i}].meter"),
+                "esxi_password": secret(s.esxi_password, f"servers[{i}].esxi_password") if s.esxi_password is not None else None,
+            }
+        )
         for i, s in enumerate(config.servers)
     ]
     update: dict[str, Any] = {"servers": servers}

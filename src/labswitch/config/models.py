@@ -302,6 +302,10 @@ class Server(Strict):
     bmc: Annotated[BMC | WakeOnLan | Plug, Field(discriminator="driver")]  # what powers it on and off
     meter: Plug | None = None  # a plug that measures it (its BMC reports no watts, or there is none)
     esxi_url: Address | None = None  # how to reach the host's own API, when not https://<esxi>/sdk
+    # This host's own login, where it differs from [esxi]'s (its own root password; its self-signed certificate's thumbprint):
+    esxi_user: Annotated[str, Field(min_length=1)] | None = None
+    esxi_password: Secret | None = None
+    esxi_tls: TLS | None = None
 
     @property
     def direct_url(self) -> str:

@@ -96,6 +96,13 @@ class Login:
     where: str  # "vCenter https://..." or "host esx11 https://..."
     section: str  # the config's table for hints: "vcenter" or "esxi"
     up: str  # what must be up, for hints
+    overridden: frozenset[str] = frozenset()  # "user", "password", "tls": set on the server itself (esxi_user, ...)
+
+    def key(self, what: str) -> str:
+        """Where the config sets ``what`` (user, password, tls) for this login, for hints."""
+        if what in self.overridden:
+            return f"servers.esxi_{what} of {self.where.split()[1]}"
+        return f"{self.section}.{what}"
 
 
 def _resolved(secret: object) -> SecretStr:
@@ -118,15 +125,21 @@ def login_for_vcenter(config: VCenter) -> Login:
 
 
 def login_for_host(esxi: ESXi, server: Server) -> Login:
+    """The host's own login: [esxi]'s, with what the server's esxi_user, esxi_password and esxi_tls override."""
     return Login(
         server.direct_url,
-        esxi.user,
-        _resolved(esxi.password),
-        esxi.tls,
+        server.esxi_user or esxi.user,
+        _resolved(server.esxi_password if server.esxi_password is not None else esxi.password),
+        server.esxi_tls or esxi.tls,
         esxi.timeout,
         f"host {server.name} {server.direct_url}",
         "esxi",
         "the host",
+        frozenset(
+            what
+            for what, own in (("user", server.esxi_user), ("password", server.esxi_password), ("tls", server.esxi_tls))
+            if own is not None
+        ),
     )
 
 
@@ -149,12 +162,12 @@ def open_session(login: Login) -> Any:
         )
     except vim.fault.InvalidLogin:
         raise AuthenticationFailed(
-            f"{where}: login refused for user {login.user!r}; check {login.section}.user and {login.section}.password"
+            f"{where}: login refused for user {login.user!r}; check {login.key('user')} and {login.key('password')}"
         ) from None
     except ssl.SSLCertVerificationError as exc:
         raise TLSVerificationFailed(
             f"{where}: certificate not trusted ({exc.verify_message}); "
-            f"set {login.section}.tls = {{ ca_file = ... }} or {{ thumbprint = ... }}"
+            f"set {login.key('tls')} = {{ ca_file = ... }} or {{ thumbprint = ... }}"
         ) from None
     except (OSError, http.client.HTTPException) as exc:
         reason = (
