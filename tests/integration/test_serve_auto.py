@@ -5,6 +5,7 @@ idle auto-down (labsim's guest CPU load, read back with pyVmomi); and [[serve.sc
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,7 @@ def test_energy_samples_are_measured_counted_and_published(
 ) -> None:
     lab = lab_factory(*FAST)
     with peers.mosquitto(tmp_path / "mqtt") as broker:
-        config = configure(lab)
+        config = configure(lab, policy='idle_down_after = "1h"\n')
         extra = f'\n[energy]\nsample_interval = "1s"\nprice_per_kwh = 0.5\n\n[mqtt]\nurl = "{broker.url}"\n'
         extra += 'password = { env = "MQTT_PASSWORD" }\nstate_interval = 1\n'
         url = add_serve(lab, config, extra)
@@ -77,6 +78,10 @@ def test_energy_samples_are_measured_counted_and_published(
 
             published = float(broker.sub("labswitch/lab/energy", 1)[0][1])
             assert 0 < published <= sum(kwh_totals(state_dir).values()) + 1e-4
+            sensor = json.loads(broker.sub("homeassistant/sensor/labswitch_lab/payload_auto_down/config", 1)[0][1])
+            assert sensor["device_class"] == "timestamp" and sensor["state_topic"] == "labswitch/lab/group/payload/auto_down"
+            down_at = dt.datetime.fromisoformat(broker.sub("labswitch/lab/group/payload/auto_down", 1)[0][1])
+            assert abs((down_at - dt.datetime.now(dt.UTC)).total_seconds() - 3600) < 60, "idle since the first sample: down in an hour"
 
             result = run(cli, lab, state_dir, config, "energy", "--json", "--days", "1")
             assert result.code == 0, result.stderr

@@ -52,7 +52,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
         if config.mqtt is not None:  # Home Assistant over MQTT, started and stopped with the service
             from labswitch.web.mqtt import Bridge
 
-            bridge = Bridge(config, service)
+            bridge = Bridge(config, service, automation)
             bridge.start()
         watch = _ups_watch(config) if config.ups is not None else None  # the UPS watched inside the service too
         automation.start()  # energy samples, idle auto-down, [[serve.schedules]]

@@ -2,12 +2,14 @@
 Assistant's MQTT discovery. A switch per group that is not always_on (ON runs `up`, OFF runs `down`,
 through the same service, lock and safety as every run; its state is the servers' power, read, not the
 last command), a power sensor per server (W, measurement), an energy sensor for the lab (kWh,
-total_increasing, from the service's energy samples), a binary sensor "run in progress", and
+total_increasing, from the service's energy samples), with idle auto-down a timestamp sensor per group
+(when it goes down if it stays idle), a binary sensor "run in progress", and
 availability with a last will. paho reconnects by itself; the discovery and states are published again
 on every (re)connection."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -24,7 +26,8 @@ from labswitch.config import Config, Mqtt
 from labswitch.errors import LabswitchError
 from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
-from labswitch.usecases import bmc
+from labswitch.usecases import bmc, idle
+from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ class Topics:
 
     def group_state(self, group: str) -> str:
         return f"{self.root}/group/{group}/state"
+
+    def auto_down(self, group: str) -> str:
+        return f"{self.root}/group/{group}/auto_down"
 
     def watts(self, server: str) -> str:
         return f"{self.root}/server/{server}/watts"
@@ -80,6 +86,16 @@ def discovery(config: Config, t: Topics) -> dict[str, dict[str, Any]]:
             "device_class": "power",
             "state_class": "measurement",
         }
+    if config.policy.idle_down_after is not None:
+        for group in idle.eligible(config):
+            out[t.config("sensor", f"{group}_auto_down")] = {
+                **common,
+                "name": f"{group} idle auto-down",
+                "unique_id": f"labswitch_{lab}_{group}_auto_down",
+                "state_topic": t.auto_down(group),
+                "device_class": "timestamp",
+                "icon": "mdi:timer-sand",
+            }
     out[t.config("sensor", "energy")] = {
         **common,
         "name": "energy",
@@ -104,11 +120,12 @@ def discovery(config: Config, t: Topics) -> dict[str, dict[str, Any]]:
 class Bridge:
     """The MQTT side of the service: started with it, stopped with it (availability offline)."""
 
-    def __init__(self, config: Config, service: Service) -> None:
+    def __init__(self, config: Config, service: Service, automation: Automation) -> None:
         assert config.mqtt is not None
         self.config = config
         self.m = config.mqtt
         self.service = service
+        self.automation = automation
         self.t = Topics(self.m)
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -192,6 +209,12 @@ class Bridge:
         finally:
             journal.close()
         self.client.publish(self.t.energy, f"{kwh:.4f}", qos=1, retain=True)
+        if self.config.policy.idle_down_after is not None:
+            countdowns = self.automation.countdowns()
+            for group in idle.eligible(self.config):
+                c = countdowns.get(group)  # "None": Home Assistant shows unknown (not idle, or off)
+                at = dt.datetime.fromtimestamp(c.down_at, dt.UTC).isoformat(timespec="seconds") if c else "None"
+                self.client.publish(self.t.auto_down(group), at, qos=1, retain=True)
 
 
 def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:
