@@ -132,3 +132,18 @@ def test_init_esxi_writes_a_config_for_a_lab_without_vcenter(
     assert {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}
     neither = cli("init", "--out", str(tmp_path / "n.toml"))
     assert neither.code == 2 and "--vcenter ADDRESS, or --esxi HOST" in neither.stderr
+
+    # self-signed hosts each have their own certificate: one pin per host, written to each server's esxi_tls
+    both = ["--esxi", hosts[0], "--esxi", hosts[1]]
+    untrusted = cli("init", *both, "--out", str(tmp_path / "p.toml"), env=env)
+    assert untrusted.code == 1 and any(f"--thumbprint {h}={lab.thumbprint}" in untrusted.stderr for h in hosts), untrusted.stderr
+    pins = [arg for h in hosts for arg in ("--thumbprint", f"{h}={lab.thumbprint}")]
+    pinned = cli("init", *both, *pins, "--out", str(tmp_path / "p.toml"), env=env)
+    assert pinned.code == 0, pinned.stderr
+    config = load(tmp_path / "p.toml")
+    assert config.esxi is not None and config.esxi.tls.thumbprint is None
+    assert [s.esxi_tls.thumbprint if s.esxi_tls else None for s in config.servers] == [lab.thumbprint, lab.thumbprint]
+    status = cli("--config", str(tmp_path / "p.toml"), "status", "--json", env={**env, "LABSWITCH_BMC_PASSWORD": "unused"})
+    assert status.code == 0 and {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}, status.stderr
+    stray = cli("init", *both, "--thumbprint", f"esx99={lab.thumbprint}", "--out", str(tmp_path / "s.toml"), env=env)
+    assert stray.code == 2 and "--thumbprint esx99=...: not one of the --esxi hosts" in stray.stderr

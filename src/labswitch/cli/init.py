@@ -35,7 +35,13 @@ def init_command(
             "default LABSWITCH_VCENTER_PASSWORD, or LABSWITCH_ESXI_PASSWORD with --esxi).",
         ),
     ] = None,
-    thumbprint: Annotated[str | None, typer.Option("--thumbprint", help="Trust the certificate by its SHA-256.")] = None,
+    thumbprint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--thumbprint",
+            help="Trust the certificate by its SHA-256; with --esxi also HOST=SHA256, repeatable (each self-signed host its own).",
+        ),
+    ] = None,
     ca_file: Annotated[Path | None, typer.Option("--ca-file", help="Trust the certificate through this CA (PEM).")] = None,
     bmc_pattern: Annotated[
         str, typer.Option("--bmc-pattern", help="BMC address from the host name: {host} (short), {fqdn}, {domain}.")
@@ -75,8 +81,10 @@ def init_command(
             what = "the hosts' root password" if hosts else "the vCenter password"
             raise ConfigError(f"init: ${password_env} is not set; export it with {what} (or pass --password-env VAR)")
         password = typer.prompt(f"Password for {user}", hide_input=True)
+    shared, per_host = _thumbprints(thumbprint or [], hosts)
     try:
-        tls = TLS(thumbprint=thumbprint, ca_file=str(ca_file) if ca_file else None)
+        tls = TLS(thumbprint=shared, ca_file=str(ca_file) if ca_file else None)
+        host_tls = {host: TLS(thumbprint=value) for host, value in per_host.items()}
     except ValidationError as exc:
         raise ConfigError(f"--thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     options = usecase.Options(
@@ -84,6 +92,7 @@ def init_command(
         user=user,
         password=SecretStr(password),
         tls=tls,
+        host_tls=host_tls,
         bmc_pattern=bmc_pattern,
         bmc_driver=bmc_driver,
         bmc_user=bmc_user,
@@ -103,3 +112,16 @@ def init_command(
             markup=False,
         )
     render.stdout.print(f"next: export {options.bmc_password_env}=...; labswitch --config {out} status", markup=False)
+
+
+def _thumbprints(values: list[str], hosts: list[str]) -> tuple[str | None, dict[str, str]]:
+    """--thumbprint values: at most one for every endpoint, and with --esxi one per host as HOST=SHA256."""
+    shared = [v for v in values if "=" not in v]
+    per_host = dict(v.split("=", 1) for v in values if "=" in v)
+    if len(shared) > 1:
+        raise ConfigError("--thumbprint: one without a host (for every endpoint); the others as HOST=SHA256")
+    for host in per_host:
+        if host not in hosts:
+            known = ", ".join(hosts) or "none: HOST=SHA256 goes with --esxi"
+            raise ConfigError(f"--thumbprint {host}=...: not one of the --esxi hosts ({known})")
+    return (shared[0] if shared else None), per_host

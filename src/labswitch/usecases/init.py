@@ -52,6 +52,7 @@ class Options:
     user: str
     password: SecretStr
     tls: TLS = field(default_factory=TLS)
+    host_tls: Mapping[str, TLS] = field(default_factory=dict)  # --esxi: a host's own pin (its self-signed certificate)
     bmc_pattern: str = "{host}-oob"
     bmc_driver: str = "redfish"
     bmc_user: str = "root"
@@ -84,12 +85,13 @@ def discover_hosts(options: Options, hosts: Sequence[str]) -> Discovered:
     esxi = ESXi(user=options.user, password=options.password, tls=options.tls)
 
     def read(address: str) -> int:
-        server = Server(name=host_names(hosts)[address], esxi=address, group="lab", bmc=_NO_BMC)
+        own = options.host_tls.get(address)
+        server = Server(name=host_names(hosts)[address], esxi=address, group="lab", bmc=_NO_BMC, esxi_tls=own)
         login = login_for_host(esxi, server)
         try:
             si = open_session(login)
         except TLSVerificationFailed as exc:
-            raise _with_thumbprint(exc, server.direct_url, "your host") from None
+            raise _with_thumbprint(exc, server.direct_url, "your host", f"{address}=" if len(hosts) > 1 else "") from None
         try:
             return len(inventory.read(si.RetrieveContent(), login.where).vms)
         finally:
@@ -103,10 +105,10 @@ def discover_hosts(options: Options, hosts: Sequence[str]) -> Discovered:
 _NO_BMC = BMC(driver="redfish", address="unused", user="unused", password=SecretStr("unused"))  # discovery needs none
 
 
-def _with_thumbprint(exc: TLSVerificationFailed, url: str, what: str) -> TLSVerificationFailed:
-    """The TLS error, with the SHA-256 the endpoint presented: what --thumbprint would pin."""
+def _with_thumbprint(exc: TLSVerificationFailed, url: str, what: str, host: str = "") -> TLSVerificationFailed:
+    """The TLS error, with the SHA-256 the endpoint presented: what --thumbprint would pin (``host``: "HOST=")."""
     seen = _presented_thumbprint(url)
-    hint = f"; it presented SHA-256 {seen}: if that is {what}, pass --thumbprint {seen}" if seen else ""
+    hint = f"; it presented SHA-256 {seen}: if that is {what}, pass --thumbprint {host}{seen}" if seen else ""
     return TLSVerificationFailed(f"{exc}{hint}")
 
 
@@ -206,6 +208,8 @@ def render(found: Discovered, options: Options) -> str:
         named = urlsplit(f"//{host}").hostname or host  # an address with a port: the host's name or IP alone
         bmc = {"driver": options.bmc_driver, "address": bmc_address(options.bmc_pattern, named), "user": options.bmc_user}
         s.add("bmc", _inline({**bmc, "password": {"env": options.bmc_password_env}}))
+        if host in options.host_tls:
+            s.add("esxi_tls", _inline({k: v for k, v in options.host_tls[host].model_dump().items() if v}))
         servers.append(s)
     doc.add("servers", servers)
     text = tomlkit.dumps(doc)
