@@ -48,11 +48,15 @@ def add_serve(lab: Lab, config: Path, extra: str = "") -> str:
 
 
 @contextmanager
-def serving(lab: Lab, config: Path, url: str, state: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
-    """`labswitch serve` as a user starts it, until it answers; stopped with SIGTERM (unless the test did)."""
+def serving(
+    lab: Lab, config: Path, url: str, state: Path, env: dict[str, str] | None = None, log: Path | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """`labswitch serve` as a user starts it, until it answers; stopped with SIGTERM (unless the test did).
+    ``log``: where its stderr goes (its activity log), for the test to read."""
     full = {**os.environ, **lab.env, **(env or {}), "XDG_STATE_HOME": str(state)}
     argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve"]
-    proc = subprocess.Popen(argv, env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    stderr = log.open("w") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, env=full, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     try:
         wait_until(lambda: _up(url), 30, "labswitch serve answering")
         yield proc

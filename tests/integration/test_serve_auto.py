@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -101,13 +102,14 @@ def test_energy_samples_are_measured_counted_and_published(
     assert both.code == 2 and "not both" in both.stderr
 
 
-def test_idle_auto_down_waits_for_every_vm_to_be_idle(lab_factory: Callable[..., Lab], state_dir: Path) -> None:
+def test_idle_auto_down_waits_for_every_vm_to_be_idle(lab_factory: Callable[..., Lab], state_dir: Path, tmp_path: Path) -> None:
     busy = "esx11-vm01"
     lab = lab_factory(*FAST, "--busy-vms", busy)
     assert vm_cpu(lab)[busy] == 1500 and vm_cpu(lab)["esx12-vm01"] == 20, "labsim's loads as vCenter reports them"
     config = configure(lab, policy='idle_down_after = "3s"\nidle_cpu_mhz = 200\n')
     url = add_serve(lab, config, '\n[energy]\nsample_interval = "1s"\n')
-    with serving(lab, config, url, state_dir):
+    log = tmp_path / "serve.log"
+    with serving(lab, config, url, state_dir, log=log):
         rounds = len({at for at, *_ in samples(state_dir)})
         wait_until(lambda: len({at for at, *_ in samples(state_dir)}) >= rounds + 6, 30, "six sample rounds (twice idle_down_after)")
         assert all(bmc_power(lab, s) == "On" for s in PAYLOAD), "one busy VM keeps its group on"
@@ -125,6 +127,14 @@ def test_idle_auto_down_waits_for_every_vm_to_be_idle(lab_factory: Callable[...,
         assert (intent, groups) == ("down", '["payload"]') and outcome in ("ok", "running")
         assert reason == "idle: no VM over 200 MHz for 3s"
         wait_until(lambda: api(url, "/lock").json()["running"] is False, 30, "the idle down finished")
+        with journal(state_dir) as db:
+            (run_id,) = db.execute("SELECT id FROM runs ORDER BY started DESC").fetchone()
+        wait_until(lambda: "ended" in log.read_text(), 10, "the service's log saying how the run ended")
+    text = log.read_text()
+    started = re.search(rf"^(\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d) INFO down of payload started \(run {run_id}; idle: no VM", text, re.M)
+    assert started, text
+    assert re.search(rf"INFO run {run_id} \(down of payload\) ended: ok after \d\d:\d\d", text), text
+    assert all(secret not in text for secret in (TOKEN, *(v for k, v in lab.env.items() if "PASSWORD" in k))), "no secret in the log"
 
 
 def test_a_schedule_in_the_service_runs_by_the_clock(lab_factory: Callable[..., Lab], state_dir: Path) -> None:

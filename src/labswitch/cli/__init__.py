@@ -79,24 +79,40 @@ def _global(
         from labswitch.render import no_color as disable_color
 
         disable_color()
-    _setup_logging(verbose)
+    _setup_logging(verbose, service=ctx.invoked_subcommand == "serve")
     ctx.obj = State(config, verbose)
 
 
-def _setup_logging(verbose: int) -> None:
+def _setup_logging(verbose: int, service: bool = False) -> None:
+    """Warnings and errors on stderr (-v: info, -vv: debug). `serve` runs for days: its lines carry the time,
+    and its activity (each run it starts and how it ended) is always shown."""
     from rich.logging import RichHandler
 
     from labswitch.render import stderr
 
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = RichHandler(console=stderr, show_time=verbose > 1, show_path=False, markup=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler: logging.Handler
+    if service and not stderr.is_terminal:  # journald, docker logs, a file: one plain line per event, never wrapped
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    else:
+        handler = RichHandler(
+            console=stderr,
+            show_time=verbose > 1 or service,
+            show_path=False,
+            markup=False,
+            rich_tracebacks=False,
+            log_time_format="%Y-%m-%d %H:%M:%S",
+        )
+        handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party request logs can carry credentials in headers or bodies: keep them quiet.
     for noisy in ("sushy", "urllib3", "requests", "pyVmomi", "asyncssh", "pyghmi"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if service:
+        logging.getLogger("labswitch.serve").setLevel(min(level, logging.INFO))
     # sushy warns on every retry; labswitch reports the final error once, naming the server.
     logging.getLogger("sushy").setLevel(logging.WARNING if verbose > 1 else logging.ERROR)
 

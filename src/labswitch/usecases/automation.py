@@ -78,7 +78,7 @@ class Automation:
             last_runs: dict[str, float] = {}
             for run in journal.runs(200):
                 for group in run.groups if run.outcome != "refused" else ():
-                    last_runs.setdefault(group, run.started)
+                    last_runs.setdefault(group, run.finished or now)  # a run still going: the clock waits for its end
         finally:
             journal.close()
         self.last_sample = now
@@ -90,8 +90,7 @@ class Automation:
         assert self.idle is not None
         reason = f"idle: no VM over {self.config.policy.idle_cpu_mhz:g} MHz for {duration(self.idle.after)}"
         try:
-            started = self.service.start(Intent.DOWN, [group], reason=reason)
-            log.warning("%s: down started (run %s), %s", group, started.run_id, reason)
+            self.service.start(Intent.DOWN, [group], reason=reason)  # the service logs it
             self.idle.restart(group)
         except LabswitchError as exc:  # another run in progress, a refusal: said; tried again next round
             log.warning("%s: idle auto-down not started: %s", group, exc)
@@ -113,8 +112,7 @@ class Automation:
     def _scheduled(self, s: ServeSchedule) -> None:
         reason = f"schedule: {s.action} {s.at}"
         try:
-            started = self.service.start(Intent(s.action), s.groups, restore=s.restore, reason=reason)
-            log.warning("%s: started (run %s)", reason, started.run_id)
+            self.service.start(Intent(s.action), s.groups, restore=s.restore, reason=reason)  # the service logs it
         except LabswitchError as exc:
             log.warning("%s: not started: %s", reason, exc)
 

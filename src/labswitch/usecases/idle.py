@@ -20,7 +20,7 @@ class Observation:
     group: str
     on: bool  # any of its servers on (its BMC says)
     idle: bool | None  # every workload VM under the threshold; None: could not tell this round
-    last_run: float | None  # when the group's latest run started (any intent, any reason)
+    last_run: float | None  # when the group's latest run ended (any intent, any reason; now while it runs)
 
 
 @dataclass(frozen=True)

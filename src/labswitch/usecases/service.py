@@ -5,8 +5,10 @@ run that holds it)."""
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +19,10 @@ from labswitch.config import Config
 from labswitch.errors import Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, default_path, state_base
 from labswitch.plan import Intent, target_groups
+from labswitch.render.live import clock
 from labswitch.usecases import power
 
+log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended
 START_TIMEOUT = 120.0  # planning reads vCenter and every BMC: the run id is known within this
 
 
@@ -66,6 +70,8 @@ class Service:
                 request = power.Request(intent, tuple(groups), restore=restore, reason=reason)
                 outcome = power.execute(self.config, request, lambda plan: True, on_event, cancel)
                 answers.put(("done", outcome.run_id if outcome.results else None))
+                if outcome.results and outcome.run_id:
+                    self._log_end(outcome.run_id)
             except Interrupted:
                 answers.put(("done", None))
             except LabswitchError as exc:
@@ -82,9 +88,19 @@ class Service:
         kind, data = answers.get(timeout=START_TIMEOUT)
         if kind == "error":
             raise data
+        what = f"{intent} of {', '.join(groups) or 'every group not always_on'}"
         if kind == "run":
+            log.info("%s started (run %s; %s)", what, data, reason)
             return Started(str(data))
+        log.info("%s: nothing to do (%s)", what, reason)
         return Started(data, nothing_to_do=data is None)
+
+    def _log_end(self, run_id: str) -> None:
+        progress = self.progress(run_id)
+        if progress is not None:
+            run = progress.run
+            took = (run.finished or time.time()) - run.started
+            log.info("run %s (%s of %s) ended: %s after %s", run_id, run.intent, ", ".join(run.groups), run.outcome, clock(took))
 
     def progress(self, run_id: str) -> Progress | None:
         journal = Journal(default_path(self.config.state_dir))

@@ -178,8 +178,7 @@ class Bridge:
 
     def _run(self, intent: Intent, group: str) -> None:
         try:
-            started = self.service.start(intent, [group], restore=intent is Intent.UP, reason="mqtt")
-            log.info("MQTT: %s of %s started (run %s)", intent, group, started.run_id)
+            self.service.start(intent, [group], restore=intent is Intent.UP, reason="mqtt")  # the service logs it
         except LabswitchError as exc:  # refused, another run in progress, unreachable: said, and the state stays what it is
             log.warning("MQTT: %s of %s not started: %s", intent, group, exc)
         self._kick.set()
