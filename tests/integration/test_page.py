@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 
+from labswitch.journal import Journal, Sample
 from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure, payload
 from tests.integration.test_serve import TOKEN, add_serve, serving
@@ -33,8 +35,23 @@ def page_url(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[tuple
     argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]
     subprocess.run(argv, input=PASSWORD + "\n", text=True, env={**os.environ, **lab.env}, check=True, capture_output=True)
     assert 'password_hash = "$2b$' in config.read_text() and PASSWORD not in config.read_text()
+    seed_samples(state_dir / "labswitch" / "journal.sqlite3", hours=6)
     with serving(lab, config, url, state_dir):
         yield url, lab
+
+
+def seed_samples(path: Path, hours: int) -> None:
+    """Energy samples every 5 minutes over the last hours, as an earlier `serve` would have left them (the page's
+    watts chart needs more than the seconds a test runs): the lab at 400 W, then 100 W for the last two hours."""
+    now = time.time()
+    journal = Journal(path)
+    try:
+        for step in range(hours * 12, 0, -1):
+            at = now - step * 300
+            watts = 400.0 if step > 24 else 100.0
+            journal.add_samples([Sample(at, "esx11", "On", watts, True, 300, watts * 300 / 3.6e6)])
+    finally:
+        journal.close()
 
 
 def api_idle(url: str) -> list[dict[str, object]]:
@@ -66,6 +83,11 @@ def test_log_in_press_down_and_watch_the_group_go_off(page_url: tuple[str, Lab],
             ticking = "t => document.querySelector('section.group[data-group=payload] .countdown').textContent !== t"
             phone.wait_for_function(ticking, arg=first)
             assert phone.locator("section.group[data-group=mgmt] .countdown").count() == 0, "always_on: no countdown"
+            lines = phone.locator("svg.watts polyline")
+            assert lines.count() == 1 and len(lines.get_attribute("points").split()) >= 6, "the seeded hours, as one line"
+            heights = [float(p.split(",")[1]) for p in lines.get_attribute("points").split()]
+            # the hour before the last holds only seeded 100 W; the last one also this serve's own samples
+            assert heights[0] < 15 and heights[-2] > 60, f"400 W near the top, the last hours' 100 W low: {heights}"
             phone.screenshot(path=str(tmp_path / "page-phone.png"), full_page=True)
             questions: list[str] = []
             phone.on("dialog", lambda d: (questions.append(d.message), d.accept()))

@@ -8,7 +8,7 @@ import pytest
 
 from labswitch.bmc import Power
 from labswitch.journal import Sample
-from labswitch.usecases.energy import hours_by_day, on_draw, on_intervals, subtract
+from labswitch.usecases.energy import hours_by_day, on_draw, on_intervals, subtract, watts_by_hour
 from labswitch.usecases.sampling import next_samples
 
 UTC = dt.UTC
@@ -78,3 +78,23 @@ def test_draw_when_on_prefers_a_reading_then_samples_then_the_default() -> None:
     assert on_draw(Power.ON, 120.0, samples, 80.0) == 120.0
     assert on_draw(Power.OFF, 0.0, samples, 80.0) == pytest.approx(100.0)
     assert on_draw(Power.OFF, None, [], 80.0) == 80.0
+
+
+def test_watts_by_hour_sums_servers_averages_rounds_and_leaves_gaps() -> None:
+    since = NOW - 3 * 3600
+    samples = [
+        Sample(since + 60, "a", "On", 100.0, True, 0, 0.0),
+        Sample(since + 60, "b", "On", 50.0, True, 0, 0.0),
+        Sample(since + 360, "a", "On", 120.0, True, 300, 0.0),
+        Sample(since + 360, "b", "Off", 0.0, True, 300, 0.0),
+        Sample(since + 2 * 3600 + 5, "a", "Off", 10.0, True, 300, 0.0),
+    ]
+    assert watts_by_hour(samples, since, 3) == [pytest.approx((150 + 120) / 2), None, 10.0]
+
+
+def test_the_watts_line_breaks_where_nothing_was_sampled() -> None:
+    from labswitch.web.page import _polylines
+
+    lines = _polylines([100.0, 50.0, None, 100.0, 100.0, 100.0, None])
+    assert lines == ["10.0,10.0 61.3,50.0", "164.0,10.0 215.3,10.0 266.7,10.0"]  # 7 hours across 308 px
+    assert _polylines([None, 80.0, None]) == [], "a single hour is no line"

@@ -225,6 +225,32 @@ def _sampled(
     return measured, estimated, covered, on_hours, by_day
 
 
+def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[float | None]:
+    """The lab's total draw per hour from ``since`` (PURE): each sampling round's servers summed, the rounds
+    of an hour averaged; None for an hour with no sample (the service was not running)."""
+    rounds: dict[float, float] = defaultdict(float)
+    for s in samples:
+        rounds[s.at] += s.watts
+    per_hour: list[list[float]] = [[] for _ in range(hours)]
+    for at, watts in rounds.items():
+        i = int((at - since) // 3600)
+        if 0 <= i < hours:
+            per_hour[i].append(watts)
+    return [sum(w) / len(w) if w else None for w in per_hour]
+
+
+def recent_watts(config: Config, hours: int = 72, now: float | None = None) -> list[float | None]:
+    """The lab's draw per hour over the last ``hours``, oldest first, from the journal's samples."""
+    end = now if now is not None else dt.datetime.now().timestamp()
+    since = end - hours * 3600
+    journal = Journal(default_path(config.state_dir))
+    try:
+        samples = journal.samples(since, end)
+    finally:
+        journal.close()
+    return watts_by_hour(samples, since, hours)
+
+
 def _power_events(journal: Journal) -> dict[str, list[tuple[float, bool]]]:
     """Per server, (time, powered on?) from the journal's successful power steps, oldest first."""
     events: dict[str, list[tuple[float, bool]]] = defaultdict(list)

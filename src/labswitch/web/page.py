@@ -171,6 +171,27 @@ def _view(config: Config, service: Service, automation: Automation) -> dict[str,
     }
 
 
+WATTS_HOURS = 72  # the page's watts chart: the last three days, hour by hour
+
+
+CHART_WIDTH = 328  # both energy charts: 14 day bars, or 72 hours of watts, in the same width
+
+
+def _polylines(hourly: list[float | None]) -> list[str]:
+    """SVG polyline points (x from 10 to CHART_WIDTH - 10, y from 90 down to 10) for the hours with samples; a
+    gap splits the line."""
+    top = max((w for w in hourly if w is not None), default=0.0) or 1.0
+    step = (CHART_WIDTH - 20) / max(len(hourly) - 1, 1)
+    lines: list[list[str]] = [[]]
+    for i, watts in enumerate(hourly):
+        if watts is None:
+            if lines[-1]:
+                lines.append([])
+            continue
+        lines[-1].append(f"{10 + step * i:.1f},{90 - 80 * watts / top:.1f}")
+    return [" ".join(points) for points in lines if len(points) > 1]
+
+
 def _run_row(r: Any) -> dict[str, str]:
     started = time.strftime("%b %d %H:%M", time.localtime(r.started))
     return {
@@ -199,7 +220,10 @@ def _energy(config: Config, readings: dict[str, tuple[Power, float | None]]) -> 
     top = max((v for _, v in ordered), default=0.0) or 1.0
     bars = [{"day": d[5:], "kwh": round(v, 2), "height": round(80 * v / top, 1), "x": 10 + i * 22} for i, (d, v) in enumerate(ordered)]
     c = month.currency
+    hourly = energy.recent_watts(config, WATTS_HOURS)
     return {
+        "watts_line": _polylines(hourly),
+        "watts_top": round(max((w for w in hourly if w is not None), default=0)),
         "watts": round(month.total_watts),
         "saving": f"{month.saving:.2f} {c}",
         "always_on": f"{month.always_on_cost:.2f} {c}",
@@ -209,5 +233,5 @@ def _energy(config: Config, readings: dict[str, tuple[Power, float | None]]) -> 
         "estimated": f"{month.estimated_kwh:.1f}",
         "sampled": month.sampled_since is not None,
         "bars": bars,
-        "width": 20 + 22 * len(bars),
+        "width": CHART_WIDTH,
     }
