@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ import typer
 from labswitch import render
 from labswitch.cli import Json, State, app
 from labswitch.errors import ConfigError
-from labswitch.usecases.energy import EnergyReport, as_json, report
+from labswitch.usecases.energy import EnergyReport, as_json, period, report
 
 
 @app.command("energy")
@@ -40,7 +39,7 @@ def energy_command(
     """
     state: State = ctx.obj
     config = state.config()
-    start = _period(since, days)
+    start = period(since, days)
     if plot is not None:
         _check_matplotlib()
     result = report(config, since=start)
@@ -53,24 +52,6 @@ def energy_command(
     if plot is not None:
         _plot(result, plot)
         render.stderr.print(f"plot written to {plot}", markup=False)
-
-
-def _period(since: str | None, days: int | None) -> dt.datetime | None:
-    now = dt.datetime.now().astimezone()
-    if since is not None and days is not None:
-        raise ConfigError("energy: give --since or --days, not both")
-    if days is not None:
-        return now - dt.timedelta(days=days)
-    if since is None:
-        return None
-    try:
-        start = dt.datetime.fromisoformat(since)
-    except ValueError:
-        raise ConfigError(f"--since {since!r}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from None
-    start = start.astimezone() if start.tzinfo is None else start
-    if start >= now:
-        raise ConfigError(f"--since {since}: that is not in the past")
-    return start
 
 
 def _show(r: EnergyReport) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from labswitch.bmc import Power
 from labswitch.config import Config
+from labswitch.errors import ConfigError
 from labswitch.journal import Journal, Sample, default_path
 from labswitch.usecases import bmc
 
@@ -153,6 +154,27 @@ def report(
         sampled_since=dt.datetime.fromtimestamp(first, tz) if first is not None else None,
         notes=tuple(notes),
     )
+
+
+def period(since: str | None, days: int | None) -> dt.datetime | None:
+    """The start of a period from --since (ISO date or date and time, local) or --days; None: the default."""
+    now = dt.datetime.now().astimezone()
+    if since is not None and days is not None:
+        raise ConfigError("energy: give --since or --days, not both")
+    if days is not None:
+        if days < 1:
+            raise ConfigError(f"--days {days}: 1 or more")
+        return now - dt.timedelta(days=days)
+    if since is None:
+        return None
+    try:
+        start = dt.datetime.fromisoformat(since)
+    except ValueError:
+        raise ConfigError(f"--since {since!r}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from None
+    start = start.astimezone() if start.tzinfo is None else start
+    if start >= now:
+        raise ConfigError(f"--since {since}: that is not in the past")
+    return start
 
 
 def as_json(r: EnergyReport) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -152,12 +151,10 @@ def create_app(config: Config, service: Service) -> FastAPI:
         return run_events(service, run_id)
 
     @api.get("/energy")
-    def api_energy(days: int = 30) -> dict[str, Any]:
-        """kWh and cost over the last ``days``: measured (the service's samples) and estimated apart."""
-        if days < 1:
-            raise HTTPException(400, "days: 1 or more")
-        since = dt.datetime.now().astimezone() - dt.timedelta(days=days)
-        return energy.as_json(energy.report(config, since=since))
+    def api_energy(days: int | None = None, since: str | None = None) -> dict[str, Any]:
+        """kWh and cost over the last ``days`` (default 30) or ``since`` a date: measured (the service's samples)
+        and estimated apart, as `energy --json`."""
+        return energy.as_json(energy.report(config, since=energy.period(since, days)))
 
     @api.get("/automation")
     def api_automation() -> dict[str, Any]:
