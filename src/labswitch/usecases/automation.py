@@ -115,12 +115,16 @@ class Automation:
             self.service.start(Intent(s.action), s.groups, restore=s.restore, reason=reason)  # the service logs it
         except LabswitchError as exc:
             log.warning("%s: not started: %s", reason, exc)
+        except Exception:  # a bug: logged whole, and the schedules go on
+            log.exception("%s: not started", reason)
 
     def _sample_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 self.sample()
-            except Exception:
+            except LabswitchError as exc:  # the journal cannot be written, ...: one line; the next round comes
+                log.warning("energy sample failed: %s", exc)
+            except Exception:  # a bug: logged whole
                 log.exception("energy sample failed")
             self._stop.wait(self.config.energy.sample_interval)
 

@@ -16,7 +16,7 @@ from typing import Any
 from labswitch import lock
 from labswitch.cancel import Cancel
 from labswitch.config import Config
-from labswitch.errors import Interrupted, LabswitchError, RunInProgress
+from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, default_path, state_base
 from labswitch.plan import Intent, target_groups
 from labswitch.render.live import clock
@@ -85,7 +85,13 @@ class Service:
             self._cancel = cancel
             self._worker = threading.Thread(target=work, name=f"serve-{intent}", daemon=True)
             self._worker.start()
-        kind, data = answers.get(timeout=START_TIMEOUT)
+        try:
+            kind, data = answers.get(timeout=START_TIMEOUT)
+        except queue.Empty:
+            raise EndpointError(
+                f"planning took over {START_TIMEOUT:g} s (vCenter or a BMC slow to answer); the run may still start: "
+                "see the run lock and the history"
+            ) from None
         if kind == "error":
             raise data
         what = f"{intent} of {', '.join(groups) or 'every group not always_on'}"
