@@ -261,6 +261,15 @@ def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[f
     return [sum(w) / len(w) if w else None for w in per_hour]
 
 
+def totals(config: Config) -> dict[str, float]:
+    """kWh per server over every sample ever taken: a counter (Prometheus, Home Assistant's energy sensor)."""
+    journal = Journal(default_path(config.state_dir))
+    try:
+        return journal.energy_totals()
+    finally:
+        journal.close()
+
+
 def recent_watts(config: Config, hours: int = 72, now: float | None = None) -> list[float | None]:
     """The lab's draw per hour over the last ``hours``, oldest first, from the journal's samples."""
     end = now if now is not None else dt.datetime.now().timestamp()

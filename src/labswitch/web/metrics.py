@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from labswitch.bmc import Power
 from labswitch.config import Config
-from labswitch.journal import Journal, default_path
+from labswitch.usecases import energy
 from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import with_readings
@@ -78,11 +78,7 @@ class LabCollector(Collector):
         kwh = CounterMetricFamily(
             "labswitch_energy_kwh", "Energy drawn since sampling began, from the service's samples (kWh)", labels=["server"]
         )
-        journal = Journal(default_path(self.config.state_dir))
-        try:
-            totals = journal.energy_totals()
-        finally:
-            journal.close()
+        totals = energy.totals(self.config)
         for server in self.config.servers:
             kwh.add_metric([server.name], totals.get(server.name, 0.0))
         yield kwh

@@ -24,9 +24,8 @@ from pydantic import SecretStr
 from labswitch import __version__, tls
 from labswitch.config import Config, Mqtt
 from labswitch.errors import LabswitchError
-from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
-from labswitch.usecases import bmc, idle
+from labswitch.usecases import bmc, energy, idle
 from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
 
@@ -202,11 +201,7 @@ class Bridge:
         for group, switch in group_states(self.config, power).items():
             self.client.publish(self.t.group_state(group), switch, qos=1, retain=True)
         self.client.publish(self.t.run, "ON" if self.service.running() is not None else "OFF", qos=1, retain=True)
-        journal = Journal(default_path(self.config.state_dir))
-        try:
-            kwh = sum(journal.energy_totals().values())
-        finally:
-            journal.close()
+        kwh = sum(energy.totals(self.config).values())
         self.client.publish(self.t.energy, f"{kwh:.4f}", qos=1, retain=True)
         if self.config.policy.idle_down_after is not None:
             countdowns = self.automation.countdowns()
