@@ -81,10 +81,7 @@ def _show(r: EnergyReport) -> None:
     )
     render.stdout.print(f"Always on, same period: {energy_text(r.always_on_kwh)} = {r.always_on_cost:.2f} {c}")
     render.stdout.print(f"Saving: {r.saving:.2f} {c}")
-    render.stdout.print(
-        f"Per month: {r.monthly_kwh_actual * r.price_per_kwh:.2f} {c} at this rate, "
-        f"{r.monthly_kwh_always_on * r.price_per_kwh:.2f} {c} always on"
-    )
+    render.stdout.print(f"Per month: {r.monthly_cost_actual:.2f} {c} at this rate, {r.monthly_cost_always_on:.2f} {c} always on")
 
 
 def energy_text(kwh: float) -> str:

@@ -85,6 +85,14 @@ class EnergyReport:
     def monthly_kwh_actual(self) -> float:
         return self.kwh * HOURS_PER_MONTH / self.hours if self.hours > 0 else 0.0
 
+    @property
+    def monthly_cost_always_on(self) -> float:
+        return self.monthly_kwh_always_on * self.price_per_kwh
+
+    @property
+    def monthly_cost_actual(self) -> float:
+        return self.monthly_kwh_actual * self.price_per_kwh
+
 
 def report(
     config: Config,
@@ -204,9 +212,9 @@ def as_json(r: EnergyReport) -> dict[str, Any]:
         "always_on_cost": round(r.always_on_cost, 2),
         "saving": round(r.saving, 2),
         "monthly_kwh_always_on": round(r.monthly_kwh_always_on, 2),
-        "monthly_cost_always_on": round(r.monthly_kwh_always_on * r.price_per_kwh, 2),
+        "monthly_cost_always_on": round(r.monthly_cost_always_on, 2),
         "monthly_kwh_actual": round(r.monthly_kwh_actual, 2),
-        "monthly_cost_actual": round(r.monthly_kwh_actual * r.price_per_kwh, 2),
+        "monthly_cost_actual": round(r.monthly_cost_actual, 2),
         "sampled_since": r.sampled_since.isoformat(timespec="seconds") if r.sampled_since else None,
         "currency": r.currency,
     }

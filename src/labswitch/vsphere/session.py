@@ -97,11 +97,12 @@ class Login:
     section: str  # the config's table for hints: "vcenter" or "esxi"
     up: str  # what must be up, for hints
     overridden: frozenset[str] = frozenset()  # "user", "password", "tls": set on the server itself (esxi_user, ...)
+    server: str = ""  # the server whose own keys those are
 
     def key(self, what: str) -> str:
         """Where the config sets ``what`` (user, password, tls) for this login, for hints."""
         if what in self.overridden:
-            return f"servers.esxi_{what} of {self.where.split()[1]}"
+            return f"servers.esxi_{what} of {self.server}"
         return f"{self.section}.{what}"
 
 
@@ -140,6 +141,7 @@ def login_for_host(esxi: ESXi, server: Server) -> Login:
             for what, own in (("user", server.esxi_user), ("password", server.esxi_password), ("tls", server.esxi_tls))
             if own is not None
         ),
+        server.name,
     )
 
 
