@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 LABSIM := labsim/bin/labsim
+VCSIM := labsim/bin/vcsim
 GOVMOMI := /usr/share/gocode/src/github.com/vmware/govmomi
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -47,11 +48,15 @@ venv: deps $(VENV)/.installed
 $(LABSIM): deps $(wildcard labsim/*.go)
 	cd labsim && GOPATH=/usr/share/gocode GO111MODULE=off go build -o bin/labsim .
 
-labsim: $(LABSIM)
+# govmomi's simulator as the library ships it: the second vCenter of the tests (labsim/vcsim/main.go).
+$(VCSIM): deps labsim/vcsim/main.go
+	cd labsim/vcsim && GOPATH=/usr/share/gocode GO111MODULE=off go build -o ../bin/vcsim .
+
+labsim: $(LABSIM) $(VCSIM)
 
 lint: venv deps
 	@out=$$(gofmt -l labsim); [ -z "$$out" ] || { echo "gofmt: not formatted: $$out (run gofmt -w labsim)"; exit 1; }
-	cd labsim && GOPATH=/usr/share/gocode GO111MODULE=off go vet .
+	cd labsim && GOPATH=/usr/share/gocode GO111MODULE=off go vet . ./vcsim
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	shellcheck deploy/*.sh scripts/*.sh

@@ -108,8 +108,9 @@ class RedfishPeer:
 
 
 @contextmanager
-def sushy_emulator(workdir: Path) -> Iterator[RedfishPeer]:
-    """OpenStack sushy-tools' emulator with its fake driver (power changes land 0-11 s later)."""
+def sushy_emulator(workdir: Path, systems: tuple[str, ...] = ("lab-1",), power: str = "Off") -> Iterator[RedfishPeer]:
+    """OpenStack sushy-tools' emulator with its fake driver (power changes land 0-11 s later): one system per
+    name in ``systems`` (its URL id), each starting in ``power``."""
     workdir.mkdir(parents=True, exist_ok=True)
     cert, key, thumb = self_signed(workdir)
     port = free_port()
@@ -118,7 +119,7 @@ def sushy_emulator(workdir: Path) -> Iterator[RedfishPeer]:
     conf = workdir / "emulator.conf"
     conf.write_text(
         "SUSHY_EMULATOR_FAKE_DRIVER = True\n"
-        f"SUSHY_EMULATOR_FAKE_SYSTEMS = [{{'uuid': 'lab-1', 'name': 'lab-1', 'power_state': 'Off', 'nics': []}}]\n"
+        f"SUSHY_EMULATOR_FAKE_SYSTEMS = {[{'uuid': n, 'name': n, 'power_state': power, 'nics': []} for n in systems]!r}\n"
         f"SUSHY_EMULATOR_STATE_DIR = {str(workdir / 'state')!r}\n"
         f"SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'\nSUSHY_EMULATOR_LISTEN_PORT = {port}\n"
         f"SUSHY_EMULATOR_AUTH_FILE = {str(auth)!r}\n"

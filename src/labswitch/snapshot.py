@@ -70,7 +70,8 @@ class VMInfo:
     guest_hostname: str | None = None
     template: bool = False
     tags: tuple[str, ...] = ()  # "Category/Tag"
-    system: str | None = None  # "vcls": a vSphere Cluster Services agent (vCenter's EAM runs it), never workload
+    system: str | None = None  # "vcls": a vSphere Cluster Services agent (EAM's or vCenter's own), never workload
+    vcls_embedded: bool = False  # an embedded vCLS agent (8.0 U3+): vCenter stops and restarts it, never blocks maintenance
     uuid: str | None = None  # config.instanceUuid: the same through vCenter and through its host (moids are not)
     autostart: AutoStart | None = None  # read from standalone hosts only (labs without vCenter)
     cpu_mhz: int | None = None  # summary.quickStats.overallCpuUsage now (None: not reported)

@@ -39,6 +39,7 @@ class VMStatus:
     tags: tuple[str, ...]
     system: str | None = None  # "vcls": vSphere's own agent, not workload
     cpu_mhz: int | None = None  # quickStats.overallCpuUsage
+    embedded: bool = False  # a vCLS agent run by vCenter itself (8.0 U3+), not by the ESX Agent Manager
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,9 @@ def status(config: Config, watts: bool = False) -> StatusReport:
             if config.vcenter is not None and snap.hosts:  # otherwise the snapshot's notes say why no host is known
                 notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
     vms = tuple(
-        VMStatus(vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system, vm.cpu_mhz)
+        VMStatus(
+            vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system, vm.cpu_mhz, vm.vcls_embedded
+        )
         for vm in snap.vms
         if not vm.template
     )

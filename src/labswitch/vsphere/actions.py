@@ -12,30 +12,9 @@ from pyVmomi import vim, vmodl
 from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
 from labswitch.vsphere import vsan
-from labswitch.vsphere.inventory import pages, retrieve, switches, system_of, vcenter_options
+from labswitch.vsphere.faults import TASK_DONE, TASK_PATHS, fault_text, task_outcome
+from labswitch.vsphere.inventory import agent_marks, might_be_agent, pages, retrieve, switches, system_of, vcenter_options
 from labswitch.vsphere.watch import wait_for
-
-TASK_DONE = ("success", "error")
-
-
-def fault_text(exc: BaseException) -> str:
-    """A vSphere fault's name and message, for one-line reports."""
-    name = type(exc).__name__.split(".")[-1]
-    msg = getattr(exc, "msg", "") or ""
-    return f"{name}: {msg}" if msg else name
-
-
-TASK_PATHS = ("info.state", "info.error")
-
-
-def task_outcome(props: Mapping[str, Any], timeout: float) -> str | None:
-    """None when a task (its TASK_PATHS) succeeded, else why not, in one line."""
-    if props.get("info.state") == "success":
-        return None
-    if props.get("info.state") == "error":
-        error = props.get("info.error")
-        return fault_text(error.fault) if error is not None and error.fault is not None else "task failed"
-    return f"task still {props.get('info.state', 'queued')} after {timeout:.0f}s"
 
 
 class Actions:
@@ -121,11 +100,14 @@ class Actions:
         self.call(lambda: self.content.setting.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=value)]))
 
     def agents(self, cluster: str) -> dict[str, str]:
-        """The cluster's vCLS agent VMs (managed by EAM) now: moid -> power state, in one read."""
-        wanted: dict[type, list[str]] = {vim.VirtualMachine: ["config.managedBy", "runtime.powerState"]}
+        """The cluster's vCLS agent VMs (every form) now: moid -> power state, in one read (two with extraConfig marks)."""
+        wanted: dict[type, list[str]] = {vim.VirtualMachine: ["name", "config.managedBy", "config.guestId", "runtime.powerState"]}
         objects = self.call(lambda: list(retrieve(self.content, wanted, root=self.cluster(cluster))))
+        marked = self.call(lambda: agent_marks(self.content, [moid for (_, moid), props in objects if might_be_agent(props)]))
         return {
-            moid: str(props.get("runtime.powerState")) for (_, moid), props in objects if system_of(props.get("config.managedBy")) == "vcls"
+            moid: str(props.get("runtime.powerState"))
+            for (_, moid), props in objects
+            if system_of(props.get("config.managedBy")) == "vcls" or moid in marked
         }
 
     def vsan_power_status(self, cluster: str) -> str:
@@ -148,6 +130,18 @@ class Actions:
         )
         return {key: task_outcome(state.get(moid, {}), timeout) for moid, key in by_moid.items()}
 
+    def power_states(self, moids: Sequence[str]) -> dict[str, str]:
+        """Each VM's runtime.powerState now, in one PropertyCollector call (a VM that is gone is left out)."""
+        if not moids:
+            return {}
+        pc = vmodl.query.PropertyCollector
+        spec = pc.FilterSpec(
+            objectSet=[pc.ObjectSpec(obj=self.vm(m), skip=False) for m in moids],
+            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.powerState"])],
+        )
+        objects = self.call(lambda: list(pages(self.content.propertyCollector, spec)))
+        return {o.obj._moId: str(p.val) for o in objects for p in o.propSet}
+
     def read(self, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
         """Properties of one object in one PropertyCollector call; unset properties are absent."""
         pc = vmodl.query.PropertyCollector
@@ -161,6 +155,6 @@ class Actions:
         try:
             return fn()
         except vmodl.MethodFault as exc:
-            raise VSphereError(fault_text(exc)) from None
+            raise VSphereError(fault_text(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:  # timeouts and dropped connections: per step, not a crash
-            raise VSphereError(f"no answer from vCenter ({type(exc).__name__}); raise vcenter.timeout if it is overloaded") from None
+            raise VSphereError(f"no answer from vCenter ({type(exc).__name__}); raise vcenter.timeout if it is overloaded") from exc

@@ -17,7 +17,8 @@ from pyVmomi import vim, vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import EndpointError, VSphereError
-from labswitch.vsphere.actions import TASK_DONE, TASK_PATHS, Actions, task_outcome
+from labswitch.vsphere.actions import Actions
+from labswitch.vsphere.faults import TASK_DONE, TASK_PATHS, task_outcome
 from labswitch.vsphere.watch import State
 
 

@@ -27,6 +27,7 @@ VM_PROPS = [
     "guest.hostName",
     "config.template",
     "config.managedBy",
+    "config.guestId",
     "config.instanceUuid",
     "summary.quickStats.overallCpuUsage",  # MHz: idle auto-down
 ]
@@ -54,6 +55,8 @@ def read(content: Any, where: str, audit: bool = False) -> Snapshot:
         }
         objects = dict(retrieve(content, wanted))
         options = _host_options(content, objects) if audit else {}
+        candidates = [moid for (kind, moid), props in objects.items() if kind is vim.VirtualMachine and might_be_agent(props)]
+        marked = agent_marks(content, candidates)
     except vmodl.MethodFault as exc:
         raise VSphereError(f"{where}: reading the inventory failed: {exc.msg or type(exc).__name__}") from None
     clusters = {moid: props["name"] for (kind, moid), props in objects.items() if kind is vim.ClusterComputeResource}
@@ -65,7 +68,12 @@ def read(content: Any, where: str, audit: bool = False) -> Snapshot:
             key=lambda h: h.name,
         )
     )
-    vms = tuple(sorted((_vm(moid, props) for (kind, moid), props in objects.items() if kind is vim.VirtualMachine), key=lambda v: v.name))
+    vms = tuple(
+        sorted(
+            (_vm(moid, props, marked.get(moid)) for (kind, moid), props in objects.items() if kind is vim.VirtualMachine),
+            key=lambda v: v.name,
+        )
+    )
     return Snapshot(hosts=hosts, vms=vms, api_version=api, clusters=cluster_infos, notes=tuple(notes))
 
 
@@ -188,17 +196,57 @@ def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str], options
     )
 
 
-EAM = "com.vmware.vim.eam"  # vCenter's ESX Agent Manager: it runs the vCLS agents
+# vSphere Cluster Services agents, in every form (Broadcom KB 370219, 370222, 370351, 312147, 316514):
+EAM_AGENT = ("com.vmware.vim.eam", "cluster-agent")  # 7.0 U1 - 8.0 U2, and 8.0 U3's fallback: ESX Agent Manager's
+EMBEDDED_AGENT = ("VirtualCenter", "vcls-entity")  # 8.0 U3 and 9.0: vCenter's own, CRX VMs in host memory
+CRX_GUEST = "crxSys1Guest"  # an embedded agent's guest
+AGENT_MARK, EMBEDDED_MARK = "HDCS.agent", "vCLSCRX.agent"  # extraConfig: any vCLS VM; an embedded one
+
+
+def vcls_kind(managed_by: Any) -> str | None:
+    """ "external" or "embedded" for a vCLS agent by its config.managedBy, else None (a name alone proves nothing)."""
+    key = (getattr(managed_by, "extensionKey", None), getattr(managed_by, "type", None))
+    return "external" if key == EAM_AGENT else "embedded" if key == EMBEDDED_AGENT else None
 
 
 def system_of(managed_by: Any) -> str | None:
-    """What runs a VM for vSphere itself, by its managedBy (a vCLS agent's name alone proves nothing)."""
-    if managed_by is not None and managed_by.extensionKey == EAM and managed_by.type == "cluster-agent":
-        return "vcls"
-    return None
+    """What runs a VM for vSphere itself, by its managedBy."""
+    return "vcls" if vcls_kind(managed_by) else None
 
 
-def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
+def might_be_agent(props: Mapping[str, Any]) -> bool:
+    """Worth a look at its extraConfig: not marked by managedBy, but a CRX guest or a vCLS name."""
+    return vcls_kind(props.get("config.managedBy")) is None and (
+        props.get("config.guestId") == CRX_GUEST or str(props.get("name", "")).startswith("vCLS")
+    )
+
+
+def agent_marks(content: Any, moids: list[str]) -> dict[str, str]:
+    """vm moid -> "embedded" or "external" for those whose extraConfig marks a vCLS agent (HDCS.agent =
+    true): one PropertyCollector read of the few candidates' extraConfig (never every VM's)."""
+    if not moids:
+        return {}
+    pc = vmodl.query.PropertyCollector
+    stub = content.propertyCollector._stub
+    spec = pc.FilterSpec(
+        objectSet=[pc.ObjectSpec(obj=vim.VirtualMachine(m, stub), skip=False) for m in moids],
+        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.extraConfig"])],
+    )
+    try:
+        found = list(pages(content.propertyCollector, spec))
+    except vmodl.fault.ManagedObjectNotFound:  # one went away since the bulk read: look at the others one by one
+        return {m: kind for one in moids if len(moids) > 1 for m, kind in agent_marks(content, [one]).items()}
+    out = {}
+    for obj in found:
+        extra = next((p.val for p in obj.propSet if p.name == "config.extraConfig"), None) or []
+        marks = {str(getattr(o, "key", "")): str(getattr(o, "value", "")).strip().lower() for o in extra}
+        if marks.get(AGENT_MARK) == "true":
+            out[obj.obj._moId] = "embedded" if marks.get(EMBEDDED_MARK) == "true" else "external"
+    return out
+
+
+def _vm(moid: str, props: dict[str, Any], marked: str | None = None) -> VMInfo:
+    kind = vcls_kind(props.get("config.managedBy")) or marked
     return VMInfo(
         moid=moid,
         name=props.get("name", moid),
@@ -208,7 +256,8 @@ def _vm(moid: str, props: dict[str, Any]) -> VMInfo:
         guest_ip=props.get("guest.ipAddress") or None,
         guest_hostname=props.get("guest.hostName") or None,
         template=bool(props.get("config.template", False)),
-        system=system_of(props.get("config.managedBy")),
+        system="vcls" if kind else None,
+        vcls_embedded=kind == "embedded",
         uuid=props.get("config.instanceUuid") or None,
         cpu_mhz=_int_or_none(props.get("summary.quickStats.overallCpuUsage")),
         hw_version=_hw_version(props.get("config.version")),

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 from labswitch.cancel import Cancel
 from labswitch.errors import EndpointError, VSphereError
-from labswitch.vsphere.actions import Actions, fault_text
+from labswitch.vsphere.actions import Actions
+from labswitch.vsphere.faults import fault_text
 from labswitch.vsphere.feed import Feed
 
 # The property each condition reads: the feed follows only those a run needs (vCenter's cost, and the
@@ -103,19 +104,43 @@ class VSpherePort:
             self.actions.shutdown_guest(vm)
 
     def power_off_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
-        return self._tasks({vm: functools.partial(self.actions.power_off_vm, vm) for vm in vms}, timeout)
+        outcome = self._tasks({vm: functools.partial(self.actions.power_off_vm, vm) for vm in vms}, timeout)
+        return self._settled(outcome, "poweredOff")
 
     def power_on_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
         """One PowerOnMultiVM_Task for the VMs (a host's share of a wave) where vCenter offers it, else one
-        PowerOnVM_Task each; so too for any VM the multi-VM result does not account for."""
+        PowerOnVM_Task each; so too for any VM the multi-VM result does not account for and that is not on."""
         outcome: dict[str, str | None] = {}
         datacenter = self._datacenter() if len(vms) > 1 else None
-        if datacenter is not None:
-            outcome = self._power_on_together(datacenter, vms, timeout)
+        together = self._power_on_together(datacenter, vms, timeout) if datacenter is not None else None
+        outcome.update(together or {})
         rest = [vm for vm in vms if vm not in outcome]
+        if rest and together is not None:
+            # Not accounted for (govmomi's simulator returns no per-VM result): read, don't assume.
+            already = {vm for vm, power in self._power_states(rest).items() if power == "poweredOn"}
+            outcome.update(dict.fromkeys(already))
+            rest = [vm for vm in rest if vm not in already]
         if rest:
             outcome.update(self._tasks({vm: functools.partial(self.actions.power_on_vm, vm) for vm in rest}, timeout))
+        return self._settled(outcome, "poweredOn")
+
+    def _settled(self, outcome: dict[str, str | None], wanted: str) -> dict[str, str | None]:
+        """Idempotent power: a VM whose call failed (InvalidPowerState: already so, or any race) but that is
+        ``wanted`` now is done. Read in one call; an unreadable state leaves the error as it was."""
+        failed = [vm for vm, error in outcome.items() if error is not None]
+        if not failed:
+            return outcome
+        for vm, power in self._power_states(failed).items():
+            if power == wanted:
+                outcome[vm] = None
         return outcome
+
+    def _power_states(self, vms: Sequence[str]) -> dict[str, str]:
+        try:
+            with self._calls:
+                return self.actions.power_states(vms)
+        except VSphereError:
+            return {}
 
     def _datacenter(self) -> Any | None:
         """The datacenter for multi-VM power-ons: found once per run; None when there is not exactly one
@@ -129,8 +154,9 @@ class VSpherePort:
                         self._multi = None
             return self._multi
 
-    def _power_on_together(self, datacenter: Any, vms: Sequence[str], timeout: float) -> dict[str, str | None]:
-        """vm -> None or why not, for the VMs the multi-VM power-on accounted for (attempted or not)."""
+    def _power_on_together(self, datacenter: Any, vms: Sequence[str], timeout: float) -> dict[str, str | None] | None:
+        """vm -> None or why not, for the VMs the multi-VM power-on accounted for (attempted or not); None
+        when vCenter does not offer it."""
         self.cancel.check()
         try:
             with self._calls:
@@ -140,7 +166,7 @@ class VSpherePort:
         if task is None:  # not offered here: one call per VM from now on
             with self._once:
                 self._multi = None
-            return {}
+            return None
         error = self._feed.wait_tasks({"multi": task}, timeout)["multi"]
         if error is not None:
             return {vm: error for vm in vms}
@@ -148,8 +174,12 @@ class VSpherePort:
             result = self.actions.read(task, ["info.result"]).get("info.result")
         outcome: dict[str, str | None] = {}
         for skipped in getattr(result, "notAttempted", None) or []:
-            outcome[skipped.vm._moId] = fault_text(skipped.fault) if skipped.fault is not None else "not attempted by vCenter"
-        started = {a.vm._moId: a.task for a in getattr(result, "attempted", None) or [] if a.task is not None}
+            if (vm := _moid(getattr(skipped, "vm", None))) is not None:
+                fault = getattr(skipped, "fault", None)
+                outcome[vm] = fault_text(fault) if fault is not None else "not attempted by vCenter"
+        started = {
+            vm: a.task for a in getattr(result, "attempted", None) or [] if (vm := _moid(getattr(a, "vm", None))) and a.task is not None
+        }
         if started:
             outcome.update(self._feed.wait_tasks(started, timeout))
         return outcome
@@ -226,3 +256,8 @@ class VSpherePort:
             except VSphereError as exc:
                 outcome.update({key: str(exc) for key in tasks})
         return outcome
+
+
+def _moid(ref: Any) -> str | None:
+    moid = getattr(ref, "_moId", None)
+    return moid if isinstance(moid, str) else None
