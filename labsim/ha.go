@@ -18,9 +18,13 @@ func clusterConfig(ref types.ManagedObjectReference, change func(*types.ClusterC
 		return
 	}
 	simulator.Map.WithLock(obj, func() {
-		cfg := obj.ConfigurationEx.(*types.ClusterConfigInfoEx)
-		change(cfg)
-		simulator.Map.Update(obj, []types.PropertyChange{{Name: "configurationEx", Val: cfg}})
+		switch cfg := obj.ConfigurationEx.(type) {
+		case *types.ClusterConfigInfoEx:
+			change(cfg)
+		case *ClusterConfigInfoEx: // 8.0 U2 and later (systemvms.go)
+			change(&cfg.ClusterConfigInfoEx)
+		}
+		simulator.Map.Update(obj, []types.PropertyChange{{Name: "configurationEx", Val: obj.ConfigurationEx}})
 	})
 }
 
@@ -53,7 +57,7 @@ func (l *Lab) reconfigureCluster(m *simulator.Method) soap.HasFault {
 			cfg.VsanConfigInfo.Enabled = &enabled
 		}
 	})
-	return nil
+	return extendedReconfigure(m.This)
 }
 
 // clusterRefs are the lab's clusters, in creation order.

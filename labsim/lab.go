@@ -37,6 +37,7 @@ type Server struct {
 	meter      *plugServer // --meter-hosts: a plug measures it; its BMC reports no watts
 
 	bootDelay time.Duration // --host-boot-delay plus its jitter (physical.go)
+	version   string        // its ESXi release (--esxi-versions; vCenter's by default)
 
 	mu      sync.Mutex
 	power   string    // "On" or "Off": the truth; vCenter's view follows it
@@ -137,10 +138,14 @@ func newLab(o options) (*Lab, error) {
 	if o.ha {
 		l.enableHA()
 	}
+	if err := l.hostVersions(); err != nil {
+		return nil, err
+	}
+	l.systemVMsConfigs()
 	if l.vsan, err = newVSAN(l, o.vsanClusters); err != nil {
 		return nil, err
 	}
-	if o.vcls && !rel.vcls {
+	if (o.vcls || o.vclsRetreat) && !rel.vcls {
 		return nil, fmt.Errorf("--vcls: vSphere %s has no vCLS (7.0 U1 and later)", o.vsphere)
 	}
 	if rel.vcls && !o.noVCLS {

@@ -39,12 +39,16 @@ type options struct {
 	noVCenter                                                         bool
 	wolHosts, plugHosts, meterHosts                                   string
 	busyVMs                                                           string
+	esxiVersions                                                      string
+	vclsRetreat                                                       bool
 	idleCPUMHz, busyCPUMHz                                            int
 }
 
 func parseFlags() options {
 	var o options
-	flag.StringVar(&o.vsphere, "vsphere", "8.0.2", "the vSphere release vCenter reports: 6.7, 7.0.3 or 8.0.2")
+	flag.StringVar(&o.vsphere, "vsphere", "8.0.3", "the vSphere release vCenter reports: 6.7, 7.0.3, 8.0.2, 8.0.3 (embedded vCLS) or 9.0")
+	flag.StringVar(&o.esxiVersions, "esxi-versions", "", "hosts running another ESXi release than vCenter's, NAME=VERSION,... (e.g. esx12=8.0.2: a mixed cluster)")
+	flag.BoolVar(&o.vclsRetreat, "vcls-retreat", false, "every cluster starts in vCLS retreat mode (what Broadcom recommends on 9.0)")
 	flag.BoolVar(&o.vcls, "vcls", false, "insist on vCLS (the default from 7.0.3; refused for --vsphere 6.7)")
 	flag.BoolVar(&o.noVCLS, "no-vcls", false, "no vCLS agent VMs (as a 6.7 lab, or a 7/8 lab whose clusters are all in retreat mode)")
 	flag.DurationVar(&o.vclsDelay, "vcls-delay", 3*time.Second, "time from a cluster's retreat-mode change to its agents deleted or recreated")

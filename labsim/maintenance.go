@@ -18,6 +18,8 @@ func (l *Lab) enterMaintenanceModeTask(m *simulator.Method) soap.HasFault {
 		return nil
 	}
 	if l.vcls != nil {
+		l.vcls.busy.Lock()
+		defer l.vcls.busy.Unlock()
 		l.vcls.evacuate(s)
 	}
 	for _, vm := range l.vmsOn(s) {

@@ -99,6 +99,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			i.lab.calls.add(name)
 			if handle, ok := i.lab.overrides()[name]; ok && i.authenticated(r) {
 				method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+				if err == nil && name == "ReconfigureComputeResource_Task" {
+					i.lab.reconfigureSystemVMs(method, body) // a field the simulator's decoder drops
+				}
 				if err == nil {
 					if res := handle(method); res != nil {
 						writeSOAP(w, res)
@@ -150,6 +153,9 @@ func (l *Lab) overrides() map[string]override {
 	}
 	if l.vcls != nil {
 		m["UpdateOptions"] = l.vcls.updateOptions
+		for _, name := range []string{"RelocateVM_Task", "MigrateVM_Task", "ReconfigVM_Task"} {
+			m[name] = l.refuseOnAgent
+		}
 	}
 	if l.opts.noPowerOnMulti {
 		m["PowerOnMultiVM_Task"] = func(*simulator.Method) soap.HasFault { return fault(&types.NotImplemented{}) }

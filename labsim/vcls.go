@@ -2,14 +2,17 @@ package main
 
 // vSphere Cluster Services (releases from 7.0 U1; --no-vcls turns it off): each cluster runs
 // min(3, hosts) agent VMs, vCLS-<uuid>, managed by vCenter's ESX Agent Manager
-// (config.managedBy: extension com.vmware.vim.eam, type cluster-agent). EAM
+// (config.managedBy: extension com.vmware.vim.eam, type cluster-agent; extraConfig
+// HDCS.agent = true), unless its hosts run embedded agents (8.0 U3: vcls_embedded.go). EAM
 // powers an agent VM back on --vcls-repower-delay after it stops, on another
 // host of its cluster when its own is gone or in maintenance mode, and keeps
 // trying while none can take it. The vCenter advanced option
 // config.vcls.clusters.<cluster moid>.enabled = false (retreat mode) deletes
 // the cluster's agents after --vcls-delay; true recreates them. Entering
 // maintenance mode moves a host's running agents to another host of the
-// cluster; with none left, they block it as any running VM does.
+// cluster; with none left, they block it as any running VM does. Retreat mode is also
+// systemVMsConfig.deploymentMode = ABSENT from 8.0 U2 (systemvms.go); --vcls-retreat starts
+// every cluster in it (9.0's recommendation).
 
 import (
 	"context"
@@ -26,7 +29,10 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-const vclsOption = "config.vcls.clusters.%s.enabled"
+const (
+	vclsOption = "config.vcls.clusters.%s.enabled"
+	crxGuest   = "crxSys1Guest" // an embedded agent's guest
+)
 
 type vclsManager struct {
 	lab     *Lab
@@ -36,11 +42,14 @@ type vclsManager struct {
 	cluster map[string]moref // cluster name -> its moref
 	made    map[string]int   // cluster name -> agents created so far (names stay unique)
 	hosts   map[string][]*Server
+	crx     map[moref]bool    // the embedded agents among agents
+	busy    sync.Mutex        // held by reconcile and by a host entering maintenance: no agent starts on it meanwhile
+	mode    map[string]string // cluster name -> "embedded" or "external" (a cluster of embedded hosts only)
 }
 
 func newVCLS(l *Lab) *vclsManager {
 	v := &vclsManager{lab: l, retreat: map[string]bool{}, agents: map[moref]string{}, cluster: map[string]moref{},
-		made: map[string]int{}, hosts: map[string][]*Server{}}
+		made: map[string]int{}, hosts: map[string][]*Server{}, crx: map[moref]bool{}, mode: map[string]string{}}
 	for _, s := range l.servers {
 		if s.Cluster != "" {
 			v.hosts[s.Cluster] = append(v.hosts[s.Cluster], s)
@@ -53,21 +62,32 @@ func newVCLS(l *Lab) *vclsManager {
 	return v
 }
 
-// start creates and powers on every cluster's agents.
+// start creates and powers on every cluster's agents, or (--vcls-retreat) puts
+// every cluster in retreat mode; embedded clusters are kept by vcls_embedded.go.
 func (v *vclsManager) start() error {
 	for name := range v.hosts {
-		if err := v.create(name); err != nil {
-			return err
+		switch {
+		case v.lab.opts.vclsRetreat:
+			v.retreat[name] = true
+			v.lab.setVCLSOption(v.cluster[name], false)
+			showDeploymentMode(v.cluster[name], true)
+		case v.embeddedCluster(name):
+			v.reconcile(name)
+		default:
+			if err := v.create(name, false, v.hosts[name]); err != nil {
+				return err
+			}
 		}
 	}
+	go v.keepEmbedded()
 	return nil
 }
 
-func (v *vclsManager) create(cluster string) error {
-	hosts := v.hosts[cluster]
+// create makes and powers on agents on the first of hosts: min(3, hosts) of EAM's, or min(2, hosts) embedded.
+func (v *vclsManager) create(cluster string, embedded bool, hosts []*Server) error {
 	n := len(hosts)
-	if n > 3 {
-		n = 3
+	if limit := map[bool]int{false: 3, true: 2}[embedded]; n > limit {
+		n = limit
 	}
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
@@ -85,23 +105,41 @@ func (v *vclsManager) create(cluster string) error {
 		}
 		ref, err := v.lab.createVM(ctx, v.lab.folders, pool, h, name)
 		if err != nil {
-			return err
+			return fmt.Errorf("creating %s: %w", name, err)
 		}
-		spec := types.VirtualMachineConfigSpec{ManagedBy: &types.ManagedByInfo{ExtensionKey: "com.vmware.vim.eam", Type: "cluster-agent"}}
-		task, err := object.NewVirtualMachine(v.lab.client, ref).Reconfigure(ctx, spec)
+		task, err := object.NewVirtualMachine(v.lab.client, ref).Reconfigure(ctx, agentSpec(embedded))
 		if err == nil {
 			err = task.Wait(ctx)
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("marking %s: %w", name, err)
+		}
+		if embedded { // govmomi 0.24 refuses the guest id in a spec: set as vCenter reports it
+			obj := simulator.Map.Get(ref)
+			simulator.Map.WithLock(obj, func() {
+				simulator.Map.Update(obj, []types.PropertyChange{{Name: "config.guestId", Val: crxGuest}, {Name: "summary.config.guestId", Val: crxGuest}})
+			})
 		}
 		v.mu.Lock()
 		v.agents[ref] = cluster
+		v.crx[ref] = embedded
 		v.mu.Unlock()
 		v.lab.setTraits(ref, &vmTraits{name: name, server: s})
 		v.lab.setGuest(ref, name, true)
 	}
 	return nil
+}
+
+// agentSpec is how vSphere marks an agent VM: EAM's, or vCenter's own CRX VM (8.0 U3).
+func agentSpec(embedded bool) types.VirtualMachineConfigSpec {
+	marks := []types.BaseOptionValue{&types.OptionValue{Key: "HDCS.agent", Value: "true"}}
+	if !embedded {
+		return types.VirtualMachineConfigSpec{ManagedBy: &types.ManagedByInfo{ExtensionKey: "com.vmware.vim.eam", Type: "cluster-agent"}, ExtraConfig: marks}
+	}
+	return types.VirtualMachineConfigSpec{
+		ManagedBy:   &types.ManagedByInfo{ExtensionKey: "VirtualCenter", Type: "vcls-entity"},
+		ExtraConfig: append(marks, &types.OptionValue{Key: "vCLSCRX.agent", Value: "true"}),
+	}
 }
 
 // updateOptions watches the vCenter advanced options for retreat mode; the
@@ -130,12 +168,26 @@ func (v *vclsManager) setRetreat(cluster string, on bool) {
 	for ref, c := range v.agents {
 		if c == cluster && on {
 			gone = append(gone, ref)
-			delete(v.agents, ref)
 		}
 	}
 	v.mu.Unlock()
+	showDeploymentMode(v.cluster[cluster], on)
+	v.remove(gone)                                 // vCenter deletes the agents
+	if was && !on && !v.embeddedCluster(cluster) { // embedded clusters: keepEmbedded starts them again
+		if err := v.create(cluster, false, v.hosts[cluster]); err != nil {
+			fmt.Printf("labsim: vCLS agents of %s not recreated: %v\n", cluster, err)
+		}
+	}
+}
+
+// remove powers agents off and deletes them.
+func (v *vclsManager) remove(refs []moref) {
 	ctx := context.Background()
-	for _, ref := range gone { // vCenter deletes the agents
+	for _, ref := range refs {
+		v.mu.Lock()
+		delete(v.agents, ref)
+		delete(v.crx, ref)
+		v.mu.Unlock()
 		vm := object.NewVirtualMachine(v.lab.client, ref)
 		if vmPower(ref) == types.VirtualMachinePowerStatePoweredOn {
 			if task, err := vm.PowerOff(ctx); err == nil {
@@ -147,16 +199,13 @@ func (v *vclsManager) setRetreat(cluster string, on bool) {
 		}
 		v.lab.setTraits(ref, nil)
 	}
-	if was && !on {
-		if err := v.create(cluster); err != nil {
-			fmt.Printf("labsim: vCLS agents of %s not recreated: %v\n", cluster, err)
-		}
-	}
 }
 
 // evacuate moves a host's running agents to another host of the cluster
-// before maintenance mode (DRS's part); those with nowhere to go stay.
+// before maintenance mode (DRS's part); those with nowhere to go stay. An
+// embedded agent stops by itself (keepEmbedded starts one on another host).
 func (v *vclsManager) evacuate(s *Server) {
+	v.stopEmbedded(s)
 	for _, ref := range v.lab.vmsOn(s) {
 		if _, ok := v.agentCluster(ref); ok && vmPower(ref) == types.VirtualMachinePowerStatePoweredOn {
 			if to := v.eligible(s.Cluster, s); to != nil {
@@ -166,11 +215,12 @@ func (v *vclsManager) evacuate(s *Server) {
 	}
 }
 
+// agentCluster is the cluster of one of EAM's agents (not in retreat mode).
 func (v *vclsManager) agentCluster(ref moref) (string, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	c, ok := v.agents[ref]
-	return c, ok && !v.retreat[c]
+	return c, ok && !v.retreat[c] && !v.crx[ref]
 }
 
 // eligible is a connected host of the cluster, not in maintenance mode, other than not.

@@ -36,9 +36,9 @@ stop_lab() {
 }
 trap stop_lab EXIT
 
-# vSphere 8.0 U2: vCLS in every cluster, Cluster1 on vSAN, HA on everywhere; esx34 has no BMC (Wake-on-LAN),
+# vSphere 8.0 U3: embedded vCLS in every cluster, Cluster1 on vSAN, HA on everywhere; esx34 has no BMC (Wake-on-LAN),
 # esx33's iDRAC reports no watts (a Shelly plug measures it).
-start_lab "$demo" --vsphere 8.0.2 --vsan-clusters 1 --ha --wol-hosts esx34 --meter-hosts esx33 \
+start_lab "$demo" --vsphere 8.0.3 --vsan-clusters 1 --ha --wol-hosts esx34 --meter-hosts esx33 \
   --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
   --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
   --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32
@@ -75,7 +75,7 @@ stop_lab
 echo
 echo "== a lab whose vCenter runs inside the cluster it switches off =="
 whole=$demo/whole
-start_lab "$whole" --vsphere 8.0.2 --ha --clusters 1 --hosts-per-cluster 3 --vms-per-host 4 --mgmt-hosts 0 \
+start_lab "$whole" --vsphere 8.0.3 --ha --clusters 1 --hosts-per-cluster 3 --vms-per-host 4 --mgmt-hosts 0 \
   --vcenter-vm-on payload --dns-vm --vcenter-boot-delay 5s --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s
 sed -i 's/^\[policy\]$/[policy]\nvcenter_dependencies = ["dns*"]/' "$whole/labswitch.toml"
 config=$whole/labswitch.toml

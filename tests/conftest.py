@@ -38,7 +38,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def lab(lab_factory: Callable[..., Lab]) -> Lab:
-    """A small lab: 1 mgmt host (with vcsa), 2 clusters x 2 hosts, 3 VMs per host; vSphere 8 with vCLS (quick)."""
+    """A small lab: 1 mgmt host (with vcsa), 2 clusters x 2 hosts, 3 VMs per host; vSphere 8.0 U3 with embedded vCLS (quick)."""
     return lab_factory("--vcls-delay", "300ms", "--vcls-repower-delay", "300ms")
 
 

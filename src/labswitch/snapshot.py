@@ -36,6 +36,7 @@ class HostInfo:
     cpu_model: str | None = None
     sgx_state: str | None = None  # vSphere 7.0+: notPresent | enabled | disabledBIOS | ...; None: not reported
     cluster_moid: str | None = None
+    esxi_version: str | None = None  # config.product.version, "8.0.3"; None: not reported
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,28 @@ def reports_sgx(api_version: str) -> bool:
 def has_vcls(api_version: str) -> bool:
     """vSphere Cluster Services agents exist from vSphere 7.0 U1 (API 7.0.1) on."""
     return _api(api_version) >= (7, 0, 1)
+
+
+def has_system_vms_config(api_version: str) -> bool:
+    """Retreat mode is also ClusterConfigSpecEx.systemVMsConfig.deploymentMode from vSphere 8.0 U2 (API 8.0.2) on."""
+    return _api(api_version) >= (8, 0, 2)
+
+
+def runs_embedded_vcls(version: str | None) -> bool:
+    """vCenter (its API version) or an ESXi host (its release) of 8.0 U3 or later: embedded vCLS agents."""
+    return version is not None and _api(version) >= (8, 0, 3)
+
+
+def needs_retreat(snap: Snapshot, cluster_moid: str) -> bool:
+    """A cluster going down entirely needs vCLS retreat mode when agents could keep its last host out of
+    maintenance: EAM's agents (before 8.0 U3, and 8.0 U3's fallback on a host of an older release). Embedded
+    agents stop by themselves when their host enters maintenance mode and start again when one leaves it."""
+    agents = snap.agents_in(cluster_moid)
+    if not agents:
+        return False  # retreat mode already (9.0's recommended state), or no vCLS: nothing to change or restore
+    if not runs_embedded_vcls(snap.api_version) or any(not vm.vcls_embedded for vm in agents):
+        return True
+    return any(not runs_embedded_vcls(h.esxi_version) for h in snap.hosts_in(cluster_moid))
 
 
 def has_vsan_power_action(api_version: str) -> bool:

@@ -180,7 +180,12 @@ def test_fix_l1tf_rolling_reboot_brings_each_host_back_with_its_vms(lab_factory:
     assert calls.get("RebootHost_Task") == 2 and calls.get("ShutdownGuest") == 3 + 2
     after = vm_power(lab)
     assert after["esx12-vm02"] == "poweredOff"  # it was off before: not started
-    assert {n: s for n, s in after.items() if n != "esx12-vm02"} == {n: s for n, s in before.items() if n != "esx12-vm02"}
+
+    # Embedded vCLS agents (8.0 U3) stop with their host's maintenance mode and vCenter starts new ones: compare the rest.
+    def kept(states: dict[str, str]) -> dict[str, str]:
+        return {n: s for n, s in states.items() if n != "esx12-vm02" and not n.startswith("vCLS-")}
+
+    assert kept(after) == kept(before)
     state = host_state(lab)
     assert state["esx11"] == ("connected", False) and state["esx12"] == ("connected", False)
     with lab.vsphere() as content:

@@ -20,12 +20,16 @@ SERVERS = ("esx11", "esx12", "esx21", "esx22")
 
 
 def settings(lab: Lab) -> dict[str, tuple[bool, str | None, str]]:
-    """Cluster name -> (HA enabled, its vCLS option or None, its vSAN power status or "-")."""
+    """Cluster name -> (HA enabled, its vCLS setting or None, its vSAN power status or "-"). The vCLS setting is
+    systemVMsConfig.deploymentMode from 8.0 U2 (ABSENT: "false", SYSTEM_MANAGED: "true"), else the vCenter option."""
     out = {}
     with lab.vsphere() as content:
         for name, cluster in clusters(content).items():
             key = f"config.vcls.clusters.{cluster._moId}.enabled"
             option = next((str(o.value) for o in content.setting.QueryOptions(key)), None) if _has_option(content, key) else None
+            mode = getattr(getattr(cluster.configurationEx, "systemVMsConfig", None), "deploymentMode", None)
+            if mode:
+                option = {"ABSENT": "false", "SYSTEM_MANAGED": "true"}[mode]
             vsan = cluster.configurationEx.vsanConfigInfo
             power = power_system(content, lab).QueryClusterPowerContext(cluster=cluster).currentClusterPowerStatus if vsan else "-"
             out[name] = (bool(cluster.configurationEx.dasConfig.enabled), option, power)
@@ -47,7 +51,7 @@ def test_vsphere_8_lab_with_vcls_vsan_and_ha_cycles_and_comes_back_as_it_was(
     lab = lab_factory(*LAB)
     config = configure(lab)
     before = settings(lab)
-    assert before == {"Cluster1": (True, None, "clusterPoweredOn"), "Cluster2": (True, None, "-")}
+    assert before == {"Cluster1": (True, "true", "clusterPoweredOn"), "Cluster2": (True, "true", "-")}
     assert running_agents(lab) == 4
     startup = {n for n in tagged_vms(lab) if n.startswith("esx")}
 
@@ -132,13 +136,13 @@ def test_a_vsan_cluster_going_down_in_part_is_refused_with_nothing_changed(
 
 
 def test_a_down_killed_after_retreat_mode_is_finished_and_up_restores(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
-    lab = lab_factory(*FAST[:4], "--guest-shutdown-delay", "300ms", "--vcls", "--vcls-delay", "2s", "--ha", "--clusters", "1")
+    lab = lab_factory(*FAST[:4], "--guest-shutdown-delay", "300ms", "--vsphere", "8.0.2", "--vcls-delay", "2s", "--ha", "--clusters", "1")
     config = configure(lab)
     kill_when(lab, state_dir, config, lambda: settings(lab)["Cluster1"][1] == "false", "retreat mode set by the down")
     assert settings(lab)["Cluster1"][0] is False, "HA was turned off before retreat mode"
     assert {bmc_power(lab, s) for s in ("esx11", "esx12")} == {"On"}, "killed before the hosts went down"
     status = run(cli, lab, state_dir, config, "status", "--json")
-    assert {(c["setting"], c["previous"]) for c in status.json()["cluster_changes"]} == {("ha", "true"), ("vcls", None)}
+    assert {(c["setting"], c["previous"]) for c in status.json()["cluster_changes"]} == {("ha", "true"), ("vcls", "true")}
     again = run(cli, lab, state_dir, config, "down", "--yes")
     assert again.code == 0, again.stderr
     assert {bmc_power(lab, s) for s in ("esx11", "esx12")} == {"Off"}
@@ -151,7 +155,7 @@ def test_a_down_killed_after_retreat_mode_is_finished_and_up_restores(cli: Run, 
 def test_a_down_whose_cluster_changes_are_not_permitted_is_refused_before_any_change(
     cli: Run, lab_factory: Callable[..., Lab], state_dir: Path
 ) -> None:
-    lab = lab_factory(*FAST, *VCLS, "--ha", "--clusters", "1", "--vms-per-host", "1", "--deny-privileges", "Global.Settings")
+    lab = lab_factory(*FAST, "--vsphere", "7.0.3", "--ha", "--clusters", "1", "--vms-per-host", "1", "--deny-privileges", "Global.Settings")
     config = configure(lab)
     before = vm_power(lab)
     lab.soap_calls(reset=True)

@@ -1,8 +1,9 @@
 """What a power cycle does to a cluster as a whole (PURE): vSphere HA, vCLS retreat mode, vSAN.
 
 A cluster whose every host is a target goes down as one unit: once all its workload VMs are off,
-HA is turned off and vCLS put in retreat mode (its agent VMs would otherwise be powered back on
-and keep their hosts out of maintenance mode); a vSAN cluster then takes vSAN's own cluster power
+HA is turned off and vCLS put in retreat mode where its agents would otherwise be powered back on
+and keep the last host out of maintenance mode (EAM's agents: 7.0 U1 - 8.0 U2, and 8.0 U3 on a
+cluster with a host of an older release; 8.0 U3's embedded agents stop by themselves); a vSAN cluster then takes vSAN's own cluster power
 action (7.0 U3+), or, before that, each host enters maintenance mode without moving data
 (objectAction noAction). A cluster going down only in part keeps HA and vCLS (maintenance mode
 moves the agents to the hosts that stay up); a vSAN one is refused when fewer than three of its
@@ -19,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from labswitch.plan.model import Action, Facts, Step
-from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, has_vcls
+from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, has_vcls, needs_retreat
 
 PHASE = "cluster"
 # What each cluster step needs of the vCenter user, and on what ("vcenter": the root folder, else the cluster).
@@ -78,7 +79,7 @@ def down(
     settings = []
     if cluster.ha:
         settings.append(step(Action.DISABLE_HA, cluster, stopped))
-    if has_vcls(snap.api_version) and snap.agents_in(cluster.moid):  # none: retreat mode already (or vCLS not there)
+    if has_vcls(snap.api_version) and needs_retreat(snap, cluster.moid):
         settings.append(step(Action.VCLS_RETREAT, cluster, stopped))
     gate = tuple(s.id for s in settings)
     maintenance: list[Step] = []

@@ -91,6 +91,16 @@ class Actions:
         ha, _ = switches(self.read(self.cluster(moid), ["configurationEx"]).get("configurationEx"))
         return ha
 
+    def deployment_mode(self, moid: str) -> str | None:
+        """configurationEx.systemVMsConfig.deploymentMode (8.0 U2+): SYSTEM_MANAGED, ABSENT (retreat mode), or None."""
+        config = self.read(self.cluster(moid), ["configurationEx"]).get("configurationEx")
+        mode = getattr(getattr(config, "systemVMsConfig", None), "deploymentMode", None)
+        return str(mode) if mode else None
+
+    def set_deployment_mode(self, moid: str, mode: str) -> Any:
+        spec = vim.cluster.ConfigSpecEx(systemVMsConfig=vim.cluster.SystemVMsConfigSpec(deploymentMode=mode))
+        return self.call(lambda: self.cluster(moid).ReconfigureComputeResource_Task(spec=spec, modify=True))
+
     def vcenter_option(self, key: str) -> str | None:
         """A vCenter advanced option's value as text; None when it is not set."""
         options: dict[str, str] = self.call(lambda: vcenter_options(self.content, key))

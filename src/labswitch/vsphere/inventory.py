@@ -17,7 +17,7 @@ from labswitch.errors import VSphereError
 from labswitch.snapshot import ClusterInfo, Disk, HostInfo, Snapshot, VMInfo, has_vcls, has_vsan_power_action, reports_sgx
 from labswitch.vsphere import vsan
 
-HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "runtime.powerState"]
+HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "runtime.powerState", "config.product.version"]
 VM_PROPS = [
     "name",
     "runtime.host",
@@ -193,6 +193,7 @@ def _host(moid: str, props: dict[str, Any], clusters: Mapping[str, str], options
         cpu_model=props.get("summary.hardware.cpuModel"),
         sgx_state=str(sgx.sgxState) if sgx is not None else None,
         cluster_moid=_moid(props.get("parent")) if _moid(props.get("parent")) in clusters else None,
+        esxi_version=str(props["config.product.version"]) if props.get("config.product.version") else None,
     )
 
 

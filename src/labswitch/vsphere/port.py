@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from labswitch.cancel import Cancel
 from labswitch.errors import EndpointError, VSphereError
+from labswitch.snapshot import has_system_vms_config
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.faults import fault_text
 from labswitch.vsphere.feed import Feed
@@ -39,6 +40,9 @@ CONDITIONS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
 
 
 VCLS_OPTION = "config.vcls.clusters.{}.enabled"  # vCenter's advanced option; false: the cluster is in retreat mode
+# From 8.0 U2 retreat mode is a cluster setting (systemVMsConfig.deploymentMode); the journal keeps the option's words.
+MODE_OF = {"false": "ABSENT", "true": "SYSTEM_MANAGED"}
+WORD_OF = {mode: word for word, mode in MODE_OF.items()}
 
 
 class LabPort(Protocol):
@@ -95,6 +99,8 @@ class VSpherePort:
         self._calls = threading.BoundedSemaphore(max_parallel)
         self._once = threading.Lock()
         self._multi: Any = ...  # the datacenter for multi-VM power-ons; None: not offered; ...: not looked up yet
+        api = str(getattr(getattr(actions.content, "about", None), "apiVersion", "") or "")
+        self._system_vms = has_system_vms_config(api)  # retreat mode through the cluster's systemVMsConfig
         vm_paths = sorted({PATHS[c] for conditions in vms.values() for c in conditions})
         host_paths = sorted({PATHS[c] for conditions in hosts.values() for c in conditions})
         self._feed = Feed(actions, sorted(vms), vm_paths, sorted(hosts), host_paths, cancel)
@@ -203,6 +209,8 @@ class VSpherePort:
         with self._calls:
             if setting == "ha":
                 return "true" if self.actions.ha_enabled(cluster) else "false"
+            if setting == "vcls" and self._system_vms:
+                return WORD_OF.get(self.actions.deployment_mode(cluster) or "")
             if setting == "vcls":
                 return self.actions.vcenter_option(VCLS_OPTION.format(cluster))
             if setting == "vsan-power":
@@ -210,6 +218,8 @@ class VSpherePort:
         raise ValueError(setting)
 
     def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> str | None:
+        if setting == "vcls" and self._system_vms:
+            return self._tasks({cluster: lambda: self.actions.set_deployment_mode(cluster, MODE_OF[value])}, timeout)[cluster]
         if setting == "vcls":
             try:
                 with self._calls:
