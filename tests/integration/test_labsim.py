@@ -135,7 +135,7 @@ def test_a_slow_guest_takes_its_own_time(lab_factory: Callable[..., Lab]) -> Non
     ("flags", "line"),
     [
         (("--slow-guests", "nosuch=1s"), 'labsim: --slow-guests: no VM named "nosuch"'),
-        (("--vsphere", "9"), 'labsim: --vsphere must be one of 6.7, 7.0.3, 8.0.2, not "9"'),
+        (("--vsphere", "9"), 'labsim: --vsphere must be one of 6.7, 7.0.3, 8.0.2, 8.0.3, 9.0, not "9"'),
         (("--vsphere", "6.7", "--vcls"), "labsim: --vcls: vSphere 6.7 has no vCLS (7.0 U1 and later)"),
     ],
 )
