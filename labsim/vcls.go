@@ -215,6 +215,14 @@ func (v *vclsManager) evacuate(s *Server) {
 	}
 }
 
+// clusterOf is the cluster of any vCLS agent VM.
+func (v *vclsManager) clusterOf(ref moref) (string, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.agents[ref]
+	return c, ok
+}
+
 // agentCluster is the cluster of one of EAM's agents (not in retreat mode).
 func (v *vclsManager) agentCluster(ref moref) (string, bool) {
 	v.mu.Lock()

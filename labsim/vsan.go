@@ -18,6 +18,7 @@ package main
 //     available).
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -33,8 +35,9 @@ import (
 type vsanClusters struct {
 	lab      *Lab
 	mu       sync.Mutex
-	clusters map[types.ManagedObjectReference]string // vSAN cluster -> its name
-	off      map[string]bool                         // cluster name -> recorded powered off
+	clusters map[types.ManagedObjectReference]string   // vSAN cluster -> its name
+	off      map[string]bool                           // cluster name -> recorded powered off
+	infra    map[string][]types.ManagedObjectReference // cluster name -> the infraVMs its power-off stopped (started on power-on)
 }
 
 func newVSAN(l *Lab, n int) (*vsanClusters, error) {
@@ -42,7 +45,7 @@ func newVSAN(l *Lab, n int) (*vsanClusters, error) {
 	if n > len(refs) {
 		return nil, fmt.Errorf("--vsan-clusters %d: the lab has %d clusters (--clusters)", n, len(refs))
 	}
-	v := &vsanClusters{lab: l, clusters: map[types.ManagedObjectReference]string{}, off: map[string]bool{}}
+	v := &vsanClusters{lab: l, clusters: map[types.ManagedObjectReference]string{}, off: map[string]bool{}, infra: map[string][]types.ManagedObjectReference{}}
 	for _, ref := range refs[:n] {
 		v.clusters[ref] = simulator.Map.Get(ref).(*simulator.ClusterComputeResource).Name
 		clusterConfig(ref, func(cfg *types.ClusterConfigInfoEx) {
@@ -101,6 +104,7 @@ var (
 	vsanCall    = regexp.MustCompile(`<(?:\w+:)?Body[^>]*>\s*<(?:\w+:)?(\w+)[\s>/]`)
 	vsanCluster = regexp.MustCompile(`<(?:\w+:)?cluster[^>]*>([^<]+)</`)
 	vsanTarget  = regexp.MustCompile(`<(?:\w+:)?targetPowerStatus>([^<]+)</`)
+	vsanInfraVM = regexp.MustCompile(`<(?:\w+:)?infraVMs[^>]*>([^<]+)</`)
 )
 
 // ServeHTTP is the vSAN endpoint: the calls of VsanClusterPowerSystem.
@@ -149,8 +153,12 @@ func (v *vsanClusters) ServeHTTP(i *interceptor, w http.ResponseWriter, r *http.
 			writeSOAP(w, fault(&types.InvalidArgument{InvalidProperty: "spec.targetPowerStatus"}))
 			return
 		}
+		infra := map[types.ManagedObjectReference]bool{}
+		for _, m := range vsanInfraVM.FindAllSubmatch(body, -1) {
+			infra[types.ManagedObjectReference{Type: "VirtualMachine", Value: string(m[1])}] = true
+		}
 		task := runTask(simulator.Map.Get(ref), "PerformClusterPowerAction", func() types.BaseMethodFault {
-			return v.powerAction(name, target == "clusterPoweredOff")
+			return v.powerAction(name, target == "clusterPoweredOff", infra)
 		})
 		writeVSAN(w, method, `<returnval type="Task">`+task.Value+`</returnval>`)
 	default:
@@ -158,8 +166,10 @@ func (v *vsanClusters) ServeHTTP(i *interceptor, w http.ResponseWriter, r *http.
 	}
 }
 
-// powerAction is the task's work: the checks, then the hosts' maintenance mode and the record.
-func (v *vsanClusters) powerAction(cluster string, off bool) types.BaseMethodFault {
+// powerAction is the task's work: the checks, then the hosts' maintenance mode and the record. The
+// spec's infraVMs (a DNS server, say) may still run: they are stopped after the workload check and
+// started again by the power-on. vCLS agents are the action's own business (the wizard's retreat).
+func (v *vsanClusters) powerAction(cluster string, off bool, infra map[types.ManagedObjectReference]bool) types.BaseMethodFault {
 	var hosts []*Server
 	for _, s := range v.lab.servers {
 		if s.Cluster == cluster {
@@ -174,7 +184,12 @@ func (v *vsanClusters) powerAction(cluster string, off bool) types.BaseMethodFau
 		}
 		if off {
 			for _, vm := range v.lab.vmsOn(s) {
-				if vmPower(vm) == types.VirtualMachinePowerStatePoweredOn {
+				if v.lab.vcls != nil {
+					if _, agent := v.lab.vcls.clusterOf(vm); agent {
+						continue
+					}
+				}
+				if vmPower(vm) == types.VirtualMachinePowerStatePoweredOn && !infra[vm] {
 					t, _ := v.lab.traits(vm)
 					problems = append(problems, "VM "+vmName(t, vm)+" is powered on")
 				}
@@ -185,7 +200,13 @@ func (v *vsanClusters) powerAction(cluster string, off bool) types.BaseMethodFau
 		sort.Strings(problems)
 		return vsanFault(fmt.Sprintf("vSAN cluster %s cannot be powered %s: %s", cluster, map[bool]string{true: "off", false: "on"}[off], strings.Join(problems, "; ")))
 	}
+	if off {
+		v.stopInfra(cluster, infra)
+	}
 	for _, s := range hosts {
+		if off && v.lab.vcls != nil {
+			v.lab.vcls.stopEmbedded(s)
+		}
 		if conn, _ := v.lab.hostState(s); conn == types.HostSystemConnectionStateConnected {
 			host := simulator.Map.Get(s.Host)
 			simulator.Map.WithLock(host, func() {
@@ -195,8 +216,33 @@ func (v *vsanClusters) powerAction(cluster string, off bool) types.BaseMethodFau
 	}
 	v.mu.Lock()
 	v.off[cluster] = off
+	started := v.infra[cluster]
+	if !off {
+		delete(v.infra, cluster)
+	}
 	v.mu.Unlock()
+	if !off {
+		for _, vm := range started {
+			if task, err := object.NewVirtualMachine(v.lab.client, vm).PowerOn(context.Background()); err == nil {
+				_ = task.Wait(context.Background())
+			}
+		}
+	}
 	return nil
+}
+
+// stopInfra shuts the running infraVMs down and remembers them for the power-on.
+func (v *vsanClusters) stopInfra(cluster string, infra map[types.ManagedObjectReference]bool) {
+	var stopped []types.ManagedObjectReference
+	for vm := range infra {
+		if vmPower(vm) == types.VirtualMachinePowerStatePoweredOn {
+			v.lab.setVMPower(vm, types.VirtualMachinePowerStatePoweredOff)
+			stopped = append(stopped, vm)
+		}
+	}
+	v.mu.Lock()
+	v.infra[cluster] = append(v.infra[cluster], stopped...)
+	v.mu.Unlock()
 }
 
 func vmName(t *vmTraits, ref types.ManagedObjectReference) string {

@@ -16,11 +16,12 @@ from tests.labsim import Lab
 VSAN = ("--vsphere", "8.0.2", "--vsan-clusters", "1", "--vms-per-host", "1", "--clusters", "2", "--hosts-per-cluster", "2")
 
 
-def power_system(content: Any, lab: Lab) -> Any:
-    """The vSAN cluster power system on labsim's vSAN endpoint, as vsanapiutils builds it (the vCenter session's cookie)."""
+def power_system(content: Any, lab: Lab, version: str = "vsan.version.version18") -> Any:
+    """The vSAN cluster power system on labsim's vSAN endpoint, as vsanapiutils builds it (the vCenter session's cookie);
+    infraVMs needs vsan.version.version19 (8.0 U1+)."""
     stub = content.propertyCollector._stub
     host, port = lab.host_port
-    vsan = SoapStubAdapter(host=host, port=port, path="/vsanHealth", version="vsan.version.version18", sslContext=lab.ssl_context())
+    vsan = SoapStubAdapter(host=host, port=port, path="/vsanHealth", version=version, sslContext=lab.ssl_context())
     vsan.cookie = stub.cookie
     return vim.cluster.VsanClusterPowerSystem("vsan-cluster-power-system", vsan)
 
@@ -128,3 +129,30 @@ def test_ha_flag_and_reconfigure(lab_factory: Callable[..., Lab]) -> None:
         assert task.info.state == "success"
         assert cluster.configurationEx.dasConfig.enabled is False
         assert clusters(content)["Cluster2"].configurationEx.dasConfig.enabled is True
+
+
+def test_vsan_power_action_stops_its_infra_vms_and_starts_them_again_on_8_0_3(lab_factory: Callable[..., Lab]) -> None:
+    """infraVMs (a DNS server, say) may run when the power-off starts: the action stops them after the workload
+    and the power-on starts them again. 8.0 U3's embedded vCLS agents are the action's own business."""
+    lab = lab_factory("--vsphere", "8.0.3", *VSAN[2:])
+    with lab.vsphere() as content:
+        cluster = clusters(content)["Cluster1"]
+        ps = power_system(content, lab, "vsan.version.version19")
+        workload = [vm for h in hosts_of(cluster) for vm in h.vm if not vm.name.startswith("vCLS-")]
+        infra, rest = workload[0], workload[1:]
+        for vm in rest:
+            vm.PowerOffVM_Task()
+        wait_until(lambda: all(vm.runtime.powerState == "poweredOff" for vm in rest), 10, "the rest off")
+        assert infra.runtime.powerState == "poweredOn"
+        off = vim.cluster.PerformClusterPowerActionSpec(targetPowerStatus="clusterPoweredOff", infraVMs=[infra])
+        task = vim.Task(ps.PerformClusterPowerAction(cluster=cluster, spec=off)._moId, content.propertyCollector._stub)
+        wait_until(lambda: task_done(task), 10, "the power-off task")
+        assert task.info.state == "success", task.info.error
+        assert infra.runtime.powerState == "poweredOff"
+        assert all(h.runtime.inMaintenanceMode for h in hosts_of(cluster))
+        on = vim.cluster.PerformClusterPowerActionSpec(targetPowerStatus="clusterPoweredOn")
+        task = vim.Task(ps.PerformClusterPowerAction(cluster=cluster, spec=on)._moId, content.propertyCollector._stub)
+        wait_until(lambda: task_done(task), 10, "the power-on task")
+        assert task.info.state == "success"
+        wait_until(lambda: infra.runtime.powerState == "poweredOn", 10, "the infra VM started again")
+        assert all(vm.runtime.powerState == "poweredOff" for vm in rest), "workload is up's business, not the action's"
