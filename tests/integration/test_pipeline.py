@@ -7,20 +7,34 @@ pyVmomi while the run goes on, and the assertions compare those times, not labsw
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import Result
+import pytest
+
+from tests.conftest import Result, wait_until
+from tests.integration.test_cluster_cycle import settings as all_cluster_settings
 from tests.integration.test_down_up import configure, payload, run
+from tests.integration.test_vcls_releases import vcls
 from tests.labsim import Lab, bmc_power, host_state, tagged_vms, vm_power
 
 Run = Callable[..., Result]
+
+
+def cluster_settings(lab: Lab) -> tuple[bool, str | None, str]:
+    """Cluster1's (HA on, vCLS setting, vSAN power), read with pyVmomi (test_cluster_cycle.settings)."""
+    return all_cluster_settings(lab)["Cluster1"]
+
+
 SERVERS = ("esx11", "esx12", "esx21", "esx22")
-# Without vCLS: a whole cluster with vCLS waits for all its VMs before retreat mode, one unit (test_cluster_cycle).
-NO_CLUSTER_UNIT = ("--no-vcls",)
+# The default lab: vSphere 8.0 U3 with vCLS. Only a vSAN cluster goes down as one unit now.
+NO_CLUSTER_UNIT: tuple[str, ...] = ()
 
 
 @contextmanager
@@ -100,3 +114,37 @@ def test_a_host_starts_its_vms_while_another_still_boots(cli: Run, lab_factory: 
     assert first_vm_on < last_back, (seen, physical)  # its VMs ran before the last host was even back
     assert {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"} == startup
     assert all(host_state(lab)[s] == ("connected", False) for s in SERVERS)
+
+
+@pytest.mark.parametrize("release", ["8.0.3", "8.0.2"])
+def test_one_slow_guest_keeps_only_its_own_host_on_in_a_cluster_with_vcls_and_ha(
+    cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, release: str
+) -> None:
+    """The default lab (8.0.3: embedded agents) and 8.0.2 (EAM's agents, retreat mode): the cluster's other hosts
+    are off at their BMCs while esx11's slow guest still stops; HA and vCLS come back as they were after up."""
+    lab = lab_factory(
+        "--vsphere", release, "--ha", "--clusters", "1", "--hosts-per-cluster", "3", "--vms-per-host", "2",
+        "--guest-shutdown-delay", "300ms", "--slow-guests", "esx11-vm01=12s", "--host-shutdown-delay", "300ms",
+        "--host-boot-delay", "1s", "--tools-delay", "100ms", "--vcls-delay", "300ms", "--vcls-repower-delay", "300ms",
+    )  # fmt: skip
+    config = configure(lab, replace=(("guest_shutdown_timeout = 5", "guest_shutdown_timeout = 30"),))
+    before = cluster_settings(lab)
+    assert before[0] is True
+    env = {**lab.env, "XDG_STATE_HOME": str(state_dir)}
+    cmd = [sys.executable, "-m", "labswitch", "--config", str(config), "down", "--yes"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: bmc_power(lab, "esx12") == "Off" and bmc_power(lab, "esx13") == "Off", 30, "esx12 and esx13 off")
+        assert vm_power(lab)["esx11-vm01"] == "poweredOn", "the slow guest is still stopping"
+        assert bmc_power(lab, "esx11") == "On", "its host alone stays on"
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert {bmc_power(lab, s) for s in ("esx11", "esx12", "esx13")} == {"Off"}
+    up = run(cli, lab, state_dir, config, "up", "--yes")
+    assert up.code == 0, up.stderr
+    assert cluster_settings(lab) == before, "HA and vCLS as they were before the down"
+    running = lambda: sum(1 for _, _, power in vcls(lab).values() if power == "poweredOn")  # noqa: E731
+    wait_until(lambda: running() == (3 if release == "8.0.2" else 2), 15, "vCLS agents running again")

@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from pyVmomi import vim
 
 from tests.conftest import Result
@@ -91,14 +92,18 @@ def test_reads_are_bulk_whatever_the_vm_count(cli: Run, lab_factory: Callable[..
     assert sum(large.values()) <= 12
 
 
-def test_status_marks_vcls_agents_by_their_manager(cli: Run, lab_factory: Callable[..., Lab]) -> None:
-    lab = lab_factory("--vcls", "--clusters", "2", "--hosts-per-cluster", "2", "--vms-per-host", "1")
+@pytest.mark.parametrize(("release", "manager", "embedded"), [("8.0.2", "com.vmware.vim.eam", False), ("8.0.3", "VirtualCenter", True)])
+def test_status_marks_vcls_agents_by_their_manager(
+    cli: Run, lab_factory: Callable[..., Lab], release: str, manager: str, embedded: bool
+) -> None:
+    lab = lab_factory("--vsphere", release, "--clusters", "2", "--hosts-per-cluster", "2", "--vms-per-host", "1")
     with lab.vsphere() as content:
         view = content.viewManager.CreateContainerView(content.rootFolder, [vim.VirtualMachine], True)
-        managed = {vm.name for vm in view.view if vm.config.managedBy and vm.config.managedBy.extensionKey == "com.vmware.vim.eam"}
-    assert len(managed) == 4
+        managed = {vm.name for vm in view.view if vm.config.managedBy and vm.config.managedBy.extensionKey == manager}
+    assert len(managed) == 4, "2 agents per 2-host cluster: EAM's (min(3, hosts)) or 8.0 U3's embedded ones (at most 2)"
     result = run_status(cli, lab)
     assert result.code == 0, result.stderr
     vms = result.json()["vms"]
     assert {v["name"] for v in vms if v["system"] == "vcls"} == managed
+    assert all(v["embedded"] is embedded for v in vms if v["name"] in managed)
     assert all(v["system"] is None for v in vms if v["name"] not in managed)

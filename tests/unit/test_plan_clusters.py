@@ -32,14 +32,35 @@ def vm_steps(p: Plan) -> set[str]:
     return {s.id for s in p.steps if s.action == "shutdown-guest"}
 
 
-def test_a_whole_cluster_turns_ha_off_and_retreats_vcls_after_all_its_vms_before_maintenance() -> None:
+def test_a_whole_cluster_turns_ha_off_and_retreats_vcls_at_the_start_and_each_host_goes_on_its_own() -> None:
     p = plan(Intent.DOWN, lab())
     ha, retreat = step(p, "disable-ha", "C1"), step(p, "vcls-retreat", "C1")
-    assert set(ha.after) == set(retreat.after) == vm_steps(p)
+    assert ha.after == retreat.after == (), "with the guest shutdowns, not after them"
     assert ha.server is None and ha.endpoint == "vcenter"
-    for name in ("esx1", "esx2"):  # waited for to settle: a VM left on skips them and the cluster goes down in part
-        assert {ha.id, retreat.id} == set(step(p, "enter-maintenance", name).settled)
+    for name in ("esx1", "esx2"):
+        maintenance = step(p, "enter-maintenance", name)
+        assert {ha.id, retreat.id} == set(maintenance.settled)
+        own = {s.id for s in p.steps if s.action == "shutdown-guest" and s.server == name}
+        assert set(maintenance.after) == own, "its own VMs only: a slow guest elsewhere does not hold it"
     assert ("shutdown-guest", "vCLS-1") not in actions(p), "an agent is never workload"
+
+
+def test_embedded_agents_on_8_0_3_hosts_need_no_retreat_mode() -> None:
+    members = tuple(host(f"esx{i}", cluster_moid="c1", esxi_version="8.0.3") for i in (1, 2))
+    agents = (vm("vCLS-1", "esx1", system="vcls", vcls_embedded=True),)
+    c1 = ClusterInfo("c1", "C1", ha=True)
+    snap = Snapshot((host("mgmt01", cluster=None), *members), VMS + agents, api_version="8.0.3.0", clusters=(c1,))
+    assert ("vcls-retreat", "C1") not in actions(plan(Intent.DOWN, snap))
+    hosts = (host("mgmt01", cluster=None), members[0], host("esx2", cluster_moid="c1", esxi_version="8.0.2"))
+    older = Snapshot(hosts, snap.vms, api_version="8.0.3.0", clusters=(c1,))
+    assert ("vcls-retreat", "C1") in actions(plan(Intent.DOWN, older)), "a host below 8.0.3: vCenter falls back to EAM's agents"
+    eam = Snapshot(snap.hosts, (*VMS, vm("vCLS-2", "esx1", system="vcls")), api_version="8.0.3.0", clusters=(c1,))
+    assert ("vcls-retreat", "C1") in actions(plan(Intent.DOWN, eam))
+
+
+def test_a_vsan_cluster_goes_down_as_one_unit() -> None:
+    p = plan(Intent.DOWN, lab(vsan=True, vsan_power="clusterPoweredOn"))
+    assert set(step(p, "disable-ha", "C1").after) == vm_steps(p), "after every VM of the cluster"
 
 
 def test_a_cluster_going_down_in_part_keeps_ha_and_vcls() -> None:
@@ -100,6 +121,16 @@ def test_up_powers_a_vsan_cluster_on_once_all_its_hosts_are_connected_then_resto
     assert all(set(r.settled) == exits and not r.after for r in restores), "a host that never returns does not hold them"
     first = [s for s in p.steps if s.action == "power-on-vm"]
     assert first and all({r.id for r in restores} == set(s.settled) for s in first)
+
+
+def test_up_starts_a_non_vsan_clusters_vms_as_soon_as_their_host_is_back() -> None:
+    off = facts(bmc_power={"mgmt01": Power.ON, "esx1": Power.OFF, "esx2": Power.OFF}, changed={"c1": frozenset({"ha", "vcls"})})
+    p = plan(Intent.UP, lab(), f=off)
+    restores = {step(p, "restore-ha", "C1").id, step(p, "vcls-restore", "C1").id}
+    starts = [s for s in p.steps if s.action == "power-on-vm"]
+    assert starts and not any(set(s.settled) & restores or set(s.after) & restores for s in starts)
+    for s in starts:
+        assert set(s.after) <= {step(p, "exit-maintenance", s.server).id} | {w.id for w in p.steps if w.action == "wave-ready"}
 
 
 def test_up_restores_only_what_a_down_changed() -> None:

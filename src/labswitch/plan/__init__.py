@@ -309,7 +309,10 @@ def _down(
         waits[m.server] = (tuple(s.id for s in chain) or m.emptied, (), m.host)
     holds = {holder.host.cluster_moid} if holder is not None and holder.vsan else set()
     for moid, cluster_members in by_cluster.items():
-        own, entering, before = clusters.down(snap, whole[moid], cluster_members, notes, power_action=moid not in holds)
+        inside = holder is not None and holder.host.cluster_moid == moid  # its last host goes down through itself
+        own, entering, before = clusters.down(
+            snap, whole[moid], cluster_members, notes, power_action=moid not in holds, vcenter_inside=inside
+        )
         cluster_steps += own
         maintenance += entering
         waits.update({m.server: (*before[m.server], m.host) for m in cluster_members})

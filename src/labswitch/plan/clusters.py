@@ -11,7 +11,9 @@ hosts would stay up, unless the user accepts noAction.
 
 On the way up, a vSAN cluster waits for all its hosts to be connected before its power-on action
 (or before leaving maintenance mode), and every setting a down changed (the journal's facts) is
-restored once the cluster's hosts are back, before any of their VMs starts.
+restored once the cluster's hosts are back; a vSAN cluster's VMs start after that, any other
+cluster's as soon as their own host is out of maintenance mode (HA protects them once it is back on;
+a power-on needs neither HA nor vCLS).
 """
 
 from __future__ import annotations
@@ -67,20 +69,34 @@ def step(action: Action, cluster: ClusterInfo, after: Sequence[str], phase: str 
 
 # -- down ------------------------------------------------------------------------------
 def down(
-    snap: Snapshot, cluster: ClusterInfo, members: Sequence[Member], notes: list[str], power_action: bool = True
+    snap: Snapshot,
+    cluster: ClusterInfo,
+    members: Sequence[Member],
+    notes: list[str],
+    power_action: bool = True,
+    vcenter_inside: bool = False,
 ) -> tuple[list[Step], list[Step], dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]:
     """A whole cluster going down: its cluster steps, its hosts' maintenance steps, and for each
-    member server what its host shutdown waits for: (done, settled). A host waits for the cluster's HA
-    and vCLS steps only to settle: when a VM of the cluster stays on, they are skipped (the cluster is
-    not going down entirely after all) and the other hosts go down as in a partial cluster. vSAN's
-    power action is waited for done: a vSAN host is never shut down outside maintenance mode.
-    ``power_action = False``: never vSAN's action (vCenter runs on the cluster: a whole-lab down), noAction."""
+    member server what its host shutdown waits for: (done, settled).
+
+    Any cluster but vSAN pipelines as a partial one: HA off and retreat mode (where EAM's agents could
+    block the last host) start with the cluster's guest shutdowns, and each host enters maintenance
+    mode as soon as its own VMs are off and those cluster steps have settled (seconds, overlapping the
+    guests'), so one slow guest keeps only its own host on. A vSAN cluster stays one unit: HA and
+    retreat once every VM of the cluster is off, then vSAN's power action (waited for done: a vSAN host
+    is never shut down outside maintenance mode), or noAction maintenance for every host.
+    ``power_action = False``: never vSAN's action (vCenter runs on the cluster: a whole-lab down), noAction.
+    ``vcenter_inside``: the cluster holds vCenter (a whole-lab down): retreat mode whatever its agents."""
     stopped = [i for m in members for i in m.emptied]
+    one_unit = cluster.vsan  # vSAN: its power action (or noAction maintenance) needs every VM of the cluster off
+    first = stopped if one_unit else []  # any other cluster: HA and retreat mode at the very start of its down
     settings = []
     if cluster.ha:
-        settings.append(step(Action.DISABLE_HA, cluster, stopped))
-    if has_vcls(snap.api_version) and needs_retreat(snap, cluster.moid):
-        settings.append(step(Action.VCLS_RETREAT, cluster, stopped))
+        settings.append(step(Action.DISABLE_HA, cluster, first))
+    # vCenter's own host leaves last, through its own API: vCenter is gone by then and an agent (embedded ones
+    # too) would keep it out of maintenance mode.
+    if has_vcls(snap.api_version) and (needs_retreat(snap, cluster.moid) or (vcenter_inside and snap.agents_in(cluster.moid))):
+        settings.append(step(Action.VCLS_RETREAT, cluster, first))
     gate = tuple(s.id for s in settings)
     maintenance: list[Step] = []
     before_shutdown: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -194,7 +210,7 @@ def restores(
     """Every setting a down changed on a cluster of the targets, restored once its target hosts are
     back (``back``: server -> the steps after which its host is out of maintenance mode) or failed to
     come back (a host that never reconnects does not keep the others' cluster as it was). Returns the
-    steps and what each server's VMs wait to settle besides their host."""
+    steps and what each server's VMs wait to settle besides their host (a vSAN cluster's: its restores)."""
     steps: list[Step] = []
     vms_after: dict[str, tuple[str, ...]] = {}
     for moid, servers in _by_cluster(targets).items():
@@ -205,6 +221,7 @@ def restores(
         after = [i for s in servers for i in back.get(s, ())]
         mine = [step(SETTINGS_RESTORED[name], cluster, (), "restore", after) for name in sorted(changed) if name in SETTINGS_RESTORED]
         steps += mine
-        for s in servers:
-            vms_after[s] = tuple(r.id for r in mine)
+        if cluster.vsan:  # a vSAN cluster comes back as one unit: its VMs after HA and vCLS are back
+            for s in servers:
+                vms_after[s] = tuple(r.id for r in mine)
     return steps, vms_after
