@@ -89,7 +89,7 @@ def test_yes_at_the_terminal_shows_live_hosts_and_a_summary(lab_factory: Callabl
     child = spawn(lab, state_dir, config, "down")
     child.expect_exact("[y/N] ")
     child.sendline("y")
-    child.expect("stopping VMs")  # a host row while its guests shut down
+    child.expect(r"vm\d+: shutting down")  # a host row while its guests shut down: the VM it waits for, by name
     clocks = set()
     deadline = time.monotonic() + 10
     while len(clocks) < 2 and time.monotonic() < deadline:  # the clock ticks while nothing else happens

@@ -48,7 +48,9 @@ def test_a_host_moves_through_its_chain_and_is_done_only_when_the_bmc_confirms_i
     assert rows(view) == {"a": ("waiting", 0, 2), "b": ("waiting", 0, 1)}
     start(view, "a-vm1", "a-vm2", "b-vm1")
     view.on_result(result("shutdown-guest", "a-vm1", "a"))
-    assert rows(view)["a"] == ("stopping VMs", 1, 2)
+    clock.now += 45
+    assert rows(view)["a"] == ("a-vm2: shutting down 00:45", 1, 2), "the VM it waits for, by name, with its time"
+    clock.now -= 45
     view.on_result(result("shutdown-guest", "a-vm2", "a"))
     view.on_result(result("shutdown-guest", "b-vm1", "b"))
     assert rows(view)["a"] == ("waiting", 2, 2)  # its maintenance has not started
@@ -104,10 +106,25 @@ def test_a_host_waiting_for_its_clusters_steps_says_which_is_under_way() -> None
     view.begin(Plan(Intent.DOWN, ("payload",), ("a",), tuple(steps)))
     start(view, "a-vm1")
     view.on_result(result("shutdown-guest", "a-vm1", "a"))
-    assert rows(view)["a"][0] == "waiting"
+    assert rows(view)["a"][0] == "waiting: vCLS retreat mode (C1)"
     view.on_start(retreat)
-    assert rows(view)["a"][0] == "vCLS retreat mode (C1)", "through the vSAN step it waits for"
+    assert rows(view)["a"][0] == "vCLS retreat mode (C1) 00:00", "through the vSAN step it waits for"
     view.on_result(result("vcls-retreat", "C1", ""))
     view.on_start(power)
-    assert rows(view)["a"][0] == "vSAN cluster power-off (C1)"
+    assert rows(view)["a"][0] == "vSAN cluster power-off (C1) 00:00"
     assert [r.server for r in view.rows()] == ["a"], "a cluster is no host row"
+
+
+def test_a_vsan_host_whose_vms_are_off_names_the_clusters_slowest_guest_and_its_clock_ticks() -> None:
+    clock = Clock()
+    vms = [Step("guest-shutdown", "shutdown-guest", f"{h}-vm1", f"vm-{h}", h) for h in ("a", "b")]
+    power = Step("cluster", "vsan-power-off", "C1", "c1", None, after=tuple(v.id for v in vms))
+    steps = [*vms, power, *(Step("host-shutdown", "shutdown-host", h, f"host-{h}", h, after=(power.id,)) for h in ("a", "b"))]
+    view = RunView({"a": "payload", "b": "payload"}, {}, clock)
+    view.begin(Plan(Intent.DOWN, ("payload",), ("a", "b"), tuple(steps)))
+    clock.now += 3
+    assert next(r for r in view.rows() if r.server == "a").elapsed == 3.0, "a host still waiting to begin has a ticking clock"
+    start(view, "a-vm1", "b-vm1")
+    view.on_result(result("shutdown-guest", "a-vm1", "a"))
+    clock.now += 20
+    assert rows(view)["a"][0] == "waiting: vSAN cluster power-off (C1) after b-vm1: shutting down 00:20"

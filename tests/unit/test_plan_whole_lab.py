@@ -137,3 +137,13 @@ def test_without_vcenter_the_waves_name_globs_select_what_starts() -> None:
     p = plan(Intent.UP, Snapshot(HOSTS, vms), cfg)
     started = [(s.target, s.phase) for s in p.steps if s.action == "power-on-vm"]
     assert started == [("dns01", "start:infra"), ("app", "start:apps"), ("web", "start:apps")], "no tags: the globs select, in wave order"
+
+
+def test_vcenters_cluster_is_retreated_even_with_embedded_agents() -> None:
+    """8.0 U3's embedded agents need no retreat mode where vCenter stops them; vCenter's own host leaves after vCenter."""
+    hosts = tuple(replace(h, esxi_version="8.0.3") for h in HOSTS)
+    agent = vm("vCLS-1", "esx1", system="vcls", vcls_embedded=True)
+    embedded = Snapshot(hosts, (*VMS, agent), api_version="8.0.3.0", clusters=(C1,))
+    assert ("vcls-retreat", "C1") in {(s.action, s.target) for s in plan(Intent.DOWN, embedded, whole(), whole_lab=True).steps}
+    ordinary = Snapshot(hosts, (vm("web", "esx2"), agent), api_version="8.0.3.0", clusters=(C1,))
+    assert ("vcls-retreat", "C1") not in {(s.action, s.target) for s in plan(Intent.DOWN, ordinary, whole()).steps}

@@ -46,6 +46,7 @@ DOING: dict[str, str] = {  # what a host is doing while its first unfinished ste
     Action.VCLS_RESTORE: "restoring vCLS",
 }
 HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
+VM_DOING: dict[str, str] = {Action.SHUTDOWN_GUEST: "shutting down", Action.POWER_OFF_VM: "powering off", Action.POWER_ON_VM: "starting"}
 
 
 def clock(seconds: float) -> str:
@@ -94,6 +95,8 @@ class RunView:
         self.step_started: dict[tuple[str, str], float] = {}  # (action, target) -> when
         self.shared: dict[str, Step] = {}  # steps of no one host (a cluster's), by id
         self.shared_done: set[str] = set()
+        self.vm_steps: dict[str, Step] = {}  # every VM step of the plan, by id
+        self.done_ids: set[str] = set()  # the steps of hosts that are done, by id
         self.interrupting = False
 
     # -- events --------------------------------------------------------------------
@@ -105,6 +108,8 @@ class RunView:
         else:
             self.plan = replace(self.plan, steps=self.plan.steps + plan.steps)
         for step in plan.steps:  # each host's own chain; fallbacks show only when they run
+            if step.action in VM_ACTIONS:
+                self.vm_steps[step.id] = step
             if step.server and not step.fallback_of:
                 host = self.hosts.setdefault(step.server, _Host())
                 host.steps.append(step)
@@ -134,6 +139,7 @@ class RunView:
         for i, step in enumerate(host.steps):
             if i not in host.done and step.action == result.action and step.target == result.target:
                 host.done.add(i)
+                self.done_ids.add(step.id)
                 break
         if result.status == "skipped":
             host.skipped = True
@@ -183,7 +189,7 @@ class RunView:
         vm_steps = [i for i, s in enumerate(host.steps) if s.action in VM_ACTIONS]
         vms_done = len([i for i in vm_steps if i in host.done])
         end = host.finished_at or self.finished_at or self.now()
-        elapsed = end - host.started_at if host.started_at is not None else 0.0
+        elapsed = end - (host.started_at if host.started_at is not None else self.started_at)  # a waiting host's clock ticks
         note = host.failures[0] if host.failures else ""
         slow = [t for t in self.slow() if any(s.target == t for s in host.steps)]
         if slow and not note:
@@ -199,15 +205,46 @@ class RunView:
             row.state = "not finished" + (f" ({DOING.get(pending.action, pending.action)})" if pending else "")
         elif pending is None:  # every planned step done; the BMC is still to confirm it off
             row.state = "waiting for off (BMC)"
+        elif pending.action in VM_DOING and (vm := self._slowest([s for i, s in enumerate(host.steps) if i not in host.done])):
+            row.state = vm + (" (host directly)" if direct(pending.endpoint) else "")
         elif (pending.action, pending.target) in self.step_started:
             row.state = DOING.get(pending.action, pending.action) + (" (host directly)" if direct(pending.endpoint) else "")
         elif direct(pending.endpoint) and pending.settled:
             row.state = "waiting: vCenter's host goes last"
-        elif blocking := self._shared_under_way(pending):
-            row.state = f"{DOING.get(blocking.action, blocking.action)} ({blocking.target})"
         else:
-            row.state = "waiting"
+            row.state = self._waiting_for(pending) or "waiting"
         return row
+
+    def _slowest(self, steps: list[Step]) -> str | None:
+        """The VM step under way longest among ``steps``: "esx11-vm03: shutting down 00:45 (+2)"."""
+        running = [
+            (self.step_started[(s.action, s.target)], s)
+            for s in steps
+            if s.action in VM_DOING and (s.action, s.target) in self.step_started
+        ]
+        if not running:
+            return None
+        since, step = min(running, key=lambda r: r[0])
+        more = f" (+{len(running) - 1})" if len(running) > 1 else ""
+        return f"{step.target}: {VM_DOING[step.action]} {clock(self.now() - since)}{more}"
+
+    def _waiting_for(self, step: Step) -> str | None:
+        """What a host's next step waits for that is not its own: a cluster step under way (with its time), or
+        one still to come and what it waits for (the slowest VM of the cluster): "vSAN cluster power-off (Cluster1)
+        after esx11-vm03: shutting down 00:45"."""
+        for dep in (*step.after, *step.settled):
+            shared = self.shared.get(dep)
+            if shared is None or dep in self.shared_done:
+                continue
+            label = f"{DOING.get(shared.action, shared.action)} ({shared.target})"
+            if (since := self.step_started.get((shared.action, shared.target))) is not None:
+                return f"{label} {clock(self.now() - since)}"
+            if (deeper := self._waiting_for(shared)) is not None:
+                return deeper
+            vms = [self.vm_steps[d] for d in shared.after if d in self.vm_steps and d not in self.done_ids]
+            slowest = self._slowest(vms)
+            return f"waiting: {label} after " + (slowest or f"{len(vms)} VM(s)") if vms else f"waiting: {label}"
+        return None
 
     def lab_wide(self) -> str | None:
         """A step of no host under way that holds the whole run (vCenter starting), with its time so far."""
@@ -215,18 +252,6 @@ class RunView:
             since = self.step_started.get((step.action, step.target))
             if step.action == Action.WAIT_VCENTER and since is not None and step_id not in self.shared_done:
                 return f"vCenter is starting: waiting for its SOAP and REST APIs to answer ({clock(self.now() - since)})"
-        return None
-
-    def _shared_under_way(self, step: Step) -> Step | None:
-        """A cluster step ``step`` waits for, directly or through another, that is running now (its hosts' rows say so)."""
-        for dep in step.after:
-            shared = self.shared.get(dep)
-            if shared is None or dep in self.shared_done:
-                continue
-            if (shared.action, shared.target) in self.step_started:
-                return shared
-            if (deeper := self._shared_under_way(shared)) is not None:
-                return deeper
         return None
 
     def _final_state(self, host: _Host, failed: bool) -> str:
