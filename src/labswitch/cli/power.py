@@ -25,6 +25,10 @@ Wait = Annotated[
     bool, typer.Option("--wait", help="If another run is in progress, wait for it (up to --wait-timeout) instead of exiting 1.")
 ]
 NoPipeline = Annotated[bool, typer.Option("--no-pipeline", hidden=True, help="Lab-wide phase barriers (benchmark comparison).")]
+ClusterBarrier = Annotated[
+    bool,
+    typer.Option("--cluster-barrier", hidden=True, help="Every cluster going down as one unit, as before 2026-12 (benchmark comparison)."),
+]
 VsanNoAction = Annotated[
     bool,
     typer.Option(
@@ -92,12 +96,15 @@ def down_command(
     whole_lab: WholeLab = False,
     reason: Reason = None,
     no_pipeline: NoPipeline = False,
+    cluster_barrier: ClusterBarrier = False,
     json_out: Json = False,
 ) -> None:
     """Switch the lab off: guests shut down, hosts in maintenance mode and shut down, confirmed off by their BMCs.
 
-    A cluster going down entirely has HA turned off and vCLS put in retreat mode once its VMs are
-    off (a vSAN cluster then takes vSAN's cluster power action); `up` restores them.
+    A cluster going down entirely has HA turned off and, where vCLS agents of the ESX Agent Manager
+    could keep its last host on, vCLS put in retreat mode as its down begins; each host then goes
+    down as soon as its own VMs are off. A vSAN cluster goes down as one unit: once all its VMs are
+    off, vSAN's cluster power action. `up` restores what a down changed.
     With --whole-lab (or a group with holds_vcenter) the host that runs vCenter goes down last:
     vCenter's VM and policy.vcenter_dependencies are shut down through that host's own API, which
     then enters maintenance mode and shuts down; `up` starts vCenter there first.
@@ -121,6 +128,7 @@ def down_command(
         skip_unreachable=skip_unreachable,
         lock_wait=wait_timeout if wait else 0,
         pipeline=not no_pipeline,
+        cluster_barrier=cluster_barrier,
         vsan_no_action=vsan_no_action,
         whole_lab=whole_lab,
         reason=reason,
@@ -143,12 +151,14 @@ def up_command(
     wait_timeout: WaitTimeout = 3600,
     reason: Reason = None,
     no_pipeline: NoPipeline = False,
+    cluster_barrier: ClusterBarrier = False,
     json_out: Json = False,
 ) -> None:
     """Switch the lab on: BMC power-on, hosts reconnected and out of maintenance mode, tagged VMs started in waves.
 
     A vSAN cluster is powered on (vSAN's action) once all its hosts are connected, and every cluster
-    setting a down changed (HA, vCLS retreat mode) is set back before the cluster's VMs start.
+    setting a down changed (HA, vCLS retreat mode) is set back once the cluster's hosts are back
+    (a vSAN cluster's VMs start after that; any other cluster's as soon as their own host is back).
     After a whole-lab down, vCenter is started first on its host (its dependencies before it), and
     the up goes on through vCenter once its APIs answer (policy.vcenter_boot_timeout).
 
@@ -174,6 +184,7 @@ def up_command(
             skip_unreachable=skip_unreachable,
             lock_wait=wait_timeout if wait else 0,
             pipeline=not no_pipeline,
+            cluster_barrier=cluster_barrier,
             reason=reason,
         ),
         yes,

@@ -71,13 +71,15 @@ def make_plan(
     pipeline: bool = True,
     vsan_no_action: bool = False,
     whole_lab: bool = False,
+    cluster_barrier: bool = False,
 ) -> Plan:
     """``whole_lab``: vCenter's own host may go down too, last, through its own API (plan.whole_lab);
     a target group with holds_vcenter asks for it too. ``vsan_no_action``: a vSAN cluster going down in
     part enters maintenance without moving data
     instead of being refused (--vsan-no-action). ``pipeline = False`` adds the old global phase barriers
     (every step waits for the whole previous phase, lab-wide): only for measuring what the per-host
-    chains save (`--no-pipeline`, hidden)."""
+    chains save (`--no-pipeline`, hidden). ``cluster_barrier``: every cluster going down entirely is one unit
+    and its VMs start after its restores, the design before 2026-12 (`--cluster-barrier`, hidden; the benchmark)."""
     refusals: list[str] = []
     notes: list[str] = []
     vcenter_host = None
@@ -111,7 +113,7 @@ def make_plan(
         whole = clusters.whole(snap, hosts)
         vsan_refusals, no_action = clusters.partial_vsan(snap, live, whole, vsan_no_action, notes)
         refusals += vsan_refusals
-        steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action), holder)
+        steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action), holder, cluster_barrier)
         if holder is not None:
             vcenter_host = VCenterHost(
                 holder.server,
@@ -120,7 +122,7 @@ def make_plan(
                 tuple(name for name, _ in holder.peers),
             )
     else:
-        steps = _up(snap, config, facts, servers, hosts)
+        steps = _up(snap, config, facts, servers, hosts, cluster_barrier)
         if config.policy.startup_from_autostart:
             waves = autostart_waves(snap)
     if not pipeline:
@@ -262,6 +264,7 @@ def _down(
     whole: Mapping[str, ClusterInfo],
     no_action: frozenset[str] = frozenset(),
     holder: Holder | None = None,
+    barrier: bool = False,
 ) -> list[Step]:
     """Per host: VMs off -> maintenance -> shutdown -> confirmed off; a whole cluster's hosts (``whole``:
     plan.clusters.whole) also wait for its cluster steps. ``no_action``: host moids entering vSAN
@@ -311,7 +314,7 @@ def _down(
     for moid, cluster_members in by_cluster.items():
         inside = holder is not None and holder.host.cluster_moid == moid  # its last host goes down through itself
         own, entering, before = clusters.down(
-            snap, whole[moid], cluster_members, notes, power_action=moid not in holds, vcenter_inside=inside
+            snap, whole[moid], cluster_members, notes, power_action=moid not in holds, vcenter_inside=inside, barrier=barrier
         )
         cluster_steps += own
         maintenance += entering
@@ -411,7 +414,9 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
 
 
 # -- up ----------------------------------------------------------------------------------
-def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None]) -> list[Step]:
+def _up(
+    snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hosts: Mapping[str, HostInfo | None], barrier: bool = False
+) -> list[Step]:
     power_on, connect, maintenance = [], [], []
     connected: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its host is connected
     start: list[tuple[int, VMInfo, Server]] = []
@@ -466,7 +471,7 @@ def _up(snap: Snapshot, config: Config, facts: Facts, servers: list[Server], hos
             maintenance.append(step)
             last = (step.id,)
         ready[name] = last
-    restore_steps, vms_after = clusters.restores(snap, facts, targets, ready)
+    restore_steps, vms_after = clusters.restores(snap, facts, targets, ready, barrier)
     return power_on + connect + vsan_steps + maintenance + restore_steps + _wave_steps(start, ready, waves, vms_after)
 
 

@@ -75,6 +75,7 @@ def down(
     notes: list[str],
     power_action: bool = True,
     vcenter_inside: bool = False,
+    barrier: bool = False,
 ) -> tuple[list[Step], list[Step], dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]:
     """A whole cluster going down: its cluster steps, its hosts' maintenance steps, and for each
     member server what its host shutdown waits for: (done, settled).
@@ -86,9 +87,10 @@ def down(
     retreat once every VM of the cluster is off, then vSAN's power action (waited for done: a vSAN host
     is never shut down outside maintenance mode), or noAction maintenance for every host.
     ``power_action = False``: never vSAN's action (vCenter runs on the cluster: a whole-lab down), noAction.
-    ``vcenter_inside``: the cluster holds vCenter (a whole-lab down): retreat mode whatever its agents."""
+    ``vcenter_inside``: the cluster holds vCenter (a whole-lab down): retreat mode whatever its agents.
+    ``barrier``: one unit whatever the cluster (the design before 2026-12, for the benchmark's comparison)."""
     stopped = [i for m in members for i in m.emptied]
-    one_unit = cluster.vsan  # vSAN: its power action (or noAction maintenance) needs every VM of the cluster off
+    one_unit = cluster.vsan or barrier  # vSAN: its power action (or noAction maintenance) needs every VM of the cluster off
     first = stopped if one_unit else []  # any other cluster: HA and retreat mode at the very start of its down
     settings = []
     if cluster.ha:
@@ -205,7 +207,7 @@ def up_gates(
 
 
 def restores(
-    snap: Snapshot, facts: Facts, targets: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]]
+    snap: Snapshot, facts: Facts, targets: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]], barrier: bool = False
 ) -> tuple[list[Step], dict[str, tuple[str, ...]]]:
     """Every setting a down changed on a cluster of the targets, restored once its target hosts are
     back (``back``: server -> the steps after which its host is out of maintenance mode) or failed to
@@ -221,7 +223,7 @@ def restores(
         after = [i for s in servers for i in back.get(s, ())]
         mine = [step(SETTINGS_RESTORED[name], cluster, (), "restore", after) for name in sorted(changed) if name in SETTINGS_RESTORED]
         steps += mine
-        if cluster.vsan:  # a vSAN cluster comes back as one unit: its VMs after HA and vCLS are back
+        if cluster.vsan or barrier:  # a vSAN cluster comes back as one unit: its VMs after HA and vCLS are back
             for s in servers:
                 vms_after[s] = tuple(r.id for r in mine)
     return steps, vms_after

@@ -42,7 +42,9 @@ def restore_ha(steps: list[Step], ctx: Context, report: Report) -> None:
 
 
 def vcls_retreat(steps: list[Step], ctx: Context, report: Report) -> None:
-    """Retreat mode, then wait until vCenter has removed the cluster's agents."""
+    """Retreat mode for every cluster at once, then wait until vCenter has removed their agents (each
+    reported as soon as its own are gone: five clusters wait about one retreat delay, not five)."""
+    waiting: dict[str, Step] = {}
     for step in steps:
         cluster = step.moid or ""
         now = ctx.port.cluster_setting(cluster, "vcls")
@@ -52,20 +54,23 @@ def vcls_retreat(steps: list[Step], ctx: Context, report: Report) -> None:
             if error is not None:
                 report(step, Status.FAILED, f"retreat mode not set: {error}; the vCLS agents would keep the hosts out of maintenance")
                 continue
-        left = _wait_agents(ctx, cluster, lambda agents: not agents)
-        if left:
-            report(
-                step,
-                Status.FAILED,
-                f"{len(left)} vCLS agent VM(s) still in the cluster {ctx.policy.vcls_timeout:.0f}s after retreat mode "
-                "(policy.vcls_timeout); they keep its hosts out of maintenance mode",
-            )
-        else:
-            report(step, Status.OK, "retreat mode: vCLS agents removed (up restores the setting)")
+        waiting[cluster] = step
+    left = _wait_agents(ctx, waiting, lambda agents: not agents, lambda step, _: report(step, Status.OK, RETREATED))
+    for cluster, agents in left.items():
+        report(
+            waiting[cluster],
+            Status.FAILED,
+            f"{len(agents)} vCLS agent VM(s) still in the cluster {ctx.policy.vcls_timeout:.0f}s after retreat mode "
+            "(policy.vcls_timeout); they keep its hosts out of maintenance mode",
+        )
+
+
+RETREATED = "retreat mode: vCLS agents removed (up restores the setting)"
 
 
 def vcls_restore(steps: list[Step], ctx: Context, report: Report) -> None:
-    """The recorded setting back (not set before: true, vCenter's default), then wait until the agents run."""
+    """The recorded settings back (not set before: true, vCenter's default), then wait until the agents run, every cluster at once."""
+    waiting: dict[str, Step] = {}
     for step in steps:
         cluster = step.moid or ""
         value = ctx.previous(step, "vcls") or "true"
@@ -77,11 +82,18 @@ def vcls_restore(steps: list[Step], ctx: Context, report: Report) -> None:
         if value == "false":
             report(step, Status.OK, "retreat mode kept, as before the down")
             continue
-        agents = _wait_agents(ctx, cluster, lambda a: bool(a) and all(p == "poweredOn" for p in a.values()))
-        if agents and all(p == "poweredOn" for p in agents.values()):
-            report(step, Status.OK, f"vCLS back: {len(agents)} agent VM(s) running")
-        else:
-            report(step, Status.FAILED, f"vCLS setting restored, but its agents are not running after {ctx.policy.vcls_timeout:.0f}s")
+        waiting[cluster] = step
+
+    def running(agents: dict[str, str]) -> bool:
+        return bool(agents) and all(p == "poweredOn" for p in agents.values())
+
+    left = _wait_agents(
+        ctx, waiting, running, lambda step, agents: report(step, Status.OK, f"vCLS back: {len(agents)} agent VM(s) running")
+    )
+    for cluster in left:
+        report(
+            waiting[cluster], Status.FAILED, f"vCLS setting restored, but its agents are not running after {ctx.policy.vcls_timeout:.0f}s"
+        )
 
 
 def vsan_power_off(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -99,11 +111,22 @@ def vsan_power_on(steps: list[Step], ctx: Context, report: Report) -> None:
         report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered on" if error is None else error)
 
 
-def _wait_agents(ctx: Context, cluster: str, done: Callable[[dict[str, str]], bool]) -> dict[str, str]:
-    """Look at the cluster's agents every POLL seconds until ``done(agents)`` or policy.vcls_timeout; the last look."""
+def _wait_agents(
+    ctx: Context,
+    clusters: dict[str, Step],
+    done: Callable[[dict[str, str]], bool],
+    on_done: Callable[[Step, dict[str, str]], None],
+) -> dict[str, dict[str, str]]:
+    """Look at each cluster's agents every POLL seconds until ``done(agents)`` (told to ``on_done`` at once) or
+    policy.vcls_timeout; the clusters left, with their last look."""
     deadline = time.monotonic() + ctx.policy.vcls_timeout
+    left = dict(clusters)
+    last: dict[str, dict[str, str]] = {}
     while True:
-        agents = ctx.port.vcls_agents(cluster)
-        if done(agents) or time.monotonic() >= deadline:
-            return agents
+        for cluster in list(left):
+            last[cluster] = ctx.port.vcls_agents(cluster)
+            if done(last[cluster]):
+                on_done(left.pop(cluster), last[cluster])
+        if not left or time.monotonic() >= deadline:
+            return {cluster: last[cluster] for cluster in left}
         ctx.cancel.sleep(min(POLL, max(0.0, deadline - time.monotonic())))

@@ -31,6 +31,7 @@ class Request:
     skip_unreachable: bool = False
     lock_wait: float = 0.0  # seconds to wait for a run in progress to finish (0: refuse at once)
     pipeline: bool = True  # False: the old lab-wide phase barriers, for the benchmark's comparison
+    cluster_barrier: bool = False  # True: every whole cluster one unit (the design before 2026-12), for the benchmark
     vsan_no_action: bool = False  # a vSAN cluster going down in part: maintenance without moving data, not a refusal
     whole_lab: bool = False  # down: vCenter's own host too, last, through its own API (plan.whole_lab)
     reason: str | None = None  # why (journaled): "ups", a schedule's name; None: by hand
@@ -290,6 +291,7 @@ def _session(
                     request.pipeline,
                     request.vsan_no_action,
                     request.whole_lab,
+                    cluster_barrier=request.cluster_barrier,
                 )
                 if config.vcenter is None:
                     plan = through_hosts(plan)
