@@ -439,6 +439,11 @@ def vcls_lines(v: dict[str, Any]) -> list[str]:
             )
     slow, jit = v["one slow guest"], v["jitter"]
     saved = 1 - slow["pipelined"]["down_server_h"] / slow["cluster barrier"]["down_server_h"]
+    # The physical floor: every payload host on until its slowest guest and its own shutdown are done (50 hosts,
+    # 2 s guests, one of 60 s). The barrier can hold only the slow guest's cluster (10 of 50 hosts) on.
+    hosts = 50
+    floor_h = ((hosts - 1) * (GUEST_S + HOST_SHUTDOWN_S) + 60 + HOST_SHUTDOWN_S) / 3600
+    excess = 1 - (slow["pipelined"]["down_server_h"] - floor_h) / (slow["cluster barrier"]["down_server_h"] - floor_h)
     cycle_ok = all(v[r]["down_s"] <= v[r]["down_limit_s"] + 2 and v[r]["up_s"] <= v[r]["up_limit_s"] + 2 for r in RELEASES)
     first_ok = jit["pipelined"]["first_off_s"] < jit["pipelined"]["last_vm_off_s"]
     lines += [
@@ -448,6 +453,9 @@ def vcls_lines(v: dict[str, Any]) -> list[str]:
         f"| one 60 s guest among 1,000 2 s guests: server-hours during `down` at least 80 % below the cluster-barrier design | "
         f"{slow['pipelined']['down_server_h']:.3f} h vs {slow['cluster barrier']['down_server_h']:.3f} h ({saved:.0%} less) | "
         f"{target(saved >= 0.80)} |",
+        f"| the same, counting only the server-hours above the physical floor ({floor_h:.3f} h: each host on until its own "
+        f"slowest guest and shutdown are done) | {slow['pipelined']['down_server_h'] - floor_h:.3f} h vs "
+        f"{slow['cluster barrier']['down_server_h'] - floor_h:.3f} h ({excess:.0%} less) | {target(excess >= 0.80)} |",
         "| 1,000 VMs `down` and `up --restore` within 2 s of the physical limit, retreat delay included where it is on the "
         "critical path | "
         + ", ".join(
