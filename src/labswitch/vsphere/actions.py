@@ -13,7 +13,7 @@ from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
 from labswitch.vsphere import vsan
 from labswitch.vsphere.faults import TASK_DONE, TASK_PATHS, fault_text, task_outcome
-from labswitch.vsphere.inventory import agent_marks, might_be_agent, pages, retrieve, switches, system_of, vcenter_options
+from labswitch.vsphere.inventory import agent_marks, might_be_agent, pages, read_objects, retrieve, switches, system_of, vcenter_options
 from labswitch.vsphere.watch import wait_for
 
 
@@ -141,16 +141,11 @@ class Actions:
         return {key: task_outcome(state.get(moid, {}), timeout) for moid, key in by_moid.items()}
 
     def power_states(self, moids: Sequence[str]) -> dict[str, str]:
-        """Each VM's runtime.powerState now, in one PropertyCollector call (a VM that is gone is left out)."""
+        """Each VM's runtime.powerState now, in one PropertyCollector call."""
         if not moids:
             return {}
-        pc = vmodl.query.PropertyCollector
-        spec = pc.FilterSpec(
-            objectSet=[pc.ObjectSpec(obj=self.vm(m), skip=False) for m in moids],
-            propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["runtime.powerState"])],
-        )
-        objects = self.call(lambda: list(pages(self.content.propertyCollector, spec)))
-        return {o.obj._moId: str(p.val) for o in objects for p in o.propSet}
+        found = self.call(lambda: read_objects(self.content, vim.VirtualMachine, list(moids), ["runtime.powerState"]))
+        return {moid: str(props.get("runtime.powerState")) for moid, props in found.items()}
 
     def read(self, obj: Any, paths: Sequence[str]) -> dict[str, Any]:
         """Properties of one object in one PropertyCollector call; unset properties are absent."""

@@ -133,17 +133,20 @@ def _host_options(content: Any, objects: Mapping[tuple[type, str], Mapping[str, 
     }
     if not managers:
         return {}
+    settings = read_objects(content, vim.option.OptionManager, list(managers), ["setting"])
+    return {managers[m]: {o.key: o.value for o in props.get("setting") or []} for m, props in settings.items()}
+
+
+def read_objects(content: Any, kind: type, moids: list[str], paths: list[str]) -> dict[str, dict[str, Any]]:
+    """moid -> {path: value} for objects of one kind named by moid, in one PropertyCollector call (plus
+    pages); unset properties are absent. A moid that is gone faults the whole call (ManagedObjectNotFound)."""
     pc = vmodl.query.PropertyCollector
     stub = content.propertyCollector._stub
     spec = pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=vim.option.OptionManager(m, stub), skip=False) for m in managers],
-        propSet=[pc.PropertySpec(type=vim.option.OptionManager, pathSet=["setting"])],
+        objectSet=[pc.ObjectSpec(obj=kind(m, stub), skip=False) for m in moids],
+        propSet=[pc.PropertySpec(type=kind, pathSet=paths)],
     )
-    out: dict[str, dict[str, object]] = {}
-    for obj in pages(content.propertyCollector, spec):
-        settings = next((p.val for p in obj.propSet if p.name == "setting"), None) or []
-        out[managers[obj.obj._moId]] = {o.key: o.value for o in settings}
-    return out
+    return {obj.obj._moId: {p.name: p.val for p in obj.propSet} for obj in pages(content.propertyCollector, spec)}
 
 
 def with_tags(snap: Snapshot, tags: Mapping[str, tuple[str, ...]], note: str | None = None) -> Snapshot:
@@ -227,22 +230,17 @@ def agent_marks(content: Any, moids: list[str]) -> dict[str, str]:
     true): one PropertyCollector read of the few candidates' extraConfig (never every VM's)."""
     if not moids:
         return {}
-    pc = vmodl.query.PropertyCollector
-    stub = content.propertyCollector._stub
-    spec = pc.FilterSpec(
-        objectSet=[pc.ObjectSpec(obj=vim.VirtualMachine(m, stub), skip=False) for m in moids],
-        propSet=[pc.PropertySpec(type=vim.VirtualMachine, pathSet=["config.extraConfig"])],
-    )
     try:
-        found = list(pages(content.propertyCollector, spec))
+        found = read_objects(content, vim.VirtualMachine, moids, ["config.extraConfig"])
     except vmodl.fault.ManagedObjectNotFound:  # one went away since the bulk read: look at the others one by one
-        return {m: kind for one in moids if len(moids) > 1 for m, kind in agent_marks(content, [one]).items()}
+        if len(moids) == 1:
+            return {}
+        return {m: kind for one in moids for m, kind in agent_marks(content, [one]).items()}
     out = {}
-    for obj in found:
-        extra = next((p.val for p in obj.propSet if p.name == "config.extraConfig"), None) or []
-        marks = {str(getattr(o, "key", "")): str(getattr(o, "value", "")).strip().lower() for o in extra}
+    for moid, props in found.items():
+        marks = {str(getattr(o, "key", "")): str(getattr(o, "value", "")).strip().lower() for o in props.get("config.extraConfig") or []}
         if marks.get(AGENT_MARK) == "true":
-            out[obj.obj._moId] = "embedded" if marks.get(EMBEDDED_MARK) == "true" else "external"
+            out[moid] = "embedded" if marks.get(EMBEDDED_MARK) == "true" else "external"
     return out
 
 
