@@ -29,7 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 
 @pytest.fixture
 def page_url(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[tuple[str, Lab]]:
-    lab = lab_factory(*FAST)
+    lab = lab_factory(*FAST, "--guest-shutdown-delay", "3s")  # a down of some seconds: the page's clock is seen to run
     config = configure(lab, policy='idle_down_after = "1h"\n')  # the page shows idle auto-down's countdown
     url = add_serve(lab, config, '\n[energy]\nsample_interval = "1s"\n')
     argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]

@@ -1,5 +1,6 @@
 """A run's steps as Server-Sent Events, read from the journal (the run's record, whoever started it):
-``event: step`` per step as it is journaled, then ``event: end`` with the outcome."""
+``event: step`` per step as it is journaled, then ``event: end`` with the outcome and the run's
+seconds from start to finish."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def run_events(service: Service, run_id: str) -> StreamingResponse:
                 yield f"event: step\ndata: {json.dumps(step)}\n\n"
             sent = len(progress.steps)
             if progress.finished:
-                yield f"event: end\ndata: {json.dumps({'outcome': progress.run.outcome})}\n\n"
+                run = progress.run
+                seconds = round((run.finished or run.started) - run.started, 1)
+                yield f"event: end\ndata: {json.dumps({'outcome': run.outcome, 'seconds': seconds})}\n\n"
                 return
             await asyncio.sleep(POLL)
 

@@ -37,10 +37,8 @@ if (run && run.dataset.run) {
   const state = document.getElementById("run-state");
   const clock = document.getElementById("run-clock");
   const started = Date.now();
-  const tick = setInterval(() => {
-    const s = Math.floor((Date.now() - started) / 1000);
-    clock.textContent = `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
-  }, 1000);
+  const mmss = (s) => `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
+  const tick = setInterval(() => { clock.textContent = mmss(Math.floor((Date.now() - started) / 1000)); }, 1000);
   const source = new EventSource(`/ui/runs/${encodeURIComponent(run.dataset.run)}/events`);
   source.addEventListener("step", (event) => {
     const step = JSON.parse(event.data);
@@ -54,7 +52,9 @@ if (run && run.dataset.run) {
   source.addEventListener("end", (event) => {
     source.close();
     clearInterval(tick);
-    const outcome = JSON.parse(event.data).outcome || "finished";
+    const end = JSON.parse(event.data);
+    if (typeof end.seconds === "number") clock.textContent = mmss(Math.round(end.seconds));  // the journal's time, not the page's
+    const outcome = end.outcome || "finished";
     state.textContent = outcome === "ok" ? "done" : outcome;
     state.className = `outcome-${outcome}`;
     setTimeout(() => { window.location.replace("/"); }, 1500);  // the groups' states, read again
