@@ -94,8 +94,19 @@ def test_log_in_press_down_and_watch_the_group_go_off(page_url: tuple[str, Lab],
             group.locator("form[data-intent=down] button").click()
             phone.wait_for_url(re.compile(r"/\?run="), timeout=60_000)
             assert questions and questions[0].startswith("Down of payload: stop") and "switch off 4 servers" in questions[0]
-            phone.wait_for_selector("#run-state.outcome-ok", timeout=90_000)
-            assert phone.locator("#run-steps li").count() > 0 and phone.locator("#run-clock").inner_text() != "00:00"
+            # each host's row says what it waits for: its slowest guest by name, with a clock
+            shutting = "() => /esx\\d\\d-vm\\d\\d: shutting down 00:0[0-9]/.test(document.querySelector('#run-hosts').innerText)"
+            phone.wait_for_function(shutting, timeout=30_000)
+            phone.screenshot(path=str(tmp_path / "page-run-phone.png"), full_page=True)
+            # the page at the run's end, read in one go (it goes back to the groups 1.5 s later)
+            at_end = """() => document.querySelector('#run-state.outcome-ok') && {
+                servers: [...document.querySelectorAll('#run-hosts tbody tr')].map(r => r.dataset.server),
+                states: [...document.querySelectorAll('#run-hosts td.host-state')].map(td => td.innerText),
+                steps: document.querySelectorAll('#run-steps li').length,
+                clock: document.querySelector('#run-clock').innerText}"""
+            end = phone.wait_for_function(at_end, timeout=90_000).json_value()
+            assert sorted(end["servers"]) == sorted(PAYLOAD) and set(end["states"]) == {"off (BMC)"}, end
+            assert end["steps"] > 0 and end["clock"] != "00:00", end
             phone.wait_for_url(url + "/", timeout=30_000)  # the page reads the groups again once the run is done
             assert phone.locator("section.group[data-group=payload] .state").inner_text() == "off"
             desktop = browser.new_page(viewport={"width": 1100, "height": 900})

@@ -14,7 +14,7 @@ from labswitch.config import DEFAULT_PATH
 from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_REFUSED, ConfigError
 from labswitch.plan import Intent, Plan
 from labswitch.render import runs
-from labswitch.render.live import LiveProgress, RunView
+from labswitch.render.live import LiveProgress, RunView, slow_after
 from labswitch.usecases import power
 
 Groups = Annotated[
@@ -202,15 +202,7 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
         raise typer.Exit(EXIT_REFUSED if plan.refusals else 0)
     require_confirmable(str(request.intent), yes)
     groups = {s.name: s.group for s in config.servers}
-    policy = config.policy
-    slow_after = {
-        "shutdown-guest": policy.guest_shutdown_timeout / 2,
-        "wait-connected": policy.host_connect_timeout / 2,
-        "shutdown-host": policy.host_off_timeout / 2,
-        "enter-maintenance": policy.maintenance_timeout / 2,
-        "exit-maintenance": policy.maintenance_timeout / 2,
-    }
-    progress = LiveProgress(render.stderr, RunView(groups, slow_after))
+    progress = LiveProgress(render.stderr, RunView(groups, slow_after(config.policy)))
     cancel = Cancel()
 
     def confirm(plan: Plan) -> bool:

@@ -49,6 +49,17 @@ HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
 VM_DOING: dict[str, str] = {Action.SHUTDOWN_GUEST: "shutting down", Action.POWER_OFF_VM: "powering off", Action.POWER_ON_VM: "starting"}
 
 
+def slow_after(policy: Any) -> dict[str, float]:
+    """Seconds after which a step counts as slow (named in the view): half its timeout in the policy."""
+    return {
+        Action.SHUTDOWN_GUEST: policy.guest_shutdown_timeout / 2,
+        Action.WAIT_CONNECTED: policy.host_connect_timeout / 2,
+        Action.SHUTDOWN_HOST: policy.host_off_timeout / 2,
+        Action.ENTER_MAINTENANCE: policy.maintenance_timeout / 2,
+        Action.EXIT_MAINTENANCE: policy.maintenance_timeout / 2,
+    }
+
+
 def clock(seconds: float) -> str:
     seconds = int(max(0.0, seconds))
     hours, rest = divmod(seconds, 3600)
@@ -81,7 +92,8 @@ class _Host:
 
 
 class RunView:
-    """What every host is doing, from the plan and the runner's events; ``rows(now)`` at any moment."""
+    """What every host is doing, from the plan and the runner's events; ``rows(now)`` at any moment.
+    ``feed`` takes the runner's events as they come (the CLI's live table and the service's page both use it)."""
 
     def __init__(self, groups: Mapping[str, str], slow_after: Mapping[str, float], clock_fn: Callable[[], float] = time.monotonic) -> None:
         self.groups = groups  # server -> group
@@ -100,6 +112,17 @@ class RunView:
         self.interrupting = False
 
     # -- events --------------------------------------------------------------------
+    def feed(self, kind: str, data: Any) -> None:
+        """One runner event: "plan", "phase", "start" or "step" (others are not the view's)."""
+        if kind == "plan":
+            self.begin(data)
+        elif kind == "phase":
+            self.on_phase(str(data))
+        elif kind == "start":
+            self.on_start(data)
+        elif kind == "step":
+            self.on_result(data)
+
     def begin(self, plan: Plan) -> None:
         """A run's plan; a second one continues the same run (a whole-lab up: vCenter's side after the host's)."""
         if self.plan is None:
@@ -278,19 +301,15 @@ class LiveProgress:
             self._on_event(kind, data)
 
     def _on_event(self, kind: str, data: Any) -> None:
+        self.view.feed(kind, data)
         if kind == "plan":
-            self.view.begin(data)
             if self.live_mode and self._live is None:
                 self._live = Live(_Renderable(self), console=self.console, refresh_per_second=4, transient=False)
                 self._live.start()
         elif kind == "phase":
-            self.view.on_phase(str(data))
             if not self.live_mode:
                 self._line(str(data))
-        elif kind == "start":
-            self.view.on_start(data)
         elif kind == "step":
-            self.view.on_result(data)
             if not self.live_mode:
                 self._line(f"{data.status:8} {data.action} {data.target}: {data.detail}")
         elif kind == "note":

@@ -19,7 +19,7 @@ from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, default_path, state_base
 from labswitch.plan import Intent, target_groups
-from labswitch.render.live import clock
+from labswitch.render.live import RunView, clock, slow_after
 from labswitch.usecases import power
 
 log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended
@@ -50,6 +50,8 @@ class Service:
         self._cancel: Cancel | None = None
         self._worker: threading.Thread | None = None
         self._mutex = threading.Lock()
+        self._view: tuple[str, RunView] | None = None  # the run this service started last, as its hosts go
+        self._view_lock = threading.Lock()  # the view is fed from the run's workers and read by the page
 
     def start(self, intent: Intent, groups: Sequence[str] = (), restore: bool = False, reason: str = "serve") -> Started:
         """Plan and start a run; back as soon as it is journaled. RunInProgress (naming the run), SafetyRefusal,
@@ -60,15 +62,24 @@ class Service:
             raise RunInProgress(f"another run is in progress: {holder.describe()}")
         answers: queue.Queue[tuple[str, Any]] = queue.Queue()
         cancel = Cancel()
+        view = RunView({s.name: s.group for s in self.config.servers}, slow_after(self.config.policy))
 
         def on_event(kind: str, data: Any) -> None:
+            with self._view_lock:
+                view.feed(kind, data)
+                if kind == "run":
+                    self._view = (str(data), view)
             if kind == "run":
                 answers.put(("run", data))
 
         def work() -> None:
             try:
                 request = power.Request(intent, tuple(groups), restore=restore, reason=reason)
-                outcome = power.execute(self.config, request, lambda plan: True, on_event, cancel)
+                try:
+                    outcome = power.execute(self.config, request, lambda plan: True, on_event, cancel)
+                finally:
+                    with self._view_lock:
+                        view.finish()
                 answers.put(("done", outcome.run_id if outcome.results else None))
                 if outcome.results and outcome.run_id:
                     self._log_end(outcome.run_id)
@@ -118,6 +129,29 @@ class Service:
             return Progress(record, tuple(dict(zip(keys, row, strict=True)) for row in journal.steps(run_id)))
         finally:
             journal.close()
+
+    def hosts(self, run_id: str) -> list[dict[str, Any]] | None:
+        """Each host of a run this service started, as the CLI's live table shows it: what it does or waits
+        for ("esx11-vm03: shutting down 00:45", "vCLS retreat mode (Cluster1) 00:03"), its VMs done and its
+        clock. None for a run started elsewhere (the CLI's): its steps are in the journal, its hosts are not."""
+        with self._view_lock:
+            if self._view is None or self._view[0] != run_id:
+                return None
+            view = self._view[1]
+            return [
+                {
+                    "server": r.server,
+                    "group": r.group,
+                    "state": r.state,
+                    "vms_done": r.vms_done,
+                    "vms_total": r.vms_total,
+                    "seconds": round(r.elapsed, 1),
+                    "note": r.note,
+                    "finished": r.finished,
+                    "failed": r.failed,
+                }
+                for r in view.rows()
+            ]
 
     def history(self, limit: int = 50) -> list[RunRecord]:
         journal = Journal(default_path(self.config.state_dir))

@@ -1,5 +1,6 @@
 """A run's steps as Server-Sent Events, read from the journal (the run's record, whoever started it):
-``event: step`` per step as it is journaled, then ``event: end`` with the outcome and the run's
+``event: step`` per step as it is journaled, ``event: hosts`` with every host's row of the live view whenever one
+changed (a run this service started; its clocks tick each second), then ``event: end`` with the outcome and the run's
 seconds from start to finish."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ POLL = 0.5  # a new step shows within half a second
 
 def run_events(service: Service, run_id: str) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        sent = 0
+        sent, rows = 0, ""
         while True:
             progress = await asyncio.to_thread(service.progress, run_id)
             if progress is None:  # no such run (any more)
@@ -26,6 +27,10 @@ def run_events(service: Service, run_id: str) -> StreamingResponse:
             for step in progress.steps[sent:]:
                 yield f"event: step\ndata: {json.dumps(step)}\n\n"
             sent = len(progress.steps)
+            hosts = service.hosts(run_id)
+            if hosts is not None and (now := json.dumps(hosts)) != rows:
+                rows = now
+                yield f"event: hosts\ndata: {rows}\n\n"
             if progress.finished:
                 run = progress.run
                 seconds = round((run.finished or run.started) - run.started, 1)

@@ -39,6 +39,24 @@ if (run && run.dataset.run) {
   const started = Date.now();
   const mmss = (s) => `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
   const tick = setInterval(() => { clock.textContent = mmss(Math.floor((Date.now() - started) / 1000)); }, 1000);
+  // each host as the terminal's live table shows it: what it does or waits for, its VMs, its clock
+  const hosts = document.getElementById("run-hosts");
+  const cell = (row, text, cls) => { const td = row.insertCell(); td.textContent = text; if (cls) td.className = cls; return td; };
+  const showHosts = (rows) => {
+    const body = hosts.tBodies[0];
+    body.replaceChildren();
+    rows.forEach((h) => {
+      const row = body.insertRow();
+      row.dataset.server = h.server;
+      if (h.failed) row.className = "failed"; else if (h.finished) row.className = "finished";
+      cell(row, h.server);
+      const state = cell(row, h.state, "host-state");
+      if (h.note) { const note = document.createElement("span"); note.className = "note"; note.textContent = h.note; state.appendChild(note); }
+      cell(row, `${h.vms_done}/${h.vms_total}`, "vms");
+      cell(row, mmss(Math.floor(h.seconds)), "time");
+    });
+    hosts.classList.remove("hidden");
+  };
   const source = new EventSource(`/ui/runs/${encodeURIComponent(run.dataset.run)}/events`);
   source.addEventListener("step", (event) => {
     const step = JSON.parse(event.data);
@@ -49,6 +67,7 @@ if (run && run.dataset.run) {
     steps.scrollTop = steps.scrollHeight;
     state.textContent = `${step.phase}…`;
   });
+  source.addEventListener("hosts", (event) => showHosts(JSON.parse(event.data)));
   source.addEventListener("end", (event) => {
     source.close();
     clearInterval(tick);
