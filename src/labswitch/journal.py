@@ -56,6 +56,11 @@ CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 MIGRATIONS = {  # each applied once to journals written before it: (table, column) -> statement
     ("steps", "server"): "ALTER TABLE steps ADD COLUMN server TEXT",
     ("runs", "reason"): "ALTER TABLE runs ADD COLUMN reason TEXT",  # why a run was started: a user, a schedule, the UPS
+    # a step's effect on its server's power (plan.actions: "on" | "off"), read by the energy accounting; steps
+    # journaled before it get theirs from what those versions wrote
+    ("steps", "effect"): "ALTER TABLE steps ADD COLUMN effect TEXT; "
+    "UPDATE steps SET effect = 'off' WHERE status = 'ok' AND action IN ('confirm-off', 'bmc-force-off'); "
+    "UPDATE steps SET effect = 'on' WHERE status = 'ok' AND action = 'bmc-power-on' AND detail IS NOT 'already on';",
 }
 
 
@@ -138,7 +143,7 @@ class Journal:
             self._db.executescript(SCHEMA)
             for (table, column), statement in MIGRATIONS.items():
                 if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(statement)
+                    self._db.executescript(statement)
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from None
         self._lock = threading.RLock()  # re-entered by add_step within transaction()
@@ -171,16 +176,27 @@ class Journal:
             self._db.execute("UPDATE runs SET finished = ?, outcome = ? WHERE id = ?", (time.time(), outcome, run_id))
 
     def add_step(
-        self, run_id: str, phase: str, action: str, target: str, status: str, detail: str, seconds: float, server: str | None = None
+        self,
+        run_id: str,
+        phase: str,
+        action: str,
+        target: str,
+        status: str,
+        detail: str,
+        seconds: float,
+        server: str | None = None,
+        effect: str | None = None,
     ) -> None:
+        """One step's outcome; ``effect``: "on" or "off" when it changed its server's power."""
         with self._lock:
             seq = self._seq.get(run_id)
             if seq is None:  # a run resumed by this process: numbering goes on after its last step
                 seq = self._db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM steps WHERE run_id = ?", (run_id,)).fetchone()[0]
             self._seq[run_id] = seq + 1
             self._db.execute(
-                "INSERT INTO steps (run_id, seq, phase, action, target, status, detail, seconds, at, server) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (run_id, seq, phase, action, target, status, detail, seconds, time.time(), server),
+                "INSERT INTO steps (run_id, seq, phase, action, target, status, detail, seconds, at, server, effect) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, seq, phase, action, target, status, detail, seconds, time.time(), server, effect),
             )
 
     @contextlib.contextmanager
@@ -311,13 +327,10 @@ class Journal:
         )
         return list(rows)
 
-    def power_steps(self) -> list[tuple[float, str, str]]:
-        """(time, action, server) of every successful server power change: confirmed off, powered on."""
-        rows = self._db.execute(
-            "SELECT at, action, target FROM steps WHERE status = 'ok' AND action IN ('confirm-off', 'bmc-power-on') "
-            "AND NOT (action = 'bmc-power-on' AND detail = 'already on') ORDER BY at"
-        )
-        return [(float(at), str(action), str(target)) for at, action, target in rows]
+    def power_steps(self) -> list[tuple[float, bool, str]]:
+        """(time, on?, server) of every step that changed a server's power (confirmed off, forced off, powered on)."""
+        rows = self._db.execute("SELECT at, effect, target FROM steps WHERE effect IN ('on', 'off') ORDER BY at")
+        return [(float(at), effect == "on", str(target)) for at, effect, target in rows]
 
     def add_samples(self, samples: Iterable[Sample]) -> None:
         rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh) for x in samples]

@@ -26,7 +26,8 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted
 from labswitch.journal import Journal
-from labswitch.plan import VCENTER, Action, Plan, Status, Step, direct
+from labswitch.plan import REGISTRY, VCENTER, Action, Plan, Status, Step, Subject, direct
+from labswitch.plan.actions import WAVE
 from labswitch.steps import Context, Handler, handlers
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.esxi import HostPort, Unreachable
@@ -61,7 +62,7 @@ class Executor:
     def __init__(
         self,
         plan: Plan,
-        handlers: Mapping[str, Handler],
+        handlers: Mapping[Action, Handler],
         context: Context,
         record: Callable[[Step, Status, str, float], None],
         on_event: EventSink,
@@ -216,29 +217,28 @@ def _groups(ready: Sequence[Step]) -> list[list[Step]]:
 
 def waited_on(plan: Plan, endpoint: str = VCENTER) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """The VMs and hosts a run will wait on through ``endpoint`` (vCenter, or "esxi:<server>"), each with the
-    conditions (vsphere.port.CONDITIONS) it waits for."""
+    conditions (vsphere.port.CONDITIONS) it waits for: what the registry declares for each step's action."""
     vms: dict[str, set[str]] = {}
     hosts: dict[str, set[str]] = {}
-    wave_conditions = {}
+    gated = {s.wave for s in plan.steps if s.action == Action.WAVE_READY}  # the last wave is not waited for
     for step in plan.steps:
-        if step.action == Action.WAVE_READY and step.wave is not None:
-            wave = plan.waves[step.wave] if step.wave < len(plan.waves) else None
-            wave_conditions[step.wave] = wave.wait if wave else "tools"
-    for step in plan.steps:
-        if not step.moid or step.endpoint != endpoint:
+        spec = REGISTRY[step.action]
+        if not step.moid or not spec.waits or (step.endpoint != endpoint and not spec.vcenter_only):
             continue
-        if step.action == Action.SHUTDOWN_GUEST:
-            vms.setdefault(step.moid, set()).add("off")
-        elif step.action == Action.WAIT_TOOLS:
-            vms.setdefault(step.moid, set()).add("tools")
-        elif step.action == Action.POWER_ON_VM and wave_conditions.get(step.wave if step.wave is not None else -1, "none") != "none":
-            vms.setdefault(step.moid, set()).add(wave_conditions[step.wave or 0])
-        elif step.action in (Action.WAIT_CONNECTED, Action.REBOOT_HOST):
-            hosts.setdefault(step.moid, set()).update(("connected", "gone"))
-    for step in plan.steps:  # the feed tells when to ask the BMC (steps.bmc._wait_off): vCenter's only
-        if endpoint == VCENTER and step.action == Action.CONFIRM_OFF and step.moid and step.server:
-            hosts.setdefault(step.moid, set()).add("gone")
+        if spec.vcenter_only and (endpoint != VCENTER or not step.server):
+            continue  # the feed tells when to ask the BMC (steps.bmc._wait_off): vCenter's only
+        conditions = {_wave_wait(plan, step, gated) if c == WAVE else c for c in spec.waits} - {"none"}
+        if conditions:
+            (vms if spec.subject is Subject.VM else hosts).setdefault(step.moid, set()).update(conditions)
     return vms, hosts
+
+
+def _wave_wait(plan: Plan, step: Step, gated: set[int | None]) -> str:
+    """The condition a started VM is waited for: its wave's (config waves[].wait; "tools" for the remaining
+    wave), "none" when no barrier waits for its wave."""
+    if step.wave is None or step.wave not in gated:
+        return "none"
+    return plan.waves[step.wave].wait if step.wave < len(plan.waves) else "tools"
 
 
 def waited_on_hosts(plan: Plan) -> dict[str, dict[str, set[str]]]:
@@ -271,6 +271,7 @@ class Runner:
         self.port = port
         self.results: list[StepResult] = []
         self._lock = threading.Lock()
+        self._unchanged: set[str] = set()  # the handlers' Context.unchanged: power steps with no power effect
 
     def run(self, plan: Plan) -> list[StepResult]:
         """Run the plan; Interrupted when the cancel switch is set (self.results then holds what was done)."""
@@ -289,6 +290,7 @@ class Runner:
                 run_id=self.run_id,
                 ports=hosts,
                 vcenter=self.config.vcenter,
+                unchanged=self._unchanged,
             )
             servers = {s.server for s in plan.steps}
             workers = min(256, max(self.config.policy.max_parallel, 2 * len(servers) + 2))
@@ -320,7 +322,8 @@ class Runner:
 
     def _record(self, step: Step, status: Status, detail: str, seconds: float) -> None:
         result = StepResult(step.phase, step.action, step.target, status, detail, seconds, step.server)
+        effect = REGISTRY[step.action].power if status is Status.OK and step.id not in self._unchanged else None
         with self._lock:
             self.results.append(result)
-            self.journal.add_step(self.run_id, step.phase, step.action, step.target, status, detail, seconds, step.server)
+            self.journal.add_step(self.run_id, step.phase, step.action, step.target, status, detail, seconds, step.server, effect)
         self.on_event("step", result)

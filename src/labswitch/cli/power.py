@@ -12,9 +12,9 @@ from labswitch.cancel import Cancel
 from labswitch.cli import DryRun, Json, State, Yes, app, interrupts, require_confirmable
 from labswitch.config import DEFAULT_PATH
 from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_REFUSED, ConfigError
-from labswitch.plan import Intent, Plan
+from labswitch.plan import Intent, Plan, slow_after
 from labswitch.render import runs
-from labswitch.render.live import LiveProgress, RunView, slow_after
+from labswitch.render.live import LiveProgress, RunView
 from labswitch.usecases import power
 
 Groups = Annotated[

@@ -26,25 +26,32 @@ from labswitch.config import Config, Server, Wave
 from labswitch.errors import ConfigError
 from labswitch.hostnet import is_ip
 from labswitch.plan import clusters
-from labswitch.plan.model import VCENTER, VM_ACTIONS, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, direct, esxi
+from labswitch.plan.actions import REGISTRY, VM_ACTIONS, Effect, Spec, Subject, slow_after, spec
+from labswitch.plan.model import VCENTER, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, direct, esxi
 from labswitch.plan.off import confirm_off, off_fallbacks
 from labswitch.plan.whole_lab import Holder, down_tail, find_holder
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
 
 __all__ = [
+    "REGISTRY",
     "VCENTER",
     "VM_ACTIONS",
     "Action",
+    "Effect",
     "Facts",
     "Intent",
     "Plan",
+    "Spec",
     "Status",
     "Step",
+    "Subject",
     "VCenterHost",
     "bmc",
     "direct",
     "esxi",
     "make_plan",
+    "slow_after",
+    "spec",
     "target_groups",
     "through_hosts",
 ]
@@ -395,7 +402,7 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
     running = [vm for vm in snap.workload_on(host.moid) if vm.power_state == "poweredOn"]
     steps = _guest_steps(guest, config.startup.waves, config) + hard
     last = tuple(s.id for s in steps if not s.fallback_of)
-    chain: list[tuple[str, str]] = []
+    chain: list[tuple[str, Action]] = []
     if not host.in_maintenance:
         chain.append(("maintenance", Action.ENTER_MAINTENANCE))
     else:

@@ -21,19 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from labswitch.plan.actions import REGISTRY
 from labswitch.plan.model import Action, Facts, Step
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, has_vcls, needs_retreat
 
 PHASE = "cluster"
-# What each cluster step needs of the vCenter user, and on what ("vcenter": the root folder, else the cluster).
-PRIVILEGES: dict[str, tuple[str, tuple[str, ...]]] = {
-    Action.DISABLE_HA: ("cluster", ("Host.Inventory.EditCluster",)),
-    Action.RESTORE_HA: ("cluster", ("Host.Inventory.EditCluster",)),
-    Action.VCLS_RETREAT: ("vcenter", ("Global.Settings",)),
-    Action.VCLS_RESTORE: ("vcenter", ("Global.Settings",)),
-    Action.VSAN_POWER_OFF: ("cluster", ("Host.Config.Power", "Host.Inventory.EditCluster")),
-    Action.VSAN_POWER_ON: ("cluster", ("Host.Config.Power", "Host.Inventory.EditCluster")),
-}
 POWERED_OFF = "clusterPoweredOff"
 SETTINGS_RESTORED = {"ha": Action.RESTORE_HA, "vcls": Action.VCLS_RESTORE}  # "vsan-power": the power-on action
 
@@ -164,8 +156,8 @@ def privileges_needed(steps: Sequence[Step]) -> dict[str, dict[str, set[str]]]:
     """entity ("vcenter" or a cluster moid) -> privilege -> the steps' targets that need it."""
     out: dict[str, dict[str, set[str]]] = {}
     for s in steps:
-        if s.action in PRIVILEGES:
-            on, privs = PRIVILEGES[s.action]
+        if (needs := REGISTRY[s.action].privileges) is not None:
+            on, privs = needs
             entity = "vcenter" if on == "vcenter" else s.moid or ""
             for p in privs:
                 out.setdefault(entity, {}).setdefault(p, set()).add(f"{s.action} {s.target}")

@@ -47,11 +47,6 @@ class Action(enum.StrEnum):
     WAIT_VCENTER = "wait-vcenter"  # vCenter's SOAP and REST APIs answering after its VM started
 
 
-VM_ACTIONS = frozenset(
-    {Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.LEAVE_RUNNING, Action.POWER_ON_VM, Action.WAIT_TOOLS}
-)  # the rest act on hosts
-
-
 class Status(enum.StrEnum):
     """How a step ended."""
 
@@ -84,7 +79,7 @@ VCENTER = "vcenter"
 @dataclass(frozen=True)
 class Step:
     phase: str
-    action: str
+    action: Action
     target: str  # a VM name, a server name, or a wave's name
     moid: str | None = None  # the VM or host it acts on
     server: str | None = None  # the config server it belongs to

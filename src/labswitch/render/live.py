@@ -19,45 +19,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import VM_ACTIONS, Action, Plan, Step, direct
+from labswitch.plan import REGISTRY, VM_ACTIONS, Action, Plan, Step, direct
 from labswitch.run import StepResult
 
-DOING: dict[str, str] = {  # what a host is doing while its first unfinished step runs
-    Action.SHUTDOWN_GUEST: "stopping VMs",
-    Action.POWER_OFF_VM: "powering off VMs",
-    Action.LEAVE_RUNNING: "stopping VMs",
-    Action.ENTER_MAINTENANCE: "entering maintenance",
-    Action.SHUTDOWN_HOST: "shutting down",
-    Action.BMC_GRACEFUL_SHUTDOWN: "shutting down (BMC)",
-    Action.BMC_POWER_ON: "powering on",
-    Action.WAIT_CONNECTED: "booting",
-    Action.EXIT_MAINTENANCE: "exiting maintenance",
-    Action.POWER_ON_VM: "starting VMs",
-    Action.REBOOT_HOST: "rebooting",
-    Action.CONFIRM_OFF: "waiting for off (BMC)",
-    Action.CUT_POWER: "cutting the plug's relay",
-    Action.ENTER_MAINTENANCE_NO_ACTION: "entering maintenance (vSAN: no data moved)",
-    # A cluster's steps, shown on each of its hosts while the host waits for them:
-    Action.DISABLE_HA: "turning HA off",
-    Action.VCLS_RETREAT: "vCLS retreat mode",
-    Action.VSAN_POWER_OFF: "vSAN cluster power-off",
-    Action.VSAN_POWER_ON: "vSAN cluster power-on",
-    Action.RESTORE_HA: "restoring HA",
-    Action.VCLS_RESTORE: "restoring vCLS",
-}
+DOING: dict[str, str] = {a: s.doing for a, s in REGISTRY.items()}  # what a host is doing while its first unfinished step runs
 HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
-VM_DOING: dict[str, str] = {Action.SHUTDOWN_GUEST: "shutting down", Action.POWER_OFF_VM: "powering off", Action.POWER_ON_VM: "starting"}
-
-
-def slow_after(policy: Any) -> dict[str, float]:
-    """Seconds after which a step counts as slow (named in the view): half its timeout in the policy."""
-    return {
-        Action.SHUTDOWN_GUEST: policy.guest_shutdown_timeout / 2,
-        Action.WAIT_CONNECTED: policy.host_connect_timeout / 2,
-        Action.SHUTDOWN_HOST: policy.host_off_timeout / 2,
-        Action.ENTER_MAINTENANCE: policy.maintenance_timeout / 2,
-        Action.EXIT_MAINTENANCE: policy.maintenance_timeout / 2,
-    }
+VM_DOING: dict[str, str] = {a: s.doing_vm for a, s in REGISTRY.items() if s.doing_vm}  # the slowest VM, by name
 
 
 def clock(seconds: float) -> str:
@@ -95,7 +62,9 @@ class RunView:
     """What every host is doing, from the plan and the runner's events; ``rows(now)`` at any moment.
     ``feed`` takes the runner's events as they come (the CLI's live table and the service's page both use it)."""
 
-    def __init__(self, groups: Mapping[str, str], slow_after: Mapping[str, float], clock_fn: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, groups: Mapping[str, str], slow_after: Mapping[Action, float], clock_fn: Callable[[], float] = time.monotonic
+    ) -> None:
         self.groups = groups  # server -> group
         self.slow_after = slow_after  # action -> seconds after which a step counts as slow
         self.now = clock_fn

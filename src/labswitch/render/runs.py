@@ -9,30 +9,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from labswitch.plan import VM_ACTIONS, Action, Plan
+from labswitch.plan import REGISTRY, VM_ACTIONS, Action, Plan, Subject
 from labswitch.render.live import clock
 from labswitch.run import StepResult
 
-HOST_WORDS: dict[str, str] = {
-    Action.ENTER_MAINTENANCE: "maintenance",
-    Action.SHUTDOWN_HOST: "shut down",
-    Action.BMC_GRACEFUL_SHUTDOWN: "shut down by BMC",
-    Action.CONFIRM_OFF: "off (BMC)",
-    Action.CUT_POWER: "relay cut",
-    Action.BMC_POWER_ON: "power on",
-    Action.WAIT_CONNECTED: "connect",
-    Action.EXIT_MAINTENANCE: "exit maintenance",
-    Action.REBOOT_HOST: "reboot",
-    Action.ENTER_MAINTENANCE_NO_ACTION: "maintenance (vSAN: no data moved)",
-}
-CLUSTER_WORDS: dict[str, str] = {
-    Action.DISABLE_HA: "HA off",
-    Action.VCLS_RETREAT: "vCLS retreat mode",
-    Action.VSAN_POWER_OFF: "vSAN cluster power-off",
-    Action.VSAN_POWER_ON: "vSAN cluster power-on",
-    Action.RESTORE_HA: "HA restored",
-    Action.VCLS_RESTORE: "vCLS restored",
-}
+HOST_WORDS: dict[str, str] = {a: s.word for a, s in REGISTRY.items() if s.subject is Subject.HOST}
+CLUSTER_WORDS: dict[str, str] = {a: s.word for a, s in REGISTRY.items() if s.subject is Subject.CLUSTER}
 
 
 @dataclass(frozen=True)

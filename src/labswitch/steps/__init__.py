@@ -16,7 +16,7 @@ from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Policy, VCenter
 from labswitch.journal import Journal
-from labswitch.plan import Action, Plan, Status, Step
+from labswitch.plan import REGISTRY, Action, Plan, Status, Step
 from labswitch.vsphere.port import LabPort
 
 Report = Callable[[Step, Status, str], None]
@@ -34,6 +34,7 @@ class Context:
     note: Callable[[str], None]
     started: dict[int, set[str]] = field(default_factory=dict)  # wave index -> VMs started in it
     graceful_sent: set[str] = field(default_factory=set)  # servers whose BMC was sent a GracefulShutdown
+    unchanged: set[str] = field(default_factory=set)  # ids of power steps done with no change (already on): no power effect
     lock: threading.Lock = field(default_factory=threading.Lock)
     journal: Journal | None = None  # where cluster changes are recorded (None: a test's executor without one)
     run_id: str = ""
@@ -76,32 +77,12 @@ def wait_each(steps: list[Step], ctx: Context, report: Report, condition: str, t
             report(step, Status.FAILED, not_done)
 
 
-def handlers() -> dict[str, Handler]:
-    from labswitch.steps import bmc, clusters, hosts, vcenter, vms, waves
+def handlers() -> dict[Action, Handler]:
+    """Each action's handler, as the registry (plan.actions) names it."""
+    import importlib
 
     return {
-        Action.SHUTDOWN_GUEST: vms.shutdown_guests,
-        Action.POWER_OFF_VM: vms.power_off,
-        Action.LEAVE_RUNNING: vms.leave_running,
-        Action.POWER_ON_VM: vms.power_on,
-        Action.ENTER_MAINTENANCE: hosts.enter_maintenance,
-        Action.EXIT_MAINTENANCE: hosts.exit_maintenance,
-        Action.SHUTDOWN_HOST: hosts.shutdown,
-        Action.REBOOT_HOST: hosts.reboot,
-        Action.WAIT_CONNECTED: hosts.wait_connected,
-        Action.BMC_POWER_ON: bmc.power_on,
-        Action.BMC_GRACEFUL_SHUTDOWN: bmc.graceful_shutdown,
-        Action.CONFIRM_OFF: bmc.confirm_off,
-        Action.BMC_FORCE_OFF: bmc.force_off,
-        Action.CUT_POWER: bmc.cut_power,
-        Action.WAVE_READY: waves.wave_ready,
-        Action.ENTER_MAINTENANCE_NO_ACTION: hosts.enter_maintenance_no_action,
-        Action.DISABLE_HA: clusters.disable_ha,
-        Action.RESTORE_HA: clusters.restore_ha,
-        Action.VCLS_RETREAT: clusters.vcls_retreat,
-        Action.VCLS_RESTORE: clusters.vcls_restore,
-        Action.VSAN_POWER_OFF: clusters.vsan_power_off,
-        Action.VSAN_POWER_ON: clusters.vsan_power_on,
-        Action.WAIT_TOOLS: vms.wait_tools,
-        Action.WAIT_VCENTER: vcenter.wait_vcenter,
+        action: getattr(importlib.import_module(f"labswitch.steps.{module}"), function)
+        for action, spec in REGISTRY.items()
+        for module, function in [spec.handler.split(".")]
     }

@@ -13,7 +13,14 @@ from labswitch.steps import Context, Report
 
 def power_on(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
-        _bmc(step, report, ctx.driver(step).power_on, lambda changed: "powered on" if changed else "already on")
+
+        def said(changed: bool, step: Step = step) -> str:
+            if not changed:  # done, but the server was on already: no power change to account for
+                with ctx.lock:
+                    ctx.unchanged.add(step.id)
+            return "powered on" if changed else "already on"
+
+        _bmc(step, report, ctx.driver(step).power_on, said)
 
 
 def graceful_shutdown(steps: list[Step], ctx: Context, report: Report) -> None:

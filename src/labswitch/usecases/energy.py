@@ -22,7 +22,6 @@ from labswitch.usecases import bmc
 
 HOURS_PER_MONTH = 24 * 365 / 12  # 730
 DEFAULT_DAYS = 30
-ON_ACTIONS = ("bmc-power-on",)
 Interval = tuple[float, float]  # epoch seconds, start < end
 
 
@@ -293,8 +292,8 @@ def recent_watts(config: Config, hours: int = 72, now: float | None = None) -> l
 def _power_events(journal: Journal) -> dict[str, list[tuple[float, bool]]]:
     """Per server, (time, powered on?) from the journal's successful power steps, oldest first."""
     events: dict[str, list[tuple[float, bool]]] = defaultdict(list)
-    for at, action, target in journal.power_steps():
-        events[target].append((at, action in ON_ACTIONS))
+    for at, on, target in journal.power_steps():
+        events[target].append((at, on))
     return {k: sorted(v) for k, v in events.items()}
 
 

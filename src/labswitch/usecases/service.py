@@ -18,8 +18,8 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, default_path, state_base
-from labswitch.plan import Intent, target_groups
-from labswitch.render.live import RunView, clock, slow_after
+from labswitch.plan import Intent, slow_after, target_groups
+from labswitch.render.live import RunView, clock
 from labswitch.usecases import power
 
 log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended

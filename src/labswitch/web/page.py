@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.errors import LabswitchError
-from labswitch.plan import Intent
+from labswitch.plan import Action, Intent
 from labswitch.usecases import energy, power
 from labswitch.usecases.automation import Automation
 from labswitch.usecases.service import Service
@@ -96,7 +96,7 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
             plan = power.make(config, power.Request(Intent(intent), (group,), restore=intent == "up"))
         except LabswitchError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        vms = sum(1 for s in plan.steps if s.action in ("shutdown-guest", "power-off-vm", "power-on-vm"))
+        vms = sum(1 for s in plan.steps if s.action in (Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.POWER_ON_VM))
         return JSONResponse({"servers": len(plan.servers), "vms": vms, "steps": len(plan.steps), "refusals": list(plan.refusals)})
 
     @ui.post("/ui/runs")
