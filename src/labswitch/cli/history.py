@@ -34,14 +34,10 @@ def history_command(
       labswitch history 20261124-190002-3f9a1c --json     # one run's steps
     """
     state: State = ctx.obj
-    journal = Journal(default_path(state.config().state_dir))
-    if run_id is not None:
-        try:
+    with Journal(default_path(state.config().state_dir)) as journal:
+        if run_id is not None:
             _one_run(journal, run_id, json_out)
-        finally:
-            journal.close()
-        return
-    try:
+            return
         runs = journal.runs(limit)
         rows: list[dict[str, Any]] = []
         for r in runs:
@@ -59,8 +55,6 @@ def history_command(
                     "failed_steps": sum(1 for s in steps if Status(s[3]).is_failure),
                 }
             )
-    finally:
-        journal.close()
     if json_out:
         render.emit_json(rows)
         return

@@ -417,7 +417,8 @@ def make_reboot_plan(snap: Snapshot, config: Config, facts: Facts, host: HostInf
     steps += [
         Step("start:restore", Action.POWER_ON_VM, vm.name, vm.moid, label, after=last) for vm in sorted(running, key=lambda v: v.name)
     ]
-    return Plan(Intent.REBOOT, (), (label,), tuple(steps), tuple(refusals), tuple(notes))
+    groups = tuple(dict.fromkeys(s.group for s in config.servers if s.esxi == host.name))  # none: a host labswitch does not manage
+    return Plan(Intent.REBOOT, groups, (label,), tuple(steps), tuple(refusals), tuple(notes))
 
 
 # -- up ----------------------------------------------------------------------------------

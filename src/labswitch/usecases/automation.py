@@ -71,16 +71,13 @@ class Automation:
         """One round: every server's draw into the journal; idleness observed (and due groups taken down)."""
         now = time.time()
         report, readings = with_readings(self.config)  # without vCenter: the BMCs still say the draw; idleness is unknown
-        journal = Journal(default_path(self.config.state_dir))
-        try:
+        with Journal(default_path(self.config.state_dir)) as journal:
             interval = self.config.energy.sample_interval
             journal.add_samples(next_samples(readings, journal.last_samples(), now, interval, self.config.energy.server_watts))
             last_runs: dict[str, float] = {}
             for run in journal.runs(200):
                 for group in run.groups if run.outcome != "refused" else ():
                     last_runs.setdefault(group, run.finished or now)  # a run still going: the clock waits for its end
-        finally:
-            journal.close()
         self.last_sample = now
         if self.idle is not None:
             for group in self.idle.observe(now, idle.observe(self.config, report, last_runs)):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -34,14 +35,21 @@ def select(config: Config, names: Sequence[str]) -> list[Server]:
     return chosen
 
 
-def each(config: Config, servers: Sequence[Server], operation: Callable[[Driver], Any]) -> list[Outcome]:
-    """Run ``operation`` on every server's BMC in parallel; results in the servers' order."""
+@contextlib.contextmanager
+def opened(config: Config, servers: Sequence[Server]) -> Iterator[dict[str, Driver]]:
+    """Each server's power driver, by server name, closed when the block ends."""
     drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
     try:
-        return on_drivers(drivers, operation, config.policy.max_parallel)
+        yield drivers
     finally:
         for driver in drivers.values():
             driver.close()
+
+
+def each(config: Config, servers: Sequence[Server], operation: Callable[[Driver], Any]) -> list[Outcome]:
+    """Run ``operation`` on every server's BMC in parallel; results in the servers' order."""
+    with opened(config, servers) as drivers:
+        return on_drivers(drivers, operation, config.policy.max_parallel)
 
 
 def on_drivers(drivers: Mapping[str, Driver], operation: Callable[[Driver], Any], max_parallel: int) -> list[Outcome]:

@@ -111,13 +111,10 @@ def report(
                 notes.append(o.error)
             readings[o.server] = o.value if o.value else (Power.UNKNOWN, None)
     start, end = since.timestamp(), until.timestamp()
-    journal = Journal(default_path(config.state_dir))
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         events = _power_events(journal)
         samples = journal.samples(start, end)
         first = journal.first_sample()
-    finally:
-        journal.close()
     by_server: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_server[sample.server].append(sample)
@@ -270,22 +267,16 @@ def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[f
 
 def totals(config: Config) -> dict[str, float]:
     """kWh per server over every sample ever taken: a counter (Prometheus, Home Assistant's energy sensor)."""
-    journal = Journal(default_path(config.state_dir))
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         return journal.energy_totals()
-    finally:
-        journal.close()
 
 
 def recent_watts(config: Config, hours: int = 72, now: float | None = None) -> list[float | None]:
     """The lab's draw per hour over the last ``hours``, oldest first, from the journal's samples."""
     end = now if now is not None else dt.datetime.now().timestamp()
     since = end - hours * 3600
-    journal = Journal(default_path(config.state_dir))
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         samples = journal.samples(since, end)
-    finally:
-        journal.close()
     return watts_by_hour(samples, since, hours)
 
 

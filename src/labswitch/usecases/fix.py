@@ -18,10 +18,11 @@ from pyVmomi import VmomiSupport, vim
 from labswitch import lock, vsphere
 from labswitch.audits import FixPlan, FixStep, cbt_unmap, l1tf
 from labswitch.config import Config
-from labswitch.errors import EndpointError, SafetyRefusal, VSphereError
+from labswitch.errors import EndpointError, Interrupted, SafetyRefusal, VSphereError
 from labswitch.journal import Journal, default_path, state_base
 from labswitch.plan import Facts, Plan, make_reboot_plan
 from labswitch.run import EventSink, Runner, StepResult
+from labswitch.usecases import lifecycle
 from labswitch.usecases.power import self_addresses, vcenter_addresses  # the identities down/up refuse on
 from labswitch.vsphere.actions import Actions
 
@@ -48,13 +49,13 @@ class FixOutcome:
 
 
 @contextlib.contextmanager
-def _run_lock(config: Config, what: str, targets: Sequence[str], dry_run: bool) -> Iterator[None]:
+def _run_lock(config: Config, what: str, targets: Sequence[str], dry_run: bool) -> Iterator[lock.RunLock | None]:
     """A fix changes the lab: it holds the run lock like down and up (a dry run changes nothing and needs none)."""
     if dry_run:
-        yield
+        yield None
         return
-    with lock.hold(state_base(config.state_dir), what, targets):
-        yield
+    with lock.hold(state_base(config.state_dir), what, targets) as held:
+        yield held
 
 
 def l1tf_fix(
@@ -67,7 +68,7 @@ def l1tf_fix(
     on_event: EventSink,
 ) -> FixOutcome:
     vcenter = config.need_vcenter("labswitch fix l1tf")
-    with _run_lock(config, "fix l1tf", hosts, dry_run), vsphere.connect(vcenter) as vc:
+    with _run_lock(config, "fix l1tf", hosts, dry_run) as held, vsphere.connect(vcenter) as vc:
         snap = vc.audit_snapshot()
         plan, targets = l1tf.plan_fix(snap, hosts, mitigate)
         reboot_plans: list[Plan] = []
@@ -91,7 +92,7 @@ def l1tf_fix(
             results.append(_set_option(actions, by_name[step.target].moid, step.target, key, value, mitigate))
         reboots: list[StepResult] = []
         if reboot_plans and all(r.ok for r in results):
-            reboots = _rolling_reboot(actions, config, reboot_plans, on_event)
+            reboots = _rolling_reboot(actions, config, reboot_plans, on_event, held)
         return FixOutcome(plan, tuple(results), tuple(reboots), applied=True)
 
 
@@ -113,25 +114,28 @@ def _set_option(actions: Actions, host_moid: str, name: str, key: str, value: ob
     return FixResult(name, True, detail)
 
 
-def _rolling_reboot(actions: Actions, config: Config, plans: list[Plan], on_event: EventSink) -> list[StepResult]:
-    """One host at a time; stops at the first host that does not come back whole."""
-    journal = Journal(default_path(config.state_dir))
+def _rolling_reboot(
+    actions: Actions, config: Config, plans: list[Plan], on_event: EventSink, held: lock.RunLock | None
+) -> list[StepResult]:
+    """One host at a time, each its own journaled run; stops at the first host that does not come back whole."""
     results: list[StepResult] = []
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         for plan in plans:
-            run_id = journal.start_run("reboot", plan.servers)
-            outcome = "interrupted"
-            try:
-                done = Runner(actions, config, {}, journal, run_id, on_event).run(plan)
-                outcome = "ok" if all(r.ok for r in done) else "failed"
-            finally:
-                journal.finish(run_id, outcome)
-            results += done
-            if outcome != "ok":
+            outcome = lifecycle.run_plan(
+                journal,
+                plan,
+                lambda plan: True,  # confirmed with the fix
+                lambda run_id: Runner(actions, config, {}, journal, run_id, on_event),
+                on_event,
+                held,
+                f"fix l1tf: rolling reboot of {plan.servers[0]}",
+            )
+            results += outcome.results
+            if outcome.interrupted:
+                raise Interrupted("the rolling reboot was interrupted")
+            if not outcome.ok:
                 on_event("note", f"rolling reboot stopped at {plan.servers[0]}: it did not come back whole; the next hosts are untouched")
                 break
-    finally:
-        journal.close()
     return results
 
 

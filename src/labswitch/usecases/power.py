@@ -10,15 +10,16 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from labswitch import lock, vsphere
-from labswitch.bmc import Driver, driver_for
+from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Config, VCenter
-from labswitch.errors import ConfigError, ConnectionFailed, Interrupted, SafetyRefusal, VSphereError
+from labswitch.errors import ConfigError, ConnectionFailed, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, default_path, state_base
 from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, target_groups, through_hosts, whole_lab
 from labswitch.run import EventSink, Runner, StepResult
 from labswitch.snapshot import Snapshot
-from labswitch.usecases import bmc
+from labswitch.usecases import bmc, lifecycle
+from labswitch.usecases.lifecycle import Outcome
 from labswitch.vsphere import session as vsphere_session
 
 
@@ -35,19 +36,6 @@ class Request:
     vsan_no_action: bool = False  # a vSAN cluster going down in part: maintenance without moving data, not a refusal
     whole_lab: bool = False  # down: vCenter's own host too, last, through its own API (plan.whole_lab)
     reason: str | None = None  # why (journaled): "ups", a schedule's name; None: by hand
-
-
-@dataclass(frozen=True)
-class Outcome:
-    plan: Plan
-    run_id: str | None
-    results: tuple[StepResult, ...]
-    interrupted: bool = False  # stopped by the cancel switch; journaled as interrupted
-    confirmed: bool = True
-
-    @property
-    def ok(self) -> bool:
-        return self.confirmed and not self.interrupted and all(r.ok for r in self.results)
 
 
 def make(config: Config, request: Request) -> Plan:
@@ -74,11 +62,8 @@ def _check_whole_lab(config: Config, request: Request, groups: Sequence[str]) ->
 def _whole_lab_side(config: Config, request: Request) -> WholeLab | None:
     """The journaled whole-lab down still to be finished from the host's side: an up (vCenter is off), or
     a down run again once vCenter no longer answers. None: vCenter's side, as usual."""
-    journal = Journal(default_path(config.state_dir))
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         pending = journal.pending_whole_lab()
-    finally:
-        journal.close()
     if pending is None or config.esxi is None or config.vcenter is None:
         return None
     if request.intent is Intent.UP:
@@ -118,61 +103,28 @@ def execute(
             if config.vcenter is None and request.intent is Intent.UP and outcome.ok and _powered_on(outcome.plan):
                 # No vCenter knew what ran on the hosts that were off: now that they answer, their VMs.
                 rest = _execute(config, request, lambda plan: True, on_event, cancel, held, run_id=outcome.run_id)
-                return _continued(outcome, rest)
+                return lifecycle.continued(outcome, rest)
             return outcome
         with _host_side(config, request, groups, side) as (first, drivers, journal):
-            outcome = _run_plan(
-                first,
+            outcome = lifecycle.run_plan(
                 journal,
+                first,
                 confirm,
                 lambda run_id: Runner(None, config, drivers, journal, run_id, on_event, cancel),
+                on_event,
                 held,
                 request.reason,
+                leave_open=first.intent is Intent.UP,  # vCenter's side follows in the same run
             )
         if request.intent is Intent.DOWN or not outcome.ok or outcome.run_id is None:
             return outcome
         # vCenter answers again: the usual up, in the same run.
         rest = _execute(config, request, lambda plan: True, on_event, cancel, held, run_id=outcome.run_id)
-        return _continued(outcome, rest)
+        return lifecycle.continued(outcome, rest)
 
 
 def _powered_on(plan: Plan) -> bool:
     return any(s.action == Action.BMC_POWER_ON for s in plan.steps)
-
-
-def _continued(first: Outcome, rest: Outcome) -> Outcome:
-    """One run in two parts: the outcome of both."""
-    return replace(rest, plan=replace(rest.plan, steps=first.plan.steps + rest.plan.steps), results=first.results + rest.results)
-
-
-def _run_plan(
-    plan: Plan,
-    journal: Journal,
-    confirm: Callable[[Plan], bool],
-    runner_for: Callable[[str], Runner],
-    held: lock.RunLock,
-    reason: str | None,
-) -> Outcome:
-    """Confirm, journal and run a plan made without vCenter (the host's side of a whole-lab cycle)."""
-    if plan.refusals:
-        journal.start_run(str(plan.intent), plan.groups, outcome="refused", reason=reason)
-        raise SafetyRefusal("; ".join(plan.refusals))
-    if not confirm(plan):
-        return Outcome(plan, None, (), confirmed=False)
-    run_id = journal.start_run(str(plan.intent), plan.groups, reason=reason)
-    held.update(run_id)
-    runner = runner_for(run_id)
-    runner.on_event("run", run_id)
-    outcome = "interrupted"
-    try:
-        results = runner.run(plan)
-        outcome = "ok" if all(r.ok for r in results) else "failed"
-    except Interrupted:
-        return Outcome(plan, run_id, tuple(runner.results), interrupted=True)
-    finally:
-        if plan.intent is Intent.DOWN or outcome != "ok":
-            journal.finish(run_id, outcome)
-    return Outcome(plan, run_id, tuple(results))
 
 
 @contextlib.contextmanager
@@ -180,10 +132,8 @@ def _host_side(
     config: Config, request: Request, groups: Sequence[str], pending: WholeLab
 ) -> Iterator[tuple[Plan, dict[str, Driver], Journal]]:
     """The plan of a whole-lab cycle's host side, made from the journal and the BMCs (vCenter is off)."""
-    journal = Journal(default_path(config.state_dir))
     servers = [s for s in config.servers if s.group in groups or s.name in (pending.server, *pending.peers)]
-    drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
-    try:
+    with Journal(default_path(config.state_dir)) as journal, bmc.opened(config, servers) as drivers:
         power = bmc.power_states(bmc.on_drivers(drivers, lambda d: d.power_state(), config.policy.max_parallel))
         bmc_power = {name: p for name, (p, _) in power.items()}
         refusals = [f"{error}; fix it and run again" for name, (p, error) in power.items() if error and name == pending.server]
@@ -204,10 +154,6 @@ def _host_side(
             tuple(config.startup.waves),
         )
         yield plan, drivers, journal
-    finally:
-        for driver in drivers.values():
-            driver.close()
-        journal.close()
 
 
 def _execute(
@@ -221,39 +167,28 @@ def _execute(
 ) -> Outcome:
     """The run through vCenter; ``run_id``: continue that run (a whole-lab up once vCenter answers)."""
     with _session(config, request) as (plan, vc, drivers, snap, journal):
-        if run_id is not None and not plan.steps:  # a second part with nothing left to do
-            return Outcome(plan, run_id, ())
-        if plan.refusals:
-            journal.start_run(str(request.intent), plan.groups, outcome="refused", reason=request.reason)
-            raise SafetyRefusal("; ".join(plan.refusals))
-        if not plan.steps and run_id is None:
-            run_id = journal.start_run(str(request.intent), plan.groups, outcome="ok", reason=request.reason)
-            return Outcome(plan, run_id, ())
-        if not confirm(plan):
-            return Outcome(plan, None, (), confirmed=False)
         # Decided before this run is journaled: a down after a down keeps the first one's states.
         record_for = journal.groups_needing_states(plan.groups) if request.intent is Intent.DOWN else []
-        if run_id is None:
-            run_id = journal.start_run(str(request.intent), plan.groups, reason=request.reason)
-            on_event("run", run_id)
-        held.update(run_id)
-        outcome = "interrupted"
-        runner = Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel)
-        try:
+
+        def before(run_id: str) -> None:
             if record_for:
                 _record_states(journal, run_id, config, snap, plan, record_for)
             if plan.vcenter_host is not None:
                 where = plan.vcenter_host
                 journal.record_whole_lab(run_id, where.server, where.vcenter, where.dependencies, where.peers)
-            results = runner.run(plan)
-            outcome = "ok" if all(r.ok for r in results) else "failed"
-            if outcome == "ok" and request.intent is Intent.UP:
-                journal.whole_lab_done(run_id)
-        except Interrupted:
-            return Outcome(plan, run_id, tuple(runner.results), interrupted=True)
-        finally:
-            journal.finish(run_id, outcome)
-        return Outcome(plan, run_id, tuple(results))
+
+        return lifecycle.run_plan(
+            journal,
+            plan,
+            confirm,
+            lambda run_id: Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel),
+            on_event,
+            held,
+            request.reason,
+            run_id=run_id,
+            before=before,
+            after_ok=journal.whole_lab_done if request.intent is Intent.UP else None,
+        )
 
 
 @contextlib.contextmanager
@@ -263,51 +198,48 @@ def _session(
     groups = target_groups(config, request.groups, request.intent)
     if request.tag:
         config = config.model_copy(update={"policy": config.policy.model_copy(update={"startup_tag": request.tag})})
-    journal = Journal(default_path(config.state_dir))
     servers = [s for s in config.servers if s.group in groups]
-    drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
-    try:
-        with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter (or the hosts) are
-            reading = side.submit(bmc.on_drivers, drivers, lambda d: d.power_state(), config.policy.max_parallel)
-            with vsphere.lab(config) as vc:
-                tags = request.intent is Intent.UP and not request.restore and not config.policy.startup_from_autostart
-                snap = vc.snapshot(tags_required=tags)
-                power = bmc.power_states(reading.result())
-                facts = Facts(
-                    vcenter_addresses=vcenter_addresses(config.vcenter.https_url) if config.vcenter else frozenset(),
-                    self_addresses=self_addresses(config),
-                    bmc_power={name: p for name, (p, _) in power.items()},
-                    bmc_errors={name: e for name, (_, e) in power.items() if e},
-                    restore=_restore_set(journal, groups) if request.restore else None,
-                    changed=changed_settings(journal),
-                )
-                plan = make_plan(
-                    snap,
-                    config,
-                    facts,
-                    request.intent,
-                    groups,
-                    request.skip_unreachable,
-                    request.pipeline,
-                    request.vsan_no_action,
-                    request.whole_lab,
-                    cluster_barrier=request.cluster_barrier,
-                )
-                if config.vcenter is None:
-                    plan = through_hosts(plan)
-                if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
-                    _check_host_login(config, plan.vcenter_host.server)
-                yield (
-                    _privileges(plan, vc, snap) if request.intent is Intent.DOWN else plan,
-                    vc,
-                    drivers,
-                    snap,
-                    journal,
-                )
-    finally:
-        for driver in drivers.values():
-            driver.close()
-        journal.close()
+    with (
+        Journal(default_path(config.state_dir)) as journal,
+        bmc.opened(config, servers) as drivers,
+        ThreadPoolExecutor(max_workers=1) as side,  # the BMCs are read while vCenter (or the hosts) are
+    ):
+        reading = side.submit(bmc.on_drivers, drivers, lambda d: d.power_state(), config.policy.max_parallel)
+        with vsphere.lab(config) as vc:
+            tags = request.intent is Intent.UP and not request.restore and not config.policy.startup_from_autostart
+            snap = vc.snapshot(tags_required=tags)
+            power = bmc.power_states(reading.result())
+            facts = Facts(
+                vcenter_addresses=vcenter_addresses(config.vcenter.https_url) if config.vcenter else frozenset(),
+                self_addresses=self_addresses(config),
+                bmc_power={name: p for name, (p, _) in power.items()},
+                bmc_errors={name: e for name, (_, e) in power.items() if e},
+                restore=_restore_set(journal, groups) if request.restore else None,
+                changed=changed_settings(journal),
+            )
+            plan = make_plan(
+                snap,
+                config,
+                facts,
+                request.intent,
+                groups,
+                request.skip_unreachable,
+                request.pipeline,
+                request.vsan_no_action,
+                request.whole_lab,
+                cluster_barrier=request.cluster_barrier,
+            )
+            if config.vcenter is None:
+                plan = through_hosts(plan)
+            if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
+                _check_host_login(config, plan.vcenter_host.server)
+            yield (
+                _privileges(plan, vc, snap) if request.intent is Intent.DOWN else plan,
+                vc,
+                drivers,
+                snap,
+                journal,
+            )
 
 
 def _check_host_login(config: Config, server_name: str) -> None:

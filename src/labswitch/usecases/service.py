@@ -120,15 +120,12 @@ class Service:
             log.info("run %s (%s of %s) ended: %s after %s", run_id, run.intent, ", ".join(run.groups), run.outcome, clock(took))
 
     def progress(self, run_id: str) -> Progress | None:
-        journal = Journal(default_path(self.config.state_dir))
-        try:
+        with Journal(default_path(self.config.state_dir)) as journal:
             record = journal.run(run_id)
             if record is None:
                 return None
             keys = ("phase", "action", "target", "status", "detail", "seconds")
             return Progress(record, tuple(dict(zip(keys, row, strict=True)) for row in journal.steps(run_id)))
-        finally:
-            journal.close()
 
     def hosts(self, run_id: str) -> list[dict[str, Any]] | None:
         """Each host of a run this service started, as the CLI's live table shows it: what it does or waits
@@ -154,11 +151,8 @@ class Service:
             ]
 
     def history(self, limit: int = 50) -> list[RunRecord]:
-        journal = Journal(default_path(self.config.state_dir))
-        try:
+        with Journal(default_path(self.config.state_dir)) as journal:
             return journal.runs(limit)
-        finally:
-            journal.close()
 
     def running(self) -> lock.Holder | None:
         return lock.holder(lock.lock_path(state_base(self.config.state_dir)))

@@ -71,11 +71,8 @@ class StatusReport:
 
 def _vcenter_off(config: Config) -> Snapshot | None:
     """No vCenter answers: an empty snapshot that says why, when a whole-lab down stopped it (None: nothing did)."""
-    journal = Journal(default_path(config.state_dir))
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         pending = journal.pending_whole_lab()
-    finally:
-        journal.close()
     if pending is None:
         return None
     note = f"vCenter is off: the whole-lab down {pending.run_id} stopped it on {pending.server}; `labswitch up` starts it there first"
@@ -134,11 +131,8 @@ def status(config: Config, watts: bool = False) -> StatusReport:
         for vm in snap.vms
         if not vm.template
     )
-    journal = Journal(default_path(config.state_dir))
-    try:
+    with Journal(default_path(config.state_dir)) as journal:
         changes = tuple(ClusterChangeStatus(c.cluster_name, c.setting, c.previous, c.run_id, c.changed) for c in journal.pending_changes())
-    finally:
-        journal.close()
     return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes)
 
 
