@@ -40,7 +40,7 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
     try:
         text = cpuinfo.read_text()
     except OSError as exc:
-        raise LabswitchError(f"SGX: neither raw CPUID (/dev/cpu/0/cpuid) nor {cpuinfo} can be read here ({exc.strerror})") from None
+        raise LabswitchError(f"SGX: neither raw CPUID (/dev/cpu/0/cpuid) nor {cpuinfo} can be read here ({exc.strerror})") from exc
     for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "flags":

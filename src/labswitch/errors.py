@@ -1,8 +1,10 @@
-"""The documented exception tree. The CLI maps each class to an exit code.
+"""The documented exception tree. Each class carries its exit code (the CLI) and its HTTP status
+(`labswitch serve`'s API): the adapters read them from the type, never from the message.
 
 Every message is one line: what failed, where, and what to do next. Messages
 never contain a secret. Third-party errors are translated at the adapter
-boundary (``raise ... from exc``) so nothing above the adapters sees them.
+boundary (``raise ... from exc``) so nothing above the adapters sees them, and
+the cause is kept: ``-v`` prints the chain (``caused by: ...``) under the line.
 """
 
 from __future__ import annotations
@@ -15,15 +17,23 @@ EXIT_INTERRUPTED = 130
 
 
 class LabswitchError(Exception):
-    """Base of every error labswitch raises on purpose; exit code 1."""
+    """Base of every error labswitch raises on purpose; exit code 1; HTTP 500."""
 
     exit_code = EXIT_FAILED
+    http_status = 500
 
 
 class ConfigError(LabswitchError):
-    """The configuration file or a flag is wrong; nothing was contacted; exit code 2."""
+    """The configuration file or a flag is wrong; nothing was contacted; exit code 2; HTTP 400."""
 
     exit_code = EXIT_USAGE
+    http_status = 400
+
+
+class UnknownName(ConfigError):
+    """A group, server, VM or host named in a flag or a request does not exist; exit code 2; HTTP 404."""
+
+    http_status = 404
 
 
 class SecretError(ConfigError):
@@ -31,7 +41,9 @@ class SecretError(ConfigError):
 
 
 class EndpointError(LabswitchError):
-    """vCenter or a BMC could not be used; exit code 1."""
+    """vCenter or a BMC could not be used; exit code 1; HTTP 502."""
+
+    http_status = 502
 
 
 class ConnectionFailed(EndpointError):
@@ -59,16 +71,21 @@ class NotSupported(BMCError):
 
 
 class SafetyRefusal(LabswitchError):
-    """A safety check refused the operation before any change; exit code 3."""
+    """A safety check refused the operation before any change; exit code 3; HTTP 409."""
 
     exit_code = EXIT_REFUSED
+    http_status = 409
 
 
 class RunInProgress(LabswitchError):
-    """Another run holds the run lock (one run at a time, CLI and service alike); exit code 1."""
+    """Another run holds the run lock (one run at a time, CLI and service alike); exit code 1; HTTP 409."""
+
+    http_status = 409
 
 
 class Interrupted(LabswitchError):
-    """The run was stopped (Ctrl-C, SIGTERM) and journaled as interrupted; the same command finishes it; exit code 130."""
+    """The run was stopped (Ctrl-C, SIGTERM) and journaled as interrupted; the same command finishes it; exit code 130;
+    HTTP 409."""
 
     exit_code = EXIT_INTERRUPTED
+    http_status = 409

@@ -37,8 +37,8 @@ def parse(
         raise ConfigError(f"--address {address}: give the prefix length too, e.g. {address}/24")
     try:
         iface = ipaddress.ip_interface(address)
-    except ValueError:
-        raise ConfigError(f"--address {address}: not an IP address with a prefix length, e.g. 192.168.4.7/24") from None
+    except ValueError as exc:
+        raise ConfigError(f"--address {address}: not an IP address with a prefix length, e.g. 192.168.4.7/24") from exc
     if iface.ip == iface.network.network_address and iface.network.prefixlen < iface.max_prefixlen - 1:
         raise ConfigError(f"--address {address}: that is the network address of {iface.network}; give the host's own address")
     if iface.version == 4 and iface.ip == iface.network.broadcast_address and iface.network.prefixlen < 31:
@@ -47,8 +47,8 @@ def parse(
     if gateway:
         try:
             gw = ipaddress.ip_address(gateway)
-        except ValueError:
-            raise ConfigError(f"--gateway {gateway}: not an IP address") from None
+        except ValueError as exc:
+            raise ConfigError(f"--gateway {gateway}: not an IP address") from exc
         if gw.version != iface.version or gw not in iface.network:
             raise ConfigError(f"--gateway {gateway}: not in {iface.network}, the network of --address {address}")
         if gw == iface.ip:
@@ -56,8 +56,8 @@ def parse(
     for server in dns:
         try:
             ipaddress.ip_address(server)
-        except ValueError:
-            raise ConfigError(f"--dns {server}: not an IP address (systemd-networkd's DNS= takes addresses)") from None
+        except ValueError as exc:
+            raise ConfigError(f"--dns {server}: not an IP address (systemd-networkd's DNS= takes addresses)") from exc
     for name in domains:
         if not _HOSTNAME.fullmatch(name.removeprefix("~")):
             raise ConfigError(f"--domains {name}: not a DNS domain")

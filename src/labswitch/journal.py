@@ -145,7 +145,7 @@ class Journal:
                 if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
                     self._db.executescript(statement)
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from None
+            raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from exc
         self._lock = threading.RLock()  # re-entered by add_step within transaction()
         self._seq: dict[str, int] = {}  # run id -> the next step's number (this process holds the run lock)
         self.path = path

@@ -96,20 +96,20 @@ def hold(
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise ConfigError(f"run lock {path}: cannot open ({exc.strerror}); check state_dir and its permissions") from None
+        raise ConfigError(f"run lock {path}: cannot open ({exc.strerror}); check state_dir and its permissions") from exc
     deadline = time.monotonic() + wait
     told = False
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             break
-        except BlockingIOError:
+        except BlockingIOError as exc:
             other = _read(path)
             text = other.describe() if other else "another run (it has not said which yet)"
             if time.monotonic() >= deadline:
                 os.close(fd)
                 hint = "wait for it to finish, or pass --wait" if wait == 0 else f"it still runs after --wait {wait:.0f}s"
-                raise RunInProgress(f"run lock {path}: another labswitch run is in progress: {text}; {hint}") from None
+                raise RunInProgress(f"run lock {path}: another labswitch run is in progress: {text}; {hint}") from exc
             if on_wait is not None and not told:
                 on_wait(f"waiting for the run in progress to finish: {text}")
                 told = True

@@ -81,7 +81,7 @@ class NutClient:
         except OSError as exc:
             raise ConnectionFailed(
                 f"{self.where}: cannot connect ({exc.strerror or exc}); check ups.url and that upsd listens there"
-            ) from None
+            ) from exc
         if self.target.user:
             self._ask(f"USERNAME {self.target.user}")
             if self.password is not None:
@@ -127,7 +127,7 @@ class NutClient:
             self._sock.sendall(line.encode() + b"\n")
             answer = self._line()
         except OSError as exc:
-            raise ConnectionFailed(f"{self.where}: no answer ({exc.strerror or type(exc).__name__})") from None
+            raise ConnectionFailed(f"{self.where}: no answer ({exc.strerror or type(exc).__name__})") from exc
         if answer.startswith("ERR "):
             error = answer.split()[1] if len(answer.split()) > 1 else answer
             asked = "PASSWORD" if secret else line.split()[0]

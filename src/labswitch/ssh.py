@@ -43,12 +43,12 @@ async def connect(
             agent_path=None,
             connect_timeout=timeout,
         )
-    except asyncssh.PermissionDenied:
-        raise AuthenticationFailed(f"{where}: login refused for user {user!r}; check {settings}") from None
-    except asyncssh.HostKeyNotVerifiable:
+    except asyncssh.PermissionDenied as exc:
+        raise AuthenticationFailed(f"{where}: login refused for user {user!r}; check {settings}") from exc
+    except asyncssh.HostKeyNotVerifiable as exc:
         raise TLSVerificationFailed(
             f"{where}: host key not trusted; add it to known_hosts (ssh-keyscan -p {port} {host}) or pin its host_key"
-        ) from None
+        ) from exc
     except (OSError, asyncssh.Error) as exc:
         reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check the address and that SSH is enabled") from None
+        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check the address and that SSH is enabled") from exc

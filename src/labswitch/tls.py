@@ -50,7 +50,7 @@ def ssl_context(tls: TLS, host: str, port: int, where: str, timeout: float = 10.
     try:
         return ssl.create_default_context(cafile=tls.ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise TLSVerificationFailed(f"{where}: cannot load tls.ca_file {tls.ca_file}: {exc}; check the path") from None
+        raise TLSVerificationFailed(f"{where}: cannot load tls.ca_file {tls.ca_file}: {exc}; check the path") from exc
 
 
 def check_thumbprint(der: bytes, pinned: str, where: str) -> None:
@@ -66,7 +66,7 @@ def _peer_certificate(host: str, port: int, where: str, timeout: float) -> str:
     try:
         return ssl.get_server_certificate((host, port), timeout=timeout)
     except (OSError, ssl.SSLError) as exc:
-        raise ConnectionFailed(f"{where}: cannot reach {host}:{port}: {_reason(exc)}; check the address and that it is up") from None
+        raise ConnectionFailed(f"{where}: cannot reach {host}:{port}: {_reason(exc)}; check the address and that it is up") from exc
 
 
 def _reason(exc: BaseException) -> str:

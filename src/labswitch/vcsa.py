@@ -134,9 +134,9 @@ class ApplianceShell:
                     if not chunk:
                         raise ConnectionFailed(f"{self.where}: the session closed while waiting for {what}")
                     self._buffer += chunk
-        except TimeoutError:
+        except TimeoutError as exc:
             tail = self._buffer.strip().splitlines()[-1:] or ["nothing"]
-            raise ConnectionFailed(f"{self.where}: no {what} within {limit:.0f}s (last output: {tail[0][:120]!r})") from None
+            raise ConnectionFailed(f"{self.where}: no {what} within {limit:.0f}s (last output: {tail[0][:120]!r})") from exc
         text, self._buffer = self._buffer, ""
         return text
 

@@ -11,6 +11,7 @@ import requests
 
 from tests.conftest import Result
 from tests.labsim import Lab
+from tests.peers import free_port
 
 Run = Callable[..., Result]
 
@@ -40,6 +41,21 @@ def test_wrong_vcenter_password(cli: Run, lab: Lab) -> None:
     result = cli("--config", str(lab.config), "status", "--json", env=env)
     assert_one_line(result, 1, "login refused", "administrator@vsphere.local", "vcenter.password", secrets=("wrong-s3cret",))
     assert result.stdout == ""
+
+
+def test_verbose_shows_the_root_cause_without_the_secret(cli: Run, lab: Lab, tmp_path: Path) -> None:
+    """The one line stays one line; -v adds the chain under it (the vendor's fault, the socket's error), with
+    the wrong password nowhere in it."""
+    env = {**lab.env, "LABSIM_VCENTER_PASSWORD": "wrong-s3cret"}
+    result = cli("-v", "--config", str(lab.config), "status", env=env)
+    assert_one_line(result, 1, "login refused", secrets=("wrong-s3cret",))
+    assert "caused by: pyVmomi.VmomiSupport.vim.fault.InvalidLogin" in result.stderr, result.stderr
+    plain = cli("--config", str(lab.config), "status", env=env)
+    assert "caused by" not in plain.stderr
+    unreachable = edit(lab, tmp_path, lab.url, f"https://127.0.0.1:{free_port()}/sdk", 1)
+    result = cli("-v", "--config", str(unreachable), "status", env=lab.env)
+    assert_one_line(result, 1, "cannot reach")
+    assert "caused by: ConnectionRefusedError" in result.stderr, result.stderr
 
 
 def test_wrong_thumbprint_is_refused(cli: Run, lab: Lab, tmp_path: Path) -> None:

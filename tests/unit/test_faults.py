@@ -88,3 +88,37 @@ def test_the_simulators_go_type_name_is_not_repeated_as_a_message() -> None:
     assert task_outcome({"info.state": "error", "info.error": fault}, 5) == "InvalidPowerState"
     wrapped = vmodl.LocalizedMethodFault(fault=fault, localizedMessage="The attempted operation cannot be performed in the current state.")
     assert fault_text(wrapped) == "InvalidPowerState (The attempted operation cannot be performed in the current state.)"
+
+
+def test_a_translated_fault_keeps_its_cause_and_verbose_prints_it_without_secrets() -> None:
+    """faults.error is the one VSphereError of a fault, raised ``from`` it; the CLI's -v chain names the fault
+    and redacts a resolved secret and a password in a URL (a plug's, a vendor's message)."""
+    import requests
+    from pydantic import SecretStr
+
+    from labswitch.cli import causes
+    from labswitch.config.secrets import resolve
+    from labswitch.errors import ConnectionFailed, VSphereError
+    from labswitch.vsphere import faults
+
+    fault = vim.fault.InvalidPowerState(msg="The attempted operation cannot be performed in the current state (Powered on).")
+    try:
+        try:
+            raise fault
+        except vmodl.MethodFault as exc:
+            raise faults.error("vCenter: powering on vm01 failed", exc) from exc
+    except VSphereError as err:
+        assert err.__cause__ is fault
+        assert str(err) == f"vCenter: powering on vm01 failed: InvalidPowerState: {fault.msg}"
+        assert causes(err) == [f"pyVmomi.VmomiSupport.vim.fault.InvalidPowerState: {fault.msg}"]
+    resolve(SecretStr("pl4g-s3cret"), "plug.password")
+    url = "http://127.0.0.1:9/cm?cmnd=Power&user=admin&password=pl4g-s3cret"
+    try:
+        try:
+            raise requests.exceptions.ConnectionError(f"Max retries exceeded with url: {url}")
+        except requests.exceptions.RequestException as exc:
+            raise ConnectionFailed("plug esx11: cannot reach the plug (ConnectionError); check plug.address") from exc
+    except ConnectionFailed as err:
+        (line,) = causes(err)
+        assert line.startswith("requests.exceptions.ConnectionError: Max retries") and "pl4g-s3cret" not in line, line
+        assert "password=***" in line

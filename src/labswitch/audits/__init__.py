@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from labswitch.audits import cbt_unmap, l1tf, multiwriter, sgx
 from labswitch.audits.findings import Finding, FixPlan, FixStep, Severity
-from labswitch.errors import ConfigError
+from labswitch.errors import UnknownName
 from labswitch.snapshot import Snapshot
 
 CHECKS: dict[str, Callable[[Snapshot], list[Finding]]] = {
@@ -25,7 +25,7 @@ __all__ = ["CHECKS", "Finding", "FixPlan", "FixStep", "Severity", "run", "select
 def select(names: Sequence[str]) -> tuple[str, ...]:
     for name in names:
         if name not in CHECKS:
-            raise ConfigError(f"audit check {name!r}: no such check (checks: {', '.join(CHECKS)})")
+            raise UnknownName(f"audit check {name!r}: no such check (checks: {', '.join(CHECKS)})")
     return tuple(dict.fromkeys(names)) or tuple(CHECKS)
 
 

@@ -79,7 +79,7 @@ class IpmiDriver:
         try:
             return float(self._call(lambda c: c.get_system_power_watts()))
         except BMCError as exc:
-            raise NotSupported(f"{self.where}: no DCMI power reading ({exc})") from None
+            raise NotSupported(f"{self.where}: no DCMI power reading ({exc})") from exc
 
     def close(self) -> None:
         self._ipmi = None  # pyghmi keeps sessions in its own pool; they time out there
@@ -98,10 +98,10 @@ class IpmiDriver:
         """One operation within bmc_timeout, pyghmi's own login retries included."""
         try:
             return _within(self.timeout, lambda: self._unbounded(fn))
-        except TimeoutError:
+        except TimeoutError as exc:
             raise ConnectionFailed(
                 f"{self.where}: no answer within {self.timeout:g}s (policy.bmc_timeout); check bmc.address and IPMI over LAN"
-            ) from None
+            ) from exc
 
     def _unbounded(self, fn: Callable[[Any], T]) -> T:
         logging_in = True
@@ -115,15 +115,15 @@ class IpmiDriver:
             if any(word in text.lower() for word in ("password", "unauthorized", "invalid user")):
                 raise AuthenticationFailed(
                     f"{self.where}: login refused for user {self.bmc.user!r}; check bmc.user and bmc.password"
-                ) from None
+                ) from exc
             if logging_in or "timeout" in text.lower() or "unreachable" in text.lower():
                 # pyghmi reports a login that got no answer without a message
                 raise ConnectionFailed(
                     f"{self.where}: no answer ({text or 'login timed out'}); check bmc.address and IPMI over LAN"
-                ) from None
-            raise BMCError(f"{self.where}: {text or type(exc).__name__}") from None
+                ) from exc
+            raise BMCError(f"{self.where}: {text or type(exc).__name__}") from exc
         except OSError as exc:
-            raise ConnectionFailed(f"{self.where}: {exc.strerror or type(exc).__name__}; check bmc.address") from None
+            raise ConnectionFailed(f"{self.where}: {exc.strerror or type(exc).__name__}; check bmc.address") from exc
 
 
 def _within(timeout: float, fn: Callable[[], T]) -> T:

@@ -115,7 +115,7 @@ class PlugDriver:
         try:
             r = self.http.get(self.plug.base_url + path, params=params, timeout=self.timeout)
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailed(f"{self.where}: cannot reach the plug ({type(exc).__name__}); check {self.role}.address") from None
+            raise ConnectionFailed(f"{self.where}: cannot reach the plug ({type(exc).__name__}); check {self.role}.address") from exc
         if r.status_code == 401:
             raise AuthenticationFailed(
                 f"{self.where}: login refused for user {self.plug.user!r}; check {self.role}.user and {self.role}.password"
@@ -124,6 +124,6 @@ class PlugDriver:
             raise BMCError(f"{self.where}: {path} answered HTTP {r.status_code}")
         try:
             body = r.json()
-        except ValueError:
-            raise BMCError(f"{self.where}: {path} answered with no JSON; is it a {self.plug.driver} plug?") from None
+        except ValueError as exc:
+            raise BMCError(f"{self.where}: {path} answered with no JSON; is it a {self.plug.driver} plug?") from exc
         return body if isinstance(body, dict) else {}

@@ -85,8 +85,8 @@ class RacadmDriver:
     def _racadm(self, args: str) -> str:
         try:
             return asyncio.run(asyncio.wait_for(self._exec(f"racadm {args}"), self.timeout))
-        except TimeoutError:
-            raise ConnectionFailed(f"{self.where}: no answer within {self.timeout:.0f}s (bmc_timeout); check that the BMC is up") from None
+        except TimeoutError as exc:
+            raise ConnectionFailed(f"{self.where}: no answer within {self.timeout:.0f}s (bmc_timeout); check that the BMC is up") from exc
 
     async def _exec(self, command: str) -> str:
         trust = ssh.known_hosts(self.bmc.host_key, self.bmc.known_hosts, self.where, "bmc.host_key")

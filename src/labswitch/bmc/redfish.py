@@ -244,22 +244,22 @@ class RedfishDriver:
             return fn()
         except (AuthenticationFailed, BMCError):
             raise
-        except sx.AccessError:
-            raise AuthenticationFailed(f"{self.where}: login refused for user {self.bmc.user!r}; check bmc.user and bmc.password") from None
+        except sx.AccessError as exc:
+            raise AuthenticationFailed(f"{self.where}: login refused for user {self.bmc.user!r}; check bmc.user and bmc.password") from exc
         except sx.ConnectionError as exc:
             text = str(exc)
             if BUDGET_SPENT in text:
                 raise ConnectionFailed(
                     f"{self.where}: no answer within {self.timeout:g}s (policy.bmc_timeout); check bmc.address and that the BMC is up"
-                ) from None
+                ) from exc
             if "SSL" in text or "certificate" in text.lower() or "Fingerprint" in text:
-                raise TLSVerificationFailed(f"{self.where}: certificate not trusted or not the pinned one; check bmc.tls") from None
+                raise TLSVerificationFailed(f"{self.where}: certificate not trusted or not the pinned one; check bmc.tls") from exc
             reason = "timed out" if "timed out" in text.lower() or "timeout" in text.lower() else "connection failed"
-            raise ConnectionFailed(f"{self.where}: cannot connect ({reason}); check bmc.address and that the BMC is up") from None
+            raise ConnectionFailed(f"{self.where}: cannot connect ({reason}); check bmc.address and that the BMC is up") from exc
         except sx.HTTPError as exc:
-            raise BMCError(f"{self.where}: HTTP {exc.status_code}: {exc.detail or exc.code}") from None
+            raise BMCError(f"{self.where}: HTTP {exc.status_code}: {exc.detail or exc.code}") from exc
         except (sx.SushyError, requests.RequestException, ValueError) as exc:
-            raise BMCError(f"{self.where}: unexpected answer: {type(exc).__name__}") from None
+            raise BMCError(f"{self.where}: unexpected answer: {type(exc).__name__}") from exc
 
 
 # -- where a chassis publishes its power draw -----------------------------------------

@@ -63,7 +63,7 @@ class WolDriver:
             raise ConnectionFailed(
                 f"{self.where}: the magic packet could not be sent to {self.wol.broadcast}:{self.wol.port} ({exc.strerror or exc}); "
                 "check bmc.broadcast"
-            ) from None
+            ) from exc
         return True
 
     def graceful_shutdown(self) -> bool:
@@ -87,8 +87,8 @@ class WolDriver:
     def _reachable(self) -> bool:
         try:
             socket.create_connection(self.probe, timeout=min(self.timeout, 3.0)).close()
-        except socket.gaierror:
-            raise ConnectionFailed(f"{self.where}: cannot resolve {self.probe[0]}; check servers.esxi") from None
+        except socket.gaierror as exc:
+            raise ConnectionFailed(f"{self.where}: cannot resolve {self.probe[0]}; check servers.esxi") from exc
         except OSError:
             return False
         return True

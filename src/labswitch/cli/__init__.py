@@ -165,12 +165,38 @@ def main() -> None:
         app()
     except LabswitchError as exc:
         print(f"labswitch: error: {exc}", file=sys.stderr)
+        if _verbose():
+            for cause in causes(exc):
+                print(f"  caused by: {cause}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:  # outside a run (a run handles Ctrl-C itself): nothing was changed
         print("labswitch: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # a bug: one line, the traceback only with -v
-        if "-v" in sys.argv or "-vv" in sys.argv or "--verbose" in sys.argv or os.environ.get("LABSWITCH_DEBUG"):
+        if _verbose():
             raise
         print(f"labswitch: internal error: {type(exc).__name__}; run again with -v and report it", file=sys.stderr)
         sys.exit(EXIT_FAILED)
+
+
+def _verbose() -> bool:
+    return any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in sys.argv[1:]) or bool(
+        os.environ.get("LABSWITCH_DEBUG")
+    )
+
+
+def causes(exc: BaseException, limit: int = 5) -> list[str]:
+    """The chain under an error (``raise ... from exc``), root last: each cause's type and its one line, with
+    every secret this process resolved, and any ``password=`` in a URL, replaced by ``***``."""
+    from labswitch.config.secrets import redact
+
+    out: list[str] = []
+    cause = exc.__cause__
+    while cause is not None and len(out) < limit:
+        kind = type(cause)
+        name = kind.__name__ if kind.__module__ in ("builtins", "labswitch.errors") else f"{kind.__module__}.{kind.__qualname__}"
+        msg = getattr(cause, "msg", None)  # a vSphere fault's message (its str() is the whole object)
+        text = " ".join((msg if isinstance(msg, str) and msg.strip() else str(cause)).split())[:300]
+        out.append(redact(f"{name}: {text}" if text else name))
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    return out

@@ -76,7 +76,7 @@ def _write_csv(findings: tuple[Finding, ...], path: Path) -> None:
     try:
         out = sys.stdout if path == Path("-") else path.open("w", newline="", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"--csv {path}: cannot write: {exc.strerror}; give a writable path") from None
+        raise ConfigError(f"--csv {path}: cannot write: {exc.strerror}; give a writable path") from exc
     try:
         writer = csv.DictWriter(out, fieldnames=FIELDS)
         writer.writeheader()

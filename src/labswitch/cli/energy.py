@@ -94,8 +94,8 @@ def energy_text(kwh: float) -> str:
 def _check_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'labswitch[plot]'") from None
+    except ImportError as exc:
+        raise ConfigError("--plot needs matplotlib: pip install 'labswitch[plot]'") from exc
 
 
 def _plot(r: EnergyReport, path: Path) -> None:
@@ -120,6 +120,6 @@ def _plot(r: EnergyReport, path: Path) -> None:
     try:
         fig.savefig(path)
     except OSError as exc:
-        raise ConfigError(f"--plot {path}: cannot write: {exc.strerror}") from None
+        raise ConfigError(f"--plot {path}: cannot write: {exc.strerror}") from exc
     finally:
         plt.close(fig)

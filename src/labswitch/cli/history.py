@@ -9,7 +9,7 @@ import typer
 
 from labswitch import render
 from labswitch.cli import Json, State, app
-from labswitch.errors import ConfigError
+from labswitch.errors import UnknownName
 from labswitch.journal import Journal, default_path
 from labswitch.plan import Status
 
@@ -81,7 +81,7 @@ def history_command(
 def _one_run(journal: Journal, run_id: str, json_out: bool) -> None:
     record = journal.run(run_id)
     if record is None:
-        raise ConfigError(f"history {run_id}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
+        raise UnknownName(f"history {run_id}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
     steps = [
         {"phase": p, "action": a, "target": t, "status": st, "detail": d, "seconds": sec, "server": srv}
         for p, a, t, st, d, sec, srv in journal.steps_of(run_id)

@@ -45,5 +45,5 @@ def network_command(
         out.write_text(text, encoding="utf-8")
         os.chmod(out, 0o644)
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write: {exc.strerror}") from None
+        raise ConfigError(f"--out {out}: cannot write: {exc.strerror}") from exc
     render.stderr.print(f"wrote {out}; install it as /etc/systemd/network/{net.filename} (deploy/container-host.sh does)", markup=False)

@@ -86,7 +86,7 @@ def init_command(
         tls = TLS(thumbprint=shared, ca_file=str(ca_file) if ca_file else None)
         host_tls = {host: TLS(thumbprint=value) for host, value in per_host.items()}
     except ValidationError as exc:
-        raise ConfigError(f"--thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        raise ConfigError(f"--thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from exc
     options = usecase.Options(
         url=vcenter or ", ".join(hosts),
         user=user,

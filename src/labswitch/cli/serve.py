@@ -58,7 +58,7 @@ def passwd_command(ctx: typer.Context) -> None:
     try:
         doc = tomlkit.parse(path.read_text())
     except (OSError, tomlkit.exceptions.TOMLKitError) as exc:
-        raise ConfigError(f"{path}: cannot read it to add the password ({exc}); check --config") from None
+        raise ConfigError(f"{path}: cannot read it to add the password ({exc}); check --config") from exc
     table = doc.get("serve")
     if table is None:
         table = tomlkit.table()
@@ -67,7 +67,7 @@ def passwd_command(ctx: typer.Context) -> None:
     try:
         path.write_text(tomlkit.dumps(doc))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write ({exc.strerror}); check its permissions") from None
+        raise ConfigError(f"{path}: cannot write ({exc.strerror}); check its permissions") from exc
     render.stdout.print(f"{path}: [serve] password_hash set; restart labswitch serve", markup=False)
 
 

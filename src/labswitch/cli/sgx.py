@@ -44,7 +44,7 @@ def decode_command(
     try:
         text = file.read_text(errors="replace")
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{file}: cannot read: {exc.strerror}") from exc
     leaves = sgx.parse_dump(text)
     if (7, 0) not in leaves:
         raise ConfigError(

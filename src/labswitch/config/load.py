@@ -28,10 +28,10 @@ def load(path: Path, *, resolve_secrets: bool = True, service: bool = False) -> 
     """
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file; create one with 'labswitch init' or pass --config PATH") from None
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file; create one with 'labswitch init' or pass --config PATH") from exc
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from exc
     return parse(raw, source=str(path), resolve_secrets=resolve_secrets, service=service)
 
 
@@ -39,13 +39,13 @@ def parse(raw: bytes, *, source: str, resolve_secrets: bool = True, service: boo
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: TOML syntax error: {exc}") from None
+        raise ConfigError(f"{source}: TOML syntax error: {exc}") from exc
     try:
         config = models.Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}") from None
+        raise ConfigError(f"{source}: {_describe(exc)}") from exc
     return _resolve_secrets(config, source, service) if resolve_secrets else config
 
 

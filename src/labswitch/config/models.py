@@ -236,7 +236,7 @@ class ServeSchedule(Strict):
         try:
             parse_at(value)
         except ConfigError as exc:
-            raise ValueError(str(exc).replace("--at ", "", 1)) from None
+            raise ValueError(str(exc).replace("--at ", "", 1)) from exc
         return value
 
     @model_validator(mode="after")

@@ -8,6 +8,7 @@ is a configuration error before anything is contacted) into a pydantic
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -46,7 +47,7 @@ class FileSecret(_Ref):
             value = path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise SecretError(f"{where}: cannot read secret file {path}: {reason}; check the path and its permissions") from None
+            raise SecretError(f"{where}: cannot read secret file {path}: {reason}; check the path and its permissions") from exc
         if not value:
             raise SecretError(f"{where}: secret file {path} is empty; write the secret into it")
         return SecretStr(value)
@@ -68,7 +69,7 @@ class KeyringSecret(_Ref):
         try:
             value = keyring.get_password(service, user)
         except KeyringError as exc:
-            raise SecretError(f"{where}: keyring unavailable ({type(exc).__name__}); use an env or file reference") from None
+            raise SecretError(f"{where}: keyring unavailable ({type(exc).__name__}); use an env or file reference") from exc
         if value is None:
             raise SecretError(f"{where}: no keyring entry {self.keyring}; add it with: keyring set {service} {user}")
         return SecretStr(value)
@@ -81,8 +82,21 @@ SecretRef = EnvSecret | FileSecret | KeyringSecret | SecretStr
 """A secret as written in the config: a reference, or a literal string (accepted with a warning)."""
 
 
+_RESOLVED: set[str] = set()  # every secret value this process resolved: never printed (``redact``)
+_IN_URL = re.compile(r"(?i)\b(password|passwd|pass|token|secret|key)=[^&\s'\"]+")
+
+
 def resolve(ref: SecretRef, where: str) -> SecretStr:
     """The secret's value, or a SecretError naming ``where`` (a key path)."""
-    if isinstance(ref, SecretStr):
-        return ref
-    return ref.resolve(where)
+    secret = ref if isinstance(ref, SecretStr) else ref.resolve(where)
+    if value := secret.get_secret_value():
+        _RESOLVED.add(value)
+    return secret
+
+
+def redact(text: str) -> str:
+    """``text`` (a third party's message: a URL, a vendor error) with every resolved secret and every
+    ``password=...``-like query parameter replaced by ``***``."""
+    for value in sorted(_RESOLVED, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return _IN_URL.sub(lambda m: f"{m.group(1)}=***", text)

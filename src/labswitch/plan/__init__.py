@@ -23,7 +23,7 @@ from fnmatch import fnmatchcase
 
 from labswitch.bmc import Power
 from labswitch.config import Config, Server, Wave
-from labswitch.errors import ConfigError
+from labswitch.errors import UnknownName
 from labswitch.hostnet import is_ip
 from labswitch.plan import clusters
 from labswitch.plan.actions import REGISTRY, VM_ACTIONS, Effect, Spec, Subject, slow_after, spec
@@ -62,7 +62,7 @@ def target_groups(config: Config, requested: Sequence[str], intent: Intent) -> t
     for name in requested:
         if name not in config.groups:
             known = ", ".join(sorted(config.groups)) or "none"
-            raise ConfigError(f"--group {name}: no such group (groups: {known}); see [groups.NAME] in the config")
+            raise UnknownName(f"--group {name}: no such group (groups: {known}); see [groups.NAME] in the config")
     if requested:
         return tuple(dict.fromkeys(requested))
     return tuple(name for name, group in config.groups.items() if not group.always_on)

@@ -173,8 +173,8 @@ def period(since: str | None, days: int | None) -> dt.datetime | None:
         return None
     try:
         start = dt.datetime.fromisoformat(since)
-    except ValueError:
-        raise ConfigError(f"--since {since!r}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from None
+    except ValueError as exc:
+        raise ConfigError(f"--since {since!r}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from exc
     start = start.astimezone() if start.tzinfo is None else start
     if start >= now:
         raise ConfigError(f"--since {since}: that is not in the past")

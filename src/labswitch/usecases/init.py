@@ -67,7 +67,7 @@ def discover(options: Options) -> Discovered:
         with vsphere.connect(vc) as session:
             snap = session.hosts_and_vms()
     except TLSVerificationFailed as exc:
-        raise _with_thumbprint(exc, vc.https_url, "your vCenter") from None
+        raise _with_thumbprint(exc, vc.https_url, "your vCenter") from exc
     clusters: dict[str, list[str]] = {}
     standalone = []
     for host in snap.hosts:
@@ -91,7 +91,7 @@ def discover_hosts(options: Options, hosts: Sequence[str]) -> Discovered:
         try:
             si = open_session(login)
         except TLSVerificationFailed as exc:
-            raise _with_thumbprint(exc, server.direct_url, "your host", f"{address}=" if len(hosts) > 1 else "") from None
+            raise _with_thumbprint(exc, server.direct_url, "your host", f"{address}=" if len(hosts) > 1 else "") from exc
         try:
             return len(inventory.read(si.RetrieveContent(), login.where).vms)
         finally:
@@ -146,7 +146,7 @@ def bmc_address(pattern: str, host: str) -> str:
     try:
         return pattern.format(host=short, fqdn=host, domain=domain)
     except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"--bmc-pattern {pattern!r}: {exc}; use the fields {{host}}, {{fqdn}} and {{domain}}") from None
+        raise ConfigError(f"--bmc-pattern {pattern!r}: {exc}; use the fields {{host}}, {{fqdn}} and {{domain}}") from exc
 
 
 def render(found: Discovered, options: Options) -> str:
@@ -240,4 +240,4 @@ def write(text: str, out: Path, force: bool) -> None:
     try:
         out.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{out}: cannot write: {exc.strerror}; pass --out a writable path") from None
+        raise ConfigError(f"{out}: cannot write: {exc.strerror}; pass --out a writable path") from exc

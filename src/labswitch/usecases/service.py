@@ -98,11 +98,11 @@ class Service:
             self._worker.start()
         try:
             kind, data = answers.get(timeout=START_TIMEOUT)
-        except queue.Empty:
+        except queue.Empty as exc:
             raise EndpointError(
                 f"planning took over {START_TIMEOUT:g} s (vCenter or a BMC slow to answer); the run may still start: "
                 "see the run lock and the history"
-            ) from None
+            ) from exc
         if kind == "error":
             raise data
         what = f"{intent} of {', '.join(groups) or 'every group not always_on'}"

@@ -38,7 +38,7 @@ def reach(login: Login, timeout: float, cancel: Cancel) -> Any:
             return open_session(login)
         except ConnectionFailed as exc:
             if time.monotonic() + RETRY > deadline:
-                raise ConnectionFailed(f"{exc} (no answer for {timeout:.0f}s)") from None
+                raise ConnectionFailed(f"{exc} (no answer for {timeout:.0f}s)") from exc
         cancel.sleep(RETRY)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from labswitch.errors import VSphereError
+
 MAX_TEXT = 300  # a vendor message can be a page long: one line, bounded
 
 
@@ -44,6 +46,12 @@ def fault_text(fault: Any) -> str:
     if not msg and isinstance(fault, BaseException) and not hasattr(fault, "msg") and fault.args:
         msg = str(fault)
     return _one_line(f"{name}: {msg}" if msg else name)
+
+
+def error(failed: str, fault: Any) -> VSphereError:
+    """The one VSphereError for an answer of vSphere: what ``failed`` (where, doing what), then the fault in
+    one line. Raised ``from`` the fault, so that ``-v`` shows it whole."""
+    return VSphereError(f"{failed}: {fault_text(fault)}")
 
 
 TASK_DONE = ("success", "error")

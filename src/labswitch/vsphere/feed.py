@@ -17,6 +17,7 @@ from pyVmomi import vim, vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import EndpointError, VSphereError
+from labswitch.vsphere import faults
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.faults import TASK_DONE, TASK_PATHS, task_outcome
 from labswitch.vsphere.watch import State
@@ -168,7 +169,7 @@ class Feed:
         except vmodl.fault.RequestCanceled:  # stop() cancels the poll; _fail ignores it once stopped
             self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
         except vmodl.MethodFault as exc:
-            self._fail(f"vCenter: following the lab's changes failed: {exc.msg or type(exc).__name__}")
+            self._fail(str(faults.error("vCenter: following the lab's changes failed", exc)))
         except (OSError, http.client.HTTPException, EndpointError) as exc:
             self._fail(f"vCenter: no answer while following the lab's changes ({type(exc).__name__}); run again to finish the run")
         except Exception as exc:  # noqa: BLE001 - any other answer ends the feed with one line, never silently

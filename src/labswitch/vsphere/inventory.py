@@ -13,9 +13,8 @@ from typing import Any
 
 from pyVmomi import vim, vmodl
 
-from labswitch.errors import VSphereError
 from labswitch.snapshot import ClusterInfo, Disk, HostInfo, Snapshot, VMInfo, has_vcls, has_vsan_power_action, reports_sgx
-from labswitch.vsphere import vsan
+from labswitch.vsphere import faults, vsan
 
 HOST_PROPS = ["name", "parent", "runtime.connectionState", "runtime.inMaintenanceMode", "runtime.powerState", "config.product.version"]
 VM_PROPS = [
@@ -58,7 +57,7 @@ def read(content: Any, where: str, audit: bool = False) -> Snapshot:
         candidates = [moid for (kind, moid), props in objects.items() if kind is vim.VirtualMachine and might_be_agent(props)]
         marked = agent_marks(content, candidates)
     except vmodl.MethodFault as exc:
-        raise VSphereError(f"{where}: reading the inventory failed: {exc.msg or type(exc).__name__}") from None
+        raise faults.error(f"{where}: reading the inventory failed", exc) from exc
     clusters = {moid: props["name"] for (kind, moid), props in objects.items() if kind is vim.ClusterComputeResource}
     notes: list[str] = []
     cluster_infos = _clusters(content, objects, api, notes)

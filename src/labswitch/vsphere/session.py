@@ -18,9 +18,9 @@ from pyVmomi import vim, vmodl
 
 from labswitch import tls
 from labswitch.config import TLS, ESXi, Server, VCenter
-from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, TLSVerificationFailed, VSphereError
+from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, TLSVerificationFailed
 from labswitch.snapshot import Snapshot
-from labswitch.vsphere import inventory
+from labswitch.vsphere import faults, inventory
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.tags import TagClient
 
@@ -59,7 +59,7 @@ class VSphere:
             session = content.sessionManager.currentSession.key
             found = content.authorizationManager.HasPrivilegeOnEntities(entity=list(entities.values()), sessionId=session, privId=privs)
         except vmodl.MethodFault as exc:
-            raise VSphereError(f"{self.where}: privileges could not be checked: {exc.msg or type(exc).__name__}") from None
+            raise faults.error(f"{self.where}: privileges could not be checked", exc) from exc
         return {
             (by_moid[e.entity._moId], a.privId)
             for e in found
@@ -162,15 +162,15 @@ def open_session(login: Login) -> Any:
             sslContext=context,
             httpConnectionTimeout=login.timeout,
         )
-    except vim.fault.InvalidLogin:
+    except vim.fault.InvalidLogin as exc:
         raise AuthenticationFailed(
             f"{where}: login refused for user {login.user!r}; check {login.key('user')} and {login.key('password')}"
-        ) from None
+        ) from exc
     except ssl.SSLCertVerificationError as exc:
         raise TLSVerificationFailed(
             f"{where}: certificate not trusted ({exc.verify_message}); "
             f"set {login.key('tls')} = {{ ca_file = ... }} or {{ thumbprint = ... }}"
-        ) from None
+        ) from exc
     except (OSError, http.client.HTTPException) as exc:
         reason = (
             "timed out"
@@ -178,11 +178,11 @@ def open_session(login: Login) -> Any:
             else (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
         )
         url_key = "vcenter.url" if login.section == "vcenter" else "servers.esxi_url"
-        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check {url_key} and that {login.up} is up") from None
+        raise ConnectionFailed(f"{where}: cannot connect: {reason}; check {url_key} and that {login.up} is up") from exc
     except vmodl.MethodFault as exc:
-        raise VSphereError(f"{where}: login failed: {exc.msg or type(exc).__name__}") from None
-    except Exception as exc:  # noqa: BLE001 - SmartConnect's own "is down or is not a VIM server" (a plain Exception)
-        raise ConnectionFailed(f"{where}: no vSphere API answers ({exc}); check the URL and that {login.up} is up") from None
+        raise faults.error(f"{where}: login failed", exc) from exc
+    except Exception as exc:
+        raise ConnectionFailed(f"{where}: no vSphere API answers ({exc}); check the URL and that {login.up} is up") from exc
 
 
 def close_session(si: Any, where: str) -> None:

@@ -83,7 +83,7 @@ def _autostart(content: Any, host_moid: str, where: str) -> dict[str, AutoStart]
         host = vim.HostSystem(host_moid, content.propertyCollector._stub)
         config = host.configManager.autoStartManager.config
     except (vmodl.MethodFault, AttributeError) as exc:
-        raise VSphereError(f"{where}: its autostart order could not be read ({type(exc).__name__})") from None
+        raise VSphereError(f"{where}: its autostart order could not be read ({type(exc).__name__})") from exc
     defaults = config.defaults or vim.host.AutoStartManager.SystemDefaults()
     out = {}
     for info in config.powerInfo or []:

@@ -104,8 +104,8 @@ class TagClient:
     def _unwrap(self, response: requests.Response) -> Any:
         try:
             data = response.json()
-        except ValueError:
-            raise VSphereError(f"{self.where}: {response.request.method} {response.url} did not answer JSON") from None
+        except ValueError as exc:
+            raise VSphereError(f"{self.where}: {response.request.method} {response.url} did not answer JSON") from exc
         return data["value"] if self.dialect == "rest" and isinstance(data, dict) and "value" in data else data
 
     def _login(self) -> None:
@@ -119,10 +119,10 @@ class TagClient:
     def _request(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any) -> requests.Response:
         try:
             response = self.http.request(method, self.base + path, verify=self.verify, timeout=self.config.timeout, **kwargs)
-        except requests.exceptions.SSLError:
-            raise TLSVerificationFailed(f"{self.where}: certificate not trusted or not the pinned one; check vcenter.tls") from None
+        except requests.exceptions.SSLError as exc:
+            raise TLSVerificationFailed(f"{self.where}: certificate not trusted or not the pinned one; check vcenter.tls") from exc
         except requests.exceptions.RequestException as exc:
-            raise ConnectionFailed(f"{self.where}: {type(exc).__name__}; check that vCenter is up") from None
+            raise ConnectionFailed(f"{self.where}: {type(exc).__name__}; check that vCenter is up") from exc
         if response.status_code == 401:
             raise AuthenticationFailed(
                 f"{self.where}: login refused for user {self.config.user!r}; check vcenter.user and vcenter.password"

@@ -16,6 +16,7 @@ from pyVmomi import vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
+from labswitch.vsphere import faults
 from labswitch.vsphere.inventory import pages
 
 State = dict[str, dict[str, Any]]  # moid -> property path -> value
@@ -64,7 +65,7 @@ def wait_for(
     try:
         collector = content.propertyCollector.CreatePropertyCollector()
     except vmodl.MethodFault as exc:
-        raise VSphereError(f"vCenter: cannot create a PropertyCollector: {exc.msg or type(exc).__name__}") from None
+        raise faults.error("vCenter: cannot create a PropertyCollector", exc) from exc
     try:
         collector.CreateFilter(spec, partialUpdates=False)
         version = ""
@@ -94,12 +95,12 @@ def wait_for(
                 _reread(content, spec, state, on_change)
                 return state, done(state)
     except vmodl.MethodFault as exc:
-        raise VSphereError(f"vCenter: waiting on updates failed: {exc.msg or type(exc).__name__}") from None
+        raise faults.error("vCenter: waiting on updates failed", exc) from exc
     except (OSError, http.client.HTTPException) as exc:  # a read timeout or a dropped connection mid-wait
         raise VSphereError(
             f"vCenter: no answer while waiting on updates ({type(exc).__name__}); vCenter may be overloaded: "
             "raise vcenter.timeout, or run again (a re-run completes an interrupted run)"
-        ) from None
+        ) from exc
     finally:
         with contextlib.suppress(Exception):  # the collector dies with the session anyway
             collector.DestroyPropertyCollector()

@@ -24,7 +24,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from labswitch.cancel import Cancel
 from labswitch.config import Config
-from labswitch.errors import ConfigError, EndpointError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
+from labswitch.errors import ConfigError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
 from labswitch.journal import state_base
 from labswitch.plan import Intent
 from labswitch.usecases import energy, power
@@ -86,23 +86,14 @@ def create_app(config: Config, service: Service) -> FastAPI:
     registry = CollectorRegistry()
     registry.register(LabCollector(config, service, automation))
 
-    @app.exception_handler(RunInProgress)
-    async def _busy(request: Request, exc: RunInProgress) -> JSONResponse:
-        holder = service.running()
-        return JSONResponse({"detail": str(exc), "run_id": holder.run_id if holder else None}, status_code=409)
-
-    @app.exception_handler(SafetyRefusal)
-    async def _refused(request: Request, exc: SafetyRefusal) -> JSONResponse:
-        return JSONResponse({"detail": f"refused: {exc}"}, status_code=409)
-
-    @app.exception_handler(ConfigError)
-    async def _bad(request: Request, exc: ConfigError) -> JSONResponse:
-        status_code = 404 if "no such group" in str(exc) else 400
-        return JSONResponse({"detail": str(exc)}, status_code=status_code)
-
-    @app.exception_handler(EndpointError)
-    async def _endpoint(request: Request, exc: EndpointError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=502)
+    @app.exception_handler(LabswitchError)
+    async def _error(request: Request, exc: LabswitchError) -> JSONResponse:
+        """Every error the use cases raise: its status from its type (errors.py), its one line as the detail."""
+        body: dict[str, object] = {"detail": f"refused: {exc}" if isinstance(exc, SafetyRefusal) else str(exc)}
+        if isinstance(exc, RunInProgress):
+            holder = service.running()
+            body["run_id"] = holder.run_id if holder else None
+        return JSONResponse(body, status_code=exc.http_status)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -219,4 +210,4 @@ def session_key(config: Config) -> str:
             path.write_text(secrets.token_urlsafe(48))
         return path.read_text().strip()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot keep the session key ({exc.strerror}); check state_dir") from None
+        raise ConfigError(f"{path}: cannot keep the session key ({exc.strerror}); check state_dir") from exc

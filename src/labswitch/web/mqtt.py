@@ -183,11 +183,19 @@ class Bridge:
         self._kick.set()
 
     def _publish_states(self) -> None:
+        failing = False  # a failed round is said once, with its cause, and so is the round that works again
         while not self._stop.is_set():
             try:
                 self._publish_once()
-            except Exception:
-                log.debug("MQTT state round failed", exc_info=True)
+                if failing:
+                    failing = False
+                    self.client.publish(self.t.availability, "online", qos=1, retain=True)
+                    log.warning("MQTT: the lab's states are published again")
+            except Exception as exc:  # noqa: BLE001 - whatever it was, Home Assistant must not show stale states as current
+                if not failing:
+                    failing = True
+                    self.client.publish(self.t.availability, "offline", qos=1, retain=True)
+                    log.warning("MQTT: reading the lab failed (%s); Home Assistant shows it unavailable until a round works", _said(exc))
             running = self.service.running() is not None
             self._kick.wait(2.0 if running else self.m.state_interval)  # while a run goes on, states follow it closely
             self._kick.clear()
@@ -212,12 +220,19 @@ class Bridge:
 
 
 def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:
-    """A group is ON while any of its servers is on (its BMC says so), OFF when all are off."""
+    """A group is ON while any of its servers is on (its BMC says so), OFF when all are off, and "None" (Home
+    Assistant: unknown) when none is on but a BMC does not answer: never off on a guess."""
     out = {}
     for group, g in config.groups.items():
         if g.always_on:
             continue
         states = [power.get(s.name) for s in config.servers if s.group == group]
         if states and all(s is not None for s in states):
-            out[group] = "ON" if any(s == "On" for s in states) else "OFF"
+            out[group] = "ON" if "On" in states else "OFF" if all(s == "Off" for s in states) else "None"
     return out
+
+
+def _said(exc: BaseException) -> str:
+    from labswitch.config.secrets import redact
+
+    return redact(f"{type(exc).__name__}: {exc}" if not isinstance(exc, LabswitchError) else str(exc))
