@@ -23,6 +23,7 @@ type bmcServer struct {
 	URL      string
 	mu       sync.Mutex
 	sessions map[string]bool
+	counts   bmcCounts // what its clients cost it (bmc_counts.go)
 }
 
 const (
@@ -41,7 +42,7 @@ func startBMC(l *Lab, s *Server, conf *tls.Config) (*bmcServer, error) {
 	}
 	b := &bmcServer{lab: l, server: s, sessions: map[string]bool{}}
 	b.URL = "https://" + ln.Addr().String()
-	b.srv = &http.Server{Handler: b, TLSConfig: conf.Clone()}
+	b.srv = &http.Server{Handler: b, TLSConfig: conf.Clone(), ConnState: b.counts.connState}
 	go func() { _ = b.srv.ServeTLS(ln, "", "") }()
 	return b, nil
 }
@@ -71,6 +72,9 @@ func (b *bmcServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method != http.MethodGet:
 		b.error(w, http.StatusMethodNotAllowed, "Base.1.12.OperationNotAllowed", "The operation is not allowed.")
 	default:
+		if path == systemPath {
+			b.counts.add(&b.counts.Reads)
+		}
 		doc, ok := b.resource(path)
 		if !ok {
 			b.error(w, http.StatusNotFound, "Base.1.12.ResourceMissingAtURI", "The resource at the URI "+path+" was not found.")
@@ -109,6 +113,7 @@ func (b *bmcServer) login(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
 	b.sessions[tok] = true
 	b.mu.Unlock()
+	b.counts.add(&b.counts.Sessions)
 	loc := sessionsURL + "/" + tok
 	w.Header().Set("X-Auth-Token", tok)
 	w.Header().Set("Location", loc)

@@ -11,4 +11,4 @@ def test_a_group_is_on_off_or_unknown_never_off_on_a_guess() -> None:
     assert group_states(c, {"esx1": "On", "esx2": "Unknown"}) == {"payload": "ON"}
     assert group_states(c, {"esx1": "Off", "esx2": "Off"}) == {"payload": "OFF"}
     assert group_states(c, {"esx1": "Off", "esx2": "Unknown"}) == {"payload": "None"}, "a silent BMC: unknown, not off"
-    assert group_states(c, {"esx1": "Off"}) == {}, "a server not read at all: nothing published"
+    assert group_states(c, {"esx1": "Off"}) == {"payload": "None"}, "a server not read at all: unknown too"

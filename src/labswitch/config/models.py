@@ -255,6 +255,7 @@ class Serve(Strict):
     tls_cert: str | None = None
     tls_key: str | None = None
     schedules: list[ServeSchedule] = []
+    poll_interval: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 30.0  # one read of the lab for the page, metrics, MQTT
 
 
 class Mqtt(Strict):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,9 +16,9 @@ from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
 from labswitch.schedule import next_run
 from labswitch.usecases import idle
+from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.sampling import next_samples
 from labswitch.usecases.service import Service
-from labswitch.usecases.status import with_readings
 
 log = logging.getLogger("labswitch.serve")
 
@@ -39,9 +38,10 @@ class Upcoming:
 
 
 class Automation:
-    def __init__(self, config: Config, service: Service) -> None:
+    def __init__(self, config: Config, service: Service, coordinator: Coordinator) -> None:
         self.config = config
         self.service = service
+        self.coordinator = coordinator
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         after = config.policy.idle_down_after
@@ -69,10 +69,10 @@ class Automation:
 
     def sample(self) -> None:
         """One round: every server's draw into the journal; idleness observed (and due groups taken down)."""
-        now = time.time()
-        report, readings = with_readings(self.config)  # without vCenter: the BMCs still say the draw; idleness is unknown
+        interval = self.config.energy.sample_interval
+        reading = self.coordinator.read(min(interval, self.coordinator.interval))  # without vCenter: the BMCs' draw alone
+        now, report, readings = reading.at, reading.report, reading.power
         with Journal(default_path(self.config.state_dir)) as journal:
-            interval = self.config.energy.sample_interval
             journal.add_samples(next_samples(readings, journal.last_samples(), now, interval, self.config.energy.server_watts))
             last_runs: dict[str, float] = {}
             for run in journal.runs(200):

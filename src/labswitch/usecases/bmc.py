@@ -74,11 +74,16 @@ def power_states(outcomes: Sequence[Outcome]) -> dict[str, tuple[Power, str | No
     return {o.server: (o.value, None) if o.error is None else (Power.UNKNOWN, o.error) for o in outcomes}
 
 
-def readings(config: Config) -> dict[str, tuple[Power, float | None]]:
+def readings(config: Config, drivers: Mapping[str, Driver] | None = None) -> dict[str, tuple[Power, float | None]]:
     """Every server's power and draw now, read in parallel: server -> (power, watts or None where its driver
-    reports none, or the reading failed); a server whose power cannot be read is left out."""
+    reports none, or the reading failed); a server whose power cannot be read is left out. ``drivers``: kept
+    open by the caller (serve's coordinator), else opened for this read."""
     out = {}
-    for o in each(config, config.servers, lambda d: (d.power_state(), watts_or_none(d))):
+    operation = lambda d: (d.power_state(), watts_or_none(d))  # noqa: E731
+    outcomes = (
+        on_drivers(drivers, operation, config.policy.max_parallel) if drivers is not None else each(config, config.servers, operation)
+    )
+    for o in outcomes:
         if o.value is not None:
             out[o.server] = o.value
     return out

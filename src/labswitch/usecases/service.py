@@ -9,7 +9,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ class Service:
         self._mutex = threading.Lock()
         self._view: tuple[str, RunView] | None = None  # the run this service started last, as its hosts go
         self._view_lock = threading.Lock()  # the view is fed from the run's workers and read by the page
+        self._listeners: list[Callable[[], None]] = []
 
     def start(self, intent: Intent, groups: Sequence[str] = (), restore: bool = False, reason: str = "serve") -> Started:
         """Plan and start a run; back as soon as it is journaled. RunInProgress (naming the run), SafetyRefusal,
@@ -71,6 +72,7 @@ class Service:
                     self._view = (str(data), view)
             if kind == "run":
                 answers.put(("run", data))
+                self._changed()
 
         def work() -> None:
             try:
@@ -80,6 +82,7 @@ class Service:
                 finally:
                     with self._view_lock:
                         view.finish()
+                    self._changed()
                 answers.put(("done", outcome.run_id if outcome.results else None))
                 if outcome.results and outcome.run_id:
                     self._log_end(outcome.run_id)
@@ -111,6 +114,14 @@ class Service:
             return Started(str(data))
         log.info("%s: nothing to do (%s)", what, reason)
         return Started(data, nothing_to_do=data is None)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """``listener()`` when a run of this service starts and when it ends (the coordinator reads the lab again)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            listener()
 
     def _log_end(self, run_id: str) -> None:
         progress = self.progress(run_id)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 from labswitch import vsphere
-from labswitch.bmc import Power
+from labswitch.bmc import Driver, Power
 from labswitch.config import Config
 from labswitch.errors import ConnectionFailed, LabswitchError
 from labswitch.journal import Journal, default_path
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,12 +77,16 @@ def _vcenter_off(config: Config) -> Snapshot | None:
     return Snapshot((), (), notes=(note,))
 
 
-def status(config: Config, watts: bool = False) -> StatusReport:
-    """With ``watts``, each server's draw is read beside its power, in the same pass (the page, the sampler)."""
+def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | None = None) -> StatusReport:
+    """With ``watts``, each server's draw is read beside its power, in the same pass (the page, the sampler).
+    ``drivers``: every server's, kept open by the caller (serve's coordinator); else opened for this read."""
     servers = config.servers
     with ThreadPoolExecutor(max_workers=1) as side:  # the BMCs are read while vCenter is
         operation = (lambda d: (d.power_state(), bmc.watts_or_none(d))) if watts else (lambda d: (d.power_state(), None))
-        reading = side.submit(bmc.each, config, servers, operation)
+        if drivers is not None:
+            reading = side.submit(bmc.on_drivers, drivers, operation, config.policy.max_parallel)
+        else:
+            reading = side.submit(bmc.each, config, servers, operation)
         try:
             with vsphere.lab(config) as vc:
                 snap = vc.snapshot()
@@ -142,15 +144,16 @@ def readings(report: StatusReport, config: Config) -> dict[str, tuple[Power, flo
     return {h.name: (Power(h.bmc_power or "Unknown"), h.watts) for h in report.hosts if h.name in names}
 
 
-def with_readings(config: Config) -> tuple[StatusReport | None, dict[str, tuple[Power, float | None]]]:
-    """One pass for the service (samples, metrics): the status with every server's power and draw; when
-    vCenter cannot be read, no status (None) and the BMCs' readings alone."""
+def with_readings(
+    config: Config, drivers: Mapping[str, Driver] | None = None
+) -> tuple[StatusReport | None, dict[str, tuple[Power, float | None]], str | None]:
+    """One pass for the service (its coordinator): the status with every server's power and draw; when vCenter
+    cannot be read, no status (None), the BMCs' readings alone, and why."""
     try:
-        report = status(config, watts=True)
+        report = status(config, watts=True, drivers=drivers)
     except LabswitchError as exc:
-        log.info("vCenter not read: %s", exc)
-        return None, bmc.readings(config)
-    return report, readings(report, config)
+        return None, bmc.readings(config, drivers), str(exc)
+    return report, readings(report, config), None
 
 
 def as_json(report: StatusReport) -> dict[str, object]:

@@ -24,13 +24,14 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from labswitch.cancel import Cancel
 from labswitch.config import Config
-from labswitch.errors import ConfigError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
+from labswitch.errors import ConfigError, EndpointError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
 from labswitch.journal import state_base
 from labswitch.plan import Intent
 from labswitch.usecases import energy, power
 from labswitch.usecases.automation import Automation
+from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
-from labswitch.usecases.status import as_json, status
+from labswitch.usecases.status import as_json
 from labswitch.web import page
 from labswitch.web.events import run_events
 from labswitch.web.metrics import LabCollector
@@ -43,15 +44,18 @@ class RunRequest(BaseModel):
 
 
 def create_app(config: Config, service: Service) -> FastAPI:
-    automation = Automation(config, service)
+    coordinator = Coordinator(config, service)  # the one reader of the lab: the page, metrics, MQTT and samples read it
+    service.on_change(coordinator.changed)
+    automation = Automation(config, service, coordinator)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        coordinator.start()
         bridge = None
         if config.mqtt is not None:  # Home Assistant over MQTT, started and stopped with the service
             from labswitch.web.mqtt import Bridge
 
-            bridge = Bridge(config, service, automation)
+            bridge = Bridge(config, service, automation, coordinator)
             bridge.start()
         watch = _ups_watch(config) if config.ups is not None else None  # the UPS watched inside the service too
         automation.start()  # energy samples, idle auto-down, [[serve.schedules]]
@@ -64,6 +68,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
         # SIGTERM: uvicorn stops serving, then this: a run in progress stops at its next wait, journaled
         # as interrupted (the same command, or POST /api/runs, finishes it); the lock is released.
         await asyncio.to_thread(service.stop)
+        await asyncio.to_thread(coordinator.stop)
 
     app = FastAPI(title="labswitch", summary="Switch a vSphere lab on and off", version="1", lifespan=lifespan)
     app.add_middleware(
@@ -74,7 +79,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
         https_only=bool(config.serve.tls_cert),
         max_age=7 * 24 * 3600,
     )
-    page.mount(app, config, service, automation)
+    page.mount(app, config, service, automation, coordinator)
     token = config.serve.token.get_secret_value() if isinstance(config.serve.token, SecretStr) else None
 
     def authorized(request: Request) -> None:
@@ -84,7 +89,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
     registry = CollectorRegistry()
-    registry.register(LabCollector(config, service, automation))
+    registry.register(LabCollector(config, service, automation, coordinator))
 
     @app.exception_handler(LabswitchError)
     async def _error(request: Request, exc: LabswitchError) -> JSONResponse:
@@ -101,8 +106,12 @@ def create_app(config: Config, service: Service) -> FastAPI:
 
     @api.get("/status")
     def api_status() -> dict[str, Any]:
-        """Hosts, VMs and the cluster settings a down changed; read now (vCenter or the hosts, and the BMCs)."""
-        return as_json(status(config))
+        """Hosts, VMs and the cluster settings a down changed: the coordinator's latest round (at most
+        serve.poll_interval old; a fresh one after a run), with each server's watts."""
+        reading = coordinator.read()
+        if reading.report is None:
+            raise EndpointError(reading.error or "vCenter not read")
+        return as_json(reading.report)
 
     @api.get("/plan/{intent}")
     def api_plan(intent: Literal["down", "up"], group: list[str] | None = None, restore: bool = False) -> dict[str, Any]:

@@ -14,22 +14,24 @@ from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.usecases import energy
 from labswitch.usecases.automation import Automation
+from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
-from labswitch.usecases.status import with_readings
 
 
 class LabCollector(Collector):
-    def __init__(self, config: Config, service: Service, automation: Automation) -> None:
+    def __init__(self, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
         self.config = config
         self.service = service
         self.automation = automation
+        self.coordinator = coordinator
 
     def collect(self) -> Iterator[Metric]:
         power = GaugeMetricFamily(
             "labswitch_server_power_on", "1 when the server is on (its BMC or power driver says), 0 off", labels=["server"]
         )
         watts = GaugeMetricFamily("labswitch_server_power_watts", "The server's power draw now, in watts", labels=["server"])
-        report, readings = with_readings(self.config)  # one pass: vCenter, and every BMC's power and draw
+        reading = self.coordinator.read()  # the coordinator's latest round: a scrape reads no BMC itself
+        report, readings = reading.report, reading.power
         for server, (state, draw) in readings.items():
             if state in (Power.ON, Power.OFF):
                 power.add_metric([server], 1.0 if state is Power.ON else 0.0)

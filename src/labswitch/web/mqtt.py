@@ -25,8 +25,9 @@ from labswitch import __version__, tls
 from labswitch.config import Config, Mqtt
 from labswitch.errors import LabswitchError
 from labswitch.plan import Intent
-from labswitch.usecases import bmc, energy, idle
+from labswitch.usecases import energy, idle
 from labswitch.usecases.automation import Automation
+from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
 
 log = logging.getLogger(__name__)
@@ -119,12 +120,13 @@ def discovery(config: Config, t: Topics) -> dict[str, dict[str, Any]]:
 class Bridge:
     """The MQTT side of the service: started with it, stopped with it (availability offline)."""
 
-    def __init__(self, config: Config, service: Service, automation: Automation) -> None:
+    def __init__(self, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
         assert config.mqtt is not None
         self.config = config
         self.m = config.mqtt
         self.service = service
         self.automation = automation
+        self.coordinator = coordinator
         self.t = Topics(self.m)
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -141,6 +143,7 @@ class Bridge:
         self.client.on_connect = self._connected
         self.client.on_message = self._message
         self._thread = threading.Thread(target=self._publish_states, name="mqtt-states", daemon=True)
+        coordinator.subscribe(lambda reading: self._kick.set())  # every round of the lab is published
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
@@ -202,7 +205,7 @@ class Bridge:
 
     def _publish_once(self) -> None:
         power: dict[str, str] = {}
-        for server, (state, watts) in bmc.readings(self.config).items():
+        for server, (state, watts) in self.coordinator.read().power.items():  # its latest round: no read of its own
             power[server] = str(state)
             if watts is not None:
                 self.client.publish(self.t.watts(server), f"{watts:g}", qos=0, retain=True)
@@ -226,8 +229,8 @@ def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:
     for group, g in config.groups.items():
         if g.always_on:
             continue
-        states = [power.get(s.name) for s in config.servers if s.group == group]
-        if states and all(s is not None for s in states):
+        states = [power.get(s.name, "Unknown") for s in config.servers if s.group == group]  # not read: unknown
+        if states:
             out[group] = "ON" if "On" in states else "OFF" if all(s == "Off" for s in states) else "None"
     return out
 

@@ -20,20 +20,19 @@ from fastapi.templating import Jinja2Templates
 
 from labswitch.bmc import Power
 from labswitch.config import Config
-from labswitch.errors import LabswitchError
+from labswitch.errors import EndpointError, LabswitchError
 from labswitch.plan import Action, Intent
 from labswitch.usecases import energy, power
 from labswitch.usecases.automation import Automation
+from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
-from labswitch.usecases.status import readings as status_readings
-from labswitch.usecases.status import status
 from labswitch.web.events import run_events
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def mount(app: FastAPI, config: Config, service: Service, automation: Automation) -> None:
+def mount(app: FastAPI, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
     """The page's routes on the app (the session middleware is the app's)."""
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     ui = APIRouter(include_in_schema=False)
@@ -59,7 +58,7 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
         if not logged_in(request):
             return RedirectResponse("/login", status_code=303)
         try:
-            view = _view(config, service, automation)
+            view = _view(config, service, automation, coordinator)
         except LabswitchError as exc:  # vCenter or a host unreachable: the page says so, with what it still knows
             view = {"groups": [], "running": None, "runs": [_run_row(r) for r in service.history(8)], "energy": None, "notes": []}
             view["error"] = str(exc)
@@ -119,17 +118,20 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
     app.include_router(ui)
 
 
-def _view(config: Config, service: Service, automation: Automation) -> dict[str, Any]:
+def _view(config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> dict[str, Any]:
     """What the page shows: groups with their servers and state, the run in progress, the last runs, energy.
-    Every BMC is read once (power and watts), for the groups and the energy panel alike."""
-    report = status(config, watts=True)
+    From the coordinator's latest round (power and watts), for the groups and the energy panel alike."""
+    reading = coordinator.read()
+    if reading.report is None:
+        raise EndpointError(reading.error or "vCenter not read")
+    report = reading.report
     holder = service.running()
     by_server = {h.name: h for h in report.hosts}
     vms_on: dict[str | None, int] = {}
     for vm in report.vms:
         if vm.power_state == "poweredOn" and vm.system is None:
             vms_on[vm.host] = vms_on.get(vm.host, 0) + 1
-    readings = status_readings(report, config)
+    readings = reading.power
     countdowns = automation.countdowns()
     upcoming = automation.upcoming()
     groups = []

@@ -1,0 +1,65 @@
+"""`labswitch serve` reads the lab once per round for every consumer — Prometheus scrapes, Home Assistant
+over MQTT, the page — over one kept connection per BMC, counted by labsim (GET /labsim/bmc-counts: TCP
+connections, Redfish sessions and power reads per BMC), with a real broker (mosquitto) and the page logged in."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+
+from tests import peers
+from tests.integration.test_down_up import FAST, configure
+from tests.integration.test_serve import add_serve, serving
+from tests.labsim import Lab
+
+POLL = 3.0  # serve.poll_interval in this test
+PASSWORD = "coordinator-pass"
+
+
+def bmc_counts(lab: Lab, reset: bool = False) -> dict[str, dict[str, int]]:
+    url = lab.url.replace("/sdk", "/labsim/bmc-counts")
+    return dict(requests.request("DELETE" if reset else "GET", url, verify=str(lab.cert), timeout=10).json())
+
+
+def test_scrapes_mqtt_and_the_page_share_one_read_per_round_and_one_connection_per_bmc(
+    lab_factory: Callable[..., Lab], state_dir: Path, tmp_path: Path
+) -> None:
+    lab = lab_factory(*FAST)
+    with peers.mosquitto(tmp_path / "mqtt") as broker:
+        config = configure(lab)
+        mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 1\n'
+        url = add_serve(lab, config, f'poll_interval = "{POLL:g}s"\n' + mqtt)
+        argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]
+        subprocess.run(argv, input=PASSWORD + "\n", text=True, env={**os.environ, **lab.env}, check=True, capture_output=True)
+        with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}):
+            assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "ON")]
+            bmc_counts(lab, reset=True)  # from here on: what every consumer costs the BMCs
+            started = time.monotonic()
+            for _ in range(10):
+                scrape = requests.get(url + "/metrics", timeout=30)
+                assert scrape.status_code == 200 and 'labswitch_server_power_on{server="esx11"} 1.0' in scrape.text
+            page = requests.Session()
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get(url + "/login", timeout=30).text)
+            assert csrf is not None
+            page.post(url + "/login", data={"password": PASSWORD, "csrf_token": csrf.group(1)}, timeout=30)
+            for _ in range(3):
+                html = page.get(url + "/", timeout=60).text
+                assert 'data-group="payload"' in html, html[:500]
+            published = broker.sub("labswitch/lab/group/payload/state", 4)  # the retained state, then 3 rounds at 1 s
+            assert [state for _, state in published] == ["ON"] * 4
+            elapsed = time.monotonic() - started
+            counts = bmc_counts(lab)
+    rounds = elapsed / POLL + 2  # the coordinator's rounds in the window, with room for one at each end
+    assert counts and set(counts) >= {"esx11", "esx12", "mgmt01"}, counts
+    for server, c in counts.items():
+        assert c["connections"] == 0, f"{server}: a new connection while serve ran ({c}): the kept one was not reused"
+        assert c["sessions"] == 0, f"{server}: a new Redfish session while serve ran ({c})"
+        reads = c["reads"]
+        assert reads <= rounds, f"{server}: {reads} power reads in {elapsed:.1f}s of 10 scrapes, 3 pages, MQTT: > {rounds:.0f} rounds"
