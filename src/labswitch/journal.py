@@ -76,6 +76,19 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class StepRecord:
+    """One step's outcome as journaled (the same fields as the runner's StepResult)."""
+
+    phase: str
+    action: str
+    target: str
+    status: str
+    detail: str
+    seconds: float
+    server: str | None = None
+
+
+@dataclass(frozen=True)
 class ClusterChange:
     """A cluster setting a down changed and no up has restored yet."""
 
@@ -316,22 +329,18 @@ class Journal:
         )
         return [self._record(*r) for r in rows]
 
-    def steps(self, run_id: str) -> list[tuple[str, str, str, str, str, float]]:
-        rows = self._db.execute("SELECT phase, action, target, status, detail, seconds FROM steps WHERE run_id = ? ORDER BY seq", (run_id,))
-        return list(rows)
+    def steps(self, run_id: str) -> list[StepRecord]:
+        """One run's steps in order."""
+        rows = self._db.execute(
+            "SELECT phase, action, target, status, detail, seconds, server FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
+        return [StepRecord(*row) for row in rows]
 
     def run(self, run_id: str) -> RunRecord | None:
         row = self._db.execute(
             "SELECT id, intent, groups, pid, started, finished, outcome, reason FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
         return self._record(*row) if row else None
-
-    def steps_of(self, run_id: str) -> list[tuple[str, str, str, str, str, float, str | None]]:
-        """One run's steps in order, with the server each belongs to."""
-        rows = self._db.execute(
-            "SELECT phase, action, target, status, detail, seconds, server FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
-        )
-        return list(rows)
 
     def power_steps(self) -> list[tuple[float, bool, str]]:
         """(time, on?, server) of every step that changed a server's power (confirmed off, forced off, powered on)."""

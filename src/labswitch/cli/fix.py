@@ -10,8 +10,8 @@ from labswitch import render
 from labswitch.audits import FixPlan
 from labswitch.cli import DryRun, Json, State, Yes, app, require_confirmable
 from labswitch.errors import EXIT_FAILED, ConfigError
+from labswitch.render import serialise
 from labswitch.usecases import fix as usecase
-from labswitch.usecases.power import as_json_steps
 
 fix_app = typer.Typer(
     help="Apply the fix for an audit finding: planned, confirmed, read back. Every fix has --dry-run.", no_args_is_help=True
@@ -115,7 +115,7 @@ def _finish(outcome: usecase.FixOutcome, json_out: bool) -> None:
                 "ok": outcome.ok,
                 "steps": [{"target": s.target, "action": s.action, "detail": s.detail} for s in plan.steps],
                 "results": [{"target": r.target, "ok": r.ok, "detail": r.detail} for r in outcome.results],
-                "reboot_steps": as_json_steps(outcome.reboots),
+                "reboot_steps": serialise.steps(outcome.reboots),
             }
         )
     elif not plan.steps:

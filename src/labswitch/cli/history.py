@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,7 @@ from labswitch import render
 from labswitch.cli import Json, State, app
 from labswitch.errors import UnknownName
 from labswitch.journal import Journal, default_path
-from labswitch.plan import Status
+from labswitch.render import serialise
 
 
 @app.command("history")
@@ -38,23 +38,7 @@ def history_command(
         if run_id is not None:
             _one_run(journal, run_id, json_out)
             return
-        runs = journal.runs(limit)
-        rows: list[dict[str, Any]] = []
-        for r in runs:
-            steps = journal.steps(r.id)
-            rows.append(
-                {
-                    "run_id": r.id,
-                    "intent": r.intent,
-                    "groups": list(r.groups),
-                    "outcome": r.outcome,
-                    "reason": r.reason,
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(r.started)),
-                    "seconds": round((r.finished or r.started) - r.started, 1) if r.finished else None,
-                    "steps": len(steps),
-                    "failed_steps": sum(1 for s in steps if Status(s[3]).is_failure),
-                }
-            )
+        rows = [serialise.run_summary(r, journal.steps(r.id)) for r in journal.runs(limit)]
     if json_out:
         render.emit_json(rows)
         return
@@ -82,14 +66,9 @@ def _one_run(journal: Journal, run_id: str, json_out: bool) -> None:
     record = journal.run(run_id)
     if record is None:
         raise UnknownName(f"history {run_id}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
-    steps = [
-        {"phase": p, "action": a, "target": t, "status": st, "detail": d, "seconds": sec, "server": srv}
-        for p, a, t, st, d, sec, srv in journal.steps_of(run_id)
-    ]
+    steps = serialise.steps(journal.steps(run_id))
     if json_out:
-        render.emit_json(
-            {"run_id": record.id, "intent": record.intent, "groups": list(record.groups), "outcome": record.outcome, "steps": steps}
-        )
+        render.emit_json(serialise.run(record, journal.steps(run_id)))
         return
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
     render.table(

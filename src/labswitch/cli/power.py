@@ -13,7 +13,7 @@ from labswitch.cli import DryRun, Json, State, Yes, app, interrupts, require_con
 from labswitch.config import DEFAULT_PATH
 from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_REFUSED, ConfigError
 from labswitch.plan import Intent, Plan, slow_after
-from labswitch.render import runs
+from labswitch.render import runs, serialise
 from labswitch.render.live import LiveProgress, RunView
 from labswitch.usecases import power
 
@@ -230,7 +230,7 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
         render.note(note)
     if json_out:
         render.emit_json(
-            {"ok": outcome.ok, "run_id": outcome.run_id, "interrupted": outcome.interrupted, "steps": power.as_json_steps(outcome.results)}
+            {"ok": outcome.ok, "run_id": outcome.run_id, "interrupted": outcome.interrupted, "steps": serialise.steps(outcome.results)}
         )
     elif not outcome.results and not outcome.interrupted:
         render.stdout.print(f"{request.intent}: nothing to do; the lab is already {request.intent}")
@@ -264,25 +264,7 @@ def retry_command(state: State, request: power.Request) -> str:
 
 def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:
     if json_out:
-        render.emit_json(
-            {
-                "steps": [
-                    {
-                        "phase": s.phase,
-                        "action": s.action,
-                        "target": s.target,
-                        "id": s.id,
-                        "after": list(s.after),
-                        "endpoint": s.endpoint,
-                        "fallback_of": s.fallback_of,
-                        "settled": list(s.settled),
-                    }
-                    for s in plan.steps
-                ],
-                "refusals": list(plan.refusals),
-                "notes": list(plan.notes),
-            }
-        )
+        render.emit_json(serialise.plan(plan))
         return
     console = render.stderr if to_stderr else render.stdout
     console.print(f"{plan.intent} of {', '.join(plan.groups) or 'no group'}: {len(plan.servers)} servers, {len(plan.steps)} steps")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -16,7 +16,7 @@ from labswitch.config import Config, VCenter
 from labswitch.errors import ConfigError, ConnectionFailed, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, default_path, state_base
 from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, target_groups, through_hosts, whole_lab
-from labswitch.run import EventSink, Runner, StepResult
+from labswitch.run import EventSink, Runner
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc, lifecycle
 from labswitch.usecases.lifecycle import Outcome
@@ -315,10 +315,3 @@ def self_addresses(config: Config) -> frozenset[str]:
         s.connect((parts.hostname or "", parts.port or 443))
         names.add(s.getsockname()[0])
     return frozenset(n for n in names if n)
-
-
-def as_json_steps(results: Sequence[StepResult]) -> list[Mapping[str, object]]:
-    return [
-        {"phase": r.phase, "action": r.action, "target": r.target, "status": r.status, "detail": r.detail, "seconds": r.seconds}
-        for r in results
-    ]

@@ -17,7 +17,7 @@ from labswitch import lock
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
-from labswitch.journal import Journal, RunRecord, default_path, state_base
+from labswitch.journal import Journal, RunRecord, StepRecord, default_path, state_base
 from labswitch.plan import Intent, slow_after, target_groups
 from labswitch.render.live import RunView, clock
 from labswitch.usecases import power
@@ -35,7 +35,7 @@ class Started:
 @dataclass(frozen=True)
 class Progress:
     run: RunRecord
-    steps: tuple[dict[str, Any], ...]
+    steps: tuple[StepRecord, ...]
 
     @property
     def finished(self) -> bool:
@@ -135,8 +135,7 @@ class Service:
             record = journal.run(run_id)
             if record is None:
                 return None
-            keys = ("phase", "action", "target", "status", "detail", "seconds")
-            return Progress(record, tuple(dict(zip(keys, row, strict=True)) for row in journal.steps(run_id)))
+            return Progress(record, tuple(journal.steps(run_id)))
 
     def hosts(self, run_id: str) -> list[dict[str, Any]] | None:
         """Each host of a run this service started, as the CLI's live table shows it: what it does or waits
@@ -160,6 +159,11 @@ class Service:
                 }
                 for r in view.rows()
             ]
+
+    def summaries(self, limit: int = 50) -> list[tuple[RunRecord, list[StepRecord]]]:
+        """The last runs, newest first, each with its steps (one read of the journal)."""
+        with Journal(default_path(self.config.state_dir)) as journal:
+            return [(record, journal.steps(record.id)) for record in journal.runs(limit)]
 
     def history(self, limit: int = 50) -> list[RunRecord]:
         with Journal(default_path(self.config.state_dir)) as journal:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import asdict
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -27,6 +26,7 @@ from labswitch.config import Config
 from labswitch.errors import ConfigError, EndpointError, Interrupted, LabswitchError, RunInProgress, SafetyRefusal
 from labswitch.journal import state_base
 from labswitch.plan import Intent
+from labswitch.render import serialise
 from labswitch.usecases import energy, power
 from labswitch.usecases.automation import Automation
 from labswitch.usecases.coordinator import Coordinator
@@ -116,14 +116,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
     @api.get("/plan/{intent}")
     def api_plan(intent: Literal["down", "up"], group: list[str] | None = None, restore: bool = False) -> dict[str, Any]:
         """The exact steps a down or up would take now; changes nothing."""
-        plan = power.make(config, power.Request(Intent(intent), tuple(group or ()), restore=restore))
-        return {
-            "intent": plan.intent,
-            "groups": list(plan.groups),
-            "steps": [{"phase": s.phase, "action": s.action, "target": s.target, "endpoint": s.endpoint} for s in plan.steps],
-            "refusals": list(plan.refusals),
-            "notes": list(plan.notes),
-        }
+        return serialise.plan(power.make(config, power.Request(Intent(intent), tuple(group or ()), restore=restore)))
 
     @api.post("/runs", status_code=202)
     def api_start(body: RunRequest) -> dict[str, Any]:
@@ -133,14 +126,14 @@ def create_app(config: Config, service: Service) -> FastAPI:
 
     @api.get("/runs")
     def api_history(limit: int = 50) -> list[dict[str, Any]]:
-        return [{**asdict(r), "groups": list(r.groups)} for r in service.history(limit)]
+        return [serialise.run_summary(record, steps) for record, steps in service.summaries(limit)]
 
     @api.get("/runs/{run_id}")
     def api_run(run_id: str) -> dict[str, Any]:
         progress = service.progress(run_id)
         if progress is None:
             raise HTTPException(404, f"no run {run_id} in the journal")
-        return {**asdict(progress.run), "groups": list(progress.run.groups), "steps": list(progress.steps)}
+        return serialise.run(progress.run, progress.steps)
 
     @api.get("/runs/{run_id}/events")
     async def api_events(run_id: str) -> StreamingResponse:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 
+from labswitch.render import serialise
 from labswitch.usecases.service import Service
 
 POLL = 0.5  # a new step shows within half a second
@@ -25,7 +26,7 @@ def run_events(service: Service, run_id: str) -> StreamingResponse:
                 yield "event: end\ndata: {}\n\n"
                 return
             for step in progress.steps[sent:]:
-                yield f"event: step\ndata: {json.dumps(step)}\n\n"
+                yield f"event: step\ndata: {json.dumps(serialise.step(step))}\n\n"
             sent = len(progress.steps)
             hosts = service.hosts(run_id)
             if hosts is not None and (now := json.dumps(hosts)) != rows:
