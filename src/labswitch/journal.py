@@ -45,11 +45,6 @@ CREATE TABLE IF NOT EXISTS whole_lab (
     run_id TEXT NOT NULL REFERENCES runs(id), server TEXT NOT NULL, role TEXT NOT NULL, ord INTEGER NOT NULL,
     vm_name TEXT NOT NULL, vm_uuid TEXT NOT NULL, recorded REAL NOT NULL, finished_by TEXT, finished REAL
 );
-CREATE TABLE IF NOT EXISTS energy_samples (
-    at REAL NOT NULL, server TEXT NOT NULL, power TEXT NOT NULL, watts REAL NOT NULL, measured INTEGER NOT NULL,
-    seconds REAL NOT NULL, kwh REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS energy_samples_server ON energy_samples(server, at);
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
@@ -113,20 +108,6 @@ class WholeLab:
 
 
 @dataclass(frozen=True)
-class Sample:
-    """One server's draw at one moment, written by `labswitch serve` every energy.sample_interval. It
-    accounts for the ``seconds`` before it (since the server's previous sample; 0 after a gap) with ``kwh``."""
-
-    at: float
-    server: str
-    power: str  # On | Off | Unknown
-    watts: float  # the BMC's or meter's reading; 0 W for a server off that reports none; energy.server_watts when on without one
-    measured: bool  # False: on without a reading (energy.server_watts stands in)
-    seconds: float
-    kwh: float
-
-
-@dataclass(frozen=True)
 class VMState:
     group: str
     moid: str
@@ -144,21 +125,30 @@ def default_path(state_dir: str | None) -> Path:
     return state_base(state_dir) / "journal.sqlite3"
 
 
+def connect(path: Path, schema: str, migrations: dict[tuple[str, str], str] | None = None) -> sqlite3.Connection:
+    """The state directory's SQLite file, with ``schema`` (and ``migrations``) applied; ConfigError when it cannot be opened."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL: a killed labswitch loses nothing; an OS crash may lose
+        # the last steps, which a run again finds done. FULL cost 0.24 ms per step, measured.
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(schema)
+        for (table, column), statement in (migrations or {}).items():
+            if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                db.executescript(statement)
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from exc
+    return db
+
+
 class Journal:
+    """Runs, their steps, VM states before each down, cluster changes, whole-lab records (energy samples are
+    their own store beside it: labswitch.samples, in the same file)."""
+
     def __init__(self, path: Path) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # WAL with synchronous=NORMAL: a killed labswitch loses nothing; an OS crash may lose
-            # the last steps, which a run again finds done. FULL cost 0.24 ms per step, measured.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            for (table, column), statement in MIGRATIONS.items():
-                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.executescript(statement)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"journal {path}: cannot open ({exc}); check state_dir and its permissions") from exc
+        self._db = connect(path, SCHEMA, MIGRATIONS)
         self._lock = threading.RLock()  # re-entered by add_step within transaction()
         self._seq: dict[str, int] = {}  # run id -> the next step's number (this process holds the run lock)
         self.path = path
@@ -347,35 +337,6 @@ class Journal:
         rows = self._db.execute("SELECT at, effect, target FROM steps WHERE effect IN ('on', 'off') ORDER BY at")
         return [(float(at), effect == "on", str(target)) for at, effect, target in rows]
 
-    def add_samples(self, samples: Iterable[Sample]) -> None:
-        rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh) for x in samples]
-        with self.transaction():
-            self._db.executemany("INSERT INTO energy_samples VALUES (?,?,?,?,?,?,?)", rows)
-
-    def last_samples(self) -> dict[str, Sample]:
-        """Each server's latest sample."""
-        rows = self._db.execute(
-            "SELECT at, server, power, watts, measured, seconds, kwh FROM energy_samples s "
-            "WHERE at = (SELECT MAX(at) FROM energy_samples WHERE server = s.server)"
-        )
-        return {r[1]: _sample(r) for r in rows}
-
-    def samples(self, since: float, until: float) -> list[Sample]:
-        """The samples whose span [at - seconds, at] overlaps [since, until], oldest first."""
-        rows = self._db.execute(
-            "SELECT at, server, power, watts, measured, seconds, kwh FROM energy_samples WHERE at >= ? AND at - seconds <= ? ORDER BY at",
-            (since, until),
-        )
-        return [_sample(r) for r in rows]
-
-    def energy_totals(self) -> dict[str, float]:
-        """kWh per server over every sample ever taken (a counter: it only grows)."""
-        return {server: float(kwh) for server, kwh in self._db.execute("SELECT server, SUM(kwh) FROM energy_samples GROUP BY server")}
-
-    def first_sample(self) -> float | None:
-        row = self._db.execute("SELECT MIN(at) FROM energy_samples").fetchone()
-        return float(row[0]) if row and row[0] is not None else None
-
     def _latest_started(self, group: str) -> RunRecord | None:
         for record in self.runs(limit=1000):
             if group in record.groups and record.outcome != "refused" and record.intent in ("down", "up"):
@@ -389,11 +350,6 @@ class Journal:
         if outcome == "running" and pid is not None and not _alive(pid):
             outcome = "interrupted"  # killed without a chance to say so
         return RunRecord(run_id, intent, tuple(json.loads(groups)), started, finished, outcome, reason)
-
-
-def _sample(row: tuple[float, str, str, float, int, float, float]) -> Sample:
-    at, server, power, watts, measured, seconds, kwh = row
-    return Sample(float(at), str(server), str(power), float(watts), bool(measured), float(seconds), float(kwh))
 
 
 def _alive(pid: int) -> bool:

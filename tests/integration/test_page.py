@@ -16,7 +16,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 
-from labswitch.journal import Journal, Sample
+from labswitch.samples import Sample, Samples
 from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure, payload
 from tests.integration.test_serve import TOKEN, add_serve, serving
@@ -44,14 +44,11 @@ def seed_samples(path: Path, hours: int) -> None:
     """Energy samples every 5 minutes over the last hours, as an earlier `serve` would have left them (the page's
     watts chart needs more than the seconds a test runs): the lab at 400 W, then 100 W for the last two hours."""
     now = time.time()
-    journal = Journal(path)
-    try:
+    with Samples(path) as store:
         for step in range(hours * 12, 0, -1):
             at = now - step * 300
             watts = 400.0 if step > 24 else 100.0
-            journal.add_samples([Sample(at, "esx11", "On", watts, True, 300, watts * 300 / 3.6e6)])
-    finally:
-        journal.close()
+            store.add([Sample(at, "esx11", "On", watts, True, 300, watts * 300 / 3.6e6)])
 
 
 def api_idle(url: str) -> list[dict[str, object]]:

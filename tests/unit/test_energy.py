@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from labswitch.bmc import Power
-from labswitch.journal import Sample
+from labswitch.samples import Sample
 from labswitch.usecases.energy import hours_by_day, on_draw, on_intervals, subtract, watts_by_hour
 from labswitch.usecases.sampling import next_samples
 

@@ -14,6 +14,7 @@ from labswitch.config import Config, ServeSchedule
 from labswitch.errors import LabswitchError
 from labswitch.journal import Journal, default_path
 from labswitch.plan import Intent
+from labswitch.samples import Samples
 from labswitch.schedule import next_run
 from labswitch.usecases import idle
 from labswitch.usecases.coordinator import Coordinator
@@ -72,8 +73,9 @@ class Automation:
         interval = self.config.energy.sample_interval
         reading = self.coordinator.read(min(interval, self.coordinator.interval))  # without vCenter: the BMCs' draw alone
         now, report, readings = reading.at, reading.report, reading.power
+        with Samples(default_path(self.config.state_dir)) as store:
+            store.add(next_samples(readings, store.last(), now, interval, self.config.energy.server_watts))
         with Journal(default_path(self.config.state_dir)) as journal:
-            journal.add_samples(next_samples(readings, journal.last_samples(), now, interval, self.config.energy.server_watts))
             last_runs: dict[str, float] = {}
             for run in journal.runs(200):
                 for group in run.groups if run.outcome != "refused" else ():

@@ -17,7 +17,8 @@ from typing import Any
 from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.errors import ConfigError
-from labswitch.journal import Journal, Sample, default_path
+from labswitch.journal import Journal, default_path
+from labswitch.samples import Sample, Samples
 from labswitch.usecases import bmc
 
 HOURS_PER_MONTH = 24 * 365 / 12  # 730
@@ -113,8 +114,9 @@ def report(
     start, end = since.timestamp(), until.timestamp()
     with Journal(default_path(config.state_dir)) as journal:
         events = _power_events(journal)
-        samples = journal.samples(start, end)
-        first = journal.first_sample()
+    with Samples(default_path(config.state_dir)) as store:
+        samples = store.between(start, end)
+        first = store.first()
     by_server: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_server[sample.server].append(sample)
@@ -267,16 +269,16 @@ def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[f
 
 def totals(config: Config) -> dict[str, float]:
     """kWh per server over every sample ever taken: a counter (Prometheus, Home Assistant's energy sensor)."""
-    with Journal(default_path(config.state_dir)) as journal:
-        return journal.energy_totals()
+    with Samples(default_path(config.state_dir)) as store:
+        return store.totals()
 
 
 def recent_watts(config: Config, hours: int = 72, now: float | None = None) -> list[float | None]:
     """The lab's draw per hour over the last ``hours``, oldest first, from the journal's samples."""
     end = now if now is not None else dt.datetime.now().timestamp()
     since = end - hours * 3600
-    with Journal(default_path(config.state_dir)) as journal:
-        samples = journal.samples(since, end)
+    with Samples(default_path(config.state_dir)) as store:
+        samples = store.between(since, end)
     return watts_by_hour(samples, since, hours)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from labswitch.bmc import Power
-from labswitch.journal import Sample
+from labswitch.samples import Sample
 
 GAP_FACTOR = 2.5  # a previous sample older than this many intervals: the new one starts a fresh span
 

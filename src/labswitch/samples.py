@@ -1,0 +1,86 @@
+"""Energy samples: each server's draw, written by `labswitch serve` every energy.sample_interval, read by
+`labswitch energy`, the page and the metrics. Their own store, in the journal's file (one state directory,
+one file to back up), beside the runs and steps of ``labswitch.journal``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from labswitch.journal import connect
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS energy_samples (
+    at REAL NOT NULL, server TEXT NOT NULL, power TEXT NOT NULL, watts REAL NOT NULL, measured INTEGER NOT NULL,
+    seconds REAL NOT NULL, kwh REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS energy_samples_server ON energy_samples(server, at);
+"""
+COLUMNS = "at, server, power, watts, measured, seconds, kwh"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One server's draw at one moment, written by `labswitch serve` every energy.sample_interval. It
+    accounts for the ``seconds`` before it (since the server's previous sample; 0 after a gap) with ``kwh``."""
+
+    at: float
+    server: str
+    power: str  # On | Off | Unknown
+    watts: float  # the BMC's or meter's reading; 0 W for a server off that reports none; energy.server_watts when on without one
+    measured: bool  # False: on without a reading (energy.server_watts stands in)
+    seconds: float
+    kwh: float
+
+
+class Samples:
+    """The samples in the state directory's journal file; a context manager."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = connect(path, SCHEMA)
+        self.path = path
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Samples:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, samples: Iterable[Sample]) -> None:
+        rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh) for x in samples]
+        self._db.execute("BEGIN")  # one transaction, not one per server
+        try:
+            self._db.executemany(f"INSERT INTO energy_samples ({COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def last(self) -> dict[str, Sample]:
+        """Each server's latest sample."""
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM energy_samples s WHERE at = (SELECT MAX(at) FROM energy_samples WHERE server = s.server)"
+        )
+        return {r[1]: _sample(r) for r in rows}
+
+    def between(self, since: float, until: float) -> list[Sample]:
+        """The samples whose span [at - seconds, at] overlaps [since, until], oldest first."""
+        rows = self._db.execute(f"SELECT {COLUMNS} FROM energy_samples WHERE at >= ? AND at - seconds <= ? ORDER BY at", (since, until))
+        return [_sample(r) for r in rows]
+
+    def totals(self) -> dict[str, float]:
+        """kWh per server over every sample ever taken (a counter: it only grows)."""
+        return {server: float(kwh) for server, kwh in self._db.execute("SELECT server, SUM(kwh) FROM energy_samples GROUP BY server")}
+
+    def first(self) -> float | None:
+        row = self._db.execute("SELECT MIN(at) FROM energy_samples").fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+
+def _sample(row: tuple[float, str, str, float, int, float, float]) -> Sample:
+    at, server, power, watts, measured, seconds, kwh = row
+    return Sample(float(at), str(server), str(power), float(watts), bool(measured), float(seconds), float(kwh))
