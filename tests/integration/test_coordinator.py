@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -15,12 +16,28 @@ from pathlib import Path
 import requests
 
 from tests import peers
+from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure
 from tests.integration.test_serve import add_serve, serving
 from tests.labsim import Lab
 
 POLL = 3.0  # serve.poll_interval in this test
+PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
 PASSWORD = "coordinator-pass"
+
+
+def log_in(url: str) -> requests.Session:
+    """The page's login as a browser does it: the form's CSRF token, then the password."""
+    page = requests.Session()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get(url + "/login", timeout=30).text)
+    assert csrf is not None
+    page.post(url + "/login", data={"password": PASSWORD, "csrf_token": csrf.group(1)}, timeout=30)
+    return page
+
+
+def set_password(lab: Lab, config: Path) -> None:
+    argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]
+    subprocess.run(argv, input=PASSWORD + "\n", text=True, env={**os.environ, **lab.env}, check=True, capture_output=True)
 
 
 def bmc_counts(lab: Lab, reset: bool = False) -> dict[str, dict[str, int]]:
@@ -36,8 +53,7 @@ def test_scrapes_mqtt_and_the_page_share_one_read_per_round_and_one_connection_p
         config = configure(lab)
         mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 1\n'
         url = add_serve(lab, config, f'poll_interval = "{POLL:g}s"\n' + mqtt)
-        argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve", "passwd"]
-        subprocess.run(argv, input=PASSWORD + "\n", text=True, env={**os.environ, **lab.env}, check=True, capture_output=True)
+        set_password(lab, config)
         with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}):
             assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "ON")]
             bmc_counts(lab, reset=True)  # from here on: what every consumer costs the BMCs
@@ -45,10 +61,7 @@ def test_scrapes_mqtt_and_the_page_share_one_read_per_round_and_one_connection_p
             for _ in range(10):
                 scrape = requests.get(url + "/metrics", timeout=30)
                 assert scrape.status_code == 200 and 'labswitch_server_power_on{server="esx11"} 1.0' in scrape.text
-            page = requests.Session()
-            csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.get(url + "/login", timeout=30).text)
-            assert csrf is not None
-            page.post(url + "/login", data={"password": PASSWORD, "csrf_token": csrf.group(1)}, timeout=30)
+            page = log_in(url)
             for _ in range(3):
                 html = page.get(url + "/", timeout=60).text
                 assert 'data-group="payload"' in html, html[:500]
@@ -63,3 +76,31 @@ def test_scrapes_mqtt_and_the_page_share_one_read_per_round_and_one_connection_p
         assert c["sessions"] == 0, f"{server}: a new Redfish session while serve ran ({c})"
         reads = c["reads"]
         assert reads <= rounds, f"{server}: {reads} power reads in {elapsed:.1f}s of 10 scrapes, 3 pages, MQTT: > {rounds:.0f} rounds"
+
+
+def test_a_silent_bmc_is_unknown_on_the_page_and_in_home_assistant_and_said_once(
+    lab_factory: Callable[..., Lab], state_dir: Path, tmp_path: Path
+) -> None:
+    """BMCs that accept connections and never answer (every payload server's): the group is "unknown" on the
+    page and "None" (unknown) for Home Assistant, never off; serve's log says so once per server, over rounds."""
+    lab = lab_factory(*FAST)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    with silent, peers.mosquitto(tmp_path / "mqtt") as broker:
+        quiet = f'"https://127.0.0.1:{silent.getsockname()[1]}"'
+        config = configure(lab, policy="bmc_timeout = 2\n", replace=tuple((f'"{lab.bmc_url(s)}"', quiet) for s in PAYLOAD))
+        mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 1\n'
+        url = add_serve(lab, config, 'poll_interval = "1s"\n' + mqtt)
+        set_password(lab, config)
+        log = tmp_path / "serve.log"
+        with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}, log=log):
+            assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "None")]
+            html = log_in(url).get(url + "/", timeout=60).text
+            state = re.search(r'data-group="payload".*?<span class="state state-([a-z-]+)">', html, re.S)
+            assert state is not None and state.group(1) == "unknown", html[:800]
+            wait_until(lambda: "esx12: BMC not answering" in log.read_text(), 30, "the silent BMC said in serve's log")
+            wait_until(lambda: len(broker.sub("labswitch/lab/group/payload/state", 3)) == 3, 30, "more rounds")
+        text = log.read_text()
+    assert text.count("esx12: BMC not answering") == 1, text
+    assert lab.env["LABSIM_BMC_PASSWORD"] not in text

@@ -149,7 +149,12 @@ def _view(config: Config, service: Service, automation: Automation, coordinator:
                 }
             )
         powers = [x["power"] for x in servers]
-        state = "on" if powers and all(p == "On" for p in powers) else "off" if powers and all(p == "Off" for p in powers) else "partly on"
+        if any(p not in ("On", "Off") for p in powers):
+            state = "unknown"  # a BMC that does not answer: never "off" (or "on") on a guess
+        elif powers and all(p == "On" for p in powers):
+            state = "on"
+        else:
+            state = "off" if powers and all(p == "Off" for p in powers) else "partly on"
         if holder is not None and name in holder.groups:
             state = "going down" if holder.intent == "down" else "coming up"
         countdown = countdowns.get(name)
