@@ -143,6 +143,18 @@ def connect(path: Path, schema: str, migrations: dict[tuple[str, str], str] | No
     return db
 
 
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """Every write inside is one transaction (the connection is in autocommit mode otherwise)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class Journal:
     """Runs, their steps, VM states before each down, cluster changes, whole-lab records (energy samples are
     their own store beside it: labswitch.samples, in the same file)."""
@@ -211,14 +223,8 @@ class Journal:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """Every write inside is one transaction: a burst of step outcomes costs one commit, not one each."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            yield
 
     def groups_needing_states(self, groups: Iterable[str]) -> list[str]:
         """The groups whose latest started run is not a down: their VM states are to be recorded now."""

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from labswitch.journal import connect
+from labswitch.journal import connect, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS energy_samples (
@@ -52,13 +52,8 @@ class Samples:
 
     def add(self, samples: Iterable[Sample]) -> None:
         rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh) for x in samples]
-        self._db.execute("BEGIN")  # one transaction, not one per server
-        try:
+        with transaction(self._db):  # one transaction, not one per server
             self._db.executemany(f"INSERT INTO energy_samples ({COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def last(self) -> dict[str, Sample]:
         """Each server's latest sample."""

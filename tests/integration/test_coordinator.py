@@ -18,6 +18,7 @@ import requests
 from tests import peers
 from tests.conftest import wait_until
 from tests.integration.test_down_up import FAST, configure
+from tests.integration.test_mqtt import mqtt_table
 from tests.integration.test_serve import add_serve, serving
 from tests.labsim import Lab
 
@@ -51,8 +52,7 @@ def test_scrapes_mqtt_and_the_page_share_one_read_per_round_and_one_connection_p
     lab = lab_factory(*FAST)
     with peers.mosquitto(tmp_path / "mqtt") as broker:
         config = configure(lab)
-        mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 1\n'
-        url = add_serve(lab, config, f'poll_interval = "{POLL:g}s"\n' + mqtt)
+        url = add_serve(lab, config, f'poll_interval = "{POLL:g}s"\n' + mqtt_table(broker, 1))
         set_password(lab, config)
         with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}):
             assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "ON")]
@@ -90,8 +90,7 @@ def test_a_silent_bmc_is_unknown_on_the_page_and_in_home_assistant_and_said_once
     with silent, peers.mosquitto(tmp_path / "mqtt") as broker:
         quiet = f'"https://127.0.0.1:{silent.getsockname()[1]}"'
         config = configure(lab, policy="bmc_timeout = 2\n", replace=tuple((f'"{lab.bmc_url(s)}"', quiet) for s in PAYLOAD))
-        mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 1\n'
-        url = add_serve(lab, config, 'poll_interval = "1s"\n' + mqtt)
+        url = add_serve(lab, config, 'poll_interval = "1s"\n' + mqtt_table(broker, 1))
         set_password(lab, config)
         log = tmp_path / "serve.log"
         with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}, log=log):

@@ -16,14 +16,18 @@ from tests.labsim import Lab, bmc_power, vm_power
 PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
 
 
+def mqtt_table(broker: peers.MqttPeer, state_interval: float) -> str:
+    """The config's [mqtt] for the broker, its password from MQTT_PASSWORD (serve's environment)."""
+    return f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = {state_interval:g}\n'
+
+
 def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
     lab_factory: Callable[..., Lab], state_dir: Path, tmp_path: Path
 ) -> None:
     lab = lab_factory(*FAST)
     with peers.mosquitto(tmp_path / "mqtt") as broker:
         config = configure(lab)
-        mqtt = f'\n[mqtt]\nurl = "{broker.url}"\npassword = {{ env = "MQTT_PASSWORD" }}\nstate_interval = 2\n'
-        url = add_serve(lab, config, mqtt)
+        url = add_serve(lab, config, mqtt_table(broker, 2))
         with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}):
             # 1 switch, 5 power sensors, the energy sensor, run in progress
             configs = dict(broker.sub("homeassistant/+/labswitch_lab/+/config", count=1 + 5 + 1 + 1))

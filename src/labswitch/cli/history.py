@@ -66,10 +66,11 @@ def _one_run(journal: Journal, run_id: str, json_out: bool) -> None:
     record = journal.run(run_id)
     if record is None:
         raise UnknownName(f"history {run_id}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
-    steps = serialise.steps(journal.steps(run_id))
+    outcomes = journal.steps(run_id)
     if json_out:
-        render.emit_json(serialise.run(record, journal.steps(run_id)))
+        render.emit_json(serialise.run(record, outcomes))
         return
+    steps = serialise.steps(outcomes)
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
     render.table(
         f"Run {record.id}: {record.intent} of {', '.join(record.groups)}, started {started}, {record.outcome}",

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from labswitch.journal import RunRecord
 from labswitch.plan import Plan, Status
+from labswitch.render.live import HostRow
 
 
 class StepOutcome(Protocol):
@@ -73,6 +74,21 @@ def step(s: StepOutcome) -> dict[str, Any]:
 
 def steps(outcomes: Sequence[StepOutcome]) -> list[dict[str, Any]]:
     return [step(s) for s in outcomes]
+
+
+def host_row(r: HostRow) -> dict[str, Any]:
+    """A host's row of a run's live view (the SSE ``event: hosts``, the page's table)."""
+    return {
+        "server": r.server,
+        "group": r.group,
+        "state": r.state,
+        "vms_done": r.vms_done,
+        "vms_total": r.vms_total,
+        "seconds": round(r.elapsed, 1),
+        "note": r.note,
+        "finished": r.finished,
+        "failed": r.failed,
+    }
 
 
 def _when(at: float | None) -> str | None:

@@ -35,10 +35,15 @@ def select(config: Config, names: Sequence[str]) -> list[Server]:
     return chosen
 
 
+def drivers_for(config: Config, servers: Sequence[Server]) -> dict[str, Driver]:
+    """Each server's power driver, by server name, not yet connected (the caller closes them)."""
+    return {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
+
+
 @contextlib.contextmanager
 def opened(config: Config, servers: Sequence[Server]) -> Iterator[dict[str, Driver]]:
     """Each server's power driver, by server name, closed when the block ends."""
-    drivers = {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
+    drivers = drivers_for(config, servers)
     try:
         yield drivers
     finally:

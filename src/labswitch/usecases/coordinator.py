@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from labswitch.bmc import Driver, Power, driver_for
+from labswitch.bmc import Driver, Power
 from labswitch.config import Config
+from labswitch.usecases import bmc
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import StatusReport, with_readings
 
@@ -42,7 +43,6 @@ class Coordinator:
         self.config = config
         self.service = service
         self.interval = interval if interval is not None else config.serve.poll_interval
-        self.rounds = 0  # rounds taken since the start (for tests and the log)
         self._drivers: dict[str, Driver] | None = None  # opened on the first round, closed by stop()
         self._round_lock = threading.Lock()  # one round at a time; callers that wait share it
         self._state = threading.Lock()
@@ -85,13 +85,12 @@ class Coordinator:
         with self._state:
             self._stale = False
         if self._drivers is None:
-            self._drivers = {s.name: driver_for(s, self.config.policy.bmc_timeout) for s in self.config.servers}
+            self._drivers = bmc.drivers_for(self.config, self.config.servers)
         report, power, error = with_readings(self.config, self._drivers)
         reading = Reading(time.time(), report, power, error)
         self._say(reading)
         with self._state:
             self._latest = reading
-            self.rounds += 1
         for listener in list(self._listeners):
             try:
                 listener(reading)

@@ -19,7 +19,7 @@ from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, StepRecord, default_path, state_base
 from labswitch.plan import Intent, slow_after, target_groups
-from labswitch.render.live import RunView, clock
+from labswitch.render.live import HostRow, RunView, clock
 from labswitch.usecases import power
 
 log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended
@@ -137,28 +137,14 @@ class Service:
                 return None
             return Progress(record, tuple(journal.steps(run_id)))
 
-    def hosts(self, run_id: str) -> list[dict[str, Any]] | None:
+    def hosts(self, run_id: str) -> list[HostRow] | None:
         """Each host of a run this service started, as the CLI's live table shows it: what it does or waits
         for ("esx11-vm03: shutting down 00:45", "vCLS retreat mode (Cluster1) 00:03"), its VMs done and its
         clock. None for a run started elsewhere (the CLI's): its steps are in the journal, its hosts are not."""
         with self._view_lock:
             if self._view is None or self._view[0] != run_id:
                 return None
-            view = self._view[1]
-            return [
-                {
-                    "server": r.server,
-                    "group": r.group,
-                    "state": r.state,
-                    "vms_done": r.vms_done,
-                    "vms_total": r.vms_total,
-                    "seconds": round(r.elapsed, 1),
-                    "note": r.note,
-                    "finished": r.finished,
-                    "failed": r.failed,
-                }
-                for r in view.rows()
-            ]
+            return self._view[1].rows()
 
     def summaries(self, limit: int = 50) -> list[tuple[RunRecord, list[StepRecord]]]:
         """The last runs, newest first, each with its steps (one read of the journal)."""

@@ -29,7 +29,7 @@ def run_events(service: Service, run_id: str) -> StreamingResponse:
                 yield f"event: step\ndata: {json.dumps(serialise.step(step))}\n\n"
             sent = len(progress.steps)
             hosts = service.hosts(run_id)
-            if hosts is not None and (now := json.dumps(hosts)) != rows:
+            if hosts is not None and (now := json.dumps([serialise.host_row(r) for r in hosts])) != rows:
                 rows = now
                 yield f"event: hosts\ndata: {rows}\n\n"
             if progress.finished:
