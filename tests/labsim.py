@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 from pyVim.connect import Disconnect, SmartConnect
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,6 +70,24 @@ class Lab:
         view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
         try:
             return {o.name: o for o in view.view}
+        finally:
+            view.Destroy()
+
+    def properties(self, content: vim.ServiceInstanceContent, kind: type, *paths: str) -> dict[str, tuple[Any, ...]]:
+        """Object name -> the values of ``paths``, in one PropertyCollector read: a snapshot, so an object
+        deleted meanwhile (vCLS agents come and go) is absent rather than a ManagedObjectNotFound."""
+        view = content.viewManager.CreateContainerView(content.rootFolder, [kind], True)
+        try:
+            traverse = vmodl.query.PropertyCollector.TraversalSpec(name="view", type=vim.view.ContainerView, path="view", skip=False)
+            spec = vmodl.query.PropertyCollector.FilterSpec(
+                objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traverse])],
+                propSet=[vmodl.query.PropertyCollector.PropertySpec(type=kind, pathSet=["name", *paths])],
+            )
+            rows = {}
+            for obj in content.propertyCollector.RetrieveContents([spec]):
+                values = {p.name: p.val for p in obj.propSet}
+                rows[values["name"]] = tuple(values.get(path) for path in paths)
+            return rows
         finally:
             view.Destroy()
 
@@ -191,16 +209,14 @@ MUTATING = {
 def vm_power(lab: Lab) -> dict[str, str]:
     """VM name -> runtime.powerState, read with pyVmomi."""
     with lab.vsphere() as content:
-        return {name: vm.runtime.powerState for name, vm in lab.objects(content, vim.VirtualMachine).items()}
+        return {name: power for name, (power,) in lab.properties(content, vim.VirtualMachine, "runtime.powerState").items()}
 
 
 def host_state(lab: Lab) -> dict[str, tuple[str, bool]]:
     """Host name (short) -> (connectionState, inMaintenanceMode), read with pyVmomi."""
     with lab.vsphere() as content:
-        return {
-            name.split(".")[0]: (h.runtime.connectionState, h.runtime.inMaintenanceMode)
-            for name, h in lab.objects(content, vim.HostSystem).items()
-        }
+        rows = lab.properties(content, vim.HostSystem, "runtime.connectionState", "runtime.inMaintenanceMode")
+        return {name.split(".")[0]: (connection, bool(maintenance)) for name, (connection, maintenance) in rows.items()}
 
 
 def answers(url: str) -> bool:
@@ -249,4 +265,5 @@ def set_cpu(lab: Lab, vm: str, mhz: int) -> None:
 def vm_cpu(lab: Lab) -> dict[str, int]:
     """VM name -> summary.quickStats.overallCpuUsage (MHz), read with pyVmomi."""
     with lab.vsphere() as content:
-        return {name: int(vm.summary.quickStats.overallCpuUsage or 0) for name, vm in lab.objects(content, vim.VirtualMachine).items()}
+        rows = lab.properties(content, vim.VirtualMachine, "summary.quickStats.overallCpuUsage")
+        return {name: int(mhz or 0) for name, (mhz,) in rows.items()}
