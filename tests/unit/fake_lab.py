@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from labswitch.bmc import Power
 from labswitch.cancel import Cancel
+from labswitch.errors import VSphereError
 
 
 @dataclass
@@ -83,27 +84,24 @@ class FakePort:
             out[vm] = None
         return out
 
-    def enter_maintenance(self, host: str, timeout: float) -> str | None:
+    def enter_maintenance(self, host: str, timeout: float) -> None:
         if any(v.on for v in self.lab.vms.values() if v.host == host):
-            return "InvalidState: VMs run on the host"
+            raise VSphereError("InvalidState: VMs run on the host")
         self.lab.hosts[host].maintenance = True
         self.lab.did("enter-maintenance", host)
-        return None
 
-    def exit_maintenance(self, host: str, timeout: float) -> str | None:
+    def exit_maintenance(self, host: str, timeout: float) -> None:
         self.lab.hosts[host].maintenance = False
         self.lab.did("exit-maintenance", host)
-        return None
 
-    def shutdown_host(self, host: str, timeout: float) -> str | None:
+    def shutdown_host(self, host: str, timeout: float) -> None:
         if self.lab.hosts[host].shutdown_fault:
-            return self.lab.hosts[host].shutdown_fault
+            raise VSphereError(self.lab.hosts[host].shutdown_fault or "")
         self.lab.did("shutdown-host", host)
         self.lab.hosts[host].powered = self.lab.hosts[host].connected = False
-        return None
 
-    def reboot_host(self, host: str, timeout: float) -> str | None:
-        return "NotSupported"
+    def reboot_host(self, host: str, timeout: float) -> None:
+        raise VSphereError("NotSupported")
 
     def in_maintenance(self, host: str) -> bool:
         return self.lab.hosts[host].maintenance

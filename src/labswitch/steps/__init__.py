@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Policy, VCenter
+from labswitch.errors import EndpointError
 from labswitch.journal import Journal
 from labswitch.plan import REGISTRY, Action, Plan, Status, Step
 from labswitch.vsphere.port import LabPort
@@ -64,6 +65,16 @@ class Context:
 
 
 Handler = Callable[[list[Step], Context, Report], None]
+
+
+def attempt(call: Callable[..., object], *args: object) -> str | None:
+    """None when ``call(*args)`` did what it says, else the EndpointError's one line: the step fails with it, the
+    others of the same handler go on (an error that escapes a handler is the executor's: each of its steps fails)."""
+    try:
+        call(*args)
+    except EndpointError as exc:
+        return str(exc)
+    return None
 
 
 def wait_each(steps: list[Step], ctx: Context, report: Report, condition: str, timeout: float, done: str, not_done: str) -> None:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report
+from labswitch.steps import Context, Report, attempt
 from labswitch.vsphere.vsan import POWERED_OFF, POWERED_ON
 
 POLL = 1.0  # seconds between looks at a cluster's vCLS agents (VMs come and go: no fixed object to follow)
@@ -25,7 +25,7 @@ def disable_ha(steps: list[Step], ctx: Context, report: Report) -> None:
         if now == "false":
             report(step, Status.OK, "HA is off")
             continue
-        error = ctx.port.change_cluster_setting(cluster, "ha", "false", ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.change_cluster_setting, cluster, "ha", "false", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "HA turned off (up turns it back on)" if error is None else error)
 
 
@@ -33,7 +33,7 @@ def restore_ha(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         previous = ctx.previous(step, "ha")
         value = "true" if previous == "true" else "false"
-        error = ctx.port.change_cluster_setting(step.moid or "", "ha", value, ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.change_cluster_setting, step.moid or "", "ha", value, ctx.policy.maintenance_timeout)
         if error is not None:
             report(step, Status.FAILED, f"{error}; HA is not back as it was (labswitch status reports it)")
             continue
@@ -50,7 +50,7 @@ def vcls_retreat(steps: list[Step], ctx: Context, report: Report) -> None:
         now = ctx.port.cluster_setting(cluster, "vcls")
         ctx.remember(step, "vcls", now)
         if now != "false":
-            error = ctx.port.change_cluster_setting(cluster, "vcls", "false", ctx.policy.maintenance_timeout)
+            error = attempt(ctx.port.change_cluster_setting, cluster, "vcls", "false", ctx.policy.maintenance_timeout)
             if error is not None:
                 report(step, Status.FAILED, f"retreat mode not set: {error}; the vCLS agents would keep the hosts out of maintenance")
                 continue
@@ -74,7 +74,7 @@ def vcls_restore(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         cluster = step.moid or ""
         value = ctx.previous(step, "vcls") or "true"
-        error = ctx.port.change_cluster_setting(cluster, "vcls", value, ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.change_cluster_setting, cluster, "vcls", value, ctx.policy.maintenance_timeout)
         if error is not None:
             report(step, Status.FAILED, f"vCLS setting not restored: {error} (labswitch status reports it)")
             continue
@@ -99,13 +99,13 @@ def vcls_restore(steps: list[Step], ctx: Context, report: Report) -> None:
 def vsan_power_off(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         ctx.remember(step, "vsan-power", POWERED_ON)
-        error = ctx.port.vsan_power(step.moid or "", POWERED_OFF, ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.vsan_power, step.moid or "", POWERED_OFF, ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered off" if error is None else error)
 
 
 def vsan_power_on(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
-        error = ctx.port.vsan_power(step.moid or "", POWERED_ON, ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.vsan_power, step.moid or "", POWERED_ON, ctx.policy.maintenance_timeout)
         if error is None:
             ctx.restored(step, "vsan-power")
         report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered on" if error is None else error)

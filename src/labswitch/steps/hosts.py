@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report, wait_each
+from labswitch.steps import Context, Report, attempt, wait_each
 
 
 def enter_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
     for step in steps:
-        error = port.enter_maintenance(step.moid or "", ctx.policy.maintenance_timeout)
+        error = attempt(port.enter_maintenance, step.moid or "", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode" if error is None else error)
 
 
 def enter_maintenance_no_action(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
     for step in steps:
-        error = port.enter_maintenance_no_action(step.moid or "", ctx.policy.maintenance_timeout)
+        error = attempt(port.enter_maintenance_no_action, step.moid or "", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode (vSAN: no data moved)" if error is None else error)
 
 
@@ -26,14 +26,14 @@ def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
         if not port.in_maintenance(step.moid or ""):
             report(step, Status.OK, "not in maintenance mode")
             continue
-        error = port.exit_maintenance(step.moid or "", ctx.policy.maintenance_timeout)
+        error = attempt(port.exit_maintenance, step.moid or "", ctx.policy.maintenance_timeout)
         report(step, Status.OK if error is None else Status.FAILED, "out of maintenance mode" if error is None else error)
 
 
 def shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
     for step in steps:
-        error = port.shutdown_host(step.moid or "", ctx.policy.maintenance_timeout)
+        error = attempt(port.shutdown_host, step.moid or "", ctx.policy.maintenance_timeout)
         if error is None:
             report(step, Status.OK, "ESXi shutting down")
         else:
@@ -44,7 +44,7 @@ def reboot(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
     timeout = ctx.policy.host_off_timeout
     for step in steps:
-        error = port.reboot_host(step.moid or "", ctx.policy.maintenance_timeout)
+        error = attempt(port.reboot_host, step.moid or "", ctx.policy.maintenance_timeout)
         if error is not None:
             report(step, Status.FAILED, f"{error}; the host stays in maintenance mode with its VMs off")
         elif not port.wait([step.moid or ""], "gone", timeout):

@@ -130,27 +130,27 @@ class HostPort:
             outcome.update(self._by_key(self._port().power_on_vms(off, timeout)))
         return outcome
 
-    def enter_maintenance(self, host: str, timeout: float) -> str | None:
+    def enter_maintenance(self, host: str, timeout: float) -> None:
         if self.in_maintenance(host):
-            return None
-        return self._port().enter_maintenance(self._host, timeout)
+            return
+        self._port().enter_maintenance(self._host, timeout)
 
-    def enter_maintenance_no_action(self, host: str, timeout: float) -> str | None:
+    def enter_maintenance_no_action(self, host: str, timeout: float) -> None:
         if self.in_maintenance(host):
-            return None
-        return self._port().enter_maintenance_no_action(self._host, timeout)
+            return
+        self._port().enter_maintenance_no_action(self._host, timeout)
 
-    def exit_maintenance(self, host: str, timeout: float) -> str | None:
-        return self._port().exit_maintenance(self._host, timeout)
+    def exit_maintenance(self, host: str, timeout: float) -> None:
+        self._port().exit_maintenance(self._host, timeout)
 
     def in_maintenance(self, host: str) -> bool:
         return self._port().in_maintenance(self._host)
 
-    def shutdown_host(self, host: str, timeout: float) -> str | None:
-        return self._port().shutdown_host(self._host, timeout)
+    def shutdown_host(self, host: str, timeout: float) -> None:
+        self._port().shutdown_host(self._host, timeout)
 
-    def reboot_host(self, host: str, timeout: float) -> str | None:
-        return self._port().reboot_host(self._host, timeout)
+    def reboot_host(self, host: str, timeout: float) -> None:
+        self._port().reboot_host(self._host, timeout)
 
     def wait(
         self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
@@ -180,14 +180,14 @@ class HostPort:
     def cluster_setting(self, cluster: str, setting: str) -> str | None:
         return self._cluster()  # type: ignore[no-any-return]
 
-    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> str | None:
-        return self._cluster()  # type: ignore[no-any-return]
+    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> None:
+        self._cluster()
 
     def vcls_agents(self, cluster: str) -> dict[str, str]:
         return self._cluster()  # type: ignore[no-any-return]
 
-    def vsan_power(self, cluster: str, target: str, timeout: float) -> str | None:
-        return self._cluster()  # type: ignore[no-any-return]
+    def vsan_power(self, cluster: str, target: str, timeout: float) -> None:
+        self._cluster()
 
     def close(self) -> None:
         with self._lock:

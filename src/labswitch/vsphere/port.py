@@ -46,17 +46,19 @@ WORD_OF = {mode: word for word, mode in MODE_OF.items()}
 
 
 class LabPort(Protocol):
-    """What the step modules need of vSphere. Errors are EndpointError; waits raise Interrupted when cancelled."""
+    """What the step modules need of vSphere. A call that does not do what it says raises EndpointError (usually
+    VSphereError) with the one line the step fails with; the bulk power calls, which act on many VMs at once, answer
+    per VM (None: done, else why not). Waits raise Interrupted when cancelled."""
 
     def shutdown_guest(self, vm: str) -> None: ...
     def power_off_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]: ...
     def power_on_vms(self, vms: Sequence[str], timeout: float) -> dict[str, str | None]: ...
-    def enter_maintenance(self, host: str, timeout: float) -> str | None: ...
-    def exit_maintenance(self, host: str, timeout: float) -> str | None: ...
-    def shutdown_host(self, host: str, timeout: float) -> str | None: ...
-    def reboot_host(self, host: str, timeout: float) -> str | None: ...
+    def enter_maintenance(self, host: str, timeout: float) -> None: ...
+    def exit_maintenance(self, host: str, timeout: float) -> None: ...
+    def shutdown_host(self, host: str, timeout: float) -> None: ...
+    def reboot_host(self, host: str, timeout: float) -> None: ...
     def in_maintenance(self, host: str) -> bool: ...
-    def enter_maintenance_no_action(self, host: str, timeout: float) -> str | None:
+    def enter_maintenance_no_action(self, host: str, timeout: float) -> None:
         """Maintenance mode without moving vSAN data (objectAction noAction)."""
         ...
 
@@ -65,16 +67,16 @@ class LabPort(Protocol):
         "vsan-power" (vSAN's cluster power status)."""
         ...
 
-    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> str | None:
-        """Set "ha" or "vcls" to ``value``; None when done, else why not."""
+    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> None:
+        """Set "ha" or "vcls" to ``value``."""
         ...
 
     def vcls_agents(self, cluster: str) -> dict[str, str]:
         """The cluster's vCLS agent VMs now: moid -> power state."""
         ...
 
-    def vsan_power(self, cluster: str, target: str, timeout: float) -> str | None:
-        """vSAN's cluster power action to ``target`` (clusterPoweredOff | clusterPoweredOn); None when done."""
+    def vsan_power(self, cluster: str, target: str, timeout: float) -> None:
+        """vSAN's cluster power action to ``target`` (clusterPoweredOff | clusterPoweredOn)."""
         ...
 
     def wait(
@@ -190,20 +192,20 @@ class VSpherePort:
             outcome.update(self._feed.wait_tasks(started, timeout))
         return outcome
 
-    def enter_maintenance(self, host: str, timeout: float) -> str | None:
-        return self._tasks({host: lambda: self.actions.enter_maintenance(host)}, timeout)[host]
+    def enter_maintenance(self, host: str, timeout: float) -> None:
+        self._task(lambda: self.actions.enter_maintenance(host), timeout)
 
-    def exit_maintenance(self, host: str, timeout: float) -> str | None:
-        return self._tasks({host: lambda: self.actions.exit_maintenance(host)}, timeout)[host]
+    def exit_maintenance(self, host: str, timeout: float) -> None:
+        self._task(lambda: self.actions.exit_maintenance(host), timeout)
 
-    def shutdown_host(self, host: str, timeout: float) -> str | None:
-        return self._tasks({host: lambda: self.actions.shutdown_host(host)}, timeout)[host]
+    def shutdown_host(self, host: str, timeout: float) -> None:
+        self._task(lambda: self.actions.shutdown_host(host), timeout)
 
-    def reboot_host(self, host: str, timeout: float) -> str | None:
-        return self._tasks({host: lambda: self.actions.reboot_host(host)}, timeout)[host]
+    def reboot_host(self, host: str, timeout: float) -> None:
+        self._task(lambda: self.actions.reboot_host(host), timeout)
 
-    def enter_maintenance_no_action(self, host: str, timeout: float) -> str | None:
-        return self._tasks({host: lambda: self.actions.enter_maintenance(host, no_action=True)}, timeout)[host]
+    def enter_maintenance_no_action(self, host: str, timeout: float) -> None:
+        self._task(lambda: self.actions.enter_maintenance(host, no_action=True), timeout)
 
     def cluster_setting(self, cluster: str, setting: str) -> str | None:
         with self._calls:
@@ -217,24 +219,21 @@ class VSpherePort:
                 return self.actions.vsan_power_status(cluster)
         raise ValueError(setting)
 
-    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> str | None:
+    def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> None:
         if setting == "vcls" and self._system_vms:
-            return self._tasks({cluster: lambda: self.actions.set_deployment_mode(cluster, MODE_OF[value])}, timeout)[cluster]
-        if setting == "vcls":
-            try:
-                with self._calls:
-                    self.actions.set_vcenter_option(VCLS_OPTION.format(cluster), value)
-            except VSphereError as exc:
-                return str(exc)
-            return None
-        return self._tasks({cluster: lambda: self.actions.set_ha(cluster, value == "true")}, timeout)[cluster]
+            self._task(lambda: self.actions.set_deployment_mode(cluster, MODE_OF[value]), timeout)
+        elif setting == "vcls":
+            with self._calls:
+                self.actions.set_vcenter_option(VCLS_OPTION.format(cluster), value)
+        else:
+            self._task(lambda: self.actions.set_ha(cluster, value == "true"), timeout)
 
     def vcls_agents(self, cluster: str) -> dict[str, str]:
         with self._calls:
             return self.actions.agents(cluster)
 
-    def vsan_power(self, cluster: str, target: str, timeout: float) -> str | None:
-        return self._tasks({cluster: lambda: self.actions.vsan_power_action(cluster, target)}, timeout)[cluster]
+    def vsan_power(self, cluster: str, target: str, timeout: float) -> None:
+        self._task(lambda: self.actions.vsan_power_action(cluster, target), timeout)
 
     def in_maintenance(self, host: str) -> bool:
         """Read directly: a host that just reconnected may not have sent its maintenance flag down the feed yet."""
@@ -248,6 +247,12 @@ class VSpherePort:
 
     def close(self) -> None:
         self._feed.stop()
+
+    def _task(self, start: Callable[[], Any], timeout: float) -> None:
+        """One task, waited for on the change feed; VSphereError with its fault when it did not succeed."""
+        error = self._tasks({"task": start}, timeout)["task"]
+        if error is not None:
+            raise VSphereError(error)
 
     def _tasks(self, starters: Mapping[str, Callable[[], Any]], timeout: float) -> dict[str, str | None]:
         """Start one task per key (errors per key), wait for them all on the change feed: key -> None or the error."""
