@@ -153,7 +153,7 @@ def test_fix_l1tf_dry_run_then_real_read_back(lab: Lab, cli: Callable[..., Resul
     args = ["--config", str(lab.config), "fix", "l1tf"]
     lab.soap_calls(reset=True)
     dry = cli(*args, "--mitigate", "--dry-run", "--json", env=lab.env)
-    assert dry.code == 0 and not dry.json()["applied"] and len(dry.json()["steps"]) == 5
+    assert dry.code == 0 and dry.json()["intent"] == "fix" and len(dry.json()["steps"]) == 5, dry.stderr
     assert "UpdateOptions" not in lab.soap_calls()
     assert cli(*args, "--mitigate", "esx11", "esx12.lab.local", "--yes", env=lab.env).code == 0
     assert cli(*args, "--suppress-warning", "esx21", "--yes", env=lab.env).code == 0

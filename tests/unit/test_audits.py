@@ -1,4 +1,4 @@
-"""Each audit rule and fix plan on hand-built snapshots (pure, no I/O)."""
+"""Each audit rule, and each fix's plan (plan.fix), on hand-built snapshots (pure, no I/O)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from labswitch import audits
 from labswitch.audits import Severity, cbt_unmap, l1tf, multiwriter, sgx
+from labswitch.config import Config
 from labswitch.errors import ConfigError
+from labswitch.plan import Action, Facts, Intent, fix
 from labswitch.snapshot import MULTI_WRITER, Disk, HostInfo, Snapshot, VMInfo
 
 OPTS = {l1tf.MITIGATION: False, l1tf.SUPPRESS: 0}
@@ -68,23 +70,46 @@ def test_l1tf_options_as_strings_are_read_as_esxi_writes_them() -> None:
     assert [(f.target, f.severity) for f in l1tf.check(s)] == [("b", Severity.CRITICAL)]
 
 
+def fix_config() -> Config:
+    from tests.unit.test_plan import config
+
+    return config()
+
+
+def fix_facts() -> Facts:
+    return Facts(frozenset({"vcsa.lab.local"}), frozenset(), {})
+
+
 def test_l1tf_fix_plan_defaults_to_flagged_hosts_and_skips_those_already_set() -> None:
     s = snap([host("a"), host("b", options={l1tf.MITIGATION: True, l1tf.SUPPRESS: 0}), host("c")])
-    plan, targets = l1tf.plan_fix(s, [], mitigate=True)
-    assert [h.name for h in targets] == ["a", "c"]
-    assert [(st.target, st.action) for st in plan.steps] == [("a", "set-option"), ("c", "set-option")]
-    plan, _ = l1tf.plan_fix(s, ["b"], mitigate=True)
+    plan = fix.l1tf_plan(s, fix_config(), fix_facts(), [], mitigate=True, reboot=False)
+    assert plan.intent is Intent.FIX and plan.servers == ("a", "c")
+    assert [(st.target, st.action) for st in plan.steps] == [("a", Action.L1TF_MITIGATE), ("c", Action.L1TF_MITIGATE)]
+    plan = fix.l1tf_plan(s, fix_config(), fix_facts(), ["b"], mitigate=True, reboot=False)
     assert plan.steps == () and "already" in plan.notes[0]
-    plan, _ = l1tf.plan_fix(s, ["b"], mitigate=False)
-    assert plan.steps[0].detail == f"{l1tf.SUPPRESS} = 1"
+    plan = fix.l1tf_plan(s, fix_config(), fix_facts(), ["b"], mitigate=False, reboot=False)
+    assert [st.action for st in plan.steps] == [Action.L1TF_SUPPRESS_WARNING] and f"{l1tf.SUPPRESS} = 1" in plan.notes[-1]
+
+
+def test_l1tf_rolling_reboot_starts_each_host_once_the_previous_one_is_back_whole() -> None:
+    s = snap([host("a"), host("b")], [vm("a1", "a"), vm("b1", "b")])
+    plan = fix.l1tf_plan(s, fix_config(), fix_facts(), [], mitigate=True, reboot=True)
+    by_id = {st.id: st for st in plan.steps}
+    options = {st.id for st in plan.steps if st.action is Action.L1TF_MITIGATE}
+    roots = [st for st in plan.steps if st.action is Action.SHUTDOWN_GUEST]
+    assert [st.target for st in roots] == ["a1", "b1"]
+    assert set(roots[0].after) == options  # host a's reboot waits for every option set
+    a_steps = {i for i, st in by_id.items() if st.server == "a" and not st.fallback_of and st.action is not Action.L1TF_MITIGATE}
+    assert set(roots[1].after) == a_steps  # host b's waits for all of host a's reboot, its VM started again included
+    assert "power-on-vm:vm-a1" in roots[1].after
 
 
 def test_l1tf_fix_refuses_disconnected_and_unknown_hosts() -> None:
     s = snap([host("a", connection_state="disconnected")])
-    plan, _ = l1tf.plan_fix(s, ["a"], mitigate=True)
+    plan = fix.l1tf_plan(s, fix_config(), fix_facts(), ["a"], mitigate=True, reboot=False)
     assert plan.refusals and not plan.steps
     with pytest.raises(ConfigError, match="'zz': not in vCenter"):
-        l1tf.plan_fix(s, ["zz"], mitigate=True)
+        fix.l1tf_plan(s, fix_config(), fix_facts(), ["zz"], mitigate=True, reboot=False)
 
 
 # -- cbt-unmap ----------------------------------------------------------------------------
@@ -107,13 +132,13 @@ def test_cbt_unmap_needs_cbt_thin_and_hardware_11() -> None:
 
 def test_cbt_reset_plan_refuses_snapshots_unless_told() -> None:
     s = snap([host("h")], [vm("a", "h", cbt=True, has_snapshots=True), vm("b", "h", cbt=False)])
-    plan = cbt_unmap.plan_reset(s, ["a", "b"], with_snapshots=False)
+    plan = fix.cbt_plan(s, fix_config(), ["a", "b"], with_snapshots=False)
     assert plan.refusals and "has snapshots" in plan.refusals[0] and not plan.steps
     assert "CBT is off" in plan.notes[0]
-    plan = cbt_unmap.plan_reset(s, ["a"], with_snapshots=True)
-    assert [st.action for st in plan.steps] == ["disable-cbt", "create-snapshot", "remove-snapshot", "enable-cbt"]
+    plan = fix.cbt_plan(s, fix_config(), ["a"], with_snapshots=True)
+    assert [(st.action, st.target, st.server, st.after) for st in plan.steps] == [(Action.CBT_RESET, "a", "h", ())]
     with pytest.raises(ConfigError, match="not in vCenter"):
-        cbt_unmap.plan_reset(s, ["nope"], with_snapshots=False)
+        fix.cbt_plan(s, fix_config(), ["nope"], with_snapshots=False)
 
 
 extents = st.lists(st.tuples(st.integers(0, 200), st.integers(0, 40)), max_size=12)

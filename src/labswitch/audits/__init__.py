@@ -1,6 +1,6 @@
 """The audits: one module per check, each a PURE function from a snapshot to findings.
 
-Fixes are planned here too (pure) and carried out by labswitch.usecases.fix.
+Fixes are planned as power cycles are (labswitch.plan.fix) and carried out by labswitch.usecases.fix.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from labswitch.audits import cbt_unmap, l1tf, multiwriter, sgx
-from labswitch.audits.findings import Finding, FixPlan, FixStep, Severity
+from labswitch.audits.findings import Finding, Severity
 from labswitch.errors import UnknownName
 from labswitch.snapshot import Snapshot
 
@@ -19,7 +19,7 @@ CHECKS: dict[str, Callable[[Snapshot], list[Finding]]] = {
     sgx.CHECK: sgx.check,
 }
 
-__all__ = ["CHECKS", "Finding", "FixPlan", "FixStep", "Severity", "run", "select"]
+__all__ = ["CHECKS", "Finding", "Severity", "run", "select"]
 
 
 def select(names: Sequence[str]) -> tuple[str, ...]:

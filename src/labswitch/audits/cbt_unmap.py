@@ -9,10 +9,9 @@ QueryAllocatedBlocks (VDDK 6.7+) copies only what is both changed and allocated;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
-from labswitch.audits.findings import Finding, FixPlan, FixStep, Severity
-from labswitch.errors import ConfigError
+from labswitch.audits.findings import Finding, Severity
 from labswitch.snapshot import Snapshot
 
 CHECK = "cbt-unmap"
@@ -74,26 +73,3 @@ def intersect(changed: Iterable[Extent], allocated: Iterable[Extent]) -> list[Ex
         else:
             j += 1
     return out
-
-
-def plan_reset(snap: Snapshot, names: Sequence[str], with_snapshots: bool) -> FixPlan:
-    """KB 2139574 per VM: disable CBT, create and remove a snapshot, enable CBT."""
-    steps, refusals, notes = [], [], []
-    for name in dict.fromkeys(names):
-        vm = snap.vm_by_name(name)
-        if vm is None:
-            raise ConfigError(f"VM {name!r}: not in vCenter; give the VM's name as vCenter shows it")
-        if vm.template:
-            refusals.append(f"VM {name} is a template; CBT cannot be reset on it")
-        elif not vm.cbt:
-            notes.append(f"VM {name}: CBT is off; nothing to reset")
-        elif vm.has_snapshots and not with_snapshots:
-            refusals.append(f"VM {name} has snapshots; consolidate them first, or pass --with-snapshots to reset CBT anyway")
-        else:
-            steps += [
-                FixStep(name, "disable-cbt", "changeTrackingEnabled = false"),
-                FixStep(name, "create-snapshot", f"snapshot {RESET_SNAPSHOT!r} (no memory, no quiescing)"),
-                FixStep(name, "remove-snapshot", f"remove {RESET_SNAPSHOT!r}, consolidating"),
-                FixStep(name, "enable-cbt", "changeTrackingEnabled = true"),
-            ]
-    return FixPlan(tuple(steps), tuple(refusals), tuple(notes))

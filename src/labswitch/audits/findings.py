@@ -1,4 +1,4 @@
-"""What every audit returns, and what every fix plans: plain values, no I/O."""
+"""What every audit returns: plain values, no I/O."""
 
 from __future__ import annotations
 
@@ -24,19 +24,3 @@ class Finding:
     target: str  # a host, a VM and disk, or a VMDK file
     message: str  # the risk and the evidence
     fix: str  # what to do, with the labswitch command where there is one
-
-
-@dataclass(frozen=True)
-class FixStep:
-    target: str
-    action: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class FixPlan:
-    """A fix, decided before anything changes: the steps, or why it is refused."""
-
-    steps: tuple[FixStep, ...]
-    refusals: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()

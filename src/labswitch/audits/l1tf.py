@@ -7,10 +7,7 @@ unmitigated host that hides the exposure, the worse case.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from labswitch.audits.findings import Finding, FixPlan, FixStep, Severity
-from labswitch.errors import ConfigError
+from labswitch.audits.findings import Finding, Severity
 from labswitch.snapshot import HostInfo, Snapshot
 
 CHECK = "l1tf"
@@ -75,34 +72,3 @@ def check(snap: Snapshot) -> list[Finding]:
                 )
             )
     return findings
-
-
-def plan_fix(snap: Snapshot, names: Sequence[str], mitigate: bool) -> tuple[FixPlan, tuple[HostInfo, ...]]:
-    """Set the mitigation (or hide the warning) on the named hosts, or on every host the check flags.
-
-    Returns the plan and the hosts it concerns. Hosts already set are notes, not steps.
-    """
-    hosts = resolve_hosts(snap, names) if names else tuple(h for h in snap.hosts if h.name in {f.target for f in check(snap)})
-    key, value = (MITIGATION, True) if mitigate else (SUPPRESS, 1)
-    steps, notes, refusals = [], [], []
-    for host in hosts:
-        if host.connection_state != "connected":
-            refusals.append(f"host {host.name} is {host.connection_state}; its options cannot be set")
-        elif key not in host.options:
-            refusals.append(f"host {host.name} has no option {key}; patch ESXi first (VMSA-2018-0020)")
-        elif truthy(host.options[key]) == bool(value):
-            notes.append(f"host {host.name}: {key} is already {host.options[key]}")
-        else:
-            steps.append(FixStep(host.name, "set-option", f"{key} = {str(value).lower() if isinstance(value, bool) else value}"))
-    return FixPlan(tuple(steps), tuple(refusals), tuple(notes)), hosts
-
-
-def resolve_hosts(snap: Snapshot, names: Sequence[str]) -> tuple[HostInfo, ...]:
-    hosts = []
-    for name in names:
-        host = snap.host_by_name(name)
-        if host is None:
-            known = ", ".join(h.name for h in snap.hosts[:10]) + (" ..." if len(snap.hosts) > 10 else "")
-            raise ConfigError(f"host {name!r}: not in vCenter (hosts: {known}); give a host's vCenter name")
-        hosts.append(host)
-    return tuple(dict.fromkeys(hosts))

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
 from labswitch import render
-from labswitch.audits import FixPlan
-from labswitch.cli import DryRun, Json, State, Yes, app, require_confirmable
-from labswitch.errors import EXIT_FAILED, ConfigError
+from labswitch.cancel import Cancel
+from labswitch.cli import DryRun, Json, State, Yes, app, interrupts, require_confirmable
+from labswitch.cli.power import show_plan
+from labswitch.config import Config
+from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, ConfigError
+from labswitch.plan import Action, Plan, slow_after
 from labswitch.render import serialise
+from labswitch.render.live import LiveProgress, RunView
+from labswitch.run import EventSink
 from labswitch.usecases import fix as usecase
+from labswitch.usecases.lifecycle import Outcome
 
 fix_app = typer.Typer(
     help="Apply the fix for an audit finding: planned, confirmed, read back. Every fix has --dry-run.", no_args_is_help=True
@@ -50,16 +57,16 @@ def l1tf_command(
         raise ConfigError("fix l1tf: choose one of --mitigate or --suppress-warning")
     if reboot and not mitigate:
         raise ConfigError("fix l1tf: --reboot goes with --mitigate (hiding the warning needs no reboot)")
-    state: State = ctx.obj
-    config = state.config()
-    if not dry_run:
-        require_confirmable("fix", yes)
-    progress = render.Progress()
-    try:
-        outcome = usecase.l1tf_fix(config, hosts or [], mitigate, reboot, dry_run, _confirm(yes, "fix l1tf"), progress)
-    finally:
-        progress.stop()
-    _finish(outcome, json_out)
+    _run(
+        ctx,
+        lambda config, confirm, on_event, cancel: usecase.l1tf_fix(
+            config, hosts or [], mitigate, reboot, dry_run, confirm, on_event, cancel
+        ),
+        "fix l1tf",
+        yes,
+        dry_run,
+        json_out,
+    )
 
 
 @fix_app.command("cbt-reset")
@@ -80,54 +87,73 @@ def cbt_reset_command(
 
       labswitch fix cbt-reset sql01 sql02 --dry-run
     """
+    _run(
+        ctx,
+        lambda config, confirm, on_event, cancel: usecase.cbt_reset(config, vms, with_snapshots, dry_run, confirm, on_event, cancel),
+        "fix cbt-reset",
+        yes,
+        dry_run,
+        json_out,
+    )
+
+
+Fix = Callable[[Config, usecase.Confirm, EventSink, Cancel], Outcome]
+
+
+def _run(ctx: typer.Context, fix: Fix, what: str, yes: bool, dry_run: bool, json_out: bool) -> None:
+    """As down and up run: the plan (or its summary and a question), the live view, Ctrl-C, the outcome."""
     state: State = ctx.obj
     config = state.config()
-    if not dry_run:
-        require_confirmable("fix", yes)
-    outcome = usecase.cbt_reset(config, vms, with_snapshots, dry_run, _confirm(yes, "fix cbt-reset"))
-    _finish(outcome, json_out)
+    if dry_run:  # the plan only: nothing starts, nothing is asked
+        _finish(fix(config, lambda plan: False, lambda kind, data: None, Cancel()), what, True, json_out)
+        return
+    require_confirmable("fix", yes)
+    groups = {s.esxi: s.group for s in config.servers}
+    progress = LiveProgress(render.stderr, RunView(groups, slow_after(config.policy)))
+    cancel = Cancel()
+
+    def confirm(plan: Plan) -> bool:
+        if not yes:
+            show_plan(plan, json_out=False, to_stderr=True)  # its notes too
+            if not render.ask(f"{what}: {len(plan.steps)} steps. Proceed?"):
+                return False
+        interrupts.install(cancel, progress)
+        return True
+
+    try:
+        outcome = fix(config, confirm, progress, cancel)
+    finally:
+        progress.stop()
+        interrupts.restore()
+    _finish(outcome, what, False, json_out)
 
 
-def _confirm(yes: bool, what: str) -> usecase.Confirm:
-    def confirm(plan: FixPlan) -> bool:
-        if yes:
-            return True
-        _show_plan(plan, to_stderr=True)
-        return typer.confirm(f"{what}: {len(plan.steps)} steps. Proceed?")
-
-    return confirm
-
-
-def _show_plan(plan: FixPlan, to_stderr: bool = False) -> None:
-    console = render.stderr if to_stderr else render.stdout
-    for step in plan.steps:
-        console.print(f"  {step.action} {step.target}: {step.detail}", markup=False)
-
-
-def _finish(outcome: usecase.FixOutcome, json_out: bool) -> None:
+def _finish(outcome: Outcome, what: str, dry_run: bool, json_out: bool) -> None:
     plan = outcome.plan
+    if dry_run:
+        show_plan(plan, json_out)
+        if not json_out and plan.steps:
+            render.stdout.print(f"would do {len(plan.steps)} steps (nothing changed)", markup=False)
+        return
+    if not outcome.confirmed:
+        render.stderr.print("Aborted, nothing changed.")
+        raise typer.Exit(EXIT_FAILED)
     for note in plan.notes:
         render.note(note)
     if json_out:
         render.emit_json(
-            {
-                "applied": outcome.applied,
-                "ok": outcome.ok,
-                "steps": [{"target": s.target, "action": s.action, "detail": s.detail} for s in plan.steps],
-                "results": [{"target": r.target, "ok": r.ok, "detail": r.detail} for r in outcome.results],
-                "reboot_steps": serialise.steps(outcome.reboots),
-            }
+            {"ok": outcome.ok, "run_id": outcome.run_id, "interrupted": outcome.interrupted, "steps": serialise.steps(outcome.results)}
         )
     elif not plan.steps:
         render.stdout.print("nothing to change", markup=False)
-    elif not outcome.applied:
-        render.stdout.print(f"would do {len(plan.steps)} steps (nothing changed):", markup=False)
-        _show_plan(plan)
-    else:
-        for r in outcome.results:
-            render.stdout.print(f"{'ok' if r.ok else 'FAILED'}  {r.target}: {r.detail}", markup=False)
-        for s in outcome.reboots:
-            if s.status != "ok" or s.action == "reboot-host":
-                render.stdout.print(f"{s.status:7} {s.action} {s.target}: {s.detail}", markup=False)
+    for r in outcome.results if not json_out else ():
+        if r.status != "ok" or r.action in FIX_ACTIONS or r.action == Action.REBOOT_HOST:
+            render.stdout.print(f"{'ok' if r.ok else str(r.status).upper():7} {r.action} {r.target}: {r.detail}", markup=False)
+    if outcome.interrupted:
+        render.stderr.print(f"{what}: interrupted; the run is journaled as interrupted (run {outcome.run_id})", markup=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
     if not outcome.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+FIX_ACTIONS = frozenset({Action.L1TF_MITIGATE, Action.L1TF_SUPPRESS_WARNING, Action.CBT_RESET})

@@ -103,6 +103,9 @@ REGISTRY: Mapping[Action, Spec] = {
     ),
     Action.WAVE_READY: Spec("waves.wave_ready", Subject.BARRIER, "waiting for the wave"),
     Action.WAIT_VCENTER: Spec("vcenter.wait_vcenter", Subject.BARRIER, "waiting for vCenter to answer"),
+    Action.L1TF_MITIGATE: Spec("fixes.l1tf_mitigate", Subject.HOST, "setting the L1TF mitigation", "L1TF mitigation"),
+    Action.L1TF_SUPPRESS_WARNING: Spec("fixes.l1tf_suppress_warning", Subject.HOST, "hiding the L1TF warning", "L1TF warning hidden"),
+    Action.CBT_RESET: Spec("fixes.cbt_reset", Subject.VM, "resetting CBT", doing_vm="resetting CBT", timeout="maintenance_timeout"),
 }
 
 

@@ -14,6 +14,7 @@ class Intent(enum.StrEnum):
     DOWN = "down"
     UP = "up"
     REBOOT = "reboot"  # one host: guests down, maintenance, reboot, back, guests up again
+    FIX = "fix"  # `labswitch fix`: an audit finding's fix (and, for L1TF, a rolling reboot)
 
 
 class Action(enum.StrEnum):
@@ -45,6 +46,10 @@ class Action(enum.StrEnum):
     # A whole lab, vCenter included (plan.whole_lab):
     WAIT_TOOLS = "wait-tools"  # a VM's tools running (a vCenter dependency, before the next VM starts)
     WAIT_VCENTER = "wait-vcenter"  # vCenter's SOAP and REST APIs answering after its VM started
+    # Fixes for audit findings (plan.fix):
+    L1TF_MITIGATE = "l1tf-mitigate"  # VMkernel.Boot.hyperthreadingMitigation = true, read back
+    L1TF_SUPPRESS_WARNING = "l1tf-suppress-warning"  # UserVars.SuppressHyperthreadWarning = 1, read back
+    CBT_RESET = "cbt-reset"  # KB 2139574: CBT off, a snapshot created and removed, CBT on, read back
 
 
 class Status(enum.StrEnum):

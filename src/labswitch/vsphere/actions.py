@@ -7,7 +7,7 @@ import http.client
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pyVmomi import vim, vmodl
+from pyVmomi import VmomiSupport, vim, vmodl
 
 from labswitch.cancel import Cancel
 from labswitch.errors import VSphereError
@@ -125,6 +125,33 @@ class Actions:
 
     def vsan_power_action(self, cluster: str, target: str) -> Any:
         return self.call(lambda: vsan.power_action(self.stub, cluster, target))
+
+    # What the fixes for audit findings change: a host's advanced option, a VM's CBT and snapshots.
+    def set_host_option(self, moid: str, key: str, value: str) -> Any:
+        """Set a host's advanced option (``value`` as text: "true"/"false" or an integer) and read it back."""
+        typed: object = value == "true" if value in ("true", "false") else VmomiSupport.GetVmodlType("long")(int(value))
+        manager = self.call(lambda: self.host(moid).configManager.advancedOption)
+        self.call(lambda: manager.UpdateOptions(changedValue=[vim.option.OptionValue(key=key, value=typed)]))
+        return {o.key: o.value for o in self.call(lambda: manager.QueryOptions(name=key))}.get(key)
+
+    def set_change_tracking(self, moid: str, enabled: bool) -> Any:
+        return self.call(lambda: self.vm(moid).ReconfigVM_Task(spec=vim.vm.ConfigSpec(changeTrackingEnabled=enabled)))
+
+    def create_snapshot(self, moid: str, name: str, description: str) -> Any:
+        return self.call(lambda: self.vm(moid).CreateSnapshot_Task(name=name, description=description, memory=False, quiesce=False))
+
+    def remove_snapshot(self, snapshot: Any) -> Any:
+        return self.call(lambda: snapshot.RemoveSnapshot_Task(removeChildren=False, consolidate=True))
+
+    def cbt_and_snapshots(self, moid: str) -> tuple[bool, list[str]]:
+        """A VM's changeTrackingEnabled and the names of all its snapshots, read in one call."""
+        now = self.read(self.vm(moid), ["config.changeTrackingEnabled", "snapshot.rootSnapshotList"])
+        names, todo = [], list(now.get("snapshot.rootSnapshotList") or [])
+        while todo:
+            node = todo.pop()
+            names.append(str(node.name))
+            todo += node.childSnapshotList or []
+        return bool(now.get("config.changeTrackingEnabled")), names
 
     def wait_tasks(self, tasks: Mapping[str, Any], timeout: float) -> dict[str, str | None]:
         """Wait for many tasks at once: key -> None on success, else the fault text."""

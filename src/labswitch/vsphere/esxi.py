@@ -189,6 +189,15 @@ class HostPort:
     def vsan_power(self, cluster: str, target: str, timeout: float) -> None:
         self._cluster()
 
+    def _fix(self) -> Any:
+        raise VSphereError(f"{self.where}: fixes work through vCenter, not through a host")
+
+    def set_host_option(self, host: str, key: str, value: str) -> Any:
+        return self._fix()
+
+    def reset_cbt(self, vm: str, snapshot: str, description: str, timeout: float) -> tuple[bool, list[str]]:
+        return self._fix()  # type: ignore[no-any-return]
+
     def close(self) -> None:
         with self._lock:
             if self._inner is not None:

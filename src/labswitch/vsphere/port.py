@@ -79,6 +79,15 @@ class LabPort(Protocol):
         """vSAN's cluster power action to ``target`` (clusterPoweredOff | clusterPoweredOn)."""
         ...
 
+    def set_host_option(self, host: str, key: str, value: str) -> Any:
+        """Set a host's advanced option (``value``: "true", "false" or an integer, as text); its value read back."""
+        ...
+
+    def reset_cbt(self, vm: str, snapshot: str, description: str, timeout: float) -> tuple[bool, list[str]]:
+        """CBT off, a snapshot created and removed (consolidating), CBT on again whatever failed between; then
+        read back: (CBT on, the VM's snapshot names)."""
+        ...
+
     def wait(
         self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
     ) -> set[str]:
@@ -235,6 +244,21 @@ class VSpherePort:
     def vsan_power(self, cluster: str, target: str, timeout: float) -> None:
         self._task(lambda: self.actions.vsan_power_action(cluster, target), timeout)
 
+    def set_host_option(self, host: str, key: str, value: str) -> Any:
+        with self._calls:
+            return self.actions.set_host_option(host, key, value)
+
+    def reset_cbt(self, vm: str, snapshot: str, description: str, timeout: float) -> tuple[bool, list[str]]:
+        self._task(lambda: self.actions.set_change_tracking(vm, False), timeout, "CBT off")
+        try:
+            task = self._task(lambda: self.actions.create_snapshot(vm, snapshot, description), timeout, "create snapshot")
+            created = self.actions.call(lambda: task.info.result)
+            self._task(lambda: self.actions.remove_snapshot(created), timeout, "remove snapshot")
+        finally:
+            self._task(lambda: self.actions.set_change_tracking(vm, True), timeout, "CBT on")  # never left without CBT
+        with self._calls:
+            return self.actions.cbt_and_snapshots(vm)
+
     def in_maintenance(self, host: str) -> bool:
         """Read directly: a host that just reconnected may not have sent its maintenance flag down the feed yet."""
         with self._calls:
@@ -248,11 +272,18 @@ class VSpherePort:
     def close(self) -> None:
         self._feed.stop()
 
-    def _task(self, start: Callable[[], Any], timeout: float) -> None:
-        """One task, waited for on the change feed; VSphereError with its fault when it did not succeed."""
-        error = self._tasks({"task": start}, timeout)["task"]
+    def _task(self, start: Callable[[], Any], timeout: float, what: str = "") -> Any:
+        """One task, waited for on the change feed: the task, or VSphereError with its fault (after ``what``)."""
+        started: list[Any] = []
+
+        def begin() -> Any:
+            started.append(start())
+            return started[0]
+
+        error = self._tasks({"task": begin}, timeout)["task"]
         if error is not None:
-            raise VSphereError(error)
+            raise VSphereError(f"{what}: {error}" if what else error)
+        return started[0]
 
     def _tasks(self, starters: Mapping[str, Callable[[], Any]], timeout: float) -> dict[str, str | None]:
         """Start one task per key (errors per key), wait for them all on the change feed: key -> None or the error."""
