@@ -20,6 +20,10 @@ def test_the_cli_and_the_api_give_the_same_json(served: Served, cli: Run, state_
     by_api = served.api("GET", "/api/plan/down", params={"group": "payload"}).json()
     assert by_cli == by_api and by_cli["steps"] and set(by_cli["steps"][0]) == PLAN_STEP_KEYS
     assert by_cli["intent"] == "down" and by_cli["groups"] == ["payload"]
+    # A group that is not the default one: the API plans the group it is given (?group= was once ignored).
+    mgmt_cli = run(cli, lab, state_dir, config, "plan", "down", "--group", "mgmt", "--json").json()
+    mgmt_api = served.api("GET", "/api/plan/down", params={"group": "mgmt"}).json()
+    assert mgmt_cli == mgmt_api and mgmt_api["groups"] == ["mgmt"] and "mgmt01" in mgmt_api["servers"]
 
     run_id = served.api("POST", "/api/runs", json={"intent": "down", "groups": ["payload"]}).json()["run_id"]
     streamed = [json.loads(data) for kind, data in events(served, run_id) if kind == "step"]

@@ -5,9 +5,9 @@ one serialiser; errors become statuses by their type (errors.py, the app's one h
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, SecretStr
 
@@ -38,6 +38,13 @@ def router(config: Config, service: Service, coordinator: Coordinator, automatio
             raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer <serve.token>)")
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
+    _lab_routes(api, config, coordinator, automation)
+    _run_routes(api, config, service)
+    return api
+
+
+def _lab_routes(api: APIRouter, config: Config, coordinator: Coordinator, automation: Automation) -> None:
+    """What the lab is and costs, and what the service does by itself."""
 
     @api.get("/status")
     def api_status() -> dict[str, Any]:
@@ -48,9 +55,36 @@ def router(config: Config, service: Service, coordinator: Coordinator, automatio
             raise EndpointError(reading.error or "vCenter not read")
         return as_json(reading.report)
 
+    @api.get("/energy")
+    def api_energy(days: int | None = None, since: str | None = None) -> dict[str, Any]:
+        """kWh and cost over the last ``days`` (default 30) or ``since`` a date: measured (the service's samples)
+        and estimated apart, as `energy --json`."""
+        readings = coordinator.read().power  # the draw now, from the latest round: no BMC read of its own
+        return energy.as_json(energy.report(config, since=energy.period(since, days), readings=readings))
+
+    @api.get("/automation")
+    def api_automation() -> dict[str, Any]:
+        """What the service does by itself: idle auto-down's countdown per group, the schedules' next runs."""
+        return {
+            "idle_down_after": config.policy.idle_down_after,
+            "idle": [{"group": c.group, "idle_since": c.idle_since, "down_at": c.down_at} for c in automation.countdowns().values()],
+            "schedules": [
+                {"action": u.schedule.action, "at": u.schedule.at, "groups": u.schedule.groups, "next": u.at.isoformat(timespec="seconds")}
+                for u in automation.upcoming()
+            ],
+            "last_sample": automation.last_sample,
+        }
+
+
+def _run_routes(api: APIRouter, config: Config, service: Service) -> None:
+    """Plans, runs (started, listed, followed) and the run lock."""
+
     @api.get("/plan/{intent}")
-    def api_plan(intent: Literal["down", "up"], group: list[str] | None = None, restore: bool = False) -> dict[str, Any]:
-        """The exact steps a down or up would take now; changes nothing."""
+    def api_plan(
+        intent: Literal["down", "up"], group: Annotated[list[str] | None, Query()] = None, restore: bool = False
+    ) -> dict[str, Any]:
+        """The exact steps a down or up of the groups (``?group=a&group=b``; default: every group that is not
+        always_on) would take now; changes nothing."""
         return serialise.plan(power.make(config, power.Request(Intent(intent), tuple(group or ()), restore=restore)))
 
     @api.post("/runs", status_code=202)
@@ -78,29 +112,7 @@ def router(config: Config, service: Service, coordinator: Coordinator, automatio
 
         return run_events(service, run_id)
 
-    @api.get("/energy")
-    def api_energy(days: int | None = None, since: str | None = None) -> dict[str, Any]:
-        """kWh and cost over the last ``days`` (default 30) or ``since`` a date: measured (the service's samples)
-        and estimated apart, as `energy --json`."""
-        readings = coordinator.read().power  # the draw now, from the latest round: no BMC read of its own
-        return energy.as_json(energy.report(config, since=energy.period(since, days), readings=readings))
-
-    @api.get("/automation")
-    def api_automation() -> dict[str, Any]:
-        """What the service does by itself: idle auto-down's countdown per group, the schedules' next runs."""
-        return {
-            "idle_down_after": config.policy.idle_down_after,
-            "idle": [{"group": c.group, "idle_since": c.idle_since, "down_at": c.down_at} for c in automation.countdowns().values()],
-            "schedules": [
-                {"action": u.schedule.action, "at": u.schedule.at, "groups": u.schedule.groups, "next": u.at.isoformat(timespec="seconds")}
-                for u in automation.upcoming()
-            ],
-            "last_sample": automation.last_sample,
-        }
-
     @api.get("/lock")
     def api_lock() -> dict[str, Any]:
         holder = service.running()
         return {"running": holder is not None, "run_id": holder.run_id if holder else None, "what": holder.describe() if holder else None}
-
-    return api
