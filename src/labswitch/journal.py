@@ -159,6 +159,8 @@ class Journal:
     """Runs, their steps, VM states before each down, cluster changes, whole-lab records (energy samples are
     their own store beside it: labswitch.samples, in the same file)."""
 
+    # About 200 lines: one short method per question the use cases ask of the run records, on one connection.
+
     def __init__(self, path: Path) -> None:
         self._db = connect(path, SCHEMA, MIGRATIONS)
         self._lock = threading.RLock()  # re-entered by add_step within transaction()

@@ -54,50 +54,56 @@ def check(snap: Snapshot) -> list[Finding]:
             )
         for vm, disk in users:
             sharing_vms[vm.moid] = vm
-            where = f"{vm.name} / {disk.label}"
-            if disk.sharing != MULTI_WRITER:
-                findings.append(
-                    Finding(
-                        CHECK,
-                        Severity.HIGH,
-                        where,
-                        f"attaches {file} without multi-writer sharing while other VMs share it multi-writer",
-                        "set Sharing = Multi-Writer on this disk, or detach it",
-                    )
-                )
-            if not disk.eager_zeroed_thick:
-                kind = "thin" if disk.thin else "lazy-zeroed thick"
-                findings.append(
-                    Finding(
-                        CHECK,
-                        Severity.MEDIUM,
-                        where,
-                        f"shared disk {file} is {kind}; multi-writer needs eager-zeroed thick (KB 1034165)",
-                        "inflate or convert it to eager-zeroed thick (vmkfstools --inflatedisk / -k, or Storage vMotion to EZT) "
-                        "with every VM sharing it powered off",
-                    )
-                )
+            findings += _disk_findings(file, vm, disk)
     for vm in sorted(sharing_vms.values(), key=lambda v: v.name):
-        unsupported = [
-            what
-            for what, present in (
-                ("snapshots", vm.has_snapshots),
-                ("changed block tracking", vm.cbt),
-                ("suspended", vm.power_state == "suspended"),
-            )
-            if present
-        ]
-        if unsupported:
-            findings.append(
-                Finding(
-                    CHECK,
-                    Severity.MEDIUM,
-                    vm.name,
-                    f"shares a multi-writer disk and has {', '.join(unsupported)}: unsupported with multi-writer (KB 1034165)",
-                    "remove the snapshots, turn CBT off, resume or power off the VM",
-                )
-            )
+        findings += _vm_findings(vm)
     return findings
+
+
+def _disk_findings(file: str, vm: VMInfo, disk: Disk) -> list[Finding]:
+    """One VM's attachment of a shared file: its sharing mode and its provisioning."""
+    where = f"{vm.name} / {disk.label}"
+    out = []
+    if disk.sharing != MULTI_WRITER:
+        out.append(
+            Finding(
+                CHECK,
+                Severity.HIGH,
+                where,
+                f"attaches {file} without multi-writer sharing while other VMs share it multi-writer",
+                "set Sharing = Multi-Writer on this disk, or detach it",
+            )
+        )
+    if not disk.eager_zeroed_thick:
+        kind = "thin" if disk.thin else "lazy-zeroed thick"
+        out.append(
+            Finding(
+                CHECK,
+                Severity.MEDIUM,
+                where,
+                f"shared disk {file} is {kind}; multi-writer needs eager-zeroed thick (KB 1034165)",
+                "inflate or convert it to eager-zeroed thick (vmkfstools --inflatedisk / -k, or Storage vMotion to EZT) "
+                "with every VM sharing it powered off",
+            )
+        )
+    return out
+
+
+def _vm_findings(vm: VMInfo) -> list[Finding]:
+    """What a VM sharing a multi-writer disk must not have."""
+    present = (("snapshots", vm.has_snapshots), ("changed block tracking", vm.cbt), ("suspended", vm.power_state == "suspended"))
+    unsupported = [what for what, yes in present if yes]
+    if not unsupported:
+        return []
+    return [
+        Finding(
+            CHECK,
+            Severity.MEDIUM,
+            vm.name,
+            f"shares a multi-writer disk and has {', '.join(unsupported)}: unsupported with multi-writer (KB 1034165)",
+            "remove the snapshots, turn CBT off, resume or power off the VM",
+        )
+    ]
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from labswitch.errors import ConfigError
 from labswitch.usecases import init as usecase
 
 
+# About 90 lines, most of them its Typer options and help (the body is under 50): one command, one function.
 @app.command("init")
 def init_command(
     vcenter: Annotated[str | None, typer.Option("--vcenter", help="vCenter address or URL (https://vcsa.lab.local/sdk).")] = None,

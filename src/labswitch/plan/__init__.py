@@ -31,7 +31,7 @@ from labswitch.plan.safety import _safety, _vcenter_vm, is_vcenter_vm
 from labswitch.plan.up import _up
 from labswitch.plan.waves import autostart_waves
 from labswitch.plan.whole_lab import find_holder
-from labswitch.snapshot import Snapshot
+from labswitch.snapshot import HostInfo, Snapshot
 
 __all__ = [
     "REGISTRY",
@@ -98,39 +98,15 @@ def make_plan(
         for name in groups:
             if config.groups[name].always_on:
                 refusals.append(f"group {name} is always_on; it is never switched off (set always_on = false to allow it)")
-    servers: list[Server] = []
-    for server in (s for s in config.servers if s.group in groups):
-        if facts.bmc_power.get(server.name, Power.UNKNOWN) is Power.UNKNOWN:
-            reason = facts.bmc_errors.get(server.name, f"server {server.name}: BMC unreachable")
-            if skip_unreachable:
-                notes.append(f"{reason}; left out (--skip-unreachable)")
-                continue
-            refusals.append(f"{reason}; fix it or pass --skip-unreachable to leave the server out")
-        servers.append(server)
+    servers = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
     hosts = {s.name: snap.host_by_name(s.esxi) for s in servers}
     for s in servers:
         if hosts[s.name] is None:
             notes.append(f"server {s.name}: no host {s.esxi!r} in vCenter; only its BMC is used")
     if intent is Intent.DOWN:
-        holder = None
-        if whole_lab or any(config.groups[g].holds_vcenter for g in groups):
-            live_hosts = {n: h for n, h in hosts.items() if facts.bmc_power.get(n) is not Power.OFF}
-            holder = find_holder(
-                snap, config, live_hosts, lambda vm: is_vcenter_vm(vm, _vcenter_vm(config), facts.vcenter_addresses), refusals, notes
-            )
-        refusals += _safety(snap, config, facts, servers, hosts, holder)
-        live = {name: h for name, h in hosts.items() if facts.bmc_power.get(name) is not Power.OFF}
-        whole = clusters.whole(snap, hosts)
-        vsan_refusals, no_action = clusters.partial_vsan(snap, live, whole, vsan_no_action, notes)
-        refusals += vsan_refusals
-        steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action), holder, cluster_barrier)
-        if holder is not None:
-            vcenter_host = VCenterHost(
-                holder.server,
-                (holder.vcenter.name, holder.vcenter.uuid or ""),
-                tuple((vm.name, vm.uuid or "") for vm in holder.dependencies),
-                tuple(name for name, _ in holder.peers),
-            )
+        steps, vcenter_host = _down_of(
+            snap, config, facts, groups, servers, hosts, refusals, notes, whole_lab, vsan_no_action, cluster_barrier
+        )
     else:
         steps = _up(snap, config, facts, servers, hosts, cluster_barrier)
         if config.policy.startup_from_autostart:
@@ -146,6 +122,58 @@ def make_plan(
         notes=tuple(notes),
         waves=waves,
         vcenter_host=vcenter_host,
+    )
+
+
+def _reachable(
+    config: Config, facts: Facts, groups: Sequence[str], skip_unreachable: bool, refusals: list[str], notes: list[str]
+) -> list[Server]:
+    """The groups' servers; one whose BMC did not answer is refused, or left out with --skip-unreachable."""
+    servers: list[Server] = []
+    for server in (s for s in config.servers if s.group in groups):
+        if facts.bmc_power.get(server.name, Power.UNKNOWN) is Power.UNKNOWN:
+            reason = facts.bmc_errors.get(server.name, f"server {server.name}: BMC unreachable")
+            if skip_unreachable:
+                notes.append(f"{reason}; left out (--skip-unreachable)")
+                continue
+            refusals.append(f"{reason}; fix it or pass --skip-unreachable to leave the server out")
+        servers.append(server)
+    return servers
+
+
+def _down_of(
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    groups: Sequence[str],
+    servers: list[Server],
+    hosts: dict[str, HostInfo | None],
+    refusals: list[str],
+    notes: list[str],
+    whole_lab: bool,
+    vsan_no_action: bool,
+    cluster_barrier: bool,
+) -> tuple[list[Step], VCenterHost | None]:
+    """A down's steps, its safety refusals, and where vCenter runs when it goes down too (a whole-lab down)."""
+    holder = None
+    if whole_lab or any(config.groups[g].holds_vcenter for g in groups):
+        live_hosts = {n: h for n, h in hosts.items() if facts.bmc_power.get(n) is not Power.OFF}
+        holder = find_holder(
+            snap, config, live_hosts, lambda vm: is_vcenter_vm(vm, _vcenter_vm(config), facts.vcenter_addresses), refusals, notes
+        )
+    refusals += _safety(snap, config, facts, servers, hosts, holder)
+    live = {name: h for name, h in hosts.items() if facts.bmc_power.get(name) is not Power.OFF}
+    whole = clusters.whole(snap, hosts)
+    vsan_refusals, no_action = clusters.partial_vsan(snap, live, whole, vsan_no_action, notes)
+    refusals += vsan_refusals
+    steps = _down(snap, config, facts, servers, hosts, notes, whole, frozenset(no_action), holder, cluster_barrier)
+    if holder is None:
+        return steps, None
+    return steps, VCenterHost(
+        holder.server,
+        (holder.vcenter.name, holder.vcenter.uuid or ""),
+        tuple((vm.name, vm.uuid or "") for vm in holder.dependencies),
+        tuple(name for name, _ in holder.peers),
     )
 
 

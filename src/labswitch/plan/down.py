@@ -4,6 +4,7 @@ confirmed off by the BMC."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from labswitch.bmc import Power
 from labswitch.config import Config, Server, Wave
@@ -31,37 +32,14 @@ def _down(
     plan.clusters.whole) also wait for its cluster steps. ``no_action``: host moids entering vSAN
     maintenance with noAction. ``holder``: vCenter's host in a whole-lab down: its other VMs stop
     through vCenter, the rest of it goes last, through the host (plan.whole_lab.down_tail)."""
-    waves = config.startup.waves
-    guest: list[tuple[VMInfo, str]] = []
-    hard: list[Step] = []
-    maintenance: list[Step] = []
-    shutdown: list[Step] = []
-    cluster_steps: list[Step] = []
     whole = dict(whole)  # less any cluster a host of which stays on
-    members: list[clusters.Member] = []  # the hosts to empty and shut down
-    waits: dict[str, tuple[tuple[str, ...], tuple[str, ...], HostInfo]] = {}  # server -> (its shutdown's after, settled, its host)
     last = frozenset(vm.moid for vm in (holder.vcenter, *holder.dependencies)) if holder else frozenset()
     last_hosts = {holder.server, *(name for name, _ in holder.peers)} if holder else set()  # they go down through themselves
-    tail_after: tuple[str, ...] = ()
-    for server in servers:
-        host = hosts[server.name]
-        if facts.bmc_power.get(server.name) is Power.OFF:
-            continue  # already down: nothing to do
-        if host is None or host.connection_state != "connected":
-            moid = host.moid if host else None
-            by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server.name, moid, server.name, endpoint=bmc(server.name))
-            shutdown += [by_bmc, *confirm_off(config, by_bmc)]
-            continue
-        first = len(guest), len(hard)
-        blocked = _stop_vms(snap, config, host, server.name, guest, hard, exclude=last)
-        emptied = tuple(_guest_id(vm) for vm, _ in guest[first[0] :]) + tuple(h.id for h in hard[first[1] :])
-        if holder is not None and server.name in last_hosts:
-            tail_after += emptied
-        if blocked:
-            notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
-            whole.pop(host.cluster_moid or "", None)  # the cluster does not go down entirely
-            continue
-        members.append(clusters.Member(server.name, host, emptied))
+    emptied = _empty(snap, config, facts, servers, hosts, notes, whole, last, last_hosts)
+    guest, hard, shutdown, members, tail_after = emptied.guest, emptied.hard, emptied.shutdown, emptied.members, emptied.tail_after
+    maintenance: list[Step] = []
+    cluster_steps: list[Step] = []
+    waits: dict[str, tuple[tuple[str, ...], tuple[str, ...], HostInfo]] = {}  # server -> (its shutdown's after, settled, its host)
     by_cluster: dict[str, list[clusters.Member]] = {}
     for m in members:
         if m.host.cluster_moid in whole:
@@ -86,10 +64,58 @@ def _down(
     for name, (after, settled, host) in waits.items():
         off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, settled=settled)
         shutdown += [off, *off_fallbacks(config, off)]
-    steps = _guest_steps(guest, waves, config) + hard + cluster_steps + maintenance + shutdown
+    steps = _guest_steps(guest, config.startup.waves, config) + hard + cluster_steps + maintenance + shutdown
     if holder is None:
         return steps
     return steps + down_tail(config, holder, steps, tail_after)
+
+
+@dataclass
+class _Emptied:
+    """What stops each host's VMs, and the hosts left to enter maintenance and shut down."""
+
+    guest: list[tuple[VMInfo, str]] = field(default_factory=list)  # (VM, the server it is on): guest shutdowns
+    hard: list[Step] = field(default_factory=list)  # hard power-offs planned as such (no fallback of a guest shutdown)
+    shutdown: list[Step] = field(default_factory=list)  # servers vCenter cannot reach: shut down by their BMC
+    members: list[clusters.Member] = field(default_factory=list)  # the hosts to empty and shut down
+    tail_after: tuple[str, ...] = ()  # a whole-lab down: what vCenter's host(s) stop through vCenter first
+
+
+def _empty(
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    servers: list[Server],
+    hosts: Mapping[str, HostInfo | None],
+    notes: list[str],
+    whole: dict[str, ClusterInfo],
+    last: frozenset[str],
+    last_hosts: set[str],
+) -> _Emptied:
+    """Each server's VMs stopped (but ``last``: vCenter and its dependencies); a server already off is left out,
+    one vCenter cannot reach goes down by its BMC, one whose VMs cannot all stop stays on (its cluster then is
+    not ``whole``: removed from it)."""
+    out = _Emptied()
+    for server in servers:
+        host = hosts[server.name]
+        if facts.bmc_power.get(server.name) is Power.OFF:
+            continue  # already down: nothing to do
+        if host is None or host.connection_state != "connected":
+            moid = host.moid if host else None
+            by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, server.name, moid, server.name, endpoint=bmc(server.name))
+            out.shutdown += [by_bmc, *confirm_off(config, by_bmc)]
+            continue
+        first = len(out.guest), len(out.hard)
+        blocked = _stop_vms(snap, config, host, server.name, out.guest, out.hard, exclude=last)
+        emptied = tuple(_guest_id(vm) for vm, _ in out.guest[first[0] :]) + tuple(h.id for h in out.hard[first[1] :])
+        if server.name in last_hosts:
+            out.tail_after += emptied
+        if blocked:
+            notes.append(f"server {server.name}: VMs without VMware Tools stay on (policy.hard_power_off = false); the host stays on")
+            whole.pop(host.cluster_moid or "", None)  # the cluster does not go down entirely
+            continue
+        out.members.append(clusters.Member(server.name, host, emptied))
+    return out
 
 
 def _stop_vms(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from labswitch.bmc import Power
-from labswitch.config import Config
+from labswitch.config import Config, Server
 from labswitch.errors import ConfigError
 from labswitch.journal import Journal, default_path
 from labswitch.samples import Sample, Samples
@@ -106,11 +106,7 @@ def report(
     since = since or until - dt.timedelta(days=DEFAULT_DAYS)
     notes: list[str] = []
     if readings is None:
-        readings = {}
-        for o in bmc.each(config, config.servers, lambda d: (d.power_state(), bmc.watts_or_none(d))):
-            if o.error:
-                notes.append(o.error)
-            readings[o.server] = o.value if o.value else (Power.UNKNOWN, None)
+        readings = _read_bmcs(config, notes)
     start, end = since.timestamp(), until.timestamp()
     with Journal(default_path(config.state_dir)) as journal:
         events = _power_events(journal)
@@ -120,31 +116,18 @@ def report(
     by_server: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_server[sample.server].append(sample)
-    tz = until.tzinfo
-    servers = []
-    for server in config.servers:
-        power, watts = readings.get(server.name, (Power.UNKNOWN, None))
-        mine = by_server.get(server.name, [])
-        on_watts = on_draw(power, watts, mine, config.energy.server_watts)
-        measured, sampled_estimate, covered, sampled_on, by_day = _sampled(mine, start, end, tz)
-        on = on_intervals(events.get(server.name, []), start, end, power)
-        estimated_on = subtract(on, covered)
-        for day, hours in hours_by_day(estimated_on, tz).items():
-            by_day[day] += hours * on_watts / 1000
-        estimated_hours = sum(b - a for a, b in estimated_on) / 3600
-        servers.append(
-            ServerEnergy(
-                server=server.name,
-                group=server.group,
-                power=str(power),
-                watts=watts,
-                on_watts=on_watts,
-                on_hours=round(sampled_on + estimated_hours, 3),
-                measured_kwh=measured,
-                estimated_kwh=sampled_estimate + estimated_hours * on_watts / 1000,
-                kwh_by_day=dict(by_day),
-            )
+    servers = [
+        _server_energy(
+            server,
+            readings.get(server.name, (Power.UNKNOWN, None)),
+            by_server.get(server.name, []),
+            events.get(server.name, []),
+            (start, end),
+            until.tzinfo,
+            config.energy.server_watts,
         )
+        for server in config.servers
+    ]
     if any(s.estimated_kwh > 0 and s.on_watts == config.energy.server_watts and s.watts is None for s in servers):
         notes.append(f"servers with no power reading are estimated at energy.server_watts = {config.energy.server_watts:g} W when on")
     return EnergyReport(
@@ -157,8 +140,49 @@ def report(
         always_on_kwh=sum(s.on_watts for s in servers) * (end - start) / 3600 / 1000,
         price_per_kwh=config.energy.price_per_kwh,
         currency=config.energy.currency,
-        sampled_since=dt.datetime.fromtimestamp(first, tz) if first is not None else None,
+        sampled_since=dt.datetime.fromtimestamp(first, until.tzinfo) if first is not None else None,
         notes=tuple(notes),
+    )
+
+
+def _read_bmcs(config: Config, notes: list[str]) -> dict[str, tuple[Power, float | None]]:
+    """Each server's power and watts now, read from its BMC (unknown when it does not answer: a note says why)."""
+    readings: dict[str, tuple[Power, float | None]] = {}
+    for o in bmc.each(config, config.servers, lambda d: (d.power_state(), bmc.watts_or_none(d))):
+        if o.error:
+            notes.append(o.error)
+        readings[o.server] = o.value if o.value else (Power.UNKNOWN, None)
+    return readings
+
+
+def _server_energy(
+    server: Server,
+    now: tuple[Power, float | None],
+    samples: list[Sample],
+    events: list[tuple[float, bool]],
+    window: tuple[float, float],
+    tz: dt.tzinfo | None,
+    default_watts: float,
+) -> ServerEnergy:
+    """One server over the window: measured where sampled, estimated from its power history elsewhere."""
+    power, watts = now
+    start, end = window
+    on_watts = on_draw(power, watts, samples, default_watts)
+    measured, sampled_estimate, covered, sampled_on, by_day = _sampled(samples, start, end, tz)
+    estimated_on = subtract(on_intervals(events, start, end, power), covered)
+    for day, hours in hours_by_day(estimated_on, tz).items():
+        by_day[day] += hours * on_watts / 1000
+    estimated_hours = sum(b - a for a, b in estimated_on) / 3600
+    return ServerEnergy(
+        server=server.name,
+        group=server.group,
+        power=str(power),
+        watts=watts,
+        on_watts=on_watts,
+        on_hours=round(sampled_on + estimated_hours, 3),
+        measured_kwh=measured,
+        estimated_kwh=sampled_estimate + estimated_hours * on_watts / 1000,
+        kwh_by_day=dict(by_day),
     )
 
 

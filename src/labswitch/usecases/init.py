@@ -150,6 +150,7 @@ def bmc_address(pattern: str, host: str) -> str:
 
 
 def render(found: Discovered, options: Options) -> str:
+    """The config file: commented, secrets as references; checked to load before it is returned."""
     doc = tomlkit.document()
     today = datetime.date.today().isoformat()
     doc.add(tomlkit.comment(f"labswitch configuration, written by `labswitch init` from {options.url} on {today}."))
@@ -157,7 +158,16 @@ def render(found: Discovered, options: Options) -> str:
     doc.add(tomlkit.comment(f"Secrets are references, never values: export {options.password_env} and {options.bmc_password_env}"))
     doc.add(tomlkit.comment('(or use { file = "PATH" } or { keyring = "service/user" }).'))
     doc.add(tomlkit.nl())
+    doc.add("esxi" if options.standalone else "vcenter", _vcenter(found, options))
+    doc.add("policy", _policy(options))
+    doc.add("groups", _groups(found, options))
+    doc.add("servers", _servers(found, options))
+    text = tomlkit.dumps(doc)
+    parse(text.encode(), source="labswitch init output", resolve_secrets=False)  # what is written loads, or nothing is written
+    return text
 
+
+def _vcenter(found: Discovered, options: Options) -> tomlkit.items.Table:
     vc = tomlkit.table()
     if not options.standalone:
         vc.add("url", options.url)
@@ -170,8 +180,10 @@ def render(found: Discovered, options: Options) -> str:
         vc.add(tomlkit.comment('tls = { ca_file = "/path/to/ca.pem" }  # or { thumbprint = "<sha256>" }; default: system CAs'))
     if found.vcenter_vm:
         vc.add("vm", _commented(found.vcenter_vm, "the vCenter appliance's VM (found by its guest address): never shut down"))
-    doc.add("esxi" if options.standalone else "vcenter", vc)
+    return vc
 
+
+def _policy(options: Options) -> tomlkit.items.Table:
     policy = tomlkit.table()
     if options.standalone:
         policy.add("startup_from_autostart", _commented(True, "`labswitch up` starts VMs in each host's own autostart order"))
@@ -179,8 +191,10 @@ def render(found: Discovered, options: Options) -> str:
         policy.add("startup_tag", _commented("StartUp", "`labswitch up` starts the VMs with this tag (Tag or Category/Tag)"))
     policy.add("hard_power_off", _commented(False, "power off VMs without VMware Tools (or that ignore a shutdown) on `down`"))
     policy.add("protect", _commented([], 'VM name globs never shut down, e.g. ["dc*", "backup01"]'))
-    doc.add("policy", policy)
+    return policy
 
+
+def _groups(found: Discovered, options: Options) -> tomlkit.items.Table:
     groups = tomlkit.table(is_super_table=True)
     if options.standalone:
         lab = tomlkit.table()
@@ -194,8 +208,10 @@ def render(found: Discovered, options: Options) -> str:
         g = tomlkit.table()
         g.add("always_on", _commented(False, f"cluster {cluster}"))
         groups.add(group_name(cluster), g)
-    doc.add("groups", groups)
+    return groups
 
+
+def _servers(found: Discovered, options: Options) -> tomlkit.items.AoT:
     servers = tomlkit.aot()
     members = [(h, LAB if options.standalone else ALWAYS_ON) for h in found.standalone]
     members += [(h, group_name(c)) for c, hosts in found.clusters.items() for h in hosts]
@@ -211,10 +227,7 @@ def render(found: Discovered, options: Options) -> str:
         if host in options.host_tls:
             s.add("esxi_tls", _inline({k: v for k, v in options.host_tls[host].model_dump().items() if v}))
         servers.append(s)
-    doc.add("servers", servers)
-    text = tomlkit.dumps(doc)
-    parse(text.encode(), source="labswitch init output", resolve_secrets=False)  # what is written loads, or nothing is written
-    return text
+    return servers
 
 
 def _commented(value: object, text: str) -> tomlkit.items.Item:

@@ -101,6 +101,8 @@ class LabPort(Protocol):
 class VSpherePort:
     """LabPort over vCenter: calls through Actions (at most ``max_parallel`` at once), waits on one change feed."""
 
+    # Over 200 lines: one short method per LabPort call, the protocol read in one place (the calls are Actions').
+
     def __init__(
         self, actions: Actions, vms: Mapping[str, set[str]], hosts: Mapping[str, set[str]], max_parallel: int, cancel: Cancel
     ) -> None:

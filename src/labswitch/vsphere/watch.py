@@ -33,6 +33,8 @@ def _reread(content: Any, spec: Any, state: State, on_change: Callable[[str, Map
                 on_change(obj.obj._moId, props)
 
 
+# Over 60 lines with its docstring and signature (about 50 of code): one loop over WaitForUpdatesEx, kept whole so
+# that the version handling, the deadline and the cancel check read together.
 def wait_for(
     content: Any,
     objects: Sequence[Any],

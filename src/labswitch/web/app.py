@@ -39,28 +39,7 @@ def create_app(config: Config, service: Service) -> FastAPI:
     service.on_change(coordinator.changed)
     automation = Automation(config, service, coordinator)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        coordinator.start()
-        bridge = None
-        if config.mqtt is not None:  # Home Assistant over MQTT, started and stopped with the service
-            from labswitch.web.mqtt import Bridge
-
-            bridge = Bridge(config, service, automation, coordinator)
-            bridge.start()
-        watch = _ups_watch(config) if config.ups is not None else None  # the UPS watched inside the service too
-        automation.start()  # energy samples, idle auto-down, [[serve.schedules]]
-        yield
-        await asyncio.to_thread(automation.stop)
-        if watch is not None:
-            watch.set("the service stopped")
-        if bridge is not None:
-            await asyncio.to_thread(bridge.stop)
-        # SIGTERM: uvicorn stops serving, then this: a run in progress stops at its next wait, journaled
-        # as interrupted (the same command, or POST /api/runs, finishes it); the lock is released.
-        await asyncio.to_thread(service.stop)
-        await asyncio.to_thread(coordinator.stop)
-
+    lifespan = _lifespan(config, service, coordinator, automation)
     app = FastAPI(title="labswitch", summary="Switch a vSphere lab on and off", version="1", lifespan=lifespan)
     app.add_middleware(
         SessionMiddleware,
@@ -95,6 +74,35 @@ def create_app(config: Config, service: Service) -> FastAPI:
         return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _lifespan(config: Config, service: Service, coordinator: Coordinator, automation: Automation) -> Any:
+    """What runs beside the requests: the coordinator, MQTT, the UPS watch and the automation, started and stopped
+    with the service."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        coordinator.start()
+        bridge = None
+        if config.mqtt is not None:  # Home Assistant over MQTT, started and stopped with the service
+            from labswitch.web.mqtt import Bridge
+
+            bridge = Bridge(config, service, automation, coordinator)
+            bridge.start()
+        watch = _ups_watch(config) if config.ups is not None else None  # the UPS watched inside the service too
+        automation.start()  # energy samples, idle auto-down, [[serve.schedules]]
+        yield
+        await asyncio.to_thread(automation.stop)
+        if watch is not None:
+            watch.set("the service stopped")
+        if bridge is not None:
+            await asyncio.to_thread(bridge.stop)
+        # SIGTERM: uvicorn stops serving, then this: a run in progress stops at its next wait, journaled
+        # as interrupted (the same command, or POST /api/runs, finishes it); the lock is released.
+        await asyncio.to_thread(service.stop)
+        await asyncio.to_thread(coordinator.stop)
+
+    return lifespan
 
 
 def _ups_watch(config: Config) -> Cancel:

@@ -36,33 +36,32 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
     """The page's routes on the app (the session middleware is the app's)."""
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     ui = APIRouter(include_in_schema=False)
-    password_hash = (config.serve.password_hash or "").encode()
+    _session_routes(ui, (config.serve.password_hash or "").encode())
+    _lab_routes(ui, config, service, automation, coordinator)
+    app.include_router(ui)
 
-    def logged_in(request: Request) -> bool:
-        return bool(request.session.get("user"))
 
-    def csrf(request: Request) -> str:
-        token = request.session.get("csrf")
-        if not token:
-            token = request.session["csrf"] = secrets.token_urlsafe(32)
-        return str(token)
+def logged_in(request: Request) -> bool:
+    return bool(request.session.get("user"))
 
-    def check_csrf(request: Request, token: str) -> None:
-        if not logged_in(request):
-            raise HTTPException(401, "log in first")
-        if not secrets.compare_digest(token.encode(), csrf(request).encode()):
-            raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
 
-    @ui.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> Response:
-        if not logged_in(request):
-            return RedirectResponse("/login", status_code=303)
-        try:
-            view = _view(config, service, automation, coordinator)
-        except LabswitchError as exc:  # vCenter or a host unreachable: the page says so, with what it still knows
-            view = {"groups": [], "running": None, "runs": [_run_row(r) for r in service.history(8)], "energy": None, "notes": []}
-            view["error"] = str(exc)
-        return templates.TemplateResponse(request, "index.html", {"csrf": csrf(request), **view})
+def csrf(request: Request) -> str:
+    """The session's CSRF token (made on first use), carried by every form."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return str(token)
+
+
+def check_csrf(request: Request, token: str) -> None:
+    if not logged_in(request):
+        raise HTTPException(401, "log in first")
+    if not secrets.compare_digest(token.encode(), csrf(request).encode()):
+        raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
+
+
+def _session_routes(ui: APIRouter, password_hash: bytes) -> None:
+    """Log in and out."""
 
     @ui.get("/login", response_class=HTMLResponse)
     def login_page(request: Request) -> Response:
@@ -85,6 +84,21 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
         check_csrf(request, csrf_token)
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
+
+
+def _lab_routes(ui: APIRouter, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
+    """The page, what a button would do, starting a run and following it."""
+
+    @ui.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        if not logged_in(request):
+            return RedirectResponse("/login", status_code=303)
+        try:
+            view = _view(config, service, automation, coordinator)
+        except LabswitchError as exc:  # vCenter or a host unreachable: the page says so, with what it still knows
+            view = {"groups": [], "running": None, "runs": [_run_row(r) for r in service.history(8)], "energy": None, "notes": []}
+            view["error"] = str(exc)
+        return templates.TemplateResponse(request, "index.html", {"csrf": csrf(request), **view})
 
     @ui.get("/ui/plan")
     def ui_plan(request: Request, intent: str, group: str) -> JSONResponse:
@@ -114,8 +128,6 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
             raise HTTPException(401, "log in first")
 
         return run_events(service, run_id)
-
-    app.include_router(ui)
 
 
 def _view(config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> dict[str, Any]:
