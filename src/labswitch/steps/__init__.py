@@ -77,6 +77,14 @@ def attempt(call: Callable[..., object], *args: object) -> str | None:
     return None
 
 
+def settle(report: Report, step: Step, error: str | None, done: str) -> None:
+    """Report a step done (``done``) when ``error`` is None, else failed with the error."""
+    if error is None:
+        report(step, Status.OK, done)
+    else:
+        report(step, Status.FAILED, error)
+
+
 def wait_each(steps: list[Step], ctx: Context, report: Report, condition: str, timeout: float, done: str, not_done: str) -> None:
     """Wait (through the steps' port) until each step's object meets ``condition``: each reported OK with
     ``done`` as it does, the rest FAILED with ``not_done`` after ``timeout``."""

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report, attempt
+from labswitch.steps import Context, Report, attempt, settle
 from labswitch.vsphere.vsan import POWERED_OFF, POWERED_ON
 
 POLL = 1.0  # seconds between looks at a cluster's vCLS agents (VMs come and go: no fixed object to follow)
@@ -26,7 +26,7 @@ def disable_ha(steps: list[Step], ctx: Context, report: Report) -> None:
             report(step, Status.OK, "HA is off")
             continue
         error = attempt(ctx.port.change_cluster_setting, cluster, "ha", "false", ctx.policy.maintenance_timeout)
-        report(step, Status.OK if error is None else Status.FAILED, "HA turned off (up turns it back on)" if error is None else error)
+        settle(report, step, error, "HA turned off (up turns it back on)")
 
 
 def restore_ha(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -100,7 +100,7 @@ def vsan_power_off(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         ctx.remember(step, "vsan-power", POWERED_ON)
         error = attempt(ctx.port.vsan_power, step.moid or "", POWERED_OFF, ctx.policy.maintenance_timeout)
-        report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered off" if error is None else error)
+        settle(report, step, error, "vSAN cluster powered off")
 
 
 def vsan_power_on(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -108,7 +108,7 @@ def vsan_power_on(steps: list[Step], ctx: Context, report: Report) -> None:
         error = attempt(ctx.port.vsan_power, step.moid or "", POWERED_ON, ctx.policy.maintenance_timeout)
         if error is None:
             ctx.restored(step, "vsan-power")
-        report(step, Status.OK if error is None else Status.FAILED, "vSAN cluster powered on" if error is None else error)
+        settle(report, step, error, "vSAN cluster powered on")
 
 
 def _wait_agents(

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report, attempt, wait_each
+from labswitch.steps import Context, Report, attempt, settle, wait_each
 
 
 def enter_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
-    for step in steps:
-        error = attempt(port.enter_maintenance, step.moid or "", ctx.policy.maintenance_timeout)
-        report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode" if error is None else error)
+    _each(steps, ctx, report, port.enter_maintenance, "in maintenance mode")
 
 
 def enter_maintenance_no_action(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
+    _each(steps, ctx, report, port.enter_maintenance_no_action, "in maintenance mode (vSAN: no data moved)")
+
+
+def _each(steps: list[Step], ctx: Context, report: Report, call: Callable[[str, float], None], done: str) -> None:
+    """One host call per step, bounded by policy.maintenance_timeout; each step done or failed with its fault."""
     for step in steps:
-        error = attempt(port.enter_maintenance_no_action, step.moid or "", ctx.policy.maintenance_timeout)
-        report(step, Status.OK if error is None else Status.FAILED, "in maintenance mode (vSAN: no data moved)" if error is None else error)
+        settle(report, step, attempt(call, step.moid or "", ctx.policy.maintenance_timeout), done)
 
 
 def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -27,7 +31,7 @@ def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
             report(step, Status.OK, "not in maintenance mode")
             continue
         error = attempt(port.exit_maintenance, step.moid or "", ctx.policy.maintenance_timeout)
-        report(step, Status.OK if error is None else Status.FAILED, "out of maintenance mode" if error is None else error)
+        settle(report, step, error, "out of maintenance mode")
 
 
 def shutdown(steps: list[Step], ctx: Context, report: Report) -> None:

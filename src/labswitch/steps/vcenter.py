@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report
+from labswitch.steps import Context, Report, settle
 from labswitch.vsphere.esxi import wait_for_vcenter
 
 
@@ -14,4 +14,4 @@ def wait_vcenter(steps: list[Step], ctx: Context, report: Report) -> None:
             report(step, Status.FAILED, "no [vcenter] in the config")
             continue
         error = wait_for_vcenter(ctx.vcenter, timeout, ctx.cancel)
-        report(step, Status.OK if error is None else Status.FAILED, "vCenter answers (SOAP and REST)" if error is None else error)
+        settle(report, step, error, "vCenter answers (SOAP and REST)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from labswitch.errors import EndpointError
 from labswitch.plan import Status, Step
-from labswitch.steps import Context, Report, wait_each
+from labswitch.steps import Context, Report, settle, wait_each
 
 
 def shutdown_guests(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -36,7 +36,7 @@ def power_off(steps: list[Step], ctx: Context, report: Report) -> None:
     results = port.power_off_vms([s.moid or "" for s in steps], ctx.policy.guest_shutdown_timeout)
     for step in steps:
         error = results.get(step.moid or "")
-        report(step, Status.OK if error is None else Status.FAILED, "powered off" if error is None else error)
+        settle(report, step, error, "powered off")
 
 
 def leave_running(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -52,7 +52,7 @@ def power_on(steps: list[Step], ctx: Context, report: Report) -> None:
         if error is None and step.wave is not None:
             with ctx.lock:
                 ctx.started.setdefault(step.wave, set()).add(step.moid or "")
-        report(step, Status.OK if error is None else Status.FAILED, "powered on" if error is None else error)
+        settle(report, step, error, "powered on")
 
 
 def wait_tools(steps: list[Step], ctx: Context, report: Report) -> None:
