@@ -64,6 +64,7 @@ type Lab struct {
 	vcsaVM     types.ManagedObjectReference // the VM "vcsa", if any
 	wol        *wolListener                 // --wol-hosts
 	cpu        *cpuLoads                    // guests' CPU load (cpu.go)
+	faults     faults                       // switched at run time (faults.go)
 	client     *vim25.Client                // in-process, for building the inventory
 	vcURL      string
 	thumbprint string

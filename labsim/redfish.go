@@ -48,6 +48,9 @@ func startBMC(l *Lab, s *Server, conf *tls.Config) (*bmcServer, error) {
 }
 
 func (b *bmcServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if b.lab.faults.bmcFault(b.server.Name, w, r) {
+		return
+	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	if path == "/redfish/v1" || path == "/redfish" {
 		b.json(w, http.StatusOK, b.serviceRoot()) // unauthenticated, as the standard says

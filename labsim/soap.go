@@ -66,6 +66,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/labsim/soap-calls" || r.URL.Path == "/labsim/first-calls":
 		i.lab.calls.ServeHTTP(w, r)
 		return
+	case r.URL.Path == "/labsim/faults":
+		i.lab.faults.ServeHTTP(w, r)
+		return
 	case r.URL.Path == "/labsim/bmc-counts":
 		i.lab.serveBMCCounts(w, r)
 		return

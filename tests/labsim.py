@@ -137,6 +137,14 @@ class Lab:
         r.raise_for_status()
         return {k: float(v) for k, v in r.json().items()}
 
+    def fault(self, server: str, mode: str) -> dict[str, str]:
+        """Switch a BMC's fault (labsim/faults.go): "hang" (connections accepted, never answered), "error" (500s), "none"."""
+        r = requests.post(
+            self.url.replace("/sdk", "/labsim/faults"), params={"bmc": server, "mode": mode}, verify=str(self.cert), timeout=10
+        )
+        r.raise_for_status()
+        return dict(r.json())
+
     def physical(self) -> dict[str, Any]:
         """Each server's boot time and each VM's guest shutdown time, as labsim drew them (GET /labsim/physical)."""
         r = requests.get(self.url.replace("/sdk", "/labsim/physical"), verify=str(self.cert), timeout=10)

@@ -9,6 +9,7 @@ fallback, or skipping what depended on it.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -41,6 +42,14 @@ class Context:
     run_id: str = ""
     ports: Mapping[str, LabPort] = field(default_factory=dict)  # "esxi:<server>" -> that host's own API
     vcenter: VCenter | None = None  # for waiting until vCenter answers (whole-lab up)
+    began: float = field(default_factory=time.monotonic)  # when the run began (the clock its messages give)
+    unknown: set[str] = field(default_factory=set)  # servers whose BMC stopped answering: state unknown, never forced off
+    silent_since: dict[str, float] = field(default_factory=dict)  # server -> when its BMC's reads began to fail
+
+    def at(self, when: float | None = None) -> str:
+        """A moment of the run as its clock shows it (mm:ss since the run began)."""
+        seconds = int((time.monotonic() if when is None else when) - self.began)
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
     def port_for(self, step: Step) -> LabPort:
         """The port of the endpoint a step goes through: a host's own, or vCenter's."""
