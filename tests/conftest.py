@@ -80,3 +80,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault matrix's table (tests/integration/test_faults.py), when its cells ran."""
+    faults = sys.modules.get("tests.integration.test_faults")
+    lines = faults.matrix_table() if faults is not None else []
+    if lines:
+        terminalreporter.section("fault matrix")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -59,6 +59,7 @@ class RedfishDriver:
         self._basic = True  # reads with Basic auth until the service refuses it
         self._system_path: str | None = bmc.system.rstrip("/") if bmc.system else None
         self._deadline = float("inf")  # of the operation under way
+        self._last_status: int | None = None  # the last HTTP status of the operation under way (None: no answer yet)
 
     # -- protocol -----------------------------------------------------------------
     def power_state(self) -> Power:
@@ -200,7 +201,9 @@ class RedfishDriver:
             else:
                 kwargs["timeout"] = min(timeout or remaining, remaining)
             try:
-                return request(method, url, **kwargs)
+                response = request(method, url, **kwargs)
+                self._last_status = response.status_code
+                return response
             except requests.exceptions.SSLError:
                 raise
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
@@ -243,6 +246,7 @@ class RedfishDriver:
 
     def _call(self, fn: Callable[[], T]) -> T:
         self._deadline = time.monotonic() + self.timeout
+        self._last_status = None
         try:
             return fn()
         except (AuthenticationFailed, BMCError):
@@ -251,6 +255,11 @@ class RedfishDriver:
             raise AuthenticationFailed(f"{self.where}: login refused for user {self.bmc.user!r}; check bmc.user and bmc.password") from exc
         except sx.ConnectionError as exc:
             text = str(exc)
+            if BUDGET_SPENT in text and (self._last_status or 0) >= 500:
+                raise BMCError(
+                    f"{self.where}: HTTP {self._last_status} to every try for {self.timeout:g}s (policy.bmc_timeout); "
+                    "the BMC answers but fails: check it (a BMC reset often helps)"
+                ) from exc
             if BUDGET_SPENT in text:
                 raise ConnectionFailed(
                     f"{self.where}: no answer within {self.timeout:g}s (policy.bmc_timeout); check bmc.address and that the BMC is up"
