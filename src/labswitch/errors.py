@@ -89,3 +89,12 @@ class Interrupted(LabswitchError):
 
     exit_code = EXIT_INTERRUPTED
     http_status = 409
+
+
+def shown(value: object, limit: int = 64) -> str:
+    """A value a user gave, for a message: as it is when short and printable, else quoted and cut at ``limit``
+    characters (an error never echoes input unbounded, nor breaks its one line)."""
+    text = str(value)
+    if len(text) <= limit and text.isprintable():
+        return text
+    return repr(text[:limit]) + (f"… ({len(text)} characters)" if len(text) > limit else "")

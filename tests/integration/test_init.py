@@ -28,6 +28,7 @@ def test_init_writes_a_config_that_loads_and_works_without_edits(
     assert result.code == 0, result.stderr
     text = out.read_text()
     assert text.startswith("# labswitch configuration, written by `labswitch init`")
+    assert out.stat().st_mode & 0o777 == 0o600, "a config names its secrets: its owner's only"
     assert lab.env["LABSIM_VCENTER_PASSWORD"] not in text  # secrets are references only
     env = {"LABSWITCH_VCENTER_PASSWORD": lab.env["LABSIM_VCENTER_PASSWORD"], "LABSWITCH_BMC_PASSWORD": "unused"}
     for key, value in env.items():

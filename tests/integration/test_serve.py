@@ -147,7 +147,12 @@ def test_one_run_at_a_time_across_the_service_and_the_cli(served: Served, cli: R
 
 
 def test_metrics_are_prometheus_text_with_the_bmcs_readings(served: Served) -> None:
-    families = {f.name: f for f in text_string_to_metric_families(requests.get(served.url + "/metrics", timeout=60).text)}
+    def scrape() -> dict[str, Any]:
+        return {f.name: f for f in text_string_to_metric_families(requests.get(served.url + "/metrics", timeout=60).text)}
+
+    # A scrape answers from the coordinator's last round: the lab's metrics come with the first round.
+    wait_until(lambda: "labswitch_lab_read_age_seconds" in scrape(), 30, "the coordinator's first round in /metrics")
+    families = scrape()
     watts = {s.labels["server"]: s.value for s in families["labswitch_server_power_watts"].samples}
     for server in ("mgmt01", *PAYLOAD):
         reading = served.lab.redfish(server, path="/redfish/v1/Chassis/System.Embedded.1/Power").json()

@@ -9,7 +9,7 @@ import typer
 
 from labswitch import render
 from labswitch.cli import Json, State, app
-from labswitch.errors import UnknownName
+from labswitch.errors import UnknownName, shown
 from labswitch.journal import Journal, default_path
 from labswitch.render import serialise
 
@@ -65,7 +65,7 @@ def history_command(
 def _one_run(journal: Journal, run_id: str, json_out: bool) -> None:
     record = journal.run(run_id)
     if record is None:
-        raise UnknownName(f"history {run_id}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
+        raise UnknownName(f"history {shown(run_id)}: no such run in the journal {journal.path}; `labswitch history` lists the runs")
     outcomes = journal.steps(run_id)
     if json_out:
         render.emit_json(serialise.run(record, outcomes))

@@ -47,6 +47,8 @@ def passwd_command(ctx: typer.Context) -> None:
     import bcrypt
     import tomlkit
 
+    from labswitch.config.load import write_private
+
     state: State = ctx.obj
     path = state.config_path
     if sys.stdin.isatty():
@@ -65,7 +67,7 @@ def passwd_command(ctx: typer.Context) -> None:
         doc["serve"] = table
     table["password_hash"] = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
     try:
-        path.write_text(tomlkit.dumps(doc))
+        write_private(path, tomlkit.dumps(doc))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write ({exc.strerror}); check its permissions") from exc
     render.stdout.print(f"{path}: [serve] password_hash set; restart labswitch serve", markup=False)
@@ -78,7 +80,7 @@ def serve_command(
     tls_cert: Annotated[str | None, typer.Option("--tls-cert", help="Serve HTTPS with this certificate (PEM).")] = None,
     tls_key: Annotated[str | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")] = None,
 ) -> None:
-    """Serve the lab's switch: a web page, a REST API (OpenAPI page at /docs), Prometheus /metrics and, with
+    """Serve the lab's switch: a web page, a REST API (OpenAPI page at /docs with \\[serve] api_docs), Prometheus /metrics and, with
     \\[mqtt], Home Assistant over MQTT. `labswitch serve passwd` sets the page's password.
 
     Every /api request carries \\[serve] token as a bearer token; runs started here take the same run
@@ -119,8 +121,20 @@ def serve_command(
         )
     service = Service(config)
     scheme = "https" if cert else "http"
-    render.stderr.print(f"labswitch serve: {scheme}://{host}:{port} (API at /api, OpenAPI at /docs, metrics at /metrics)", markup=False)
+    docs = ", OpenAPI at /docs" if config.serve.api_docs else ""
+    render.stderr.print(f"labswitch serve: {scheme}://{host}:{port} (API at /api{docs}, metrics at /metrics)", markup=False)
     try:
-        uvicorn.run(create_app(config, service), host=host, port=port, ssl_certfile=cert, ssl_keyfile=key, log_level="warning")
+        proxies = config.serve.trusted_proxies  # their X-Forwarded-For/-Proto are believed; nobody else's
+        uvicorn.run(
+            create_app(config, service, state.config_path),
+            host=host,
+            port=port,
+            ssl_certfile=cert,
+            ssl_keyfile=key,
+            log_level="warning",
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=",".join(proxies) if proxies else None,
+            server_header=False,
+        )
     finally:
         service.stop()

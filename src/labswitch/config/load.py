@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,9 @@ def _resolve_secrets(config: models.Config, source: str, service: bool) -> model
         update["vcsa"] = config.vcsa.model_copy(update={"password": secret(config.vcsa.password, "vcsa.password")})
     if service and config.mqtt is not None and config.mqtt.password is not None:
         update["mqtt"] = config.mqtt.model_copy(update={"password": secret(config.mqtt.password, "mqtt.password")})
-    if service and config.serve.token is not None:
-        update["serve"] = config.serve.model_copy(update={"token": secret(config.serve.token, "serve.token")})
+    if service:
+        tokens = {k: secret(v, f"serve.{k}") for k in ("token", "metrics_token") if (v := getattr(config.serve, k)) is not None}
+        update["serve"] = config.serve.model_copy(update=tokens)
     if config.ups is not None and config.ups.password is not None:
         update["ups"] = config.ups.model_copy(update={"password": secret(config.ups.password, "ups.password")})
     if config.esxi is not None:
@@ -135,3 +137,12 @@ def _known_keys() -> set[str]:
         if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == models.__name__:
             keys.update(obj.model_fields)
     return keys | {"env", "file", "keyring"}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a config file readable by its owner only (0600): it names secrets and holds the page's password hash.
+    An existing file is narrowed to 0600 too. OSError as the caller's to report."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.write(text)

@@ -256,6 +256,10 @@ class Serve(Strict):
     tls_key: str | None = None
     schedules: list[ServeSchedule] = []
     poll_interval: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 30.0  # one read of the lab for the page, metrics, MQTT
+    metrics_token: Secret | None = None  # /metrics wants it as a bearer token (Prometheus' authorization); unset: /metrics is open
+    trusted_proxies: list[str] = []  # reverse proxies whose X-Forwarded-For/-Proto are believed (addresses); none by default
+    max_body: Annotated[int, Field(ge=1024)] = 1_048_576  # bytes a request body may have; refused before it is read beyond
+    api_docs: bool = False  # the OpenAPI pages (/docs, /openapi.json); off: they would load Swagger UI from a CDN
 
 
 class Mqtt(Strict):

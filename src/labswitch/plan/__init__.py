@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from labswitch.bmc import Power
 from labswitch.config import Config, Server
-from labswitch.errors import UnknownName
+from labswitch.errors import UnknownName, shown
 from labswitch.plan import clusters
 from labswitch.plan.actions import REGISTRY, VM_ACTIONS, Effect, Spec, Subject, slow_after, spec
 from labswitch.plan.down import _down
@@ -65,7 +65,7 @@ def target_groups(config: Config, requested: Sequence[str], intent: Intent) -> t
     for name in requested:
         if name not in config.groups:
             known = ", ".join(sorted(config.groups)) or "none"
-            raise UnknownName(f"--group {name}: no such group (groups: {known}); see [groups.NAME] in the config")
+            raise UnknownName(f"--group {shown(name)}: no such group (groups: {known}); see [groups.NAME] in the config")
     if requested:
         return tuple(dict.fromkeys(requested))
     return tuple(name for name, group in config.groups.items() if not group.always_on)

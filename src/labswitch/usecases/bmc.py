@@ -10,7 +10,7 @@ from typing import Any
 
 from labswitch.bmc import Driver, Power, driver_for
 from labswitch.config import Config, Server
-from labswitch.errors import EndpointError, NotSupported, UnknownName
+from labswitch.errors import EndpointError, NotSupported, UnknownName, shown
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ def select(config: Config, names: Sequence[str]) -> list[Server]:
         server = config.server(name)
         if server is None:
             known = ", ".join(s.name for s in config.servers) or "none configured"
-            raise UnknownName(f"server {name}: not in the config (servers: {known})")
+            raise UnknownName(f"server {shown(name)}: not in the config (servers: {known})")
         chosen.append(server)
     return chosen
 

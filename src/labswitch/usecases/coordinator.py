@@ -55,6 +55,12 @@ class Coordinator:
         self._thread: threading.Thread | None = None
 
     # -- reading ---------------------------------------------------------------------
+    def latest(self) -> Reading | None:
+        """The latest round, however old, without starting one (None before the first): for readers that must never
+        wait on the lab (a Prometheus scrape)."""
+        with self._state:
+            return self._latest
+
     def read(self, max_age: float | None = None) -> Reading:
         """The latest round if it is younger than ``max_age`` (default: the poll interval) and the lab has not
         changed since; else a new round (a caller arriving during a round waits for it and shares it)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 from labswitch.bmc import Power
 from labswitch.config import Config, Server
-from labswitch.errors import ConfigError
+from labswitch.errors import ConfigError, shown
 from labswitch.journal import Journal, default_path
 from labswitch.samples import Sample, Samples
 from labswitch.usecases import bmc
@@ -186,22 +186,27 @@ def _server_energy(
     )
 
 
+MAX_DAYS = 3660  # ten years: a period longer than any lab's journal
+
+
 def period(since: str | None, days: int | None) -> dt.datetime | None:
     """The start of a period from --since (ISO date or date and time, local) or --days; None: the default."""
     now = dt.datetime.now().astimezone()
     if since is not None and days is not None:
         raise ConfigError("energy: give --since or --days, not both")
     if days is not None:
-        if days < 1:
-            raise ConfigError(f"--days {days}: 1 or more")
+        if not 1 <= days <= MAX_DAYS:
+            raise ConfigError(f"--days {days}: from 1 to {MAX_DAYS}")
         return now - dt.timedelta(days=days)
     if since is None:
         return None
     try:
         start = dt.datetime.fromisoformat(since)
-    except ValueError as exc:
-        raise ConfigError(f"--since {since!r}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from exc
-    start = start.astimezone() if start.tzinfo is None else start
+        start = start.astimezone() if start.tzinfo is None else start
+    except (ValueError, OverflowError, OSError) as exc:
+        raise ConfigError(f"--since {shown(since)}: a date or date and time, e.g. 2026-11-01 or 2026-11-01T08:00") from exc
+    if start.year < 2000:
+        raise ConfigError(f"--since {since}: a date from 2000 on")
     if start >= now:
         raise ConfigError(f"--since {since}: that is not in the past")
     return start

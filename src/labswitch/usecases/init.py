@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from labswitch import vsphere
 from labswitch.config import BMC, TLS, ESXi, Server, VCenter
-from labswitch.config.load import parse
+from labswitch.config.load import parse, write_private
 from labswitch.errors import ConfigError, TLSVerificationFailed
 from labswitch.hostnet import is_ip
 from labswitch.plan import is_vcenter_vm
@@ -251,6 +251,6 @@ def refuse_overwrite(out: Path, force: bool) -> None:
 def write(text: str, out: Path, force: bool) -> None:
     refuse_overwrite(out, force)  # again: the file may have appeared during discovery
     try:
-        out.write_text(text, encoding="utf-8")
+        write_private(out, text)
     except OSError as exc:
         raise ConfigError(f"{out}: cannot write: {exc.strerror}; pass --out a writable path") from exc

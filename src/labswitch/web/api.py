@@ -4,7 +4,6 @@ one serialiser; errors become statuses by their type (errors.py, the app's one h
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -21,6 +20,7 @@ from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
 from labswitch.usecases.status import as_json
 from labswitch.web.events import run_events
+from labswitch.web.guard import bearer_ok
 
 
 class RunRequest(BaseModel):
@@ -33,8 +33,8 @@ def router(config: Config, service: Service, coordinator: Coordinator, automatio
     token = config.serve.token.get_secret_value() if isinstance(config.serve.token, SecretStr) else None
 
     def authorized(request: Request) -> None:
-        given = request.headers.get("authorization", "")
-        if token is None or not given.startswith("Bearer ") or not secrets.compare_digest(given[7:].encode(), token.encode()):
+        """Checked before the body too (web/guard.py); here for every route the router serves, whatever mounts it."""
+        if token is None or not bearer_ok(request.headers.get("authorization", "").encode(), token):
             raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer <serve.token>)")
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
@@ -56,7 +56,9 @@ def _lab_routes(api: APIRouter, config: Config, coordinator: Coordinator, automa
         return as_json(reading.report)
 
     @api.get("/energy")
-    def api_energy(days: int | None = None, since: str | None = None) -> dict[str, Any]:
+    def api_energy(
+        days: Annotated[int | None, Query(ge=1, le=energy.MAX_DAYS)] = None, since: Annotated[str | None, Query(max_length=40)] = None
+    ) -> dict[str, Any]:
         """kWh and cost over the last ``days`` (default 30) or ``since`` a date: measured (the service's samples)
         and estimated apart, as `energy --json`."""
         readings = coordinator.read().power  # the draw now, from the latest round: no BMC read of its own
@@ -94,7 +96,7 @@ def _run_routes(api: APIRouter, config: Config, service: Service) -> None:
         return {"run_id": started.run_id, "nothing_to_do": started.nothing_to_do}
 
     @api.get("/runs")
-    def api_history(limit: int = 50) -> list[dict[str, Any]]:
+    def api_history(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
         return [serialise.run_summary(record, steps) for record, steps in service.summaries(limit)]
 
     @api.get("/runs/{run_id}")

@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
+from pydantic import SecretStr
 from starlette.middleware.sessions import SessionMiddleware
 
 from labswitch.cancel import Cancel
@@ -31,27 +34,34 @@ from labswitch.usecases.automation import Automation
 from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
 from labswitch.web import api, page
+from labswitch.web.guard import Guard, bearer_ok
 from labswitch.web.metrics import LabCollector
+from labswitch.web.sessions import Passwords, Sessions
 
 
-def create_app(config: Config, service: Service) -> FastAPI:
+def create_app(config: Config, service: Service, config_path: Path | None = None) -> FastAPI:
+    """The service's app. ``config_path``: the file the config came from, re-read for a new page password."""
     coordinator = Coordinator(config, service)  # the one reader of the lab: the page, metrics, MQTT and samples read it
     service.on_change(coordinator.changed)
     automation = Automation(config, service, coordinator)
 
     lifespan = _lifespan(config, service, coordinator, automation)
-    app = FastAPI(title="labswitch", summary="Switch a vSphere lab on and off", version="1", lifespan=lifespan)
+    docs = {} if config.serve.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="labswitch", summary="Switch a vSphere lab on and off", version="1", lifespan=lifespan, **docs)  # type: ignore[arg-type]
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_key(config),
         session_cookie="labswitch_session",
         same_site="strict",
-        https_only=bool(config.serve.tls_cert),
+        https_only=False,  # Secure is set per request, when it came over TLS (web/guard.py)
         max_age=7 * 24 * 3600,
     )
-    page.mount(app, config, service, automation, coordinator)
+    app.add_middleware(Guard, max_body=config.serve.max_body, token=_token(config.serve.token))  # outermost: before all else
+    page.mount(app, config, service, automation, coordinator, Sessions(Passwords(config.serve.password_hash, config_path)))
     registry = CollectorRegistry()
     registry.register(LabCollector(config, service, automation, coordinator))
+    metrics_token = _token(config.serve.metrics_token)
+    scrapes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")  # scrapes queue here, never in the API's pool
 
     @app.exception_handler(LabswitchError)
     async def _error(request: Request, exc: LabswitchError) -> JSONResponse:
@@ -69,11 +79,19 @@ def create_app(config: Config, service: Service) -> FastAPI:
     app.include_router(api.router(config, service, coordinator, automation))
 
     @app.get("/metrics", include_in_schema=False)
-    def metrics() -> PlainTextResponse:
-        """Prometheus text format; read-only and secret-free, so open like /healthz (the API is not)."""
-        return PlainTextResponse(generate_latest(registry).decode(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus text format, from the coordinator's last round (a scrape reads nothing of the lab). Secret-free;
+        open unless [serve] metrics_token is set, then its bearer token is required."""
+        if metrics_token is not None and not bearer_ok(request.headers.get("authorization", "").encode(), metrics_token):
+            return PlainTextResponse("a valid bearer token is required ([serve] metrics_token)\n", status_code=401)
+        text = await asyncio.get_running_loop().run_in_executor(scrapes, generate_latest, registry)
+        return PlainTextResponse(text.decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _token(secret: object) -> str | None:
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else None
 
 
 def _lifespan(config: Config, service: Service, coordinator: Coordinator, automation: Automation) -> Any:

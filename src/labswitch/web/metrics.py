@@ -30,8 +30,12 @@ class LabCollector(Collector):
             "labswitch_server_power_on", "1 when the server is on (its BMC or power driver says), 0 off", labels=["server"]
         )
         watts = GaugeMetricFamily("labswitch_server_power_watts", "The server's power draw now, in watts", labels=["server"])
-        reading = self.coordinator.read()  # the coordinator's latest round: a scrape reads no BMC itself
-        report, readings = reading.report, reading.power
+        reading = self.coordinator.latest()  # the coordinator's latest round: a scrape never reads the lab, nor waits on it
+        report, readings = (reading.report, reading.power) if reading is not None else (None, {})
+        age = GaugeMetricFamily("labswitch_lab_read_age_seconds", "How old the lab's state in these metrics is (the last round)")
+        if reading is not None:
+            age.add_metric([], max(0.0, time.time() - reading.at))
+            yield age
         for server, (state, draw) in readings.items():
             if state in (Power.ON, Power.OFF):
                 power.add_metric([server], 1.0 if state is Power.ON else 0.0)

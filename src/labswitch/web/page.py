@@ -1,16 +1,19 @@
 """The web page of `labswitch serve`: one screen for the lab, server-rendered (Jinja2), a little CSS and
 JavaScript of its own (EventSource for a run's progress, fetch for a plan's summary), no build step, no
 CDN. A password login ([serve] password_hash, written by `labswitch serve passwd`) gives a signed,
-HttpOnly, SameSite=Strict session cookie; every form that changes state carries the session's CSRF
-token. The page never offers an override of a safety refusal: a refusal is shown with its reason."""
+HttpOnly, SameSite=Strict session cookie naming a session kept on the server (web/sessions.py: revoked by
+logout, a new password or a restart); every form that changes state carries the session's CSRF token.
+The page never offers an override of a safety refusal: a refusal is shown with its reason."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import bcrypt
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
@@ -27,22 +30,28 @@ from labswitch.usecases.automation import Automation
 from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
 from labswitch.web.events import run_events
+from labswitch.web.sessions import Sessions, Throttle
+
+log = logging.getLogger("labswitch.serve")
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 
-def mount(app: FastAPI, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
-    """The page's routes on the app (the session middleware is the app's)."""
+def mount(app: FastAPI, config: Config, service: Service, automation: Automation, coordinator: Coordinator, sessions: Sessions) -> None:
+    """The page's routes on the app (the cookie middleware is the app's; the sessions behind it are ``sessions``)."""
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.state.sessions = sessions
     ui = APIRouter(include_in_schema=False)
-    _session_routes(ui, (config.serve.password_hash or "").encode())
+    _session_routes(ui, sessions, Throttle())
     _lab_routes(ui, config, service, automation, coordinator)
     app.include_router(ui)
 
 
 def logged_in(request: Request) -> bool:
-    return bool(request.session.get("user"))
+    """The cookie names a session this service issued, has not revoked, under the password in force."""
+    sessions: Sessions = request.app.state.sessions
+    return sessions.valid(request.session.get("sid"))
 
 
 def csrf(request: Request) -> str:
@@ -60,28 +69,42 @@ def check_csrf(request: Request, token: str) -> None:
         raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
 
 
-def _session_routes(ui: APIRouter, password_hash: bytes) -> None:
-    """Log in and out."""
+def _session_routes(ui: APIRouter, sessions: Sessions, throttle: Throttle) -> None:
+    """Log in (throttled per address and overall, awaited: no worker is held) and out (the session revoked)."""
 
     @ui.get("/login", response_class=HTMLResponse)
     def login_page(request: Request) -> Response:
-        return templates.TemplateResponse(request, "login.html", {"csrf": csrf(request), "error": None, "enabled": bool(password_hash)})
+        enabled = bool(sessions.passwords.current())
+        return templates.TemplateResponse(request, "login.html", {"csrf": csrf(request), "error": None, "enabled": enabled})
 
     @ui.post("/login")
-    def login(request: Request, password: str = Form(...), csrf_token: str = Form(...)) -> Response:
+    async def login(request: Request, password: str = Form(...), csrf_token: str = Form(...)) -> Response:
         if not secrets.compare_digest(csrf_token.encode(), csrf(request).encode()):
             raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
-        if not password_hash or not bcrypt.checkpw(password.encode(), password_hash):
-            time.sleep(0.5)  # a wrong password costs a little time
-            context = {"csrf": csrf(request), "error": "wrong password", "enabled": bool(password_hash)}
-            return templates.TemplateResponse(request, "login.html", context, status_code=401)
-        request.session["user"] = "admin"
+        address = request.client.host if request.client else "?"
+        wait = throttle.admit(address)  # counted as wrong until it proves right
+        if wait > 0:
+            return _login_failed(request, 429, f"too many wrong passwords; try again in {wait:.0f}s", {"Retry-After": f"{wait:.0f}"})
+        hashed = sessions.passwords.current()
+        right = bool(hashed) and await asyncio.to_thread(bcrypt.checkpw, password.encode()[:72], hashed)
+        if not right:
+            log.warning("page: wrong password from %s", address)
+            await asyncio.sleep(0.5)  # a wrong password costs a little time, without holding a worker
+            return _login_failed(request, 401, "wrong password")
+        throttle.succeeded(address)
+        request.session.clear()
+        request.session["sid"] = sessions.issue()
         request.session["csrf"] = secrets.token_urlsafe(32)  # a fresh token for the session that starts
         return RedirectResponse("/", status_code=303)
+
+    def _login_failed(request: Request, status: int, error: str, headers: dict[str, str] | None = None) -> Response:
+        context = {"csrf": csrf(request), "error": error, "enabled": bool(sessions.passwords.current())}
+        return templates.TemplateResponse(request, "login.html", context, status_code=status, headers=headers)
 
     @ui.post("/logout")
     def logout(request: Request, csrf_token: str = Form(...)) -> Response:
         check_csrf(request, csrf_token)
+        sessions.revoke(request.session.get("sid"))
         request.session.clear()
         return RedirectResponse("/login", status_code=303)
 
@@ -101,7 +124,7 @@ def _lab_routes(ui: APIRouter, config: Config, service: Service, automation: Aut
         return templates.TemplateResponse(request, "index.html", {"csrf": csrf(request), **view})
 
     @ui.get("/ui/plan")
-    def ui_plan(request: Request, intent: str, group: str) -> JSONResponse:
+    def ui_plan(request: Request, intent: Literal["down", "up"], group: str) -> JSONResponse:
         """What a button would do, for its confirmation: counts and the refusals."""
         if not logged_in(request):
             raise HTTPException(401, "log in first")
@@ -113,7 +136,9 @@ def _lab_routes(ui: APIRouter, config: Config, service: Service, automation: Aut
         return JSONResponse({"servers": len(plan.servers), "vms": vms, "steps": len(plan.steps), "refusals": list(plan.refusals)})
 
     @ui.post("/ui/runs")
-    def ui_start(request: Request, intent: str = Form(...), group: str = Form(...), csrf_token: str = Form(...)) -> Response:
+    def ui_start(
+        request: Request, intent: Literal["down", "up"] = Form(...), group: str = Form(...), csrf_token: str = Form(...)
+    ) -> Response:
         check_csrf(request, csrf_token)
         try:
             started = service.start(Intent(intent), [group], restore=intent == "up", reason="page")
