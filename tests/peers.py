@@ -480,12 +480,27 @@ class MqttPeer:
 
 
 @contextmanager
-def mosquitto(workdir: Path, user: str = "labswitch", password: str = "mqtt-s3cret") -> Iterator[MqttPeer]:
+def mosquitto(
+    workdir: Path,
+    user: str = "labswitch",
+    password: str = "mqtt-s3cret",
+    others: dict[str, str] | None = None,
+    acl: str | None = None,
+    anonymous: bool = False,
+) -> Iterator[MqttPeer]:
+    """The broker, with ``user`` (and ``others``: user -> password) in its password file; ``acl``: an acl_file's
+    text; ``anonymous``: clients without a login are let in (what a careless broker does; the ACL still applies)."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     passwd = workdir / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), user, password], check=True, capture_output=True)
+    for name, secret in (others or {}).items():
+        subprocess.run(["mosquitto_passwd", "-b", str(passwd), name, secret], check=True, capture_output=True)
     conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {passwd}\npersistence false\nuser root\n")
+    lines = [f"listener {port} 127.0.0.1", f"allow_anonymous {str(anonymous).lower()}", f"password_file {passwd}"]
+    if acl is not None:
+        (workdir / "acl").write_text(acl)
+        lines.append(f"acl_file {workdir / 'acl'}")
+    conf.write_text("\n".join([*lines, "persistence false", "user root"]) + "\n")
     with process(["mosquitto", "-c", str(conf)], port):
         yield MqttPeer(port, user, password)

@@ -4,6 +4,7 @@ Home Assistant reads, and a switch's OFF takes its group down — read back with
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,3 +59,38 @@ def test_home_assistant_discovery_and_a_switch_that_takes_its_group_down(
             )
             assert bmc_power(lab, "mgmt01") == "On"
         assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "offline")], "offline once stopped"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_acl() -> str:
+    """The mosquitto ACL the README's Security section gives (the block after its `mosquitto-acl` marker)."""
+    text = README.read_text()
+    block = text.split("<!-- mosquitto-acl -->", 1)[1].split("```", 2)[1]
+    return block.split("\n", 1)[1]  # without the fence's language line
+
+
+def test_with_the_readmes_acl_an_anonymous_client_cannot_switch_the_lab(
+    lab_factory: Callable[..., Lab], state_dir: Path, tmp_path: Path
+) -> None:
+    lab = lab_factory(*FAST)
+    ha = {"homeassistant": "ha-s3cret"}
+    # A careless broker lets anonymous clients in; the README's ACL still keeps them off labswitch's topics.
+    with peers.mosquitto(tmp_path / "mqtt", others=ha, acl=readme_acl(), anonymous=True) as broker:
+        config = configure(lab)
+        url = add_serve(lab, config, mqtt_table(broker, 2))
+        log = tmp_path / "serve.log"
+        with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}, log=log):
+            assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "online")]
+            anonymous = ["-h", "127.0.0.1", "-p", str(broker.port), "-q", "1"]
+            subprocess.run(["mosquitto_pub", *anonymous, "-t", "labswitch/lab/group/payload/set", "-m", "OFF"], check=True, timeout=30)
+            subprocess.run(["mosquitto_pub", *anonymous, "-r", "-t", "labswitch/lab/availability", "-m", "offline"], check=True, timeout=30)
+            # Home Assistant's own login may command: a marker it sends after the anonymous OFF, on the same topic.
+            login = ["-h", "127.0.0.1", "-p", str(broker.port), "-u", "homeassistant", "-P", ha["homeassistant"], "-q", "1"]
+            subprocess.run(["mosquitto_pub", *login, "-t", "labswitch/lab/group/payload/set", "-m", "MARKER"], check=True, timeout=30)
+            wait_until(lambda: "ignored 'MARKER'" in log.read_text(), 30, "Home Assistant's message handled")
+            text = log.read_text()
+            assert "down of payload" not in text and "ignored 'OFF'" not in text, text
+            assert all(bmc_power(lab, s) == "On" for s in PAYLOAD), "the anonymous OFF never reached labswitch"
+            assert broker.sub("labswitch/lab/availability", 1) == [("labswitch/lab/availability", "online")], "nor overwrote it"

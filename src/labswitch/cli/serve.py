@@ -119,6 +119,12 @@ def serve_command(
         render.note(
             f"serving plain HTTP on {host}: the token crosses the network in clear; use --tls-cert/--tls-key or a reverse proxy with TLS"
         )
+    if config.mqtt is not None and config.mqtt.client_cert:
+        import ssl
+
+        from labswitch.web.mqtt import client_certificate
+
+        client_certificate(ssl.create_default_context(), config.mqtt)  # one line here if it does not load, before anything starts
     service = Service(config)
     scheme = "https" if cert else "http"
     docs = ", OpenAPI at /docs" if config.serve.api_docs else ""

@@ -268,6 +268,8 @@ class Mqtt(Strict):
     url: str  # mqtt://USER@HOST[:PORT] (1883), or mqtts:// (8883) for TLS
     password: Secret | None = None
     tls: TLS = TLS()  # mqtts://: how to trust the broker
+    client_cert: str | None = None  # mqtts://: a client certificate (PEM) for brokers that want one (require_certificate)
+    client_key: str | None = None  # its private key (PEM)
     discovery_prefix: str = "homeassistant"
     base_topic: str = "labswitch"
     lab_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")] = "lab"  # one device per lab in Home Assistant
@@ -280,6 +282,14 @@ class Mqtt(Strict):
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
             raise ValueError("must be mqtt://USER@HOST[:PORT] or mqtts://USER@HOST[:PORT]")
         return value
+
+    @model_validator(mode="after")
+    def _client_pair(self) -> Mqtt:
+        if bool(self.client_cert) != bool(self.client_key):
+            raise ValueError("give both client_cert and client_key, or neither")
+        if self.client_cert and urlsplit(self.url).scheme != "mqtts":
+            raise ValueError("client_cert is for mqtts:// (TLS); the url is mqtt://")
+        return self
 
 
 class Appliance(Strict):

@@ -9,9 +9,12 @@ on every (re)connection."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import queue
+import ssl
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +26,7 @@ from pydantic import SecretStr
 
 from labswitch import __version__, tls
 from labswitch.config import Config, Mqtt
-from labswitch.errors import LabswitchError
+from labswitch.errors import ConfigError, LabswitchError
 from labswitch.plan import Intent
 from labswitch.usecases import energy, idle
 from labswitch.usecases.automation import Automation
@@ -31,6 +34,7 @@ from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
 
 log = logging.getLogger(__name__)
+COMMANDS = 8  # messages that may wait for the worker; more are said and dropped
 
 
 class Topics:
@@ -137,22 +141,27 @@ class Bridge:
             password = self.m.password.get_secret_value() if isinstance(self.m.password, SecretStr) else None
             self.client.username_pw_set(parts.username, password)
         if parts.scheme == "mqtts":
-            self.client.tls_set_context(tls.ssl_context(self.m.tls, self.host, self.port, f"MQTT broker {self.host}:{self.port}"))
+            self.client.tls_set_context(tls_context(self.m))
         self.client.will_set(self.t.availability, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(1, 30)
         self.client.on_connect = self._connected
         self.client.on_message = self._message
         self._thread = threading.Thread(target=self._publish_states, name="mqtt-states", daemon=True)
+        self._commands: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=COMMANDS)
+        self._worker = threading.Thread(target=self._handle_commands, name="mqtt-commands", daemon=True)
         coordinator.subscribe(lambda reading: self._kick.set())  # every round of the lab is published
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()  # paho's network thread: reconnects by itself
         self._thread.start()
+        self._worker.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._kick.set()
+        with contextlib.suppress(queue.Full):
+            self._commands.put_nowait(("", b""))  # wakes the worker, which sees the stop
         self.client.publish(self.t.availability, "offline", qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
@@ -170,13 +179,23 @@ class Bridge:
         self._kick.set()  # states now
 
     def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        group = msg.topic.removeprefix(f"{self.t.root}/group/").removesuffix("/set")
-        command = msg.payload.decode(errors="replace").strip().upper()
-        if group not in self.config.groups or command not in ("ON", "OFF"):
-            log.warning("MQTT: ignored %r on %s", command[:20], msg.topic)
-            return
-        intent = Intent.UP if command == "ON" else Intent.DOWN
-        threading.Thread(target=self._run, args=(intent, group), name=f"mqtt-{intent}", daemon=True).start()
+        """On paho's thread: queued for the one worker, in the order the broker delivered them."""
+        try:
+            self._commands.put_nowait((msg.topic, bytes(msg.payload[:64])))
+        except queue.Full:
+            log.warning("MQTT: %d messages waiting already; one on %s dropped", COMMANDS, msg.topic)
+
+    def _handle_commands(self) -> None:
+        while not self._stop.is_set():
+            topic, payload = self._commands.get()
+            if self._stop.is_set():
+                return
+            group = topic.removeprefix(f"{self.t.root}/group/").removesuffix("/set")
+            command = payload.decode(errors="replace").strip().upper()
+            if group not in self.config.groups or command not in ("ON", "OFF"):
+                log.warning("MQTT: ignored %r on %s", command[:20], topic)
+                continue
+            self._run(Intent.UP if command == "ON" else Intent.DOWN, group)
 
     def _run(self, intent: Intent, group: str) -> None:
         try:
@@ -220,6 +239,25 @@ class Bridge:
                 c = countdowns.get(group)  # "None": Home Assistant shows unknown (not idle, or off)
                 at = dt.datetime.fromtimestamp(c.down_at, dt.UTC).isoformat(timespec="seconds") if c else "None"
                 self.client.publish(self.t.auto_down(group), at, qos=1, retain=True)
+
+
+def tls_context(m: Mqtt) -> ssl.SSLContext:
+    """How labswitch meets an mqtts:// broker: the broker verified per [mqtt] tls, and the client certificate when
+    given."""
+    parts = urlsplit(m.url)
+    host, port = parts.hostname or "", parts.port or 8883
+    return client_certificate(tls.ssl_context(m.tls, host, port, f"MQTT broker {host}:{port}"), m)
+
+
+def client_certificate(context: ssl.SSLContext, m: Mqtt) -> ssl.SSLContext:
+    """``context`` with [mqtt] client_cert and client_key loaded (if given); ConfigError in one line when they do not
+    load (`serve` checks it on a context of its own before it starts)."""
+    if m.client_cert and m.client_key:
+        try:
+            context.load_cert_chain(m.client_cert, m.client_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"mqtt.client_cert: cannot load it with mqtt.client_key ({exc}); check both paths") from exc
+    return context
 
 
 def group_states(config: Config, power: Mapping[str, str]) -> dict[str, str]:
