@@ -10,19 +10,27 @@ import (
 
 // faults are switched on and off while labsim runs, for the fault matrix:
 //
-//	POST   /labsim/faults?bmc=esx12&mode=hang    the BMC accepts connections and never answers
-//	POST   /labsim/faults?bmc=esx12&mode=error   the BMC answers every request with a 500
-//	POST   /labsim/faults?bmc=esx12&mode=none    the BMC answers again
-//	GET    /labsim/faults                        what is on ({"bmc:esx12": "hang"})
-//	DELETE /labsim/faults                        everything off
+//	POST   /labsim/faults?bmc=esx12&mode=hang              the BMC accepts connections and never answers
+//	POST   /labsim/faults?bmc=esx12&mode=error             the BMC answers every request with a 500
+//	POST   /labsim/faults?vm=NAME&mode=ignore-shutdown     the guest accepts a shutdown and never stops
+//	POST   /labsim/faults?host=esx12&mode=stuck            the server boots but its host never reconnects
+//	POST   /labsim/faults?KIND=NAME&mode=none              that fault off
+//	GET    /labsim/faults                                  what is on ({"bmc:esx12": "hang"})
+//	DELETE /labsim/faults                                  everything off
 //
 // A hung request is held until the fault is cleared or its client gives up.
 type faults struct {
-	mu  sync.Mutex
-	set map[string]string
+	mu      sync.Mutex
+	set     map[string]string
+	cleared func(key string) // called (outside the lock) when a fault goes off: what it held back happens then
 }
 
-var faultModes = map[string]bool{"hang": true, "error": true, "none": true}
+// faultModes: each kind of object and the faults it can have.
+var faultModes = map[string]map[string]bool{
+	"bmc":  {"hang": true, "error": true},
+	"vm":   {"ignore-shutdown": true},
+	"host": {"stuck": true},
+}
 
 func (f *faults) get(key string) string {
 	f.mu.Lock()
@@ -31,6 +39,14 @@ func (f *faults) get(key string) string {
 }
 
 func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var off []string
+	defer func() {
+		for _, key := range off {
+			if f.cleared != nil {
+				f.cleared(key)
+			}
+		}
+	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.set == nil {
@@ -38,17 +54,28 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.Method {
 	case http.MethodDelete:
+		for key := range f.set {
+			off = append(off, key)
+		}
 		f.set = map[string]string{}
 	case http.MethodPost:
-		server, mode := r.URL.Query().Get("bmc"), r.URL.Query().Get("mode")
-		if server == "" || !faultModes[mode] {
-			http.Error(w, "POST /labsim/faults?bmc=SERVER&mode=hang|error|none", http.StatusBadRequest)
+		key, mode, ok := "", r.URL.Query().Get("mode"), false
+		for kind, modes := range faultModes {
+			if name := r.URL.Query().Get(kind); name != "" && (modes[mode] || mode == "none") {
+				key, ok = kind+":"+name, true
+			}
+		}
+		if !ok {
+			http.Error(w, "POST /labsim/faults?bmc=SERVER&mode=hang|error|none, ?vm=NAME&mode=ignore-shutdown|none or ?host=SERVER&mode=stuck|none", http.StatusBadRequest)
 			return
 		}
 		if mode == "none" {
-			delete(f.set, "bmc:"+server)
+			if _, on := f.set[key]; on {
+				off = append(off, key)
+			}
+			delete(f.set, key)
 		} else {
-			f.set["bmc:"+server] = mode
+			f.set[key] = mode
 		}
 	}
 	keys := make([]string, 0, len(f.set))

@@ -108,6 +108,7 @@ func newLab(o options) (*Lab, error) {
 		vms:     map[types.ManagedObjectReference]*vmTraits{},
 		calls:   newCallCounter(),
 	}
+	l.faults.cleared = l.faultCleared
 	tlsConf, err := l.newTLS()
 	if err != nil {
 		return nil, err

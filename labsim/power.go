@@ -72,8 +72,26 @@ func (l *Lab) shutdown(s *Server, thenBoot bool) bool {
 	return true
 }
 
-// stuck servers (--stuck-hosts) boot but never reconnect to vCenter.
+// faultCleared: a host that was held back (stuck) while its server is on reconnects once its fault is off.
+func (l *Lab) faultCleared(key string) {
+	for _, s := range l.servers {
+		if key != "host:"+s.Name {
+			continue
+		}
+		s.mu.Lock()
+		on := s.power == "On"
+		s.mu.Unlock()
+		if on && !l.stuck(s) {
+			l.hostConnected(s)
+		}
+	}
+}
+
+// stuck servers (--stuck-hosts, or a host fault switched on: faults.go) boot but never reconnect to vCenter.
 func (l *Lab) stuck(s *Server) bool {
+	if l.faults.get("host:"+s.Name) == "stuck" {
+		return true
+	}
 	for _, name := range strings.Split(l.opts.stuckHosts, ",") {
 		if strings.TrimSpace(name) == s.Name {
 			return true

@@ -252,7 +252,7 @@ func (l *Lab) shutdownGuest(m *simulator.Method) soap.HasFault {
 	if f != nil {
 		return fault(f)
 	}
-	if !t.hung {
+	if !t.hung && l.faults.get("vm:"+t.name) != "ignore-shutdown" {
 		ref := m.This
 		l.afterGuestDelay(ref, func() { l.setVMPower(ref, types.VirtualMachinePowerStatePoweredOff) })
 	}

@@ -137,11 +137,11 @@ class Lab:
         r.raise_for_status()
         return {k: float(v) for k, v in r.json().items()}
 
-    def fault(self, server: str, mode: str) -> dict[str, str]:
-        """Switch a BMC's fault (labsim/faults.go): "hang" (connections accepted, never answered), "error" (500s), "none"."""
-        r = requests.post(
-            self.url.replace("/sdk", "/labsim/faults"), params={"bmc": server, "mode": mode}, verify=str(self.cert), timeout=10
-        )
+    def fault(self, kind: str, name: str, mode: str) -> dict[str, str]:
+        """Switch a fault at run time (labsim/faults.go): a BMC "hang" (connections accepted, never answered) or
+        "error" (500s); a VM "ignore-shutdown"; a host "stuck" (boots, never reconnects); "none": that fault off."""
+        url = self.url.replace("/sdk", "/labsim/faults")
+        r = requests.post(url, params={kind: name, "mode": mode}, verify=str(self.cert), timeout=10)
         r.raise_for_status()
         return dict(r.json())
 

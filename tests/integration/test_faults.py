@@ -8,13 +8,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Result, wait_until
-from tests.integration.test_down_up import configure, run
-from tests.labsim import MUTATING, Lab, bmc_power, host_state
+from tests.integration.test_down_up import configure, payload, run
+from tests.labsim import MUTATING, Lab, bmc_power, host_state, tagged_vms, vm_power
 
 Run = Callable[..., Result]
 SERVERS = ("esx11", "esx12", "esx21", "esx22")
@@ -35,12 +36,12 @@ def test_a_bmc_that_stops_answering_mid_down_leaves_the_state_unknown_never_on(
     down = background(lab, state_dir, config, "down", "--yes")
     try:
         wait_until(lambda: host_state(lab)["esx12"][1], 30, "esx12 in maintenance mode")
-        lab.fault("esx12", "hang")  # the BMC accepts connections and never answers, from before its server goes off
+        lab.fault("bmc", "esx12", "hang")  # the BMC accepts connections and never answers, from before its server goes off
         _, stderr = down.communicate(timeout=60)
     finally:
         down.kill()
     took = time.monotonic() - started
-    lab.fault("esx12", "none")
+    lab.fault("bmc", "esx12", "none")
     assert down.returncode == 1, stderr
     assert took < 40, f"the down took {took:.0f}s: confirm-off overshot host_off_timeout (5 s) with a hung BMC"
     assert "BMC of esx12 stopped answering at" in stderr and "state is unknown" in stderr, stderr
@@ -55,72 +56,101 @@ def test_a_bmc_that_stops_answering_mid_down_leaves_the_state_unknown_never_on(
 
 
 # -- the fault matrix ---------------------------------------------------------------------------------------------
-# Each cell: a fault of esx12's BMC, switched on at one phase of a down or an up; the run must end within its
-# deadline with the documented exit code and a true line, and the same command, once the fault is gone, must
-# reach the same end state as a run with no fault. The table is printed at the end of the session.
-BUDGET = {"start": 20.0, "mid": 25.0}  # preflight: bmc_timeout (3 s) per BMC read, in parallel; mid: host_off_timeout + a read
-EXPECT = {  # (intent, phase) -> (exit code, what stderr must say)
-    ("down", "start"): (3, "esx12"),
-    ("down", "mid"): (1, "the server's state is unknown"),
-    ("up", "start"): (3, "esx12"),
-    ("up", "mid"): (0, ""),  # its power-on was sent: the rest goes through vCenter
-}
-MATRIX: list[tuple[str, str, str, float, int, str]] = []
+# Each cell: a fault switched on at one phase of a down or an up ("start": before the command; "mid": once it is under
+# way); the run must end within its deadline with the documented exit code and a true line, a refusal must change
+# nothing, and the same command, once the fault is gone, must reach the state a run without the fault reaches.
+# The table is printed in pytest's terminal summary (tests/conftest.py).
 
 
-def _until_phase(lab: Lab, intent: str) -> None:
-    """Mid-run: a down once esx12 is in maintenance mode (its shutdown and confirm-off next); an up once its BMC says On."""
-    if intent == "down":
+@dataclass(frozen=True)
+class Cell:
+    kind: str  # labsim's fault kind: bmc, vm, host
+    name: str
+    mode: str
+    intent: str
+    phase: str
+    code: int  # the exit code
+    says: str  # what stderr must say
+    budget: float  # seconds: its deadline (config: bmc_timeout 3, host_off 5, guest_shutdown 5, host_connect 10)
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}-{self.mode}-{self.intent}-{self.phase}"
+
+
+CELLS = [
+    *(
+        Cell("bmc", "esx12", mode, intent, phase, code, says, 20.0 if phase == "start" else 25.0)
+        for mode in ("hang", "error")
+        for intent, phase, code, says in (
+            ("down", "start", 3, "server esx12 BMC"),  # the preflight read: refused, nothing changed
+            ("down", "mid", 1, "the server's state is unknown"),  # confirm-off: unknown, never "still on"
+            ("up", "start", 3, "server esx12 BMC"),
+            ("up", "mid", 0, ""),  # its power-on was sent: the rest goes through vCenter
+        )
+    ),
+    Cell("vm", "esx12-vm01", "ignore-shutdown", "down", "start", 1, "esx12-vm01", 30.0),  # the host stays on, with it
+    Cell("host", "esx12", "stuck", "up", "start", 1, "esx12", 40.0),  # never reconnects: its VMs stay off
+    Cell("host", "esx12", "stuck", "up", "mid", 1, "esx12", 40.0),
+]
+MATRIX: list[tuple[Cell, float, int, str]] = []
+
+
+def _under_way(lab: Lab, cell: Cell) -> None:
+    """Mid-run: a down once esx12 is in maintenance mode (its shutdown and confirm-off next); an up once esx12's BMC
+    says On (its host is booting)."""
+    if cell.intent == "down":
         wait_until(lambda: host_state(lab)["esx12"][1], 30, "esx12 in maintenance mode")
     else:
         wait_until(lambda: bmc_power(lab, "esx12") == "On", 30, "esx12 on at its BMC")
 
 
-@pytest.mark.parametrize("phase", ["start", "mid"])
-@pytest.mark.parametrize("intent", ["down", "up"])
-@pytest.mark.parametrize("fault", ["hang", "error"])
-def test_fault_matrix_bmc(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, fault: str, intent: str, phase: str) -> None:
+@pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
+def test_fault_matrix(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, cell: Cell) -> None:
     lab = lab_factory("--host-shutdown-delay", "3s", "--host-boot-delay", "2s", "--guest-shutdown-delay", "200ms")
     config = configure(lab, policy="bmc_timeout = 3\n")
-    if intent == "up":
+    if cell.intent == "up":
         assert run(cli, lab, state_dir, config, "down", "--yes").code == 0
     before = set(lab.soap_calls(reset=True))
     started = time.monotonic()
-    if phase == "start":
-        lab.fault("esx12", fault)
-    proc = background(lab, state_dir, config, intent, "--yes")
+    if cell.phase == "start":
+        lab.fault(cell.kind, cell.name, cell.mode)
+    proc = background(lab, state_dir, config, cell.intent, "--yes")
     try:
-        if phase == "mid":
-            _until_phase(lab, intent)
-            lab.fault("esx12", fault)
-        _, stderr = proc.communicate(timeout=BUDGET[phase] + 30)
+        if cell.phase == "mid":
+            _under_way(lab, cell)
+            lab.fault(cell.kind, cell.name, cell.mode)
+        _, stderr = proc.communicate(timeout=cell.budget + 30)
     finally:
         proc.kill()
     took = time.monotonic() - started
-    lab.fault("esx12", "none")
-    code, says = EXPECT[intent, phase]
-    last = next((line for line in reversed(stderr.strip().splitlines()) if "esx12" in line), "")
-    MATRIX.append((f"BMC {fault}", intent, phase, took, proc.returncode, last[:110]))
-    assert proc.returncode == code, stderr
-    assert took < BUDGET[phase], f"{took:.1f}s, over its {BUDGET[phase]:.0f}s deadline"
-    assert says in stderr and "Traceback" not in stderr, stderr
-    assert "still on" not in stderr, "a BMC that does not answer is no server left on"
-    if phase == "start":
+    lab.fault(cell.kind, cell.name, "none")
+    lines = stderr.strip().splitlines()
+    failed = [line for line in lines if "] failed" in line or "error:" in line]  # the step that failed, or the refusal
+    last = (failed or [line for line in lines if cell.name in line] or [""])[0]
+    MATRIX.append((cell, took, proc.returncode, last[:110]))
+    assert proc.returncode == cell.code, stderr
+    assert took < cell.budget, f"{took:.1f}s, over its {cell.budget:.0f}s deadline"
+    assert cell.says in stderr and "Traceback" not in stderr, stderr
+    assert "still on" not in stderr or cell.kind == "vm", "a BMC that does not answer is no server left on"
+    if cell.code == 3:
         assert len(stderr.strip().splitlines()) <= 2, "a refusal is one line"
         assert not (set(lab.soap_calls()) - before) & MUTATING, "a refused run changes nothing"
     # The fault gone, the same command converges to the state a run without the fault reaches.
-    again = run(cli, lab, state_dir, config, intent, "--yes")
+    again = run(cli, lab, state_dir, config, cell.intent, "--yes")
     assert again.code == 0, again.stderr
-    want = "Off" if intent == "down" else "On"
+    want = "Off" if cell.intent == "down" else "On"
     assert all(bmc_power(lab, s) == want for s in SERVERS)
-    if intent == "up":
+    if cell.intent == "up":
         assert all(host_state(lab)[s] == ("connected", False) for s in SERVERS)
+        assert {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"} == tagged_vms(lab) & set(payload(vm_power(lab)))
 
 
 def matrix_table() -> list[str]:
     """The cells run in this session, as the terminal summary prints them (tests/conftest.py)."""
     if not MATRIX:
         return []
-    lines = [f"{'fault':11} {'run':5} {'phase':6} {'took':>6} {'exit':>4}  what labswitch said last about esx12"]
-    lines += [f"{fault:11} {intent:5} {phase:6} {took:5.1f}s {code:4}  {said}" for fault, intent, phase, took, code, said in MATRIX]
+    lines = [f"{'fault':22} {'run':5} {'phase':6} {'took':>6} {'exit':>4}  what labswitch said (its first failure)"]
+    for cell, took, code, said in MATRIX:
+        lines.append(f"{cell.kind + ' ' + cell.name + ' ' + cell.mode:22} {cell.intent:5} {cell.phase:6} {took:5.1f}s {code:4}  {said}")
     return lines

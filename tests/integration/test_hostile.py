@@ -68,7 +68,7 @@ def csrf_of(http: requests.Session, url: str) -> str:
 
 def test_anonymous_scrapes_read_nothing_of_the_lab_and_stall_nothing(guarded: Served) -> None:
     lab = guarded.lab
-    lab.fault("esx11", "hang")  # a hung BMC: a scrape that read it would hang too
+    lab.fault("bmc", "esx11", "hang")  # a hung BMC: a scrape that read it would hang too
     lab.soap_calls(reset=True)
     reads = bmc_reads(lab)
     with ThreadPoolExecutor(max_workers=50) as pool:
@@ -77,7 +77,7 @@ def test_anonymous_scrapes_read_nothing_of_the_lab_and_stall_nothing(guarded: Se
         lock = guarded.api("GET", "/api/lock")
         took = time.monotonic() - started
         codes = {f.result().status_code for f in scrapes}
-    lab.fault("esx11", "none")
+    lab.fault("bmc", "esx11", "none")
     assert codes == {200}
     assert lock.status_code == 200 and took < 1.0, f"an authenticated call took {took:.2f}s during 100 scrapes"
     assert lab.soap_calls() == {}, "a scrape answers from the coordinator's last round: no vCenter call"
