@@ -14,6 +14,7 @@ import (
 //	POST   /labsim/faults?bmc=esx12&mode=error             the BMC answers every request with a 500
 //	POST   /labsim/faults?vm=NAME&mode=ignore-shutdown     the guest accepts a shutdown and never stops
 //	POST   /labsim/faults?host=esx12&mode=stuck            the server boots but its host never reconnects
+//	POST   /labsim/faults?task=enterMaintenanceMode&mode=hang   such tasks stay running until the fault is off
 //	POST   /labsim/faults?KIND=NAME&mode=none              that fault off
 //	GET    /labsim/faults                                  what is on ({"bmc:esx12": "hang"})
 //	DELETE /labsim/faults                                  everything off
@@ -30,9 +31,16 @@ var faultModes = map[string]map[string]bool{
 	"bmc":  {"hang": true, "error": true},
 	"vm":   {"ignore-shutdown": true},
 	"host": {"stuck": true},
+	"task": {"hang": true}, // by the task's name: enterMaintenanceMode, exitMaintenanceMode, reconfigureCluster, ...
 }
 
+// labFaults is the lab's, for code that has no Lab at hand (runTask).
+var labFaults = &faults{}
+
 func (f *faults) get(key string) string {
+	if f == nil {
+		return ""
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.set[key]
@@ -66,7 +74,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if !ok {
-			http.Error(w, "POST /labsim/faults?bmc=SERVER&mode=hang|error|none, ?vm=NAME&mode=ignore-shutdown|none or ?host=SERVER&mode=stuck|none", http.StatusBadRequest)
+			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang; or mode=none", http.StatusBadRequest)
 			return
 		}
 		if mode == "none" {

@@ -109,6 +109,7 @@ func newLab(o options) (*Lab, error) {
 		calls:   newCallCounter(),
 	}
 	l.faults.cleared = l.faultCleared
+	labFaults = &l.faults
 	tlsConf, err := l.newTLS()
 	if err != nil {
 		return nil, err

@@ -372,16 +372,28 @@ func (r *soapResponse) MarshalXML(e *xml.Encoder, start xml.StartElement) error 
 func runTask(obj mo.Reference, name string, fn func() types.BaseMethodFault) types.ManagedObjectReference {
 	task := simulator.CreateTask(obj, name, func(*simulator.Task) (types.AnyType, types.BaseMethodFault) { return nil, nil })
 	simulator.Map.Update(task, []types.PropertyChange{{Name: "info.startTime", Val: time.Now()}, {Name: "info.state", Val: types.TaskInfoStateRunning}})
-	state, failure := types.TaskInfoStateSuccess, interface{}(nil)
-	if f := fn(); f != nil {
-		msg := fmt.Sprintf("%T", f)
-		if m := f.GetMethodFault().FaultMessage; len(m) > 0 {
-			msg = m[0].Message
+	finish := func() {
+		state, failure := types.TaskInfoStateSuccess, interface{}(nil)
+		if f := fn(); f != nil {
+			msg := fmt.Sprintf("%T", f)
+			if m := f.GetMethodFault().FaultMessage; len(m) > 0 {
+				msg = m[0].Message
+			}
+			state, failure = types.TaskInfoStateError, types.LocalizedMethodFault{Fault: f, LocalizedMessage: msg}
 		}
-		state, failure = types.TaskInfoStateError, types.LocalizedMethodFault{Fault: f, LocalizedMessage: msg}
+		simulator.Map.Update(task, []types.PropertyChange{
+			{Name: "info.completeTime", Val: time.Now()}, {Name: "info.state", Val: state}, {Name: "info.error", Val: failure},
+		})
 	}
-	simulator.Map.Update(task, []types.PropertyChange{
-		{Name: "info.completeTime", Val: time.Now()}, {Name: "info.state", Val: state}, {Name: "info.error", Val: failure},
-	})
+	if labFaults.get("task:"+name) == "hang" { // a task that never completes (faults.go): it runs once the fault is off
+		go func() {
+			for labFaults.get("task:"+name) == "hang" {
+				time.Sleep(50 * time.Millisecond)
+			}
+			finish()
+		}()
+		return task.Self
+	}
+	finish()
 	return task.Self
 }

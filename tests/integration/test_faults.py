@@ -71,7 +71,7 @@ class Cell:
     phase: str
     code: int  # the exit code
     says: str  # what stderr must say
-    budget: float  # seconds: its deadline (config: bmc_timeout 3, host_off 5, guest_shutdown 5, host_connect 10)
+    budget: float  # seconds: its deadline (config: bmc_timeout 3, host_off 5, guest_shutdown 5, host_connect 10, maintenance 5)
 
     @property
     def id(self) -> str:
@@ -92,6 +92,8 @@ CELLS = [
     Cell("vm", "esx12-vm01", "ignore-shutdown", "down", "start", 1, "esx12-vm01", 30.0),  # the host stays on, with it
     Cell("host", "esx12", "stuck", "up", "start", 1, "esx12", 40.0),  # never reconnects: its VMs stay off
     Cell("host", "esx12", "stuck", "up", "mid", 1, "esx12", 40.0),
+    Cell("task", "enterMaintenanceMode", "hang", "down", "start", 1, "enter-maintenance", 30.0),  # every host's: none goes down
+    Cell("task", "exitMaintenanceMode", "hang", "up", "start", 1, "exit-maintenance", 40.0),  # hosts back, their VMs not started
 ]
 MATRIX: list[tuple[Cell, float, int, str]] = []
 
@@ -108,7 +110,7 @@ def _under_way(lab: Lab, cell: Cell) -> None:
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
 def test_fault_matrix(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, cell: Cell) -> None:
     lab = lab_factory("--host-shutdown-delay", "3s", "--host-boot-delay", "2s", "--guest-shutdown-delay", "200ms")
-    config = configure(lab, policy="bmc_timeout = 3\n")
+    config = configure(lab, policy="bmc_timeout = 3\nmaintenance_timeout = 5\n")
     if cell.intent == "up":
         assert run(cli, lab, state_dir, config, "down", "--yes").code == 0
     before = set(lab.soap_calls(reset=True))
@@ -150,7 +152,7 @@ def matrix_table() -> list[str]:
     """The cells run in this session, as the terminal summary prints them (tests/conftest.py)."""
     if not MATRIX:
         return []
-    lines = [f"{'fault':22} {'run':5} {'phase':6} {'took':>6} {'exit':>4}  what labswitch said (its first failure)"]
+    lines = [f"{'fault':32} {'run':5} {'phase':6} {'took':>6} {'exit':>4}  what labswitch said (its first failure)"]
     for cell, took, code, said in MATRIX:
-        lines.append(f"{cell.kind + ' ' + cell.name + ' ' + cell.mode:22} {cell.intent:5} {cell.phase:6} {took:5.1f}s {code:4}  {said}")
+        lines.append(f"{cell.kind + ' ' + cell.name + ' ' + cell.mode:32} {cell.intent:5} {cell.phase:6} {took:5.1f}s {code:4}  {said}")
     return lines

@@ -66,4 +66,7 @@ def task_outcome(props: Mapping[str, Any], timeout: float) -> str | None:
     if state == "error":
         error = props.get("info.error")
         return fault_text(error) if error is not None else "task failed"
-    return f"task still {state or 'queued'} after {timeout:.0f}s"
+    return (
+        f"task still {state or 'queued'} after {timeout:.0f}s; it may yet finish in vCenter (its Recent Tasks): "
+        "once it has, run the same command again"
+    )
