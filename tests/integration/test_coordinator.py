@@ -98,6 +98,9 @@ def test_a_silent_bmc_is_unknown_on_the_page_and_in_home_assistant_and_said_once
             html = log_in(url).get(url + "/", timeout=60).text
             state = re.search(r'data-group="payload".*?<span class="state state-([a-z-]+)">', html, re.S)
             assert state is not None and state.group(1) == "unknown", html[:800]
+            metrics = requests.get(url + "/metrics", timeout=30).text
+            assert 'labswitch_server_power_state{server="esx12",state="unknown"} 1.0' in metrics, "unknown for Prometheus"
+            assert 'labswitch_server_power_on{server="esx12"}' not in metrics, "never a 0 (off) on a guess"
             wait_until(lambda: "esx12: BMC not answering" in log.read_text(), 30, "the silent BMC said in serve's log")
             wait_until(lambda: len(broker.sub("labswitch/lab/group/payload/state", 3)) == 3, 30, "more rounds")
         text = log.read_text()

@@ -36,12 +36,20 @@ class LabCollector(Collector):
         if reading is not None:
             age.add_metric([], max(0.0, time.time() - reading.at))
             yield age
+        states = GaugeMetricFamily(
+            "labswitch_server_power_state",
+            "1 for the server's power state as its BMC last said: on, off, or unknown (the BMC did not answer)",
+            labels=["server", "state"],
+        )
         for server, (state, draw) in readings.items():
-            if state in (Power.ON, Power.OFF):
+            if state in (Power.ON, Power.OFF):  # unknown is no 0: absent here, "unknown" in power_state
                 power.add_metric([server], 1.0 if state is Power.ON else 0.0)
+            for name in ("on", "off", "unknown"):
+                states.add_metric([server, name], 1.0 if str(state).lower() == name else 0.0)
             if draw is not None:
                 watts.add_metric([server], draw)
         yield power
+        yield states
         yield watts
         connected = GaugeMetricFamily(
             "labswitch_host_connected", "1 when the host is connected (to vCenter, or its API answers)", labels=["server"]
