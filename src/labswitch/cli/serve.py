@@ -141,6 +141,8 @@ def serve_command(
             proxy_headers=bool(proxies),
             forwarded_allow_ips=",".join(proxies) if proxies else None,
             server_header=False,
+            limit_concurrency=256,  # connections and requests at once; beyond: 503, never unbounded memory
+            timeout_keep_alive=5,
         )
     finally:
         service.stop()
