@@ -128,3 +128,31 @@ def test_a_vsan_host_whose_vms_are_off_names_the_clusters_slowest_guest_and_its_
     view.on_result(result("shutdown-guest", "a-vm1", "a"))
     clock.now += 20
     assert rows(view)["a"][0] == "waiting: vSAN cluster power-off (C1) after b-vm1: shutting down 00:20"
+
+
+def test_an_interrupted_up_claims_no_host_it_did_not_bring_back() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from labswitch.plan import Action, Status
+    from labswitch.render.runs import final_summary, hosts_up
+
+    steps = [
+        Step("power-on", Action.BMC_POWER_ON, "a", "host-1", "a"),
+        Step("connect", Action.WAIT_CONNECTED, "a", "host-1", "a", after=("bmc-power-on:host-1",)),
+        Step("power-on", Action.BMC_POWER_ON, "b", "host-2", "b"),
+        Step("connect", Action.WAIT_CONNECTED, "b", "host-2", "b", after=("bmc-power-on:host-2",)),
+        Step("start:0", Action.POWER_ON_VM, "a-vm1", "vm-1", "a", after=("wait-connected:host-1",)),
+    ]
+    plan = Plan(Intent.UP, ("payload",), ("a", "b"), tuple(steps))
+    booting = [
+        StepResult("", "bmc-power-on", "a", Status.OK, "powered on", 0.1, "a"),
+        StepResult("", "bmc-power-on", "b", Status.OK, "", 0.1, "b"),
+    ]
+    assert hosts_up(plan, booting) == set(), "powered on, not connected yet: not up"
+    connected = [*booting, StepResult("", "wait-connected", "a", Status.OK, "connected", 3.0, "a")]
+    assert hosts_up(plan, connected) == {"a"}
+    out = StringIO()
+    final_summary(Console(file=out, width=200), plan, booting, "run-1", 8.0, True, "labswitch up")
+    assert "0 of 2 hosts up, 0 of 1 VMs started" in out.getvalue(), out.getvalue()

@@ -330,7 +330,7 @@ class LiveProgress:
         if slow and len(rows) > room:
             parts.append(Text(f"slow: {', '.join(slow[:5])}" + (f" (+{len(slow) - 5})" if len(slow) > 5 else ""), style="yellow"))
         footer = (
-            Text(f"VMs {done}/{total} · finished", style="dim")
+            Text(f"VMs {done}/{total} · " + ("interrupted" if view.interrupting else "finished"), style="dim")
             if view.finished_at is not None
             else Text(
                 "stopping: calls under way finish, then the run is journaled as interrupted; Ctrl-C again exits now", style="bold yellow"

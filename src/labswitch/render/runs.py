@@ -102,6 +102,17 @@ def _vm_cell(entry: Mapping[str, Sequence[str]]) -> Text:
     return text
 
 
+def hosts_up(plan: Plan, ok: Sequence[StepResult]) -> set[str]:
+    """The servers each of whose own steps (not its VMs', not a fallback) is done: not one that failed, nor one an
+    interruption left unrun (an interrupted up claims no host it did not bring back)."""
+    achieved = {(str(r.action), r.target) for r in ok}
+    needed: dict[str, set[tuple[str, str]]] = {}
+    for s in plan.steps:
+        if s.server and s.action not in VM_ACTIONS and not s.fallback_of:
+            needed.setdefault(s.server, set()).add((str(s.action), s.target))
+    return {server for server, steps in needed.items() if steps <= achieved}
+
+
 def final_summary(
     console: Console,
     plan: Plan,
@@ -120,9 +131,8 @@ def final_summary(
     if intent == "down":
         hosts_done = {r.target for r in ok if r.action == Action.CONFIRM_OFF}
         done = f"{len(vm_done)} of {c.vms} VMs stopped, {len(hosts_done)} of {c.hosts} hosts off (BMC)"
-    else:  # a host is up when none of its own steps failed (its VMs' are counted apart)
-        not_up = {r.server for r in failed if r.action not in VM_ACTIONS}
-        hosts_done = {s.server for s in plan.steps if s.server and s.server not in not_up}
+    else:  # a host is up when each of its own planned steps is done (its VMs' are counted apart)
+        hosts_done = hosts_up(plan, ok)
         done = f"{len(hosts_done)} of {c.hosts} hosts up, {len(vm_done)} of {c.vms} VMs started"
     head = f"{intent} of {', '.join(plan.groups)}"
     if interrupted:
