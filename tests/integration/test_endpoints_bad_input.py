@@ -105,7 +105,7 @@ def test_wrong_bmc_password_names_the_server_and_spares_the_others(cli: Run, lab
     config = tmp_path / "c.toml"
     config.write_text(head + 'name = "esx12"' + tail)
     result = cli("--config", str(config), "status", "--json", env={**lab.env, "WRONG_BMC": "nope-s3cret"})
-    assert result.code == 0, result.stderr
+    assert result.code == 1, "a BMC not read: status says what it read, and exits 1"
     power = {h["name"]: h for h in result.json()["hosts"]}
     assert power["esx12"]["bmc_power"] == "Unknown"
     assert "server esx12" in power["esx12"]["bmc_error"] and "login refused" in power["esx12"]["bmc_error"]
@@ -170,3 +170,16 @@ def test_a_silent_bmc_is_reported_within_bmc_timeout(cli: Run, lab: Lab, tmp_pat
     assert esx12["bmc_power"] == "Unknown" and "no answer within 4s (policy.bmc_timeout)" in esx12["bmc_error"]
     # One budget for the whole operation: sushy's three tries of 4 s each and its pauses took 14 s.
     assert took < 4 + 5, f"status took {took:.1f}s"
+
+
+def test_a_wrong_bmc_password_everywhere_is_one_line_not_a_flood(cli: Run, lab: Lab) -> None:
+    env = {**lab.env, "LABSIM_BMC_PASSWORD": "wrong-s3cret"}
+    status = cli("--config", str(lab.config), "status", env=env)
+    lines = status.stderr.strip().splitlines()
+    assert status.code == 1 and len(lines) <= 3 and all(len(line) <= 200 for line in lines), status.stderr
+    assert "BMC of 5 servers (esx11, esx12, esx21, … mgmt01): login refused" in status.stderr and "bmc.password" in status.stderr
+    assert "Authentication error" not in status.stderr, "sushy's own log records stay out (-vv shows them)"
+    down = cli("--config", str(lab.config), "down", "--yes", env=env)
+    lines = down.stderr.strip().splitlines()
+    assert down.code == 3 and len(lines) <= 3 and all(len(line) <= 300 for line in lines), down.stderr
+    assert down.stderr.count("--skip-unreachable") == 1 and "wrong-s3cret" not in down.stderr + status.stderr

@@ -105,16 +105,16 @@ def _setup_logging(verbose: int, service: bool = False) -> None:
             log_time_format="%Y-%m-%d %H:%M:%S",
         )
         handler.setFormatter(logging.Formatter("%(message)s"))
+    if verbose < 2:  # libraries' own records (sushy logs each 401 and retry) only with -vv: labswitch says it once
+        handler.addFilter(lambda record: record.name == "labswitch" or record.name.startswith("labswitch."))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Third-party request logs can carry credentials in headers or bodies: keep them quiet.
+    # Third-party request logs can carry credentials in headers or bodies: keep them quiet, even with -vv.
     for noisy in ("sushy", "urllib3", "requests", "pyVmomi", "asyncssh", "pyghmi"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if service:
         logging.getLogger("labswitch.serve").setLevel(min(level, logging.INFO))
-    # sushy warns on every retry; labswitch reports the final error once, naming the server.
-    logging.getLogger("sushy").setLevel(logging.WARNING if verbose > 1 else logging.ERROR)
 
 
 # Which module registers each command: a run imports only its own (asyncssh, the audits and

@@ -7,7 +7,9 @@ from collections import Counter
 import typer
 
 from labswitch import render
+from labswitch.bmc.grouped import grouped
 from labswitch.cli import Json, State, app
+from labswitch.errors import EXIT_FAILED
 from labswitch.usecases.status import StatusReport, VMStatus, as_json, status
 
 
@@ -20,7 +22,8 @@ def status_command(
     cluster setting a down changed that no up has restored yet (HA, vCLS retreat mode, vSAN power).
 
     Reads vCenter in bulk (without vCenter: every host through its own API, in parallel) and every
-    BMC in parallel; changes nothing.
+    BMC in parallel; changes nothing. Exit 1 when a BMC or vCenter could not be read (what was read is
+    shown, the rest is unknown, each cause said once), else 0.
 
     Examples:
 
@@ -38,9 +41,10 @@ def status_command(
         render.note(note)
     for change in report.cluster_changes:
         render.note(change.text)
-    for host in report.hosts:
-        if host.bmc_error:
-            render.note(host.bmc_error)
+    for line in grouped({h.name: h.bmc_error for h in report.hosts if h.bmc_error}):
+        render.note(line)
+    if report.unread:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def show(report: StatusReport) -> None:

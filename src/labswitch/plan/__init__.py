@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from labswitch.bmc import Power
+from labswitch.bmc.grouped import grouped
 from labswitch.config import Config, Server
 from labswitch.errors import UnknownName, shown
 from labswitch.plan import clusters
@@ -130,14 +131,17 @@ def _reachable(
 ) -> list[Server]:
     """The groups' servers; one whose BMC did not answer is refused, or left out with --skip-unreachable."""
     servers: list[Server] = []
+    unreachable: dict[str, str] = {}
     for server in (s for s in config.servers if s.group in groups):
         if facts.bmc_power.get(server.name, Power.UNKNOWN) is Power.UNKNOWN:
-            reason = facts.bmc_errors.get(server.name, f"server {server.name}: BMC unreachable")
+            unreachable[server.name] = facts.bmc_errors.get(server.name, f"server {server.name}: BMC unreachable")
             if skip_unreachable:
-                notes.append(f"{reason}; left out (--skip-unreachable)")
                 continue
-            refusals.append(f"{reason}; fix it or pass --skip-unreachable to leave the server out")
         servers.append(server)
+    if skip_unreachable:  # many servers, one cause: one line (bmc.grouped)
+        notes += grouped(unreachable, "; left out (--skip-unreachable)")
+    else:
+        refusals += grouped(unreachable, "; fix it or pass --skip-unreachable to leave the server out")
     return servers
 
 

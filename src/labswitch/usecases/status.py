@@ -66,6 +66,11 @@ class StatusReport:
     notes: tuple[str, ...]
     cluster_changes: tuple[ClusterChangeStatus, ...] = ()
 
+    @property
+    def unread(self) -> bool:
+        """A BMC could not be read: its server's power is unknown (`status` exits 1)."""
+        return any(h.bmc_error for h in self.hosts)
+
 
 def _vcenter_off(config: Config) -> Snapshot | None:
     """No vCenter answers: an empty snapshot that says why, when a whole-lab down stopped it (None: nothing did)."""
