@@ -196,7 +196,9 @@ def test_safety_refusals_change_nothing(
     assert not MUTATING & set(lab.soap_calls())
     assert vm_power(lab) == before
     history = run(cli, lab, state_dir, config, "history", "--json").json()
-    assert history[0]["outcome"] == "refused"
+    assert history[0]["outcome"] == "refused" and fragment in history[0]["reason"], "history keeps why it was refused"
+    one = run(cli, lab, state_dir, config, "history", history[0]["run_id"])
+    assert one.code == 0 and "why: refused: " in one.stdout and fragment in one.stdout, one.stdout
 
 
 def test_unreachable_bmc_refused_or_skipped(cli: Run, lab: Lab, state_dir: Path) -> None:

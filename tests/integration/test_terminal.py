@@ -138,6 +138,9 @@ def test_ctrl_c_while_hosts_boot_then_the_same_command_finishes(lab_factory: Cal
     assert proc.returncode == 130, err
     assert "interrupted" in out and "to finish it: labswitch" in out
     assert lab.soap_calls().get("PowerOnVM_Task", 0) == 0  # no VM was started after the interrupt
+    assert "0 of 4 hosts up" in out, "an interrupted up claims no host it did not bring back"
+    history = run(cli, lab, state_dir, config, "history")
+    assert "interrupted" in history.stdout and "stopped in" in history.stdout, history.stdout
     up = run(cli, lab, state_dir, config, "up", "--yes")
     assert up.code == 0, up.stderr
     assert all(host_state(lab)[s] == ("connected", False) for s in SERVERS)

@@ -68,7 +68,7 @@ def test_a_later_part_with_nothing_left_ends_the_run_and_closes_the_whole_lab_re
 def test_a_refusal_is_journaled_and_raised(journal: Journal) -> None:
     with pytest.raises(SafetyRefusal, match="vCenter runs on esx11"):
         lifecycle.run_plan(journal, plan(STEP, refusals=("vCenter runs on esx11",)), lambda p: True, runner([]), lambda k, d: None)
-    assert [r.outcome for r in journal.runs()] == ["refused"]
+    assert [(r.outcome, r.reason) for r in journal.runs()] == [("refused", "refused: vCenter runs on esx11")], "history says why"
 
 
 def test_declined_leaves_nothing_in_the_journal(journal: Journal) -> None:

@@ -55,7 +55,7 @@ def history_command(
                 r["outcome"],
                 r["steps"],
                 r["failed_steps"],
-                r["reason"] or "",
+                "; ".join(x for x in (r["reason"], r["stopped_in"] and f"stopped in {r['stopped_in']}") if x),
             ]
             for r in rows
         ),
@@ -72,8 +72,16 @@ def _one_run(journal: Journal, run_id: str, json_out: bool) -> None:
         return
     steps = serialise.steps(outcomes)
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.started))
-    render.table(
-        f"Run {record.id}: {record.intent} of {', '.join(record.groups)}, started {started}, {record.outcome}",
-        ["PHASE", "ACTION", "TARGET", "STATUS", "SECONDS", "DETAIL"],
-        ([s["phase"], s["action"], s["target"], s["status"], s["seconds"], s["detail"]] for s in steps),
-    )
+    title = f"Run {record.id}: {record.intent} of {', '.join(record.groups) or 'no group'}, started {started}, {record.outcome}"
+    if steps:
+        render.table(
+            title,
+            ["PHASE", "ACTION", "TARGET", "STATUS", "SECONDS", "DETAIL"],
+            ([s["phase"], s["action"], s["target"], s["status"], s["seconds"], s["detail"]] for s in steps),
+        )
+    else:
+        render.stdout.print(title, markup=False, highlight=False)
+    if record.reason:
+        render.stdout.print(f"why: {record.reason}", markup=False, highlight=False)
+    if (where := serialise.stopped_in(record, outcomes)) is not None:
+        render.stdout.print(f"stopped in {where}; the same command finishes it", markup=False, highlight=False)

@@ -108,7 +108,19 @@ def run_summary(record: RunRecord, outcomes: Sequence[StepOutcome]) -> dict[str,
         "seconds": round(record.finished - record.started, 1) if record.finished else None,
         "steps": len(outcomes),
         "failed_steps": sum(1 for s in outcomes if Status(s.status).is_failure),
+        "stopped_in": stopped_in(record, outcomes),
     }
+
+
+def stopped_in(record: RunRecord, outcomes: Sequence[StepOutcome]) -> str | None:
+    """Where an interrupted run stopped: the phase of its last journaled step ("before its first step" without one);
+    None for a run that ended otherwise."""
+    if record.outcome != "interrupted":
+        return None
+    if not outcomes:
+        return "before its first step"
+    last = outcomes[-1]
+    return f"{last.phase} (last done: {last.action} {last.target})"
 
 
 def run(record: RunRecord, outcomes: Sequence[StepOutcome]) -> dict[str, Any]:

@@ -89,7 +89,8 @@ def run_plan(
             run.outcome = "ok"
         return Outcome(plan, run_id, ())
     if plan.refusals:
-        journal.start_run(str(plan.intent), plan.groups, outcome="refused", reason=reason)
+        refused = "refused: " + "; ".join(plan.refusals)  # history says why, not only that
+        journal.start_run(str(plan.intent), plan.groups, outcome="refused", reason=f"{reason}; {refused}" if reason else refused)
         raise SafetyRefusal("; ".join(plan.refusals))
     if not plan.steps and run_id is None:
         return Outcome(plan, journal.start_run(str(plan.intent), plan.groups, outcome="ok", reason=reason), ())
