@@ -152,6 +152,8 @@ def test_vcenter_on_an_always_on_host_is_fine_and_always_on_groups_are_refused()
     assert not plan(Intent.DOWN).refusals
     p = plan(Intent.DOWN, groups=["mgmt"])
     assert any("always_on" in r for r in p.refusals)
+    vcenter = next(r for r in p.refusals if "is the vCenter" in r)
+    assert "a host of the always-on group mgmt; leave mgmt on" in vcenter and "move it to an always-on host" not in vcenter
 
 
 def test_unreachable_bmc_refused_or_skipped() -> None:

@@ -27,20 +27,26 @@ def _safety(
     for server in servers:
         host = hosts[server.name]
         if host is not None:
-            refusals += _host_safety(snap, config, facts, host, server.name, holder.vcenter if holder else None)
+            group = server.group if config.groups[server.group].always_on else None
+            refusals += _host_safety(snap, config, facts, host, server.name, holder.vcenter if holder else None, group)
     return refusals
 
 
-def _host_safety(snap: Snapshot, config: Config, facts: Facts, host: HostInfo, label: str, last: VMInfo | None = None) -> list[str]:
+def _host_safety(
+    snap: Snapshot, config: Config, facts: Facts, host: HostInfo, label: str, last: VMInfo | None = None, always_on: str | None = None
+) -> list[str]:
     """Why the VMs on ``host`` must not be stopped: the vCenter (unless it is ``last``: a whole-lab down
-    stops it last, through its host), labswitch's own machine, protected VMs."""
+    stops it last, through its host), labswitch's own machine, protected VMs. ``always_on``: the host's group
+    when it is always_on (then vCenter is where it belongs: the advice is to leave the group on)."""
     refusals = []
     self_ids = {a for a in facts.self_addresses if not _loopback(a)}
     for vm in snap.vms_on(host.moid):
         ids = _identities(vm)
         if vm != last and is_vcenter_vm(vm, _vcenter_vm(config), facts.vcenter_addresses):
+            where = f"{label}, a host of the always-on group {always_on}" if always_on else label
+            advice = f"leave {always_on} on" if always_on else "move it to an always-on host"
             refusals.append(
-                f"VM {vm.name} is the vCenter and runs on {label}; move it to an always-on host, "
+                f"VM {vm.name} is the vCenter and runs on {where}; {advice}, "
                 "or take the whole lab down with --whole-lab (vCenter last, through its host)"
             )
         if ids & _with_short_names(self_ids):
