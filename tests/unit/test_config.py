@@ -180,3 +180,12 @@ def test_serve_schedules_and_idle_settings(secrets: Path) -> None:
     assert [(s.action, s.at, s.groups, s.restore) for s in cfg.serve.schedules] == [("up", "Mon..Fri 07:30", ["payload"], False)]
     with pytest.raises(ConfigError, match=r"serve.schedules\[0\].at: 'Mon..Fri 7': give DAYS HH:MM"):
         parse(text.replace("Mon..Fri 07:30", "Mon..Fri 7").encode(), source="lab.toml")
+
+
+def test_every_timeout_takes_a_duration_or_seconds() -> None:
+    from labswitch.config.models import Policy
+
+    policy = Policy.model_validate(
+        {"guest_shutdown_timeout": "5m", "host_off_timeout": "1h30m", "bmc_timeout": 12, "host_connect_timeout": "90s"}
+    )
+    assert (policy.guest_shutdown_timeout, policy.host_off_timeout, policy.bmc_timeout, policy.host_connect_timeout) == (300, 5400, 12, 90)

@@ -65,7 +65,7 @@ def _global(
         Path,
         typer.Option("--config", "-c", envvar="LABSWITCH_CONFIG", help="Configuration file (TOML).", show_default=True),
     ] = DEFAULT_PATH,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv for debug).")] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, metavar="", help="More detail on stderr (-vv for debug).")] = 0,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also: the NO_COLOR environment variable).")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_version)] = False,
 ) -> None:

@@ -18,7 +18,8 @@ from labswitch.render.live import LiveProgress, RunView
 from labswitch.usecases import power
 
 Groups = Annotated[
-    list[str] | None, typer.Option("--group", "-g", help="A group to act on (repeatable). Default: every group that is not always_on.")
+    list[str] | None,
+    typer.Option("--group", "-g", metavar="GROUP", help="A group to act on (repeatable). Default: every group that is not always_on."),
 ]
 Skip = Annotated[bool, typer.Option("--skip-unreachable", help="Leave out servers whose BMC cannot be reached, and say so.")]
 Wait = Annotated[

@@ -23,7 +23,7 @@ def add_command(
     ctx: typer.Context,
     action: Annotated[str, typer.Argument(help="up or down")],
     at: Annotated[str, typer.Option("--at", help="DAYS HH:MM: 'Mon..Fri 18:00', 'Sat,Sun 09:30', '07:00' (every day).")],
-    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Only these groups (repeatable).")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", metavar="GROUP", help="Only these groups (repeatable).")] = None,
     restore: Annotated[bool, typer.Option("--restore", help="up: start what ran before the last down.")] = False,
     name: Annotated[str | None, typer.Option("--name", help="Schedule name (default from the action and time).")] = None,
     env_file: Annotated[

@@ -32,7 +32,23 @@ def _parse_secret(value: Any) -> Any:
 
 
 Secret = Annotated[SecretRef, BeforeValidator(_parse_secret)]
-PositiveSeconds = Annotated[float, Field(gt=0)]
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def _duration(value: Any) -> Any:
+    """Seconds as a number, or a duration such as "90s", "2m", "1h30m"."""
+    if not isinstance(value, str):
+        return value
+    if re.fullmatch(r"\d+(\.\d+)?", value.strip()):
+        return float(value)
+    m = _DURATION.fullmatch(value.strip().lower())
+    if not value.strip() or m is None:
+        raise ValueError('must be seconds or a duration such as "90s", "2m" or "1h30m"')
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+PositiveSeconds = Annotated[float, BeforeValidator(_duration), Field(gt=0)]  # seconds, or "90s", "5m", "1h30m"
 
 
 class Strict(BaseModel):
@@ -178,22 +194,6 @@ class Plug(Strict):
         return self.address.rstrip("/") if "://" in self.address else f"http://{self.address}"
 
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?")
-
-
-def _duration(value: Any) -> Any:
-    """Seconds as a number, or a duration such as "90s", "2m", "1h30m"."""
-    if not isinstance(value, str):
-        return value
-    if re.fullmatch(r"\d+(\.\d+)?", value.strip()):
-        return float(value)
-    m = _DURATION.fullmatch(value.strip().lower())
-    if not value.strip() or m is None:
-        raise ValueError('must be seconds or a duration such as "90s", "2m" or "1h30m"')
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
-    return hours * 3600 + minutes * 60 + seconds
-
-
 Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
@@ -255,7 +255,7 @@ class Serve(Strict):
     tls_cert: str | None = None
     tls_key: str | None = None
     schedules: list[ServeSchedule] = []
-    poll_interval: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = 30.0  # one read of the lab for the page, metrics, MQTT
+    poll_interval: PositiveSeconds = 30.0  # one read of the lab for the page, metrics, MQTT
     metrics_token: Secret | None = None  # /metrics wants it as a bearer token (Prometheus' authorization); unset: /metrics is open
     trusted_proxies: list[str] = []  # reverse proxies whose X-Forwarded-For/-Proto are believed (addresses); none by default
     max_body: Annotated[int, Field(ge=1024)] = 1_048_576  # bytes a request body may have; refused before it is read beyond
