@@ -21,6 +21,7 @@ from rich.text import Text
 
 from labswitch.plan import REGISTRY, VM_ACTIONS, Action, Plan, Step, direct
 from labswitch.run import StepResult
+from labswitch.words import count
 
 DOING: dict[str, str] = {a: s.doing for a, s in REGISTRY.items()}  # what a host is doing while its first unfinished step runs
 HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
@@ -314,7 +315,7 @@ class LiveProgress:
         finished = sum(1 for r in rows if r.finished)
         title = Text.assemble(
             (f"{plan.intent if plan else ''} of {', '.join(plan.groups) if plan else ''}", "bold"),
-            f"  {len(rows)} hosts · {total} VMs · ",
+            f"  {count(len(rows), 'host')} · {count(total, 'VM')} · ",
             (clock(view.elapsed()), "bold cyan"),
             f"  {finished}/{len(rows)} hosts done",
         )

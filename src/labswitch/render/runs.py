@@ -12,6 +12,7 @@ from rich.text import Text
 from labswitch.plan import REGISTRY, VM_ACTIONS, Action, Plan, Subject
 from labswitch.render.live import clock
 from labswitch.run import StepResult
+from labswitch.words import count
 
 HOST_WORDS: dict[str, str] = {a: s.word for a, s in REGISTRY.items() if s.subject is Subject.HOST}
 CLUSTER_WORDS: dict[str, str] = {a: s.word for a, s in REGISTRY.items() if s.subject is Subject.CLUSTER}
@@ -32,7 +33,7 @@ def counts(plan: Plan) -> PlanCounts:
 def question(plan: Plan) -> str:
     c = counts(plan)
     verb = {"down": "to stop", "up": "to start"}.get(str(plan.intent), "")
-    return f"Proceed with {plan.intent} of {', '.join(plan.groups)}: {c.vms} VMs {verb} on {c.hosts} hosts? [y/N] "
+    return f"Proceed with {plan.intent} of {', '.join(plan.groups)}: {count(c.vms, 'VM')} {verb} on {count(c.hosts, 'host')}? [y/N] "
 
 
 def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> None:
@@ -53,7 +54,8 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
         else:
             entry["host"].append(HOST_WORDS.get(step.action, step.action))
     c = counts(plan)
-    console.print(Text.assemble((f"{plan.intent} of {', '.join(plan.groups)}", "bold"), f": {c.vms} VMs on {c.hosts} hosts"))
+    what = f": {count(c.vms, 'VM')} on {count(c.hosts, 'host')}"
+    console.print(Text.assemble((f"{plan.intent} of {', '.join(plan.groups)}", "bold"), what))
     vm_word = "VMS TO STOP" if plan.intent == "down" else "VMS TO START"
     room = max(5, console.size.height - 10) if console.is_terminal else 10_000
     table = Table(box=None, pad_edge=False, header_style="bold")

@@ -6,6 +6,7 @@ import time
 
 from labswitch.plan import VCENTER, Action, Status, Step
 from labswitch.steps import Context, Report
+from labswitch.words import count
 
 
 def wave_ready(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -23,7 +24,7 @@ def wave_ready(steps: list[Step], ctx: Context, report: Report) -> None:
                 ctx.note(f"{step.phase}: {condition} not up after {timeout:.0f}s on {', '.join(names)}; next wave starts anyway")
         if wave and wave.delay:
             ctx.cancel.sleep(wave.delay)  # a configured pause between waves, not a wait on a condition
-        report(step, Status.OK, f"{len(started)} VMs started" + (f", {condition} waited for" if condition != "none" else ""))
+        report(step, Status.OK, f"{count(len(started), 'VM')} started" + (f", {condition} waited for" if condition != "none" else ""))
 
 
 def _wait_each_endpoint(ctx: Context, vms: list[str], condition: str, timeout: float) -> set[str]:
