@@ -134,6 +134,10 @@ def test_restore_starts_exactly_what_ran(cli: Run, lab_factory: Callable[..., La
     assert untagged_on in ran and tagged_off not in ran
     assert run(cli, lab, state_dir, config, "down", "--yes").code == 0
     assert run(cli, lab, state_dir, config, "down", "--yes").code == 0  # a second down changes nothing...
+    # An up by tag says what it leaves off of what the down stopped, and how to bring it all back.
+    by_tag = run(cli, lab, state_dir, config, "plan", "up")
+    said = f"{len(ran & startup)} of the {len(ran)} VMs the last down stopped will start (tag Lab/StartUp)"
+    assert said in by_tag.stdout + by_tag.stderr and f"--restore` starts all {len(ran)}" in by_tag.stdout + by_tag.stderr, by_tag
     up = run(cli, lab, state_dir, config, "up", "--restore", "--yes", "--json")
     assert up.code == 0, up.stderr
     assert {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"} == ran  # ...and keeps what ran before

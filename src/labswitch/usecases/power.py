@@ -231,6 +231,8 @@ def _session(
             )
             if config.vcenter is None:
                 plan = through_hosts(plan)
+            if tags:
+                plan = _what_up_leaves_off(plan, journal, groups, config.policy.startup_tag)
             if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
                 _check_host_login(config, plan.vcenter_host.server)
             yield (
@@ -283,6 +285,23 @@ def changed_settings(journal: Journal) -> dict[str, frozenset[str]]:
     for change in journal.pending_changes():
         out.setdefault(change.cluster_moid, set()).add(change.setting)
     return {moid: frozenset(settings) for moid, settings in out.items()}
+
+
+def _what_up_leaves_off(plan: Plan, journal: Journal, groups: Sequence[str], tag: str) -> Plan:
+    """An up by tag after a down that stopped more VMs says so, before the question and after the run: "58 of the
+    120 VMs the last down stopped will start (tag Lab/StartUp); labswitch up --restore starts all 120"."""
+    stopped: set[str] = set()
+    for group in groups:
+        states = journal.states_before_down(group)
+        stopped |= {s.moid for s in states or () if s.power_state == "poweredOn"}
+    starting = {s.moid for s in plan.steps if s.action == Action.POWER_ON_VM and s.moid}
+    if not stopped or stopped <= starting:
+        return plan
+    note = (
+        f"{len(stopped & starting)} of the {len(stopped)} VMs the last down stopped will start (tag {tag}); "
+        f"`labswitch up --restore` starts all {len(stopped)}"
+    )
+    return replace(plan, notes=(*plan.notes, note))
 
 
 def _restore_set(journal: Journal, groups: Sequence[str]) -> frozenset[str]:
