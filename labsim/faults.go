@@ -15,6 +15,7 @@ import (
 //	POST   /labsim/faults?vm=NAME&mode=ignore-shutdown     the guest accepts a shutdown and never stops
 //	POST   /labsim/faults?host=esx12&mode=stuck            the server boots but its host never reconnects
 //	POST   /labsim/faults?task=enterMaintenanceMode&mode=hang   such tasks stay running until the fault is off
+//	POST   /labsim/faults?feed=vcenter&mode=drop           every WaitForUpdatesEx has its connection cut
 //	POST   /labsim/faults?KIND=NAME&mode=none              that fault off
 //	GET    /labsim/faults                                  what is on ({"bmc:esx12": "hang"})
 //	DELETE /labsim/faults                                  everything off
@@ -32,6 +33,7 @@ var faultModes = map[string]map[string]bool{
 	"vm":   {"ignore-shutdown": true},
 	"host": {"stuck": true},
 	"task": {"hang": true}, // by the task's name: enterMaintenanceMode, exitMaintenanceMode, reconfigureCluster, ...
+	"feed": {"drop": true}, // feed=vcenter: the change feed (WaitForUpdatesEx)
 }
 
 // labFaults is the lab's, for code that has no Lab at hand (runTask).
@@ -74,7 +76,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if !ok {
-			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang; or mode=none", http.StatusBadRequest)
+			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang, feed drop; or mode=none", http.StatusBadRequest)
 			return
 		}
 		if mode == "none" {

@@ -103,6 +103,10 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if m := soapMethod.FindSubmatch(body); m != nil {
 			name := string(m[1])
 			i.lab.calls.add(name)
+			if name == "WaitForUpdatesEx" && i.lab.faults.get("feed:vcenter") == "drop" {
+				dropConnection(w) // the change feed's connection cut, as a network or vpxd restart cuts it (faults.go)
+				return
+			}
 			if handle, ok := i.lab.overrides()[name]; ok && i.authenticated(r) {
 				method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 				if err == nil && name == "ReconfigureComputeResource_Task" {
@@ -396,4 +400,15 @@ func runTask(obj mo.Reference, name string, fn func() types.BaseMethodFault) typ
 	}
 	finish()
 	return task.Self
+}
+
+// dropConnection closes the client's connection without an answer.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	w.WriteHeader(http.StatusServiceUnavailable)
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +22,9 @@ from labswitch.vsphere import faults
 from labswitch.vsphere.actions import Actions
 from labswitch.vsphere.faults import TASK_DONE, TASK_PATHS, task_outcome
 from labswitch.vsphere.watch import State
+
+log = logging.getLogger(__name__)
+RECONNECT_FOR = 60.0  # seconds a dropped change feed is followed again before its waits fail
 
 
 class Feed:
@@ -37,6 +41,7 @@ class Feed:
         self._error: str | None = None
         self._ready = threading.Event()
         self._collector: Any = None
+        self._task_specs: dict[int, Any] = {}  # the task waits under way: their filter specs
         pc = vmodl.query.PropertyCollector
         objects = [actions.vm(m) for m in vms if vm_paths] + [actions.host(m) for m in hosts if host_paths]
         # what the feed follows, by moid: the object and its paths (for the direct re-read before a timeout)
@@ -96,12 +101,15 @@ class Feed:
             objectSet=[pc.ObjectSpec(obj=t, skip=False) for t in tasks.values()],
             propSet=[pc.PropertySpec(type=vim.Task, pathSet=list(TASK_PATHS))],
         )
+        key = id(spec)
         with self._cond:
             self._objects.update({t._moId: t for t in tasks.values()})
             self._paths.update({m: TASK_PATHS for m in by_moid})
+            self._task_specs[key] = spec  # a collector made again after a dropped connection follows them too
         task_filter = None
         try:
-            task_filter = self.actions.call(lambda: collector.CreateFilter(spec, partialUpdates=False))
+            with contextlib.suppress(EndpointError):  # the collector dropped meanwhile: its successor has the spec
+                task_filter = self.actions.call(lambda: collector.CreateFilter(spec, partialUpdates=False))
             self.wait(list(by_moid), lambda p: p.get("info.state") in TASK_DONE, timeout, None)
             with self._cond:
                 return {key: task_outcome(self.state.get(m, {}), timeout) for m, key in by_moid.items()}
@@ -110,6 +118,7 @@ class Feed:
                 with contextlib.suppress(Exception):
                     task_filter.DestroyPropertyFilter()
             with self._cond:
+                self._task_specs.pop(key, None)
                 for m in by_moid:
                     self.state.pop(m, None)
                     self._objects.pop(m, None)
@@ -145,40 +154,70 @@ class Feed:
         return late
 
     def _follow(self) -> None:
+        """Follow the lab until stopped. A dropped connection (a network blip, a proxy, vpxd restarting its
+        listener) is followed again on a new collector for up to RECONNECT_FOR seconds: its first answer is the
+        whole current state, so no change is lost (every wait is a condition on that state). A fault vCenter
+        answers ends the feed, and its waits, with one line."""
         content = self.actions.content
-        collector = None
-        try:
-            collector = self._collector = content.propertyCollector.CreatePropertyCollector()
-            collector.CreateFilter(self._spec, partialUpdates=False)
-            version = ""
-            while not self._stop.is_set():
-                # short long-polls: the feed stops within a second when the run ends
-                result = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
-                if result is not None:
-                    version = result.version
-                    with self._cond:
-                        for fs in result.filterSet or []:
-                            for update in fs.objectSet or []:
-                                if update.obj._moId not in self._objects:  # a task whose wait is over
-                                    continue
-                                props = self.state.setdefault(update.obj._moId, {})
-                                for change in update.changeSet or []:
-                                    props[change.name] = change.val
-                        self._cond.notify_all()
+        give_up: float | None = None
+        while not self._stop.is_set():
+            collector = None
+            try:
+                collector = self._collector = content.propertyCollector.CreatePropertyCollector()
+                collector.CreateFilter(self._spec, partialUpdates=False)
+                with self._cond:
+                    specs = list(self._task_specs.values())
+                for spec in specs:  # the task waits under way, on the new collector too
+                    collector.CreateFilter(spec, partialUpdates=False)
+                version = ""
+                while not self._stop.is_set():
+                    # short long-polls: the feed stops within a second when the run ends
+                    result = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
+                    if give_up is not None:
+                        give_up = None
+                        log.warning("vCenter: the lab's changes are followed again")
+                    if result is not None:
+                        version = result.version
+                        self._apply(result)
+                    self._ready.set()
+                return
+            except vmodl.fault.RequestCanceled:  # stop() cancels the poll; _fail ignores it once stopped
+                self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
+                return
+            except vmodl.MethodFault as exc:
+                self._fail(str(faults.error("vCenter: following the lab's changes failed", exc)))
+                return
+            except (OSError, http.client.HTTPException, EndpointError) as exc:
+                now = time.monotonic()
+                if give_up is None:
+                    give_up = now + RECONNECT_FOR
+                    log.warning("vCenter: the connection following the lab's changes dropped (%s); following again", type(exc).__name__)
+                if now >= give_up:
+                    self._fail(
+                        f"vCenter: no answer while following the lab's changes for {RECONNECT_FOR:.0f}s "
+                        f"({type(exc).__name__}); run again to finish the run"
+                    )
+                    return
+                self._stop.wait(1.0)
+            except Exception as exc:  # noqa: BLE001 - any other answer ends the feed with one line, never silently
+                self._fail(f"vCenter: unexpected answer while following the lab's changes ({type(exc).__name__})")
+                return
+            finally:
+                if collector is not None:
+                    with contextlib.suppress(Exception):
+                        collector.DestroyPropertyCollector()
                 self._ready.set()
-        except vmodl.fault.RequestCanceled:  # stop() cancels the poll; _fail ignores it once stopped
-            self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
-        except vmodl.MethodFault as exc:
-            self._fail(str(faults.error("vCenter: following the lab's changes failed", exc)))
-        except (OSError, http.client.HTTPException, EndpointError) as exc:
-            self._fail(f"vCenter: no answer while following the lab's changes ({type(exc).__name__}); run again to finish the run")
-        except Exception as exc:  # noqa: BLE001 - any other answer ends the feed with one line, never silently
-            self._fail(f"vCenter: unexpected answer while following the lab's changes ({type(exc).__name__})")
-        finally:
-            if collector is not None:
-                with contextlib.suppress(Exception):
-                    collector.DestroyPropertyCollector()
-            self._ready.set()
+
+    def _apply(self, result: Any) -> None:
+        with self._cond:
+            for fs in result.filterSet or []:
+                for update in fs.objectSet or []:
+                    if update.obj._moId not in self._objects:  # a task whose wait is over
+                        continue
+                    props = self.state.setdefault(update.obj._moId, {})
+                    for change in update.changeSet or []:
+                        props[change.name] = change.val
+            self._cond.notify_all()
 
     def _fail(self, text: str) -> None:
         if self._stop.is_set():  # the run is over: a poll cut short by the logout is no error
