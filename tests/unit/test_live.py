@@ -156,3 +156,11 @@ def test_an_interrupted_up_claims_no_host_it_did_not_bring_back() -> None:
     out = StringIO()
     final_summary(Console(file=out, width=200), plan, booting, "run-1", 8.0, True, "labswitch up")
     assert "0 of 2 hosts up, 0 of 1 VMs started" in out.getvalue(), out.getvalue()
+
+
+def test_a_server_without_a_bmc_is_told_in_its_own_words() -> None:
+    plan = Plan(Intent.DOWN, ("payload",), ("a",), (Step("host-shutdown", "shutdown-host", "a", "host-1", "a"),))
+    view = RunView({"a": "payload"}, {}, Clock(), power_by={"a": "host unreachable"})
+    view.begin(plan)
+    view.on_result(result("shutdown-host", "a", "a"))
+    assert rows(view)["a"][0] == "waiting for off (host unreachable)", "Wake-on-LAN: no BMC says it is off"

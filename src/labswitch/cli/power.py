@@ -14,7 +14,7 @@ from labswitch.config import DEFAULT_PATH
 from labswitch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_REFUSED, ConfigError
 from labswitch.plan import Intent, Plan, slow_after
 from labswitch.render import runs, serialise
-from labswitch.render.live import LiveProgress, RunView
+from labswitch.render.live import LiveProgress, RunView, power_by
 from labswitch.usecases import power
 
 Groups = Annotated[
@@ -203,7 +203,7 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
         raise typer.Exit(EXIT_REFUSED if plan.refusals else 0)
     require_confirmable(str(request.intent), yes)
     groups = {s.name: s.group for s in config.servers}
-    progress = LiveProgress(render.stderr, RunView(groups, slow_after(config.policy)))
+    progress = LiveProgress(render.stderr, RunView(groups, slow_after(config.policy), power_by=power_by(config.servers)))
     cancel = Cancel()
 
     def confirm(plan: Plan) -> bool:

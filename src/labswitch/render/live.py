@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from labswitch.config import Plug, Server
 from labswitch.plan import REGISTRY, VM_ACTIONS, Action, Plan, Step, direct
 from labswitch.run import StepResult
 from labswitch.words import count
@@ -26,6 +27,17 @@ from labswitch.words import count
 DOING: dict[str, str] = {a: s.doing for a, s in REGISTRY.items()}  # what a host is doing while its first unfinished step runs
 HOST_OFF_ACTIONS = {Action.SHUTDOWN_HOST, Action.BMC_GRACEFUL_SHUTDOWN}
 VM_DOING: dict[str, str] = {a: s.doing_vm for a, s in REGISTRY.items() if s.doing_vm}  # the slowest VM, by name
+
+
+def power_by(servers: Iterable[Server]) -> dict[str, str]:
+    """Servers whose power no BMC tells: what does (a plug; Wake-on-LAN: its host no longer answering)."""
+    out = {}
+    for server in servers:
+        if server.bmc.driver == "wol":
+            out[server.name] = "host unreachable"
+        elif isinstance(server.bmc, Plug):
+            out[server.name] = "plug"
+    return out
 
 
 def clock(seconds: float) -> str:
@@ -64,9 +76,14 @@ class RunView:
     ``feed`` takes the runner's events as they come (the CLI's live table and the service's page both use it)."""
 
     def __init__(
-        self, groups: Mapping[str, str], slow_after: Mapping[Action, float], clock_fn: Callable[[], float] = time.monotonic
+        self,
+        groups: Mapping[str, str],
+        slow_after: Mapping[Action, float],
+        clock_fn: Callable[[], float] = time.monotonic,
+        power_by: Mapping[str, str] | None = None,
     ) -> None:
         self.groups = groups  # server -> group
+        self.power_by = power_by or {}  # server -> what tells its power when it is no BMC ("plug", "host unreachable")
         self.slow_after = slow_after  # action -> seconds after which a step counts as slow
         self.now = clock_fn
         self.plan: Plan | None = None
@@ -192,7 +209,7 @@ class RunView:
             row.finished = True
             row.failed = bool(host.failures) or host.skipped or host.confirmed_off is False
             row.state = self._final_state(host, row.failed)
-            return row
+            return self._in_its_words(row)
         pending = next((s for i, s in enumerate(host.steps) if i not in host.done), None)
         if self.finished_at is not None:  # the run ended (interrupted) before this host was through
             row.state = "not finished" + (f" ({DOING.get(pending.action, pending.action)})" if pending else "")
@@ -206,6 +223,13 @@ class RunView:
             row.state = "waiting: vCenter's host goes last"
         else:
             row.state = self._waiting_for(pending) or "waiting"
+        return self._in_its_words(row)
+
+    def _in_its_words(self, row: HostRow) -> HostRow:
+        """ "(BMC)" where the server has one; its plug, or its host not answering (Wake-on-LAN), where not."""
+        word = self.power_by.get(row.server)
+        if word:
+            row.state = row.state.replace("(BMC)", f"({word})")
         return row
 
     def _slowest(self, steps: list[Step]) -> str | None:

@@ -19,7 +19,7 @@ from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, StepRecord, default_path, state_base
 from labswitch.plan import Intent, slow_after, target_groups
-from labswitch.render.live import HostRow, RunView, clock
+from labswitch.render.live import HostRow, RunView, clock, power_by
 from labswitch.usecases import power
 
 log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended
@@ -63,7 +63,8 @@ class Service:
             raise RunInProgress(f"another run is in progress: {holder.describe()}")
         answers: queue.Queue[tuple[str, Any]] = queue.Queue()
         cancel = Cancel()
-        view = RunView({s.name: s.group for s in self.config.servers}, slow_after(self.config.policy))
+        servers = self.config.servers
+        view = RunView({s.name: s.group for s in servers}, slow_after(self.config.policy), power_by=power_by(servers))
 
         def on_event(kind: str, data: Any) -> None:
             with self._view_lock:
