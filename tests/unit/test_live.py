@@ -164,3 +164,26 @@ def test_a_server_without_a_bmc_is_told_in_its_own_words() -> None:
     view.begin(plan)
     view.on_result(result("shutdown-host", "a", "a"))
     assert rows(view)["a"][0] == "waiting for off (host unreachable)", "Wake-on-LAN: no BMC says it is off"
+
+
+def test_at_80_columns_a_large_lab_collapses_per_group_and_reads_whole() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from labswitch.render.live import LiveProgress
+
+    steps = [Step("guest-shutdown", "shutdown-guest", f"esx{h}-vm1", f"vm-{h}", f"esx{h}") for h in range(10, 40)]
+    plan = Plan(Intent.DOWN, ("payload",), tuple(f"esx{h}" for h in range(10, 40)), tuple(steps))
+    clock = Clock()
+    view = RunView({f"esx{h}": "payload" for h in range(10, 40)}, {}, clock)
+    view.begin(plan)
+    start(view, *(f"esx{h}-vm1" for h in range(10, 40)))
+    clock.now += 65
+    out = StringIO()
+    console = Console(file=out, width=80, height=12, force_terminal=False, color_system=None)
+    console.print(LiveProgress(console, view, live=False).render())
+    text = out.getvalue()
+    assert "30 shutting down" in text, text  # by kind: no VM name, no clock
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "…" not in text, text

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -383,24 +384,36 @@ class LiveProgress:
         return table
 
     def _group_table(self, rows: list[HostRow], room: int) -> Table:
-        table = Table(box=None, pad_edge=False, header_style="bold")
-        for column in ("GROUP", "HOSTS", "STATES", "VMS", ""):
-            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        """A row per group for labs taller than the terminal: its hosts' states by kind (a VM's name and the clocks
+        left out, so ten hosts stopping VMs are "10 shutting down"), wrapped rather than cut at 80 columns."""
+        narrow = self.console.size.width < 100
+        table = Table(box=None, pad_edge=False, header_style="bold", expand=False)
+        table.add_column("GROUP", no_wrap=True, overflow="ellipsis", max_width=16)
+        table.add_column("HOSTS", no_wrap=True, justify="right")
+        table.add_column("STATES", overflow="fold", ratio=1)
+        table.add_column("VMS", no_wrap=True)
+        table.add_column("", no_wrap=True)
         by_group: dict[str, list[HostRow]] = {}
         for r in rows:
             by_group.setdefault(r.group or "-", []).append(r)
         for group, members in list(by_group.items())[: max(1, room - 1)]:
-            states = Counter(r.state for r in members)
+            states = Counter(_kind(r.state) for r in members)
             done = sum(r.vms_done for r in members)
             total = sum(r.vms_total for r in members)
             table.add_row(
                 group,
                 str(len(members)),
                 ", ".join(f"{n} {s}" for s, n in states.most_common()),
-                ProgressBar(total=max(total, 1), completed=done if total else 1, width=16),
+                ProgressBar(total=max(total, 1), completed=done if total else 1, width=8 if narrow else 16),
                 f"{done}/{total}",
             )
         return table
+
+
+def _kind(state: str) -> str:
+    """A host's state without its VM's name and its clock: "esx11-vm03: shutting down 00:45 (+2)" -> "shutting down"."""
+    kind = re.sub(r"^\S+: ", "", state)
+    return re.sub(r" \d\d:\d\d\b.*$", "", kind)
 
 
 def _style(row: HostRow) -> str:
