@@ -43,9 +43,9 @@ def test_init_writes_a_config_that_loads_and_works_without_edits(
         "esx22": ("cluster2", "esx22-idrac.lab.local"),
     }
     assert config.vcenter.vm == "vcsa" and config.vcenter.tls.thumbprint == lab.thumbprint
-    # Against the live lab with no edits: vCenter is read; the made-up BMC names are reported, not fatal.
+    # Against the live lab with no edits: vCenter is read; the made-up BMC names are reported (exit 1: unread).
     status = cli("--config", str(out), "status", "--json", env=env)
-    assert status.code == 0, status.stderr
+    assert status.code == 1 and "BMC of 5 servers" in status.stderr, status.stderr
     assert {h["esxi"]: h["group"] for h in status.json()["hosts"]}["esx21.lab.local"] == "cluster2"
     # A dry run of down plans against the written groups and refuses: the BMCs cannot be reached.
     assert cli("--config", str(out), "plan", "down", env=env).code == 3
@@ -148,3 +148,28 @@ def test_init_esxi_writes_a_config_for_a_lab_without_vcenter(
     assert status.code == 0 and {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}, status.stderr
     stray = cli("init", *both, "--thumbprint", f"esx99={lab.thumbprint}", "--out", str(tmp_path / "s.toml"), env=env)
     assert stray.code == 2 and "--thumbprint esx99=...: not one of the --esxi hosts" in stray.stderr
+
+
+def test_init_pins_each_bmc_on_first_use_and_status_trusts_them(lab: Lab, cli: Callable[..., Result], tmp_path: Path) -> None:
+    import hashlib
+    import ssl
+    from urllib.parse import urlsplit
+
+    servers = ("mgmt01", "esx11", "esx12", "esx21", "esx22")
+    out = tmp_path / "labswitch.toml"
+    given = [a for s in servers for a in ("--bmc", f"{s}={lab.bmc_url(s)}")]
+    result = init(cli, lab, out, *given, "--trust-on-first-use")
+    assert result.code == 0, result.stderr
+    assert result.stderr.count("trusted on first use, SHA-256") == len(servers), "each pin is said, to be compared"
+    config = load(out, resolve_secrets=False)
+    for server in config.servers:
+        parts = urlsplit(lab.bmc_url(server.name))
+        served = ssl.get_server_certificate((parts.hostname or "", parts.port or 443))
+        assert server.bmc.tls.thumbprint == hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest(), server.name
+        assert server.bmc.tls.insecure is False
+    env = {"LABSWITCH_VCENTER_PASSWORD": lab.env["LABSIM_VCENTER_PASSWORD"], "LABSWITCH_BMC_PASSWORD": lab.env["LABSIM_BMC_PASSWORD"]}
+    status = cli("--config", str(out), "status", "--json", env=env)
+    assert status.code == 0, status.stderr
+    assert {h["name"]: h["bmc_power"] for h in status.json()["hosts"]} == dict.fromkeys(servers, "On")
+    bad = cli("init", "--vcenter", lab.url, "--bmc", "esx11", "--out", str(tmp_path / "x.toml"), env=env)
+    assert bad.code == 2 and "--bmc esx11: give NAME=ADDRESS" in bad.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -13,11 +14,11 @@ from pydantic import SecretStr, ValidationError
 from labswitch import render
 from labswitch.cli import app
 from labswitch.config import TLS
-from labswitch.errors import ConfigError
+from labswitch.errors import ConfigError, shown
 from labswitch.usecases import init as usecase
 
 
-# About 90 lines, most of them its Typer options and help (the body is under 50): one command, one function.
+# Over 100 lines, most of them its Typer options and help (the body is about 60): one command, one function.
 @app.command("init")
 def init_command(
     vcenter: Annotated[str | None, typer.Option("--vcenter", help="vCenter address or URL (https://vcsa.lab.local/sdk).")] = None,
@@ -49,6 +50,21 @@ def init_command(
     ] = "{host}-oob",
     bmc_driver: Annotated[str, typer.Option("--bmc-driver", help="redfish, racadm or ipmi.")] = "redfish",
     bmc_user: Annotated[str, typer.Option("--bmc-user", help="BMC user.")] = "root",
+    bmc: Annotated[
+        list[str] | None,
+        typer.Option("--bmc", metavar="NAME=ADDRESS", help="A server's BMC address where --bmc-pattern does not fit (repeatable)."),
+    ] = None,
+    bmc_thumbprint: Annotated[
+        list[str] | None,
+        typer.Option("--bmc-thumbprint", metavar="NAME=SHA256", help="Pin a server's BMC certificate by its SHA-256 (repeatable)."),
+    ] = None,
+    trust_on_first_use: Annotated[
+        bool,
+        typer.Option(
+            "--trust-on-first-use",
+            help="Read each BMC's certificate now and pin it (written per server, and said: compare it with the BMC's own).",
+        ),
+    ] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="The file to write.")] = Path("labswitch.toml"),
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -88,6 +104,11 @@ def init_command(
         host_tls = {host: TLS(thumbprint=value) for host, value in per_host.items()}
     except ValidationError as exc:
         raise ConfigError(f"--thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from exc
+    addresses = _pairs(bmc or [], "--bmc", "NAME=ADDRESS")
+    try:
+        pins = {name: TLS(thumbprint=value) for name, value in _pairs(bmc_thumbprint or [], "--bmc-thumbprint", "NAME=SHA256").items()}
+    except ValidationError as exc:
+        raise ConfigError(f"--bmc-thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from exc
     options = usecase.Options(
         url=vcenter or ", ".join(hosts),
         user=user,
@@ -99,8 +120,15 @@ def init_command(
         bmc_user=bmc_user,
         password_env=password_env,
         standalone=bool(hosts),
+        bmc_addresses=addresses,
+        bmc_tls=pins,
     )
     found = usecase.discover_hosts(options, hosts) if hosts else usecase.discover(options)
+    if trust_on_first_use:
+        seen, said = usecase.trust_on_first_use(usecase.bmc_targets(found, options), bmc_driver)
+        options = replace(options, bmc_tls={**seen, **pins})  # a pin given by hand wins
+        for line in said:
+            render.note(line)
     text = usecase.render(found, options)
     usecase.write(text, out, force)
     if options.standalone:
@@ -113,6 +141,16 @@ def init_command(
             markup=False,
         )
     render.stdout.print(f"next: export {options.bmc_password_env}=...; labswitch --config {out} status", markup=False)
+
+
+def _pairs(values: list[str], flag: str, shape: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, given = value.partition("=")
+        if not sep or not name.strip() or not given.strip():
+            raise ConfigError(f"{flag} {shown(value)}: give {shape}")
+        out[name.strip()] = given.strip()
+    return out
 
 
 def _thumbprints(values: list[str], hosts: list[str]) -> tuple[str | None, dict[str, str]]:

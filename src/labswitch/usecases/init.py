@@ -59,6 +59,8 @@ class Options:
     password_env: str = VCENTER_PASSWORD_ENV
     bmc_password_env: str = BMC_PASSWORD_ENV
     standalone: bool = False  # url names ESXi hosts, not a vCenter: the config gets [esxi]
+    bmc_addresses: Mapping[str, str] = field(default_factory=dict)  # --bmc NAME=ADDRESS: server (or host) -> its BMC
+    bmc_tls: Mapping[str, TLS] = field(default_factory=dict)  # server -> how its BMC is trusted (--bmc-thumbprint, TOFU)
 
 
 def discover(options: Options) -> Discovered:
@@ -149,6 +151,50 @@ def bmc_address(pattern: str, host: str) -> str:
         raise ConfigError(f"--bmc-pattern {pattern!r}: {exc}; use the fields {{host}}, {{fqdn}} and {{domain}}") from exc
 
 
+def bmc_targets(found: Discovered, options: Options) -> dict[str, tuple[str, str, str]]:
+    """Each host -> (its server's name, its group, its BMC's address: --bmc's, else from --bmc-pattern)."""
+    members = [(h, LAB if options.standalone else ALWAYS_ON) for h in found.standalone]
+    members += [(h, group_name(c)) for c, hosts in found.clusters.items() for h in hosts]
+    names = host_names(found.standalone) if options.standalone else {}
+    out = {}
+    for host, group in members:
+        name = names.get(host) or short_name(host)
+        named = urlsplit(f"//{host}").hostname or host  # an address with a port: the host's name or IP alone
+        given = options.bmc_addresses.get(name) or options.bmc_addresses.get(host)
+        out[host] = (name, group, given or bmc_address(options.bmc_pattern, named))
+    return out
+
+
+def trust_on_first_use(targets: Mapping[str, tuple[str, str, str]], driver: str, timeout: float = 10.0) -> tuple[dict[str, TLS], list[str]]:
+    """Each BMC's certificate as it answers now, pinned by its SHA-256 (Redfish and racadm speak TLS; IPMI does
+    not): server -> TLS, and a line per server saying what was trusted (or why nothing was)."""
+    if driver == "ipmi":
+        return {}, ["--trust-on-first-use: IPMI has no certificate to pin; nothing written"]
+    pins: dict[str, TLS] = {}
+    said: list[str] = []
+
+    def read(item: tuple[str, str]) -> tuple[str, str, str | None, str | None]:
+        name, address = item
+        parts = urlsplit(address if "://" in address else f"//{address}")
+        host, port = parts.hostname or address, parts.port or (443 if driver == "redfish" else 22)
+        if driver != "redfish":
+            return name, f"{host}:{port}", None, "racadm speaks SSH: pin its host key with bmc.host_key instead"
+        try:
+            pem = ssl.get_server_certificate((host, port), timeout=timeout)
+        except (OSError, ssl.SSLError) as exc:
+            return name, f"{host}:{port}", None, f"cannot reach it ({type(exc).__name__}); pin it later with bmc.tls"
+        return name, f"{host}:{port}", hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest(), None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for name, where, digest, why in pool.map(read, [(n, a) for n, _, a in targets.values()]):
+            if digest is None:
+                said.append(f"server {name} BMC {where}: not pinned: {why}")
+                continue
+            pins[name] = TLS(thumbprint=digest)
+            said.append(f"server {name} BMC {where}: trusted on first use, SHA-256 {digest}; compare it with the BMC's own")
+    return pins, said
+
+
 def render(found: Discovered, options: Options) -> str:
     """The config file: commented, secrets as references; checked to load before it is returned."""
     doc = tomlkit.document()
@@ -213,17 +259,16 @@ def _groups(found: Discovered, options: Options) -> tomlkit.items.Table:
 
 def _servers(found: Discovered, options: Options) -> tomlkit.items.AoT:
     servers = tomlkit.aot()
-    members = [(h, LAB if options.standalone else ALWAYS_ON) for h in found.standalone]
-    members += [(h, group_name(c)) for c, hosts in found.clusters.items() for h in hosts]
-    names = host_names(found.standalone) if options.standalone else {}
-    for host, group in members:
+    for host, (name, group, address) in bmc_targets(found, options).items():
         s = tomlkit.table()
-        s.add("name", names.get(host) or short_name(host))
+        s.add("name", name)
         s.add("esxi", host)
         s.add("group", group)
-        named = urlsplit(f"//{host}").hostname or host  # an address with a port: the host's name or IP alone
-        bmc = {"driver": options.bmc_driver, "address": bmc_address(options.bmc_pattern, named), "user": options.bmc_user}
-        s.add("bmc", _inline({**bmc, "password": {"env": options.bmc_password_env}}))
+        bmc: dict[str, object] = {"driver": options.bmc_driver, "address": address, "user": options.bmc_user}
+        bmc["password"] = {"env": options.bmc_password_env}
+        if name in options.bmc_tls:
+            bmc["tls"] = {k: v for k, v in options.bmc_tls[name].model_dump().items() if v}
+        s.add("bmc", _inline(bmc))
         if host in options.host_tls:
             s.add("esxi_tls", _inline({k: v for k, v in options.host_tls[host].model_dump().items() if v}))
         servers.append(s)
