@@ -53,11 +53,13 @@ class Result:
 
 
 @pytest.fixture
-def cli() -> Callable[..., Result]:
-    """Run the installed CLI as a user would: a separate process, stdout and stderr apart."""
+def cli(tmp_path: Path) -> Callable[..., Result]:
+    """Run the installed CLI as a user would: a separate process, stdout and stderr apart. Its state (journal, run
+    lock) is the test's own unless the test gives XDG_STATE_HOME: never the user's real ~/.local/state/labswitch."""
+    own_state = str(tmp_path / "cli-state")
 
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
-        full_env = {**os.environ, **(env or {})}
+        full_env = {**os.environ, "XDG_STATE_HOME": own_state, **(env or {})}
         full_env.pop("LABSWITCH_CONFIG", None) if env is None or "LABSWITCH_CONFIG" not in env else None
         proc = subprocess.run(
             [sys.executable, "-m", "labswitch", *args],

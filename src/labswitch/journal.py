@@ -19,10 +19,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from labswitch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from labswitch.config import Config
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,6 +60,8 @@ MIGRATIONS = {  # each applied once to journals written before it: (table, colum
     ("steps", "effect"): "ALTER TABLE steps ADD COLUMN effect TEXT; "
     "UPDATE steps SET effect = 'off' WHERE status = 'ok' AND action IN ('confirm-off', 'bmc-force-off'); "
     "UPDATE steps SET effect = 'on' WHERE status = 'ok' AND action = 'bmc-power-on' AND detail IS NOT 'already on';",
+    # the lab a run was for (config.lab_id): runs journaled before it belong to the first lab that opens the journal
+    ("runs", "lab"): "ALTER TABLE runs ADD COLUMN lab TEXT",
 }
 
 
@@ -161,11 +167,25 @@ class Journal:
 
     # About 200 lines: one short method per question the use cases ask of the run records, on one connection.
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lab: str | None = None) -> None:
+        """``lab`` (config.lab_id): only that lab's records are seen and written; None: every lab's (tools, tests)."""
         self._db = connect(path, SCHEMA, MIGRATIONS)
         self._lock = threading.RLock()  # re-entered by add_step within transaction()
         self._seq: dict[str, int] = {}  # run id -> the next step's number (this process holds the run lock)
         self.path = path
+        self.lab = lab
+        if lab is not None:  # a journal from before labs were told apart: its runs are the first lab's
+            with self._lock:
+                self._db.execute("UPDATE runs SET lab = ? WHERE lab IS NULL", (lab,))
+
+    @classmethod
+    def of(cls, config: Config) -> Journal:
+        """The journal of the config's lab: its state directory's file, its records only."""
+        return cls(default_path(config.state_dir), lab=config.lab_id)
+
+    def _mine(self, runs: str = "r") -> tuple[str, tuple[str, ...]]:
+        """A WHERE condition on the runs table (alias ``runs``) for this lab's runs, and its parameters."""
+        return (f"{runs}.lab = ?", (self.lab,)) if self.lab is not None else ("1 = 1", ())
 
     def close(self) -> None:
         self._db.close()
@@ -180,7 +200,7 @@ class Journal:
         run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         with self._lock:
             self._db.execute(
-                "INSERT INTO runs (id, intent, groups, pid, started, finished, outcome, reason) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO runs (id, intent, groups, pid, started, finished, outcome, reason, lab) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     intent,
@@ -190,6 +210,7 @@ class Journal:
                     None if outcome == "running" else time.time(),
                     outcome,
                     reason,
+                    self.lab,
                 ),
             )
         return run_id
@@ -239,8 +260,10 @@ class Journal:
 
     def states_before_down(self, group: str) -> list[VMState] | None:
         """The VM states recorded by the latest down of ``group`` that recorded any; None when there is none."""
+        mine, args = self._mine()
         row = self._db.execute(
-            "SELECT v.run_id FROM vm_states v JOIN runs r ON r.id = v.run_id WHERE v.grp = ? ORDER BY r.started DESC LIMIT 1", (group,)
+            f"SELECT v.run_id FROM vm_states v JOIN runs r ON r.id = v.run_id WHERE v.grp = ? AND {mine} ORDER BY r.started DESC LIMIT 1",
+            (group, *args),
         ).fetchone()
         if row is None:
             return None
@@ -265,24 +288,29 @@ class Journal:
 
     def pending_changes(self) -> list[ClusterChange]:
         """Every cluster setting changed by a down and not restored yet, oldest first."""
+        mine, args = self._mine()
         rows = self._db.execute(
-            "SELECT run_id, cluster_moid, cluster_name, setting, previous, changed FROM cluster_changes "
-            "WHERE restored IS NULL ORDER BY changed"
+            "SELECT c.run_id, c.cluster_moid, c.cluster_name, c.setting, c.previous, c.changed FROM cluster_changes c "
+            f"JOIN runs r ON r.id = c.run_id WHERE c.restored IS NULL AND {mine} ORDER BY c.changed",
+            args,
         )
         return [ClusterChange(*r) for r in rows]
 
     def restored(self, run_id: str, cluster_moid: str, setting: str) -> None:
         with self._lock:
+            mine, args = self._mine()
             self._db.execute(
-                "UPDATE cluster_changes SET restored_by = ?, restored = ? WHERE cluster_moid = ? AND setting = ? AND restored IS NULL",
-                (run_id, time.time(), cluster_moid, setting),
+                "UPDATE cluster_changes SET restored_by = ?, restored = ? WHERE cluster_moid = ? AND setting = ? AND restored IS NULL "
+                f"AND run_id IN (SELECT r.id FROM runs r WHERE {mine})",
+                (run_id, time.time(), cluster_moid, setting, *args),
             )
 
     def pending(self, cluster_moid: str, setting: str) -> ClusterChange | None:
+        mine, args = self._mine()
         row = self._db.execute(
-            "SELECT run_id, cluster_moid, cluster_name, setting, previous, changed FROM cluster_changes "
-            "WHERE cluster_moid = ? AND setting = ? AND restored IS NULL",
-            (cluster_moid, setting),
+            "SELECT c.run_id, c.cluster_moid, c.cluster_name, c.setting, c.previous, c.changed FROM cluster_changes c "
+            f"JOIN runs r ON r.id = c.run_id WHERE c.cluster_moid = ? AND c.setting = ? AND c.restored IS NULL AND {mine}",
+            (cluster_moid, setting, *args),
         ).fetchone()
         return ClusterChange(*row) if row else None
 
@@ -305,8 +333,11 @@ class Journal:
 
     def pending_whole_lab(self) -> WholeLab | None:
         """The whole-lab down no up has finished yet, if any."""
+        mine, args = self._mine()
         rows = self._db.execute(
-            "SELECT run_id, server, role, vm_name, vm_uuid FROM whole_lab WHERE finished IS NULL ORDER BY recorded, ord"
+            "SELECT w.run_id, w.server, w.role, w.vm_name, w.vm_uuid FROM whole_lab w JOIN runs r ON r.id = w.run_id "
+            f"WHERE w.finished IS NULL AND {mine} ORDER BY w.recorded, w.ord",
+            args,
         ).fetchall()
         if not rows:
             return None
@@ -319,11 +350,18 @@ class Journal:
     def whole_lab_done(self, run_id: str) -> None:
         """An up brought vCenter back and finished: the record is kept, marked done by that run."""
         with self._lock:
-            self._db.execute("UPDATE whole_lab SET finished_by = ?, finished = ? WHERE finished IS NULL", (run_id, time.time()))
+            mine, args = self._mine()
+            self._db.execute(
+                "UPDATE whole_lab SET finished_by = ?, finished = ? WHERE finished IS NULL "
+                f"AND run_id IN (SELECT r.id FROM runs r WHERE {mine})",
+                (run_id, time.time(), *args),
+            )
 
     def runs(self, limit: int = 50) -> list[RunRecord]:
+        mine, args = self._mine()
         rows = self._db.execute(
-            "SELECT id, intent, groups, pid, started, finished, outcome, reason FROM runs ORDER BY started DESC LIMIT ?", (limit,)
+            f"SELECT id, intent, groups, pid, started, finished, outcome, reason FROM runs r WHERE {mine} ORDER BY started DESC LIMIT ?",
+            (*args, limit),
         )
         return [self._record(*r) for r in rows]
 
@@ -342,7 +380,12 @@ class Journal:
 
     def power_steps(self) -> list[tuple[float, bool, str]]:
         """(time, on?, server) of every step that changed a server's power (confirmed off, forced off, powered on)."""
-        rows = self._db.execute("SELECT at, effect, target FROM steps WHERE effect IN ('on', 'off') ORDER BY at")
+        mine, args = self._mine()
+        rows = self._db.execute(
+            f"SELECT s.at, s.effect, s.target FROM steps s JOIN runs r ON r.id = s.run_id WHERE s.effect IN ('on', 'off') AND {mine} "
+            "ORDER BY s.at",
+            args,
+        )
         return [(float(at), effect == "on", str(target)) for at, effect, target in rows]
 
     def _latest_started(self, group: str) -> RunRecord | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
@@ -65,8 +66,12 @@ class RunLock:
         os.pwrite(self._fd, data, 0)
 
 
-def lock_path(state_base: Path) -> Path:
-    return state_base / "run.lock"
+def lock_path(state_base: Path, lab: str | None = None) -> Path:
+    """The lab's run lock (config.lab_id): one run at a time per lab; two labs in one state directory do not wait on
+    each other. Without a lab: the one lock of the whole state directory."""
+    if lab is None:
+        return state_base / "run.lock"
+    return state_base / f"run-{hashlib.sha256(lab.encode()).hexdigest()[:12]}.lock"
 
 
 def holder(path: Path) -> Holder | None:
@@ -88,10 +93,15 @@ def holder(path: Path) -> Holder | None:
 
 @contextlib.contextmanager
 def hold(
-    state_base: Path, intent: str, groups: Sequence[str], wait: float = 0.0, on_wait: Callable[[str], None] | None = None
+    state_base: Path,
+    intent: str,
+    groups: Sequence[str],
+    wait: float = 0.0,
+    on_wait: Callable[[str], None] | None = None,
+    lab: str | None = None,
 ) -> Iterator[RunLock]:
-    """Hold the run lock for the block. Another holder: RunInProgress at once, or after ``wait`` seconds."""
-    path = lock_path(state_base)
+    """Hold the run lock (of ``lab``) for the block. Another holder: RunInProgress at once, or after ``wait`` seconds."""
+    path = lock_path(state_base, lab)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

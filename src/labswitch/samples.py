@@ -7,8 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from labswitch.journal import connect, transaction
+from labswitch.journal import connect, default_path, transaction
+
+if TYPE_CHECKING:
+    from labswitch.config import Config
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS energy_samples (
@@ -17,6 +21,8 @@ CREATE TABLE IF NOT EXISTS energy_samples (
 );
 CREATE INDEX IF NOT EXISTS energy_samples_server ON energy_samples(server, at);
 """
+# the lab a sample is of (config.lab_id): samples taken before it belong to the first lab that opens the store
+MIGRATIONS = {("energy_samples", "lab"): "ALTER TABLE energy_samples ADD COLUMN lab TEXT"}
 COLUMNS = "at, server, power, watts, measured, seconds, kwh"
 
 
@@ -37,9 +43,20 @@ class Sample:
 class Samples:
     """The samples in the state directory's journal file; a context manager."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = connect(path, SCHEMA)
+    def __init__(self, path: Path, lab: str | None = None) -> None:
+        """``lab`` (config.lab_id): only that lab's samples; None: every lab's."""
+        self._db = connect(path, SCHEMA, MIGRATIONS)
         self.path = path
+        self.lab = lab
+        if lab is not None:
+            self._db.execute("UPDATE energy_samples SET lab = ? WHERE lab IS NULL", (lab,))
+        self._mine = "lab = ?" if lab is not None else "1 = 1"
+        self._args: tuple[str, ...] = (lab,) if lab is not None else ()
+
+    @classmethod
+    def of(cls, config: Config) -> Samples:
+        """The samples of the config's lab, in its state directory's journal file."""
+        return cls(default_path(config.state_dir), lab=config.lab_id)
 
     def close(self) -> None:
         self._db.close()
@@ -51,28 +68,34 @@ class Samples:
         self.close()
 
     def add(self, samples: Iterable[Sample]) -> None:
-        rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh) for x in samples]
+        rows = [(x.at, x.server, x.power, x.watts, int(x.measured), x.seconds, x.kwh, self.lab) for x in samples]
         with transaction(self._db):  # one transaction, not one per server
-            self._db.executemany(f"INSERT INTO energy_samples ({COLUMNS}) VALUES (?,?,?,?,?,?,?)", rows)
+            self._db.executemany(f"INSERT INTO energy_samples ({COLUMNS}, lab) VALUES (?,?,?,?,?,?,?,?)", rows)
 
     def last(self) -> dict[str, Sample]:
         """Each server's latest sample."""
         rows = self._db.execute(
-            f"SELECT {COLUMNS} FROM energy_samples s WHERE at = (SELECT MAX(at) FROM energy_samples WHERE server = s.server)"
+            f"SELECT {COLUMNS} FROM energy_samples s WHERE {self._mine} "
+            f"AND at = (SELECT MAX(at) FROM energy_samples WHERE server = s.server AND {self._mine})",
+            self._args * 2,
         )
         return {r[1]: _sample(r) for r in rows}
 
     def between(self, since: float, until: float) -> list[Sample]:
         """The samples whose span [at - seconds, at] overlaps [since, until], oldest first."""
-        rows = self._db.execute(f"SELECT {COLUMNS} FROM energy_samples WHERE at >= ? AND at - seconds <= ? ORDER BY at", (since, until))
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM energy_samples WHERE {self._mine} AND at >= ? AND at - seconds <= ? ORDER BY at",
+            (*self._args, since, until),
+        )
         return [_sample(r) for r in rows]
 
     def totals(self) -> dict[str, float]:
         """kWh per server over every sample ever taken (a counter: it only grows)."""
-        return {server: float(kwh) for server, kwh in self._db.execute("SELECT server, SUM(kwh) FROM energy_samples GROUP BY server")}
+        rows = self._db.execute(f"SELECT server, SUM(kwh) FROM energy_samples WHERE {self._mine} GROUP BY server", self._args)
+        return {server: float(kwh) for server, kwh in rows}
 
     def first(self) -> float | None:
-        row = self._db.execute("SELECT MIN(at) FROM energy_samples").fetchone()
+        row = self._db.execute(f"SELECT MIN(at) FROM energy_samples WHERE {self._mine}", self._args).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
 

@@ -62,8 +62,8 @@ def shown(text: str) -> str:
 
 
 def lock_holder(state: Path) -> str:
-    path = state / "labswitch" / "run.lock"
-    return path.read_text() if path.exists() else ""
+    """What the lab's run lock says (its file is run-<lab>.lock: one lock per lab in a state directory)."""
+    return "".join(path.read_text() for path in (state / "labswitch").glob("run-*.lock"))
 
 
 def test_the_question_is_visible_and_anything_but_yes_aborts(lab: Lab, state_dir: Path) -> None:

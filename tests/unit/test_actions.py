@@ -65,6 +65,7 @@ def test_the_power_history_is_read_from_effects_and_old_journals_get_theirs(tmp_
         "finished REAL, outcome TEXT NOT NULL, reason TEXT);"
         "CREATE TABLE steps (run_id TEXT NOT NULL, seq INTEGER NOT NULL, phase TEXT, action TEXT, target TEXT, status TEXT, "
         "detail TEXT, seconds REAL, at REAL, server TEXT);"
+        "INSERT INTO runs VALUES ('r', 'down', '[\"g\"]', NULL, 1, 20, 'ok', NULL);"
         "INSERT INTO steps VALUES ('r', 0, 'p', 'confirm-off', 'esx11', 'ok', 'off (BMC)', 1, 10, 'esx11');"
         "INSERT INTO steps VALUES ('r', 1, 'p', 'bmc-power-on', 'esx12', 'ok', 'already on', 1, 11, 'esx12');"
         "INSERT INTO steps VALUES ('r', 2, 'p', 'bmc-power-on', 'esx13', 'ok', 'powered on', 1, 12, 'esx13');"

@@ -10,7 +10,7 @@ import typer
 from labswitch import render
 from labswitch.cli import Json, State, app
 from labswitch.errors import UnknownName, shown
-from labswitch.journal import Journal, default_path
+from labswitch.journal import Journal
 from labswitch.render import serialise
 
 
@@ -34,7 +34,7 @@ def history_command(
       labswitch history 20261124-190002-3f9a1c --json     # one run's steps
     """
     state: State = ctx.obj
-    with Journal(default_path(state.config().state_dir)) as journal:
+    with Journal.of(state.config()) as journal:
         if run_id is not None:
             _one_run(journal, run_id, json_out)
             return

@@ -428,3 +428,14 @@ class Config(Strict):
 
     def server(self, name: str) -> Server | None:
         return next((s for s in self.servers if s.name == name or s.esxi == name), None)
+
+    @property
+    def lab_id(self) -> str:
+        """Which lab this config drives, for the journal and the run lock: its vCenter (scheme, host and port of the
+        SDK URL), or, without one, the set of its hosts. Two labs never see each other's runs, VM states, cluster
+        changes or lock; one vCenter reached by two names counts as two labs (the identity needs no connection:
+        the lock is taken before anything is contacted)."""
+        if self.vcenter is not None:
+            parts = urlsplit(self.vcenter.https_url)
+            return f"vcenter {parts.scheme}://{parts.netloc.lower()}"
+        return "hosts " + ",".join(sorted(s.esxi.lower() for s in self.servers))

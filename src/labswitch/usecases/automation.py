@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from labswitch.config import Config, ServeSchedule
 from labswitch.errors import LabswitchError
-from labswitch.journal import Journal, default_path
+from labswitch.journal import Journal
 from labswitch.plan import Intent
 from labswitch.samples import Samples
 from labswitch.schedule import next_run
@@ -73,9 +73,9 @@ class Automation:
         interval = self.config.energy.sample_interval
         reading = self.coordinator.read(min(interval, self.coordinator.interval))  # without vCenter: the BMCs' draw alone
         now, report, readings = reading.at, reading.report, reading.power
-        with Samples(default_path(self.config.state_dir)) as store:
+        with Samples.of(self.config) as store:
             store.add(next_samples(readings, store.last(), now, interval, self.config.energy.server_watts))
-        with Journal(default_path(self.config.state_dir)) as journal:
+        with Journal.of(self.config) as journal:
             last_runs: dict[str, float] = {}
             for run in journal.runs(200):
                 for group in run.groups if run.outcome != "refused" else ():

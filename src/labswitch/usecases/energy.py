@@ -17,7 +17,7 @@ from typing import Any
 from labswitch.bmc import Power
 from labswitch.config import Config, Server
 from labswitch.errors import ConfigError, shown
-from labswitch.journal import Journal, default_path
+from labswitch.journal import Journal
 from labswitch.samples import Sample, Samples
 from labswitch.usecases import bmc
 
@@ -108,9 +108,9 @@ def report(
     if readings is None:
         readings = _read_bmcs(config, notes)
     start, end = since.timestamp(), until.timestamp()
-    with Journal(default_path(config.state_dir)) as journal:
+    with Journal.of(config) as journal:
         events = _power_events(journal)
-    with Samples(default_path(config.state_dir)) as store:
+    with Samples.of(config) as store:
         samples = store.between(start, end)
         first = store.first()
     by_server: dict[str, list[Sample]] = defaultdict(list)
@@ -298,7 +298,7 @@ def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[f
 
 def totals(config: Config) -> dict[str, float]:
     """kWh per server over every sample ever taken: a counter (Prometheus, Home Assistant's energy sensor)."""
-    with Samples(default_path(config.state_dir)) as store:
+    with Samples.of(config) as store:
         return store.totals()
 
 
@@ -306,7 +306,7 @@ def recent_watts(config: Config, hours: int = 72, now: float | None = None) -> l
     """The lab's draw per hour over the last ``hours``, oldest first, from the journal's samples."""
     end = now if now is not None else dt.datetime.now().timestamp()
     since = end - hours * 3600
-    with Samples(default_path(config.state_dir)) as store:
+    with Samples.of(config) as store:
         samples = store.between(since, end)
     return watts_by_hour(samples, since, hours)
 

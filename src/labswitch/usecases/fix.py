@@ -13,7 +13,7 @@ from labswitch import lock, vsphere
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import SafetyRefusal
-from labswitch.journal import Journal, default_path, state_base
+from labswitch.journal import Journal, state_base
 from labswitch.plan import Facts, Plan, fix
 from labswitch.run import EventSink, Runner
 from labswitch.usecases import lifecycle
@@ -28,7 +28,7 @@ def _run_lock(config: Config, what: str, targets: Sequence[str], dry_run: bool) 
     if dry_run:
         yield None
         return
-    with lock.hold(state_base(config.state_dir), what, targets) as held:
+    with lock.hold(state_base(config.state_dir), what, targets, lab=config.lab_id) as held:
         yield held
 
 
@@ -87,7 +87,7 @@ def _fix(
             if plan.refusals:
                 raise SafetyRefusal("; ".join(plan.refusals))
             return lifecycle.Outcome(plan, None, (), confirmed=False)
-        with Journal(default_path(config.state_dir)) as journal:
+        with Journal.of(config) as journal:
             return lifecycle.run_plan(
                 journal,
                 plan,

@@ -14,7 +14,7 @@ from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Config, VCenter
 from labswitch.errors import ConfigError, ConnectionFailed, VSphereError
-from labswitch.journal import Journal, VMState, WholeLab, default_path, state_base
+from labswitch.journal import Journal, VMState, WholeLab, state_base
 from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, target_groups, through_hosts, whole_lab
 from labswitch.run import EventSink, Runner
 from labswitch.snapshot import Snapshot
@@ -62,7 +62,7 @@ def _check_whole_lab(config: Config, request: Request, groups: Sequence[str]) ->
 def _whole_lab_side(config: Config, request: Request) -> WholeLab | None:
     """The journaled whole-lab down still to be finished from the host's side: an up (vCenter is off), or
     a down run again once vCenter no longer answers. None: vCenter's side, as usual."""
-    with Journal(default_path(config.state_dir)) as journal:
+    with Journal.of(config) as journal:
         pending = journal.pending_whole_lab()
     if pending is None or config.esxi is None or config.vcenter is None:
         return None
@@ -96,7 +96,7 @@ def execute(
     """
     groups = target_groups(config, request.groups, request.intent)
     _check_whole_lab(config, request, groups)
-    with lock.hold(state_base(config.state_dir), str(request.intent), groups, request.lock_wait, on_wait) as held:
+    with lock.hold(state_base(config.state_dir), str(request.intent), groups, request.lock_wait, on_wait, lab=config.lab_id) as held:
         side = _whole_lab_side(config, request)
         if side is None:
             outcome = _execute(config, request, confirm, on_event, cancel, held)
@@ -133,7 +133,7 @@ def _host_side(
 ) -> Iterator[tuple[Plan, dict[str, Driver], Journal]]:
     """The plan of a whole-lab cycle's host side, made from the journal and the BMCs (vCenter is off)."""
     servers = [s for s in config.servers if s.group in groups or s.name in (pending.server, *pending.peers)]
-    with Journal(default_path(config.state_dir)) as journal, bmc.opened(config, servers) as drivers:
+    with Journal.of(config) as journal, bmc.opened(config, servers) as drivers:
         power = bmc.power_states(bmc.on_drivers(drivers, lambda d: d.power_state(), config.policy.max_parallel))
         bmc_power = {name: p for name, (p, _) in power.items()}
         refusals = [f"{error}; fix it and run again" for name, (p, error) in power.items() if error and name == pending.server]
@@ -200,7 +200,7 @@ def _session(
         config = config.model_copy(update={"policy": config.policy.model_copy(update={"startup_tag": request.tag})})
     servers = [s for s in config.servers if s.group in groups]
     with (
-        Journal(default_path(config.state_dir)) as journal,
+        Journal.of(config) as journal,
         bmc.opened(config, servers) as drivers,
         ThreadPoolExecutor(max_workers=1) as side,  # the BMCs are read while vCenter (or the hosts) are
     ):

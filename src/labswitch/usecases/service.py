@@ -17,7 +17,7 @@ from labswitch import lock
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
-from labswitch.journal import Journal, RunRecord, StepRecord, default_path, state_base
+from labswitch.journal import Journal, RunRecord, StepRecord, state_base
 from labswitch.plan import Intent, slow_after, target_groups
 from labswitch.render.live import HostRow, RunView, clock, power_by
 from labswitch.usecases import power
@@ -58,7 +58,7 @@ class Service:
         """Plan and start a run; back as soon as it is journaled. RunInProgress (naming the run), SafetyRefusal,
         ConfigError and endpoint errors come back as they would from the CLI, before anything changed."""
         target_groups(self.config, groups, intent)  # an unknown group fails here, at once
-        holder = lock.holder(lock.lock_path(state_base(self.config.state_dir)))
+        holder = lock.holder(lock.lock_path(state_base(self.config.state_dir), self.config.lab_id))
         if holder is not None:
             raise RunInProgress(f"another run is in progress: {holder.describe()}")
         answers: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -132,7 +132,7 @@ class Service:
             log.info("run %s (%s of %s) ended: %s after %s", run_id, run.intent, ", ".join(run.groups), run.outcome, clock(took))
 
     def progress(self, run_id: str) -> Progress | None:
-        with Journal(default_path(self.config.state_dir)) as journal:
+        with Journal.of(self.config) as journal:
             record = journal.run(run_id)
             if record is None:
                 return None
@@ -149,15 +149,15 @@ class Service:
 
     def summaries(self, limit: int = 50) -> list[tuple[RunRecord, list[StepRecord]]]:
         """The last runs, newest first, each with its steps (one read of the journal)."""
-        with Journal(default_path(self.config.state_dir)) as journal:
+        with Journal.of(self.config) as journal:
             return [(record, journal.steps(record.id)) for record in journal.runs(limit)]
 
     def history(self, limit: int = 50) -> list[RunRecord]:
-        with Journal(default_path(self.config.state_dir)) as journal:
+        with Journal.of(self.config) as journal:
             return journal.runs(limit)
 
     def running(self) -> lock.Holder | None:
-        return lock.holder(lock.lock_path(state_base(self.config.state_dir)))
+        return lock.holder(lock.lock_path(state_base(self.config.state_dir), self.config.lab_id))
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM: the run in progress stops at its next wait, journaled as interrupted (resumable)."""

@@ -10,7 +10,7 @@ from labswitch import vsphere
 from labswitch.bmc import Driver, Power
 from labswitch.config import Config
 from labswitch.errors import ConnectionFailed, LabswitchError
-from labswitch.journal import Journal, default_path
+from labswitch.journal import Journal
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
 
@@ -74,7 +74,7 @@ class StatusReport:
 
 def _vcenter_off(config: Config) -> Snapshot | None:
     """No vCenter answers: an empty snapshot that says why, when a whole-lab down stopped it (None: nothing did)."""
-    with Journal(default_path(config.state_dir)) as journal:
+    with Journal.of(config) as journal:
         pending = journal.pending_whole_lab()
     if pending is None:
         return None
@@ -138,7 +138,7 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
         for vm in snap.vms
         if not vm.template
     )
-    with Journal(default_path(config.state_dir)) as journal:
+    with Journal.of(config) as journal:
         changes = tuple(ClusterChangeStatus(c.cluster_name, c.setting, c.previous, c.run_id, c.changed) for c in journal.pending_changes())
     return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes)
 
