@@ -129,7 +129,7 @@ def test_init_esxi_writes_a_config_for_a_lab_without_vcenter(
     assert config.vcenter is None and config.policy.startup_from_autostart
     assert [s.esxi for s in config.servers] == hosts and {s.group for s in config.servers} == {"lab"}
     status = cli("--config", str(out), "status", "--json", env={**env, "LABSWITCH_BMC_PASSWORD": "unused"})
-    assert status.code == 0, status.stderr
+    assert status.code == 1 and "BMC of 2 servers" in status.stderr, "the made-up BMC addresses are unread: said, exit 1"
     assert {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}
     neither = cli("init", "--out", str(tmp_path / "n.toml"))
     assert neither.code == 2 and "--vcenter ADDRESS, or --esxi HOST" in neither.stderr
