@@ -145,7 +145,7 @@ def test_init_esxi_writes_a_config_for_a_lab_without_vcenter(
     assert config.esxi is not None and config.esxi.tls.thumbprint is None
     assert [s.esxi_tls.thumbprint if s.esxi_tls else None for s in config.servers] == [lab.thumbprint, lab.thumbprint]
     status = cli("--config", str(tmp_path / "p.toml"), "status", "--json", env={**env, "LABSWITCH_BMC_PASSWORD": "unused"})
-    assert status.code == 0 and {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}, status.stderr
+    assert status.code == 1 and {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}, status.stderr
     stray = cli("init", *both, "--thumbprint", f"esx99={lab.thumbprint}", "--out", str(tmp_path / "s.toml"), env=env)
     assert stray.code == 2 and "--thumbprint esx99=...: not one of the --esxi hosts" in stray.stderr
 
