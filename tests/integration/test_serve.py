@@ -125,6 +125,7 @@ def test_a_down_started_over_the_api_runs_in_the_background_and_streams_its_step
     run_id = started.json()["run_id"]
     stream = events(served, run_id)
     assert outcome(stream) == "ok"
+    assert stream[0][0] == "run" and json.loads(stream[0][1])["run_id"] == run_id, "first the run, with its journaled start"
     assert sum(1 for kind, data in stream if kind == "step" and '"confirm-off"' in data) == len(PAYLOAD)
     assert all(bmc_power(served.lab, s) == "Off" for s in PAYLOAD)
     assert bmc_power(served.lab, "mgmt01") == "On"

@@ -1,4 +1,5 @@
 """A run's steps as Server-Sent Events, read from the journal (the run's record, whoever started it):
+``event: run`` first, with the run's id and its journaled start (unix seconds: a page opened late counts from it),
 ``event: step`` per step as it is journaled, ``event: hosts`` with every host's row of the live view whenever one
 changed (a run this service started; its clocks tick each second), then ``event: end`` with the outcome and the run's
 seconds from start to finish."""
@@ -19,12 +20,15 @@ POLL = 0.5  # a new step shows within half a second
 
 def run_events(service: Service, run_id: str) -> StreamingResponse:
     async def stream() -> AsyncIterator[str]:
-        sent, rows = 0, ""
+        sent, rows, told = 0, "", False
         while True:
             progress = await asyncio.to_thread(service.progress, run_id)
             if progress is None:  # no such run (any more)
                 yield "event: end\ndata: {}\n\n"
                 return
+            if not told:
+                told = True
+                yield f"event: run\ndata: {json.dumps({'run_id': run_id, 'started': progress.run.started})}\n\n"
             for step in progress.steps[sent:]:
                 yield f"event: step\ndata: {json.dumps(serialise.step(step))}\n\n"
             sent = len(progress.steps)

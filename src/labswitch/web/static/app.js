@@ -36,7 +36,7 @@ if (run && run.dataset.run) {
   const steps = document.getElementById("run-steps");
   const state = document.getElementById("run-state");
   const clock = document.getElementById("run-clock");
-  const started = Date.now();
+  let started = Date.now();  // until the run's own start arrives (event: run): the journal's, not the page's
   const mmss = (s) => `${String(Math.floor(s / 60)).padStart(2, "0")}:${String(s % 60).padStart(2, "0")}`;
   const tick = setInterval(() => { clock.textContent = mmss(Math.floor((Date.now() - started) / 1000)); }, 1000);
   // each host as the terminal's live table shows it: what it does or waits for, its VMs, its clock
@@ -58,6 +58,10 @@ if (run && run.dataset.run) {
     hosts.classList.remove("hidden");
   };
   const source = new EventSource(`/ui/runs/${encodeURIComponent(run.dataset.run)}/events`);
+  source.addEventListener("run", (event) => {
+    const info = JSON.parse(event.data);
+    if (typeof info.started === "number") started = info.started * 1000;
+  });
   source.addEventListener("step", (event) => {
     const step = JSON.parse(event.data);
     const item = document.createElement("li");
