@@ -106,6 +106,16 @@ def test_log_in_press_down_and_watch_the_group_go_off(page_url: tuple[str, Lab],
             assert end["steps"] > 0 and end["clock"] != "00:00", end
             phone.wait_for_url(url + "/", timeout=30_000)  # the page reads the groups again once the run is done
             assert phone.locator("section.group[data-group=payload] .state").inner_text() == "off"
+            # a past run is a link: its steps, numbered whole (two and three digits fit), and it stays on screen
+            assert phone.locator("table.runs td.outcome-ok").first.is_visible(), "the outcome column fits on a phone"
+            phone.locator("table.runs a").first.click()
+            phone.wait_for_function("() => document.querySelector('#run-state.outcome-ok')", timeout=30_000)
+            listed = phone.locator("#run-steps li").count()
+            assert listed == end["steps"], (listed, end["steps"])
+            box = phone.locator("#run-steps").bounding_box()
+            assert box is not None and box["x"] >= 0, "the list's numbers are inside the page"
+            assert phone.evaluate("getComputedStyle(document.querySelector('#run-steps')).paddingLeft") != "19.2px"
+            phone.screenshot(path=str(tmp_path / "page-past-run-phone.png"), full_page=True)
             desktop = browser.new_page(viewport={"width": 1100, "height": 900})
             log_in(desktop, url)
             desktop.screenshot(path=str(tmp_path / "page-desktop.png"), full_page=True)

@@ -1,5 +1,6 @@
 """A run's steps as Server-Sent Events, read from the journal (the run's record, whoever started it):
-``event: run`` first, with the run's id and its journaled start (unix seconds: a page opened late counts from it),
+``event: run`` first, with the run's id, its journaled start (unix seconds: a page opened late counts from it) and
+whether it had finished already (a past run looked at),
 ``event: step`` per step as it is journaled, ``event: hosts`` with every host's row of the live view whenever one
 changed (a run this service started; its clocks tick each second), then ``event: end`` with the outcome and the run's
 seconds from start to finish."""
@@ -28,7 +29,8 @@ def run_events(service: Service, run_id: str) -> StreamingResponse:
                 return
             if not told:
                 told = True
-                yield f"event: run\ndata: {json.dumps({'run_id': run_id, 'started': progress.run.started})}\n\n"
+                told_run = {"run_id": run_id, "started": progress.run.started, "finished": progress.finished}
+                yield f"event: run\ndata: {json.dumps(told_run)}\n\n"
             for step in progress.steps[sent:]:
                 yield f"event: step\ndata: {json.dumps(serialise.step(step))}\n\n"
             sent = len(progress.steps)

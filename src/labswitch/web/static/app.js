@@ -58,9 +58,11 @@ if (run && run.dataset.run) {
     hosts.classList.remove("hidden");
   };
   const source = new EventSource(`/ui/runs/${encodeURIComponent(run.dataset.run)}/events`);
+  let past = false;  // a run that had ended when the page opened (from "Last runs"): shown, not left for the groups
   source.addEventListener("run", (event) => {
     const info = JSON.parse(event.data);
     if (typeof info.started === "number") started = info.started * 1000;
+    past = Boolean(info.finished);
   });
   source.addEventListener("step", (event) => {
     const step = JSON.parse(event.data);
@@ -80,6 +82,6 @@ if (run && run.dataset.run) {
     const outcome = end.outcome || "finished";
     state.textContent = outcome === "ok" ? "done" : outcome;
     state.className = `outcome-${outcome}`;
-    setTimeout(() => { window.location.replace("/"); }, 1500);  // the groups' states, read again
+    if (!past) setTimeout(() => { window.location.replace("/"); }, 1500);  // the groups' states, read again
   });
 }
