@@ -108,7 +108,8 @@ echo
 echo "labswitch serve: http://127.0.0.1:$port  (page login: $login; API: Authorization: Bearer $LABSWITCH_TOKEN)"
 echo "GET /api/lock:"
 get "http://127.0.0.1:$port/api/lock" "$LABSWITCH_TOKEN"
-echo "GET /metrics (watts):"
+echo "GET /metrics (watts, from serve's first read of the lab):"
+for _ in $(seq 1 300); do get "http://127.0.0.1:$port/metrics" | grep -q '^labswitch_lab_read_age_seconds' && break; sleep 0.1; done
 get "http://127.0.0.1:$port/metrics" | grep '^labswitch_server_power_watts'
 samples() { python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(DISTINCT at) FROM energy_samples").fetchone()[0])' "$XDG_STATE_HOME/labswitch/journal.sqlite3" 2>/dev/null || echo 0; }
 for _ in $(seq 1 100); do [ "$(samples)" -ge 3 ] && break; sleep 0.1; done
