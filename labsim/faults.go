@@ -16,24 +16,27 @@ import (
 //	POST   /labsim/faults?host=esx12&mode=stuck            the server boots but its host never reconnects
 //	POST   /labsim/faults?task=enterMaintenanceMode&mode=hang   such tasks stay running until the fault is off
 //	POST   /labsim/faults?feed=vcenter&mode=drop           every WaitForUpdatesEx has its connection cut
+//	POST   /labsim/faults?vcenter=vpxd&mode=restart        SOAP down until mode=none, then every earlier session gone
 //	POST   /labsim/faults?KIND=NAME&mode=none              that fault off
 //	GET    /labsim/faults                                  what is on ({"bmc:esx12": "hang"})
 //	DELETE /labsim/faults                                  everything off
 //
 // A hung request is held until the fault is cleared or its client gives up.
 type faults struct {
-	mu      sync.Mutex
-	set     map[string]string
-	cleared func(key string) // called (outside the lock) when a fault goes off: what it held back happens then
+	mu       sync.Mutex
+	set      map[string]string
+	cleared  func(key string) // called (outside the lock) when a fault goes off: what it held back happens then
+	switched func(key string) // called (outside the lock) when a fault goes on
 }
 
 // faultModes: each kind of object and the faults it can have.
 var faultModes = map[string]map[string]bool{
-	"bmc":  {"hang": true, "error": true},
-	"vm":   {"ignore-shutdown": true},
-	"host": {"stuck": true},
-	"task": {"hang": true}, // by the task's name: enterMaintenanceMode, exitMaintenanceMode, reconfigureCluster, ...
-	"feed": {"drop": true}, // feed=vcenter: the change feed (WaitForUpdatesEx)
+	"bmc":     {"hang": true, "error": true},
+	"vm":      {"ignore-shutdown": true},
+	"host":    {"stuck": true},
+	"task":    {"hang": true},    // by the task's name: enterMaintenanceMode, exitMaintenanceMode, reconfigureCluster, ...
+	"feed":    {"drop": true},    // feed=vcenter: the change feed (WaitForUpdatesEx)
+	"vcenter": {"restart": true}, // vcenter=vpxd: down while on; its sessions gone after (restart.go)
 }
 
 // labFaults is the lab's, for code that has no Lab at hand (runTask).
@@ -49,11 +52,16 @@ func (f *faults) get(key string) string {
 }
 
 func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var off []string
+	var off, on []string
 	defer func() {
 		for _, key := range off {
 			if f.cleared != nil {
 				f.cleared(key)
+			}
+		}
+		for _, key := range on {
+			if f.switched != nil {
+				f.switched(key)
 			}
 		}
 	}()
@@ -86,6 +94,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			delete(f.set, key)
 		} else {
 			f.set[key] = mode
+			on = append(on, key)
 		}
 	}
 	keys := make([]string, 0, len(f.set))

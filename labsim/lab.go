@@ -65,6 +65,7 @@ type Lab struct {
 	wol        *wolListener                 // --wol-hosts
 	cpu        *cpuLoads                    // guests' CPU load (cpu.go)
 	faults     faults                       // switched at run time (faults.go)
+	restarts   restarts                     // sessions a vCenter restart ended (restart.go)
 	client     *vim25.Client                // in-process, for building the inventory
 	vcURL      string
 	thumbprint string
@@ -109,6 +110,7 @@ func newLab(o options) (*Lab, error) {
 		calls:   newCallCounter(),
 	}
 	l.faults.cleared = l.faultCleared
+	l.faults.switched = l.faultSwitched
 	labFaults = &l.faults
 	tlsConf, err := l.newTLS()
 	if err != nil {

@@ -72,6 +72,13 @@ func (l *Lab) shutdown(s *Server, thenBoot bool) bool {
 	return true
 }
 
+// faultSwitched: a vCenter restart begins (its sessions end with it).
+func (l *Lab) faultSwitched(key string) {
+	if key == "vcenter:vpxd" {
+		l.restarts.begin()
+	}
+}
+
 // faultCleared: a host that was held back (stuck) while its server is on reconnects once its fault is off.
 func (l *Lab) faultCleared(key string) {
 	for _, s := range l.servers {

@@ -90,6 +90,18 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
+	case r.Method == http.MethodPost && r.URL.Path == vim25.Path && i.lab.faults.get("vcenter:vpxd") == "restart":
+		i.lab.restarts.dead(r) // a session seen now is one the restart ends
+		dropConnection(w)
+		return
+	case r.Method == http.MethodPost && r.URL.Path == vim25.Path && i.lab.restarts.dead(r):
+		if !loginCall(r) {
+			notAuthenticated(w)
+			return
+		}
+		r.Header.Del("Cookie") // vpxd no longer knows it: the login starts a new session
+		i.ServeHTTP(w, r)
+		return
 	case r.Method == http.MethodPost && r.URL.Path == vim25.Path:
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -411,4 +423,15 @@ func dropConnection(w http.ResponseWriter) {
 		}
 	}
 	w.WriteHeader(http.StatusServiceUnavailable)
+}
+
+// loginCall: a request that makes a new session (it may carry the old, dead cookie).
+func loginCall(r *http.Request) bool {
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	m := soapMethod.FindSubmatch(body)
+	return m != nil && (string(m[1]) == "Login" || string(m[1]) == "RetrieveServiceContent" || string(m[1]) == "Logout")
 }

@@ -99,6 +99,9 @@ CELLS = [
     # The change feed's connection cut for 3 s: followed again on a new collector, nothing lost, the run ends ok.
     Cell("feed", "vcenter", "drop", "down", "mid", 0, "changes dropped", 30.0, lasts=3.0),  # may end before it answers again
     Cell("feed", "vcenter", "drop", "up", "mid", 0, "followed again", 40.0, lasts=3.0),
+    # vCenter restarting for 3 s: its sessions gone after; labswitch logs in again on the same connection.
+    Cell("vcenter", "vpxd", "restart", "down", "mid", 0, "changes dropped", 40.0, lasts=3.0),  # may end before vpxd is back
+    Cell("vcenter", "vpxd", "restart", "up", "mid", 0, "logged in again", 40.0, lasts=3.0),
 ]
 MATRIX: list[tuple[Cell, float, int, str]] = []
 

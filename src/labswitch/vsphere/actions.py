@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyVmomi import VmomiSupport, vim, vmodl
@@ -20,11 +20,14 @@ from labswitch.vsphere.watch import wait_for
 class Actions:
     """Start actions on managed objects by moid; wait for their tasks through the change feed."""
 
-    def __init__(self, si: Any, content: Any, timeout: float, cancel: Cancel | None = None) -> None:
+    def __init__(
+        self, si: Any, content: Any, timeout: float, cancel: Cancel | None = None, relogin: Callable[[], None] | None = None
+    ) -> None:
         self.content = content
         self.stub = si._stub
         self.poll_ceiling = max(1.0, timeout - 5)
         self.cancel = cancel  # every wait stops when it is set
+        self.relogin = relogin  # a new session on the same connection, when vCenter no longer has ours (it restarted)
 
     def vm(self, moid: str) -> Any:
         return vim.VirtualMachine(moid, self.stub)
@@ -181,11 +184,26 @@ class Actions:
         objects = self.call(lambda: list(pages(self.content.propertyCollector, spec)))
         return {p.name: p.val for o in objects for p in o.propSet}
 
+    def call(self, fn: Any) -> Any:
+        """Run one vSphere call; a fault becomes VSphereError with its name and message. A session vCenter no
+        longer has (it restarted) is logged in again, once, and the call made again."""
+        try:
+            return self._call(fn)
+        except vim.fault.NotAuthenticated as exc:
+            if self.relogin is None:
+                raise VSphereError(fault_text(exc)) from exc
+        self.relogin()
+        try:
+            return self._call(fn)
+        except vim.fault.NotAuthenticated as exc:
+            raise VSphereError(f"{fault_text(exc)} (a new session was refused too)") from exc
+
     @staticmethod
-    def call(fn: Any) -> Any:
-        """Run one vSphere call; a fault becomes VSphereError with its name and message."""
+    def _call(fn: Any) -> Any:
         try:
             return fn()
+        except vim.fault.NotAuthenticated:
+            raise
         except vmodl.MethodFault as exc:
             raise VSphereError(fault_text(exc)) from exc
         except (OSError, http.client.HTTPException) as exc:  # timeouts and dropped connections: per step, not a crash

@@ -181,6 +181,16 @@ class Feed:
                         self._apply(result)
                     self._ready.set()
                 return
+            except vim.fault.NotAuthenticated as exc:  # vCenter restarted: our session is gone with it
+                if self.actions.relogin is None:
+                    self._fail(str(faults.error("vCenter: following the lab's changes failed", exc)))
+                    return
+                try:
+                    self.actions.relogin()
+                except EndpointError as failed:
+                    self._fail(f"vCenter: following the lab's changes: {failed}")
+                    return
+                give_up = give_up or time.monotonic() + RECONNECT_FOR  # the same budget as a dropped connection
             except vmodl.fault.RequestCanceled:  # stop() cancels the poll; _fail ignores it once stopped
                 self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
                 return

@@ -6,6 +6,7 @@ import http.client
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,10 +36,32 @@ class VSphere:
         self.content = si.RetrieveContent()
         self.config = config
         self.where = f"vCenter {config.https_url}"
+        self._relogin_lock = threading.Lock()
 
     def actions(self) -> Actions:
-        """The power cycle's calls through this vCenter."""
-        return Actions(self.si, self.content, self.config.timeout)
+        """The power cycle's calls through this vCenter (a session it lost is logged in again: relogin)."""
+        return Actions(self.si, self.content, self.config.timeout, relogin=self.relogin)
+
+    def relogin(self) -> None:
+        """vCenter no longer has this session (vpxd restarted): a new one on the same connection, so every object
+        bound to it works again. Once, however many calls found it gone at the same moment."""
+        manager: Any = self.content.sessionManager
+        with self._relogin_lock:
+            try:
+                if manager.currentSession is not None:
+                    return  # another call logged in again meanwhile
+            except vim.fault.NotAuthenticated:
+                pass
+            except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
+                raise ConnectionFailed(f"{self.where}: no answer while logging in again ({type(exc).__name__})") from exc
+            password = self.config.password.get_secret_value() if isinstance(self.config.password, SecretStr) else ""
+            try:
+                manager.Login(userName=self.config.user, password=password)
+            except vim.fault.InvalidLogin as exc:
+                raise AuthenticationFailed(f"{self.where}: logging in again was refused; check vcenter.password") from exc
+            except (vmodl.MethodFault, OSError, http.client.HTTPException) as exc:
+                raise ConnectionFailed(f"{self.where}: logging in again failed ({type(exc).__name__}); run the same command again") from exc
+            log.warning("%s: vCenter had lost the session (did vpxd restart?); logged in again", self.where)
 
     def hosts_and_vms(self) -> Snapshot:
         """Hosts, clusters and VMs in one read, without tags."""
