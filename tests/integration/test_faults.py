@@ -115,6 +115,7 @@ def _under_way(lab: Lab, cell: Cell) -> None:
         wait_until(lambda: bmc_power(lab, "esx12") == "On", 30, "esx12 on at its BMC")
 
 
+@pytest.mark.slow  # 18 cells, about 2.5 minutes
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
 def test_fault_matrix(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, cell: Cell) -> None:
     lab = lab_factory("--host-shutdown-delay", "3s", "--host-boot-delay", "2s", "--guest-shutdown-delay", "200ms")
