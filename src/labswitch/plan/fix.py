@@ -13,6 +13,7 @@ from labswitch.errors import ConfigError
 from labswitch.plan.model import Action, Facts, Intent, Plan, Step
 from labswitch.plan.reboot import make_reboot_plan
 from labswitch.snapshot import HostInfo, Snapshot
+from labswitch.words import count
 
 
 def l1tf_plan(snap: Snapshot, config: Config, facts: Facts, names: Sequence[str], mitigate: bool, reboot: bool) -> Plan:
@@ -35,7 +36,7 @@ def l1tf_plan(snap: Snapshot, config: Config, facts: Facts, names: Sequence[str]
             steps.append(Step("options", action, host.name, host.moid, host.name))
     if steps:
         effect = "; the rolling reboot puts it into effect" if reboot else "; takes effect after a reboot (--reboot)"
-        notes.append(f"sets {key} = {value} on {len(steps)} hosts" + (effect if mitigate else ""))
+        notes.append(f"sets {key} = {value} on {count(len(steps), 'host')}" + (effect if mitigate else ""))
     if reboot and mitigate:
         before = tuple(s.id for s in steps)
         for host in hosts:
