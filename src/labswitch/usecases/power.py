@@ -290,10 +290,7 @@ def changed_settings(journal: Journal) -> dict[str, frozenset[str]]:
 def _what_up_leaves_off(plan: Plan, journal: Journal, groups: Sequence[str], tag: str) -> Plan:
     """An up by tag after a down that stopped more VMs says so, before the question and after the run: "58 of the
     120 VMs the last down stopped will start (tag Lab/StartUp); labswitch up --restore starts all 120"."""
-    stopped: set[str] = set()
-    for group in groups:
-        states = journal.states_before_down(group)
-        stopped |= {s.moid for s in states or () if s.power_state == "poweredOn"}
+    stopped = _restore_set(journal, groups, required=False)
     starting = {s.moid for s in plan.steps if s.action == Action.POWER_ON_VM and s.moid}
     if not stopped or stopped <= starting:
         return plan
@@ -304,10 +301,14 @@ def _what_up_leaves_off(plan: Plan, journal: Journal, groups: Sequence[str], tag
     return replace(plan, notes=(*plan.notes, note))
 
 
-def _restore_set(journal: Journal, groups: Sequence[str]) -> frozenset[str]:
+def _restore_set(journal: Journal, groups: Sequence[str], required: bool = True) -> frozenset[str]:
+    """The VMs that ran when the groups' last down began (what --restore starts). ``required``: a group with no down
+    journaled is an error (--restore), else it adds nothing."""
     moids: set[str] = set()
     for group in groups:
         states = journal.states_before_down(group)
+        if states is None and not required:
+            continue
         if states is None:
             raise ConfigError(
                 f"--restore: no down of group {group} is in the journal {journal.path}; start the tagged VMs instead (no --restore)"
