@@ -22,7 +22,7 @@ start_lab() {
     sleep 0.1
   done
   grep -q '^READY ' "$dir/labsim.out" || { echo "labsim did not become ready in 30 s"; exit 1; }
-  echo "labsim: $(cat "$dir/labsim.log")"
+  cat "$dir/labsim.log"
   echo "labsim: $(grep '^READY ' "$dir/labsim.out")"
   echo "config: $dir/labswitch.toml (secrets as env references; values in $dir/secrets.env)"
   set -a
@@ -55,7 +55,7 @@ rm -rf "$demo/state"
 
 run status
 run bmc watts
-run plan down
+run plan down --brief   # the summary; without --brief, every one of its 168 steps
 if [ -t 0 ]; then
   run down            # at a terminal: the plan in brief, the question (answer y), live progress
 else
@@ -68,7 +68,6 @@ run history
 run audit cbt-unmap sgx
 run fix l1tf --mitigate --dry-run
 run fix l1tf --mitigate esx11.lab.local --yes
-run audit l1tf --csv -
 
 # The whole lab: three hosts, one cluster, vCenter (and the DNS VM it needs) inside it; no always-on box.
 stop_lab

@@ -158,6 +158,23 @@ def test_an_interrupted_up_claims_no_host_it_did_not_bring_back() -> None:
     assert "0 of 2 hosts up, 0 of 1 VMs started" in out.getvalue(), out.getvalue()
 
 
+def test_an_up_whose_hosts_were_already_up_says_they_are() -> None:
+    """up --restore right after an up: only VM steps were planned; its hosts are up, not "0 of 4 hosts up"."""
+    from io import StringIO
+
+    from rich.console import Console
+
+    from labswitch.plan import Action, Status
+    from labswitch.render.runs import final_summary
+
+    steps = (Step("start:0", Action.POWER_ON_VM, "a-vm1", "vm-1", "a"), Step("start:0", Action.POWER_ON_VM, "b-vm1", "vm-2", "b"))
+    plan = Plan(Intent.UP, ("payload",), ("a", "b"), steps)
+    started = [StepResult("", "power-on-vm", t, Status.OK, "powered on", 0.1, t[0]) for t in ("a-vm1", "b-vm1")]
+    out = StringIO()
+    final_summary(Console(file=out, width=200), plan, started, "run-1", 1.0, False, "labswitch up")
+    assert "2 of 2 hosts up, 2 of 2 VMs started" in out.getvalue(), out.getvalue()
+
+
 def test_a_server_without_a_bmc_is_told_in_its_own_words() -> None:
     plan = Plan(Intent.DOWN, ("payload",), ("a",), (Step("host-shutdown", "shutdown-host", "a", "host-1", "a"),))
     view = RunView({"a": "payload"}, {}, Clock(), power_by={"a": "host unreachable"})

@@ -31,7 +31,9 @@ def _run(ctx: typer.Context, servers: list[str] | None, op: Callable[[Driver], A
 
 def _finish(outcomes: list[bmc.Outcome]) -> None:
     for o in outcomes:
-        if o.error:
+        if o.unsupported:  # what the driver cannot do is not a failure: said as a note, exit 0
+            render.note(o.error or "")
+        elif o.error:
             render.stderr.print(f"labswitch: error: {o.error}", markup=False)
     if any(o.error and not o.unsupported for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
@@ -135,5 +137,11 @@ def watts(ctx: typer.Context, servers: Servers = None, json_out: Json = False) -
     if json_out:
         render.emit_json(rows)
     else:
-        render.table("Power draw", ["SERVER", "WATTS"], ((r["server"], r["watts"] if r["watts"] is not None else "-") for r in rows))
+        render.table("Power draw", ["SERVER", "WATTS"], ((o.server, _watts_cell(o)) for o in outcomes))
     _finish(outcomes)
+
+
+def _watts_cell(outcome: bmc.Outcome) -> str:
+    if outcome.value is not None:
+        return str(outcome.value)
+    return "n/a" if outcome.unsupported else "unknown"

@@ -19,6 +19,7 @@ from labswitch.render.live import LiveProgress, RunView
 from labswitch.run import EventSink
 from labswitch.usecases import fix as usecase
 from labswitch.usecases.lifecycle import Outcome
+from labswitch.words import count
 
 fix_app = typer.Typer(
     help="Apply the fix for an audit finding: planned, confirmed, read back. Every fix has --dry-run.", no_args_is_help=True
@@ -125,10 +126,11 @@ def _run(ctx: typer.Context, fix: Fix, what: str, yes: bool, dry_run: bool, json
     finally:
         progress.stop()
         interrupts.restore()
-    _finish(outcome, what, False, json_out)
+    _finish(outcome, what, False, json_out, lines_shown=not progress.live_mode)
 
 
-def _finish(outcome: Outcome, what: str, dry_run: bool, json_out: bool) -> None:
+def _finish(outcome: Outcome, what: str, dry_run: bool, json_out: bool, lines_shown: bool = False) -> None:
+    """lines_shown: the run's progress already printed a line per step (off a terminal); they are not repeated."""
     plan = outcome.plan
     if dry_run:
         show_plan(plan, json_out)
@@ -146,9 +148,14 @@ def _finish(outcome: Outcome, what: str, dry_run: bool, json_out: bool) -> None:
         )
     elif not plan.steps:
         render.stdout.print("nothing to change", markup=False)
-    for r in outcome.results if not json_out else ():
+    for r in outcome.results if not (json_out or lines_shown) else ():
         if r.status != "ok" or r.action in FIX_ACTIONS or r.action == Action.REBOOT_HOST:
             render.stdout.print(f"{'ok' if r.ok else str(r.status).upper():7} {r.action} {r.target}: {r.detail}", markup=False)
+    if outcome.results and not json_out:
+        done = sum(1 for r in outcome.results if r.ok)
+        render.stdout.print(
+            f"{what}: {done} of {count(len(outcome.results), 'step')} ok; steps: labswitch history {outcome.run_id}", markup=False
+        )
     if outcome.interrupted:
         render.stderr.print(f"{what}: interrupted; the run is journaled as interrupted (run {outcome.run_id})", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -61,6 +61,9 @@ def plan_command(
     restore: Annotated[bool, typer.Option("--restore", help="up: plan to start what ran before the last down.")] = False,
     vsan_no_action: VsanNoAction = False,
     whole_lab: WholeLab = False,
+    brief: Annotated[
+        bool, typer.Option("--brief", help="Only the summary a down or up shows before its question: per host, the VMs and host steps.")
+    ] = False,
     json_out: Json = False,
 ) -> None:
     """Show the exact ordered steps of a down or up, computed from live state; changes nothing.
@@ -72,14 +75,24 @@ def plan_command(
 
       labswitch plan down
 
+      labswitch plan down --brief
+
       labswitch plan down --whole-lab
 
       labswitch plan up --group payload --json
     """
     state: State = ctx.obj
+    config = state.config()
     request = power.Request(intent, tuple(group or ()), restore=restore, vsan_no_action=vsan_no_action, whole_lab=whole_lab)
-    plan = power.make(state.config(), request)
-    show_plan(plan, json_out)
+    plan = power.make(config, request)
+    if brief and not json_out:
+        runs.plan_summary(render.stdout, plan, {s.name: s.group for s in config.servers}, power_by(config.servers))
+        for note in plan.notes:
+            render.note(note)
+        for refusal in plan.refusals:
+            render.stderr.print(f"refused: {refusal}", markup=False)
+    else:
+        show_plan(plan, json_out)
     if plan.refusals:
         raise typer.Exit(EXIT_REFUSED)
 
@@ -211,7 +224,7 @@ def _run(ctx: typer.Context, request: power.Request, yes: bool, dry_run: bool, j
             if state.verbose:
                 show_plan(plan, json_out=False, to_stderr=True)
             else:
-                runs.plan_summary(render.stderr, plan, groups)
+                runs.plan_summary(render.stderr, plan, groups, progress.view.power_by)
                 for note in plan.notes:
                     render.note(note)
             if not render.ask(runs.question(plan)):

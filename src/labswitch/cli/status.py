@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Annotated
 
 import typer
 
@@ -16,6 +17,14 @@ from labswitch.usecases.status import StatusReport, VMStatus, as_json, status
 @app.command("status")
 def status_command(
     ctx: typer.Context,
+    vms: Annotated[
+        bool | None,
+        typer.Option(
+            "--vms/--no-vms",
+            help=f"List every VM (default: when the lab has at most {VM_TABLE_UP_TO}; else one line per power state).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Json = False,
 ) -> None:
     """Show hosts (connection, maintenance, BMC power) and VMs (power, tools, tags), and every
@@ -29,6 +38,8 @@ def status_command(
 
       labswitch status
 
+      labswitch status --vms
+
       labswitch --config lab.toml status --json | jq '.vms[] | select(.power_state=="poweredOn") | .name'
     """
     state: State = ctx.obj
@@ -36,7 +47,7 @@ def status_command(
     if json_out:
         render.emit_json(as_json(report))
     else:
-        show(report)
+        show(report, vms if vms is not None else len(report.vms) <= VM_TABLE_UP_TO)
     for note in report.notes:
         render.note(note)
     for change in report.cluster_changes:
@@ -47,7 +58,10 @@ def status_command(
         raise typer.Exit(EXIT_FAILED)
 
 
-def show(report: StatusReport) -> None:
+VM_TABLE_UP_TO = 40  # a lab this small lists its VMs; a larger one says how many, and --vms lists them
+
+
+def show(report: StatusReport, vm_table: bool = True) -> None:
     vms_on = Counter(v.host for v in report.vms if v.power_state == "poweredOn")
     vms_all = Counter(v.host for v in report.vms)
     render.table(
@@ -66,8 +80,13 @@ def show(report: StatusReport) -> None:
             for h in report.hosts
         ),
     )
-    render.stdout.print()
     on = sum(1 for v in report.vms if v.power_state == "poweredOn")
+    if not vm_table:
+        agents = sum(1 for v in report.vms if v.system == "vcls")
+        among = f" (vCLS agents: {agents})" if agents else ""
+        render.stdout.print(f"VMs: {on} of {len(report.vms)} on{among}; labswitch status --vms lists them", markup=False)
+        return
+    render.stdout.print()
     render.table(
         f"VMs ({on} of {len(report.vms)} on)",
         ["VM", "HOST", "POWER", "TOOLS", "TAGS"],

@@ -36,8 +36,10 @@ def question(plan: Plan) -> str:
     return f"Proceed with {plan.intent} of {', '.join(plan.groups)}: {count(c.vms, 'VM')} {verb} on {count(c.hosts, 'host')}? [y/N] "
 
 
-def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> None:
-    """Per host (per group when the hosts do not fit the terminal): VMs to stop or start, host steps."""
+def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str], power_by: Mapping[str, str] | None = None) -> None:
+    """Per host (per group when the hosts do not fit the terminal): VMs to stop or start, host steps.
+
+    ``power_by``: servers whose power no BMC tells, and what does (render.live.power_by): their steps say so."""
     per_host: dict[str, dict[str, list[str]]] = {}
     for step in plan.steps:
         if step.fallback_of or step.server is None:
@@ -52,7 +54,9 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str]) -> Non
         elif step.action == Action.WAIT_TOOLS:
             continue  # part of starting a VM
         else:
-            entry["host"].append(HOST_WORDS.get(step.action, step.action))
+            word = HOST_WORDS.get(step.action, step.action)
+            told_by = (power_by or {}).get(step.server or "")
+            entry["host"].append(word.replace("(BMC)", f"({told_by})") if told_by else word)
     c = counts(plan)
     what = f": {count(c.vms, 'VM')} on {count(c.hosts, 'host')}"
     console.print(Text.assemble((f"{plan.intent} of {', '.join(plan.groups)}", "bold"), what))
@@ -106,12 +110,13 @@ def _vm_cell(entry: Mapping[str, Sequence[str]]) -> Text:
 
 def hosts_up(plan: Plan, ok: Sequence[StepResult]) -> set[str]:
     """The servers each of whose own steps (not its VMs', not a fallback) is done: not one that failed, nor one an
-    interruption left unrun (an interrupted up claims no host it did not bring back)."""
+    interruption left unrun (an interrupted up claims no host it did not bring back). A server the plan has only
+    VM steps for was up already when it was planned."""
     achieved = {(str(r.action), r.target) for r in ok}
-    needed: dict[str, set[tuple[str, str]]] = {}
+    needed: dict[str, set[tuple[str, str]]] = {s.server: set() for s in plan.steps if s.server}
     for s in plan.steps:
         if s.server and s.action not in VM_ACTIONS and not s.fallback_of:
-            needed.setdefault(s.server, set()).add((str(s.action), s.target))
+            needed[s.server].add((str(s.action), s.target))
     return {server for server, steps in needed.items() if steps <= achieved}
 
 
