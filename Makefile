@@ -14,7 +14,7 @@ VCSIM := labsim/bin/vcsim
 GOVMOMI := /usr/share/gocode/src/github.com/vmware/govmomi
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv labsim test lint typecheck unit demo bench clean
+.PHONY: all deps venv labsim test lint typecheck unit demo bench docs clean
 
 all: test
 
@@ -71,8 +71,12 @@ test: venv labsim lint typecheck
 demo: venv labsim
 	LABSIM_BIN=$(abspath $(LABSIM)) PATH=$(abspath $(VENV))/bin:$$PATH ./scripts/demo.sh
 
+# The documentation site (docs/, mkdocs.yml) into site/; make test builds it too, with --strict.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: venv labsim
 	LABSIM_BIN=$(abspath $(LABSIM)) $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) labsim/bin .mypy_cache .ruff_cache .pytest_cache .demo
+	rm -rf $(VENV) labsim/bin .mypy_cache .ruff_cache .pytest_cache .demo site
