@@ -87,10 +87,7 @@ def plan_command(
     plan = power.make(config, request)
     if brief and not json_out:
         runs.plan_summary(render.stdout, plan, {s.name: s.group for s in config.servers}, power_by(config.servers))
-        for note in plan.notes:
-            render.note(note)
-        for refusal in plan.refusals:
-            render.stderr.print(f"refused: {refusal}", markup=False)
+        _notes_and_refusals(plan)
     else:
         show_plan(plan, json_out)
     if plan.refusals:
@@ -289,6 +286,10 @@ def show_plan(plan: Plan, json_out: bool, to_stderr: bool = False) -> None:
             console.print(f"  {current}", markup=False)
         how = "  (only if the step before does not work)" if step.fallback_of else ""
         console.print(f"    {step.action} {step.target}  [{endpoint_label(step.endpoint)}]{how}", markup=False)
+    _notes_and_refusals(plan)
+
+
+def _notes_and_refusals(plan: Plan) -> None:
     for note in plan.notes:
         render.note(note)
     for refusal in plan.refusals:

@@ -21,7 +21,7 @@ def status_command(
         bool | None,
         typer.Option(
             "--vms/--no-vms",
-            help=f"List every VM (default: when the lab has at most {VM_TABLE_UP_TO}; else one line per power state).",
+            help=f"List every VM (default: when the lab has at most {VM_TABLE_UP_TO}; else one line: how many are on).",
             show_default=False,
         ),
     ] = None,

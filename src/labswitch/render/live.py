@@ -41,6 +41,12 @@ def power_by(servers: Iterable[Server]) -> dict[str, str]:
     return out
 
 
+def in_its_words(text: str, server: str, power_by: Mapping[str, str]) -> str:
+    """ "(BMC)" where the server has one; its plug, or its host not answering (Wake-on-LAN), where not."""
+    word = power_by.get(server)
+    return text.replace("(BMC)", f"({word})") if word else text
+
+
 def clock(seconds: float) -> str:
     seconds = int(max(0.0, seconds))
     hours, rest = divmod(seconds, 3600)
@@ -227,10 +233,7 @@ class RunView:
         return self._in_its_words(row)
 
     def _in_its_words(self, row: HostRow) -> HostRow:
-        """ "(BMC)" where the server has one; its plug, or its host not answering (Wake-on-LAN), where not."""
-        word = self.power_by.get(row.server)
-        if word:
-            row.state = row.state.replace("(BMC)", f"({word})")
+        row.state = in_its_words(row.state, row.server, self.power_by)
         return row
 
     def _slowest(self, steps: list[Step]) -> str | None:

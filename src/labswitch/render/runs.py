@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from labswitch.plan import REGISTRY, VM_ACTIONS, Action, Plan, Subject
-from labswitch.render.live import clock
+from labswitch.render.live import clock, in_its_words
 from labswitch.run import StepResult
 from labswitch.words import count
 
@@ -54,9 +54,7 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str], power_
         elif step.action == Action.WAIT_TOOLS:
             continue  # part of starting a VM
         else:
-            word = HOST_WORDS.get(step.action, step.action)
-            told_by = (power_by or {}).get(step.server or "")
-            entry["host"].append(word.replace("(BMC)", f"({told_by})") if told_by else word)
+            entry["host"].append(in_its_words(HOST_WORDS.get(step.action, step.action), step.server, power_by or {}))
     c = counts(plan)
     what = f": {count(c.vms, 'VM')} on {count(c.hosts, 'host')}"
     console.print(Text.assemble((f"{plan.intent} of {', '.join(plan.groups)}", "bold"), what))
