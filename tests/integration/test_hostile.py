@@ -30,7 +30,7 @@ def guarded(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[Served
     """serve with a page password and a long poll interval: after its first round, the lab is read again only when
     a run changes it, so whatever the clients below do, it is theirs if labsim counts a read."""
     lab = lab_factory(*FAST)
-    config = configure(lab)
+    config = configure(lab, policy="bmc_timeout = 4\n")  # a hung BMC holds a request 4 s, not 30
     url = add_serve(lab, config, 'poll_interval = "1h"\n')
     set_password(lab, config, PASSWORD)
     with serving(lab, config, url, state_dir) as proc:
@@ -51,6 +51,11 @@ def rss_mb(pid: int) -> float:
 def bmc_reads(lab: Lab) -> int:
     counts = requests.get(lab.url.replace("/sdk", "/labsim/bmc-counts"), verify=str(lab.cert), timeout=10).json()
     return sum(c["reads"] for c in counts.values())
+
+
+def connections(lab: Lab, server: str) -> int:
+    counts = requests.get(lab.url.replace("/sdk", "/labsim/bmc-counts"), verify=str(lab.cert), timeout=10).json()
+    return int(counts[server]["connections"])
 
 
 def login(url: str, password: str) -> tuple[requests.Session, requests.Response]:
@@ -195,3 +200,30 @@ def test_behind_a_trusted_proxy_the_cookie_is_secure(lab_factory: Callable[..., 
             url + "/login", data={"password": PASSWORD, "csrf_token": token}, headers=proxied | cookie, allow_redirects=False, timeout=60
         )
         assert answer.status_code == 303 and "Secure" in answer.headers["set-cookie"]
+
+
+def test_a_flood_of_page_requests_holds_only_the_pages_threads(guarded: Served) -> None:
+    """The page's routes run in their own bounded pool (web/pools.py, 8 threads): 48 logged-in plan requests (more
+    than Starlette's one shared pool of 40 would hold), each waiting on a hung BMC, queue there, and the API, in its
+    own pool, answers at once."""
+    http, answer = login(guarded.url, PASSWORD)
+    assert answer.status_code == 303
+    lab = guarded.lab
+    before = connections(lab, "esx11")
+    lab.fault("bmc", "esx11", "hang")  # an up plan reads every server's power: each request waits on it
+    try:
+        with ThreadPoolExecutor(max_workers=48) as pool:
+            plans = [pool.submit(http.get, guarded.url + "/ui/plan?intent=up&group=payload", timeout=120) for _ in range(48)]
+            wait_until(lambda: connections(lab, "esx11") - before >= 8, 20, "the page's 8 threads each held by the hung BMC")
+            busy = sum(not p.done() for p in plans)
+            started = time.monotonic()
+            lock = guarded.api("GET", "/api/lock")
+            runs = guarded.api("GET", "/api/runs")
+            took = time.monotonic() - started
+            codes = {p.result().status_code for p in plans}
+    finally:
+        lab.fault("bmc", "esx11", "none")
+    assert busy >= 40, f"only {busy} page requests were still waiting: the BMC did not hold them"
+    assert lock.status_code == 200 and runs.status_code == 200
+    assert took < 1.0, f"two API calls took {took:.2f}s while {busy} page requests held the page's threads"
+    assert codes <= {200, 502}, codes

@@ -21,6 +21,7 @@ from labswitch.usecases.service import Service
 from labswitch.usecases.status import as_json
 from labswitch.web.events import run_events
 from labswitch.web.guard import bearer_ok
+from labswitch.web.pools import API_THREADS, Pool
 
 
 class RunRequest(BaseModel):
@@ -32,21 +33,23 @@ class RunRequest(BaseModel):
 def router(config: Config, service: Service, coordinator: Coordinator, automation: Automation) -> APIRouter:
     token = config.serve.token.get_secret_value() if isinstance(config.serve.token, SecretStr) else None
 
-    def authorized(request: Request) -> None:
+    async def authorized(request: Request) -> None:
         """Checked before the body too (web/guard.py); here for every route the router serves, whatever mounts it."""
         if token is None or not bearer_ok(request.headers.get("authorization", "").encode(), token):
             raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer <serve.token>)")
 
     api = APIRouter(prefix="/api", dependencies=[Depends(authorized)])
-    _lab_routes(api, config, coordinator, automation)
-    _run_routes(api, config, service)
+    pool = Pool("api", API_THREADS)  # the API's own threads: a hung page or scrape cannot hold them
+    _lab_routes(api, pool, config, coordinator, automation)
+    _run_routes(api, pool, config, service)
     return api
 
 
-def _lab_routes(api: APIRouter, config: Config, coordinator: Coordinator, automation: Automation) -> None:
+def _lab_routes(api: APIRouter, pool: Pool, config: Config, coordinator: Coordinator, automation: Automation) -> None:
     """What the lab is and costs, and what the service does by itself."""
 
     @api.get("/status")
+    @pool.route
     def api_status() -> dict[str, Any]:
         """Hosts, VMs and the cluster settings a down changed: the coordinator's latest round (at most
         serve.poll_interval old; a fresh one after a run), with each server's watts."""
@@ -56,6 +59,7 @@ def _lab_routes(api: APIRouter, config: Config, coordinator: Coordinator, automa
         return as_json(reading.report)
 
     @api.get("/energy")
+    @pool.route
     def api_energy(
         days: Annotated[int | None, Query(ge=1, le=energy.MAX_DAYS)] = None, since: Annotated[str | None, Query(max_length=40)] = None
     ) -> dict[str, Any]:
@@ -65,6 +69,7 @@ def _lab_routes(api: APIRouter, config: Config, coordinator: Coordinator, automa
         return energy.as_json(energy.report(config, since=energy.period(since, days), readings=readings))
 
     @api.get("/automation")
+    @pool.route
     def api_automation() -> dict[str, Any]:
         """What the service does by itself: idle auto-down's countdown per group, the schedules' next runs."""
         return {
@@ -78,10 +83,11 @@ def _lab_routes(api: APIRouter, config: Config, coordinator: Coordinator, automa
         }
 
 
-def _run_routes(api: APIRouter, config: Config, service: Service) -> None:
+def _run_routes(api: APIRouter, pool: Pool, config: Config, service: Service) -> None:
     """Plans, runs (started, listed, followed) and the run lock."""
 
     @api.get("/plan/{intent}")
+    @pool.route
     def api_plan(
         intent: Literal["down", "up"], group: Annotated[list[str] | None, Query()] = None, restore: bool = False
     ) -> dict[str, Any]:
@@ -90,16 +96,19 @@ def _run_routes(api: APIRouter, config: Config, service: Service) -> None:
         return serialise.plan(power.make(config, power.Request(Intent(intent), tuple(group or ()), restore=restore)))
 
     @api.post("/runs", status_code=202)
+    @pool.route
     def api_start(body: RunRequest) -> dict[str, Any]:
         """Start a down or up of the groups (default: every group that is not always_on); its run id at once."""
         started = service.start(Intent(body.intent), body.groups, body.restore)
         return {"run_id": started.run_id, "nothing_to_do": started.nothing_to_do}
 
     @api.get("/runs")
+    @pool.route
     def api_history(limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[dict[str, Any]]:
         return [serialise.run_summary(record, steps) for record, steps in service.summaries(limit)]
 
     @api.get("/runs/{run_id}")
+    @pool.route
     def api_run(run_id: str) -> dict[str, Any]:
         progress = service.progress(run_id)
         if progress is None:
@@ -112,9 +121,10 @@ def _run_routes(api: APIRouter, config: Config, service: Service) -> None:
         if service.progress(run_id) is None:
             raise HTTPException(404, f"no run {run_id} in the journal")
 
-        return run_events(service, run_id)
+        return run_events(service, run_id, pool)
 
     @api.get("/lock")
+    @pool.route
     def api_lock() -> dict[str, Any]:
         holder = service.running()
         return {"running": holder is not None, "run_id": holder.run_id if holder else None, "what": holder.describe() if holder else None}

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from labswitch.usecases.service import Service
 from labswitch.web import api, page
 from labswitch.web.guard import Guard, bearer_ok
 from labswitch.web.metrics import LabCollector
+from labswitch.web.pools import Pool
 from labswitch.web.sessions import Passwords, Sessions
 
 
@@ -61,7 +61,7 @@ def create_app(config: Config, service: Service, config_path: Path | None = None
     registry = CollectorRegistry()
     registry.register(LabCollector(config, service, automation, coordinator))
     metrics_token = _token(config.serve.metrics_token)
-    scrapes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics")  # scrapes queue here, never in the API's pool
+    scrapes = Pool("metrics", 1)  # scrapes queue here, never in the API's or the page's threads
 
     @app.exception_handler(LabswitchError)
     async def _error(request: Request, exc: LabswitchError) -> JSONResponse:
@@ -84,7 +84,7 @@ def create_app(config: Config, service: Service, config_path: Path | None = None
         open unless [serve] metrics_token is set, then its bearer token is required."""
         if metrics_token is not None and not bearer_ok(request.headers.get("authorization", "").encode(), metrics_token):
             return PlainTextResponse("a valid bearer token is required ([serve] metrics_token)\n", status_code=401)
-        text = await asyncio.get_running_loop().run_in_executor(scrapes, generate_latest, registry)
+        text = await scrapes.call(lambda: generate_latest(registry))
         return PlainTextResponse(text.decode(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -8,6 +8,7 @@ seconds from start to finish."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 
@@ -15,15 +16,18 @@ from fastapi.responses import StreamingResponse
 
 from labswitch.render import serialise
 from labswitch.usecases.service import Service
+from labswitch.web.pools import Pool
 
 POLL = 0.5  # a new step shows within half a second
 
 
-def run_events(service: Service, run_id: str) -> StreamingResponse:
+def run_events(service: Service, run_id: str, pool: Pool) -> StreamingResponse:
+    """The journal is read in ``pool``'s threads: the API's for /api, the page's for /ui."""
+
     async def stream() -> AsyncIterator[str]:
         sent, rows, told = 0, "", False
         while True:
-            progress = await asyncio.to_thread(service.progress, run_id)
+            progress = await pool.call(functools.partial(service.progress, run_id))
             if progress is None:  # no such run (any more)
                 yield "event: end\ndata: {}\n\n"
                 return

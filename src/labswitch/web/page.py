@@ -30,6 +30,7 @@ from labswitch.usecases.automation import Automation
 from labswitch.usecases.coordinator import Coordinator
 from labswitch.usecases.service import Service
 from labswitch.web.events import run_events
+from labswitch.web.pools import PAGE_THREADS, Pool
 from labswitch.web.sessions import Sessions, Throttle
 
 log = logging.getLogger("labswitch.serve")
@@ -43,8 +44,9 @@ def mount(app: FastAPI, config: Config, service: Service, automation: Automation
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.state.sessions = sessions
     ui = APIRouter(include_in_schema=False)
-    _session_routes(ui, sessions, Throttle())
-    _lab_routes(ui, config, service, automation, coordinator)
+    pool = Pool("page", PAGE_THREADS)  # the page's own threads, apart from the API's
+    _session_routes(ui, pool, sessions, Throttle())
+    _lab_routes(ui, pool, config, service, automation, coordinator)
     app.include_router(ui)
 
 
@@ -69,10 +71,11 @@ def check_csrf(request: Request, token: str) -> None:
         raise HTTPException(403, "the form's CSRF token does not match the session: reload the page")
 
 
-def _session_routes(ui: APIRouter, sessions: Sessions, throttle: Throttle) -> None:
+def _session_routes(ui: APIRouter, pool: Pool, sessions: Sessions, throttle: Throttle) -> None:
     """Log in (throttled per address and overall, awaited: no worker is held) and out (the session revoked)."""
 
     @ui.get("/login", response_class=HTMLResponse)
+    @pool.route
     def login_page(request: Request) -> Response:
         enabled = bool(sessions.passwords.current())
         return templates.TemplateResponse(request, "login.html", {"csrf": csrf(request), "error": None, "enabled": enabled})
@@ -102,6 +105,7 @@ def _session_routes(ui: APIRouter, sessions: Sessions, throttle: Throttle) -> No
         return templates.TemplateResponse(request, "login.html", context, status_code=status, headers=headers)
 
     @ui.post("/logout")
+    @pool.route
     def logout(request: Request, csrf_token: str = Form(...)) -> Response:
         check_csrf(request, csrf_token)
         sessions.revoke(request.session.get("sid"))
@@ -109,10 +113,11 @@ def _session_routes(ui: APIRouter, sessions: Sessions, throttle: Throttle) -> No
         return RedirectResponse("/login", status_code=303)
 
 
-def _lab_routes(ui: APIRouter, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
+def _lab_routes(ui: APIRouter, pool: Pool, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
     """The page, what a button would do, starting a run and following it."""
 
     @ui.get("/", response_class=HTMLResponse)
+    @pool.route
     def index(request: Request) -> Response:
         if not logged_in(request):
             return RedirectResponse("/login", status_code=303)
@@ -124,18 +129,20 @@ def _lab_routes(ui: APIRouter, config: Config, service: Service, automation: Aut
         return templates.TemplateResponse(request, "index.html", {"csrf": csrf(request), **view})
 
     @ui.get("/ui/plan")
+    @pool.route
     def ui_plan(request: Request, intent: Literal["down", "up"], group: str) -> JSONResponse:
         """What a button would do, for its confirmation: counts and the refusals."""
         if not logged_in(request):
             raise HTTPException(401, "log in first")
         try:
-            plan = power.make(config, power.Request(Intent(intent), (group,), restore=intent == "up"))
+            plan = power.make(config, power.Request(Intent(intent), (group,), restore=False))
         except LabswitchError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
         vms = sum(1 for s in plan.steps if s.action in (Action.SHUTDOWN_GUEST, Action.POWER_OFF_VM, Action.POWER_ON_VM))
         return JSONResponse({"servers": len(plan.servers), "vms": vms, "steps": len(plan.steps), "refusals": list(plan.refusals)})
 
     @ui.post("/ui/runs")
+    @pool.route
     def ui_start(
         request: Request, intent: Literal["down", "up"] = Form(...), group: str = Form(...), csrf_token: str = Form(...)
     ) -> Response:
@@ -152,7 +159,7 @@ def _lab_routes(ui: APIRouter, config: Config, service: Service, automation: Aut
         if not logged_in(request):
             raise HTTPException(401, "log in first")
 
-        return run_events(service, run_id)
+        return run_events(service, run_id, pool)
 
 
 def _view(config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> dict[str, Any]:
