@@ -378,6 +378,12 @@ class Journal:
         ).fetchone()
         return self._record(*row) if row else None
 
+    def first_started(self) -> float | None:
+        """When this lab's first run started (None: it has none): energy counts nothing before the lab's first record."""
+        mine, args = self._mine()
+        row = self._db.execute(f"SELECT MIN(r.started) FROM runs r WHERE {mine}", args).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def power_steps(self) -> list[tuple[float, bool, str]]:
         """(time, on?, server) of every step that changed a server's power (confirmed off, forced off, powered on)."""
         mine, args = self._mine()

@@ -94,6 +94,15 @@ class Samples:
         rows = self._db.execute(f"SELECT server, SUM(kwh) FROM energy_samples WHERE {self._mine} GROUP BY server", self._args)
         return {server: float(kwh) for server, kwh in rows}
 
+    def on_draw(self) -> dict[str, float]:
+        """Per server, the mean of its measured samples while on, over every sample of the lab: its draw when on,
+        as the past showed it (a reading now never stands in for the past)."""
+        rows = self._db.execute(
+            f"SELECT server, AVG(watts) FROM energy_samples WHERE {self._mine} AND power = 'On' AND measured = 1 GROUP BY server",
+            self._args,
+        )
+        return {server: float(watts) for server, watts in rows}
+
     def first(self) -> float | None:
         row = self._db.execute(f"SELECT MIN(at) FROM energy_samples WHERE {self._mine}", self._args).fetchone()
         return float(row[0]) if row and row[0] is not None else None

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
+import tomli_w
 
 from labswitch.bmc import Power
-from labswitch.samples import Sample
-from labswitch.usecases.energy import hours_by_day, on_draw, on_intervals, subtract, watts_by_hour
+from labswitch.config import Config
+from labswitch.config.load import parse
+from labswitch.journal import Journal
+from labswitch.samples import Sample, Samples
+from labswitch.usecases import energy
+from labswitch.usecases.energy import counted_from, hours_by_day, on_intervals, subtract, watts_by_hour
 from labswitch.usecases.sampling import next_samples
 
 UTC = dt.UTC
@@ -73,11 +79,12 @@ def test_a_gap_in_sampling_is_not_bridged() -> None:
     assert sample.seconds == 0 and sample.kwh == 0
 
 
-def test_draw_when_on_prefers_a_reading_then_samples_then_the_default() -> None:
-    samples = [Sample(NOW - i, "a", "On", w, True, 300, 0.0) for i, w in enumerate((90.0, 110.0))]
-    assert on_draw(Power.ON, 120.0, samples, 80.0) == 120.0
-    assert on_draw(Power.OFF, 0.0, samples, 80.0) == pytest.approx(100.0)
-    assert on_draw(Power.OFF, None, [], 80.0) == 80.0
+def test_counting_starts_at_the_labs_first_record() -> None:
+    hour_ago = NOW - 3600
+    assert counted_from(START, NOW, hour_ago, None) == hour_ago, "a lab an hour old: nothing before its first run"
+    assert counted_from(START, NOW, hour_ago, hour_ago - 60) == hour_ago - 60, "or its first sample, if earlier"
+    assert counted_from(START, NOW, START - DAY, None) == START, "an older lab: the period as asked"
+    assert counted_from(START, NOW, None, None) == NOW, "no record at all: nothing counted"
 
 
 def test_watts_by_hour_sums_servers_averages_rounds_and_leaves_gaps() -> None:
@@ -98,3 +105,67 @@ def test_the_watts_line_breaks_where_nothing_was_sampled() -> None:
     lines = _polylines([100.0, 50.0, None, 100.0, 100.0, 100.0, None])
     assert lines == ["10.0,10.0 61.3,50.0", "164.0,10.0 215.3,10.0 266.7,10.0"]  # 7 hours across 308 px
     assert _polylines([None, 80.0, None]) == [], "a single hour is no line"
+
+
+def lab_config(state: Path) -> Config:
+    raw = {
+        "state_dir": str(state),
+        "vcenter": {"url": "vcsa.lab.local", "user": "administrator@vsphere.local", "password": "x"},
+        "groups": {"payload": {}},
+        "servers": [
+            {
+                "name": n,
+                "esxi": f"{n}.lab.local",
+                "group": "payload",
+                "bmc": {"driver": "redfish", "address": f"{n}-oob", "user": "root", "password": "x"},
+            }
+            for n in ("a", "b")
+        ],
+        "energy": {"server_watts": 80},
+    }
+    return parse(tomli_w.dumps(raw).encode(), source="test", resolve_secrets=False)
+
+
+def test_the_past_is_never_valued_at_the_present_draw(tmp_path: Path) -> None:
+    """A lab sampled for an hour: a host booting now (500 W read) changes neither this hour's kWh nor its estimate."""
+    config = lab_config(tmp_path)
+    now = dt.datetime.now().astimezone().replace(microsecond=0)
+    t0 = now.timestamp() - 3600
+    with Samples.of(config) as store:
+        store.add(
+            Sample(t0 + i * 300, n, "On", 100.0, True, 300 if i else 0, (100.0 * 300 / 3.6e6) if i else 0.0)
+            for i in range(13)
+            for n in "ab"
+        )
+    quiet = energy.report(config, until=now, readings={"a": (Power.ON, 100.0), "b": (Power.ON, 100.0)})
+    booting = energy.report(config, until=now, readings={"a": (Power.ON, 100.0), "b": (Power.ON, 500.0)})
+    assert quiet.kwh == booting.kwh == pytest.approx(2 * 0.1)  # two servers, 100 W, one hour: measured, nothing else
+    assert quiet.always_on_kwh == booting.always_on_kwh == pytest.approx(0.2)
+    assert booting.total_watts == 600, "the draw now is shown, beside the figures"
+    assert quiet.counted_since.timestamp() == t0, "a lab an hour old is counted from its first sample"
+    assert [d for d, _, _ in energy.by_day(quiet)] == sorted({dt.date.fromtimestamp(t0).isoformat(), now.date().isoformat()})
+
+
+def test_a_lab_with_no_record_counts_nothing_and_says_so(tmp_path: Path) -> None:
+    r = energy.report(lab_config(tmp_path), readings={"a": (Power.ON, 100.0), "b": (Power.ON, 100.0)})
+    assert r.kwh == 0 and r.always_on_kwh == 0 and energy.by_day(r) == []
+    assert any("nothing counted yet" in n for n in r.notes)
+
+
+def test_a_down_saves_against_the_same_counted_period(tmp_path: Path) -> None:
+    """Down 2 days ago (first record), up 1 day ago: one day off, one day on; always on: two days."""
+    config = lab_config(tmp_path)
+    now = dt.datetime.now().astimezone()
+    with Journal.of(config) as journal:
+        for intent, action, effect, ago in (("down", "confirm-off", "off", 2 * DAY), ("up", "bmc-power-on", "on", DAY)):
+            run = journal.start_run(intent, ["payload"])
+            db = journal._db
+            db.execute("UPDATE runs SET started = ? WHERE id = ?", (now.timestamp() - ago - 10, run))
+            for server in "ab":
+                journal.add_step(run, intent, action, server, "ok", "", 1.0, server=server, effect=effect)
+            db.execute("UPDATE steps SET at = ? WHERE run_id = ?", (now.timestamp() - ago, run))
+            journal.finish(run, "ok")
+    r = energy.report(config, until=now, readings={"a": (Power.ON, 100.0), "b": (Power.ON, 100.0)})
+    assert r.counted_since.timestamp() == pytest.approx(now.timestamp() - 2 * DAY - 10)
+    assert r.estimated_kwh == pytest.approx(2 * 80 * 24 / 1000, rel=0.01), "on one day of two, at server_watts (never sampled)"
+    assert r.saving == pytest.approx(r.always_on_cost / 2, rel=0.01)

@@ -29,7 +29,9 @@ def energy_command(
 
     Measured: the energy samples `labswitch serve` takes every energy.sample_interval. Estimated: the
     rest of the period (before sampling started, while serve was not running), from the journal's
-    power steps at each server's draw when on. Prices: \[energy] price_per_kwh and currency.
+    power steps at each server's draw when on (its samples' mean, else energy.server_watts; never the
+    draw now). Nothing is counted before the lab's first run or sample. Prices: \[energy] price_per_kwh
+    and currency.
 
     Examples:
 
@@ -56,9 +58,9 @@ def energy_command(
 
 def _show(r: EnergyReport) -> None:
     render.table(
-        f"Energy {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours:.1f} h)"
+        f"Energy {r.counted_since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours:.1f} h)"
         if r.hours < 48
-        else f"Energy {r.since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours / 24:.1f} days)",
+        else f"Energy {r.counted_since:%Y-%m-%d %H:%M} to {r.until:%Y-%m-%d %H:%M} ({r.hours / 24:.1f} days)",
         ["SERVER", "POWER", "WATTS NOW", "ON-HOURS", "MEASURED", "ESTIMATED"],
         (
             (

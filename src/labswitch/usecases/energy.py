@@ -3,8 +3,11 @@ estimated where it did not, what it would have cost always on, and the saving.
 
 Measured: the journal's energy samples (usecases/sampling). Estimated: the rest of the period, from the
 journal's power steps (a server is off from its confirmed-off step in a down to its BMC power-on in the
-next up) at the server's draw when on: its reading now when it is on, else the mean of its samples
-while on, else energy.server_watts. Both parts are reported apart, per server and in total."""
+next up) at the server's draw when on: the mean of its measured samples while on, else energy.server_watts.
+The past is never valued at the present draw: a server booting now does not change last week. Nothing is
+counted before the lab's first record (its first run or sample): labswitch knows nothing of the lab before
+it, and the always-on comparison covers the same counted time. Both parts are reported apart, per server,
+per day and in total."""
 
 from __future__ import annotations
 
@@ -31,22 +34,32 @@ class ServerEnergy:
     server: str
     group: str
     power: str
-    watts: float | None  # measured now; None when the BMC reports none
-    on_watts: float  # its draw when on, for estimates and the always-on figure
+    watts: float | None  # measured now; None when the BMC reports none (shown, never used for the past)
+    on_watts: float  # its draw when on, for estimates and the always-on figure: its samples' mean, else the default
     on_hours: float  # over the period, sampled and estimated
     measured_kwh: float  # from samples with a reading (or off at 0 W)
     estimated_kwh: float  # from samples on without a reading, and from the journal's power steps outside sampled time
-    kwh_by_day: Mapping[str, float]  # local ISO date -> kWh, both parts
+    measured_by_day: Mapping[str, float]  # local ISO date -> measured kWh
+    estimated_by_day: Mapping[str, float]  # local ISO date -> estimated kWh
 
     @property
     def kwh(self) -> float:
         return self.measured_kwh + self.estimated_kwh
+
+    @property
+    def kwh_by_day(self) -> dict[str, float]:
+        """Both parts, per local ISO date."""
+        out = dict(self.measured_by_day)
+        for day, kwh in self.estimated_by_day.items():
+            out[day] = out.get(day, 0.0) + kwh
+        return out
 
 
 @dataclass(frozen=True)
 class EnergyReport:
     since: dt.datetime
     until: dt.datetime
+    counted_since: dt.datetime  # since, or the lab's first record if later (until: the lab has none yet)
     servers: tuple[ServerEnergy, ...]
     total_watts: float
     measured_kwh: float
@@ -59,7 +72,8 @@ class EnergyReport:
 
     @property
     def hours(self) -> float:
-        return (self.until - self.since).total_seconds() / 3600
+        """The hours counted: from the lab's first record on, not before."""
+        return (self.until - self.counted_since).total_seconds() / 3600
 
     @property
     def kwh(self) -> float:
@@ -100,49 +114,67 @@ def report(
     until: dt.datetime | None = None,
     readings: Mapping[str, tuple[Power, float | None]] | None = None,
 ) -> EnergyReport:
-    """The period [since, until] (default: the last 30 days up to now). ``readings`` (server -> power and
-    watts now) spares reading the BMCs again when the caller just did."""
+    """The period [since, until] (default: the last 30 days up to now), counted from the lab's first record.
+    ``readings`` (server -> power and watts now, shown beside the figures) spares reading the BMCs again when the
+    caller just did."""
     until = until or dt.datetime.now().astimezone()
     since = since or until - dt.timedelta(days=DEFAULT_DAYS)
     notes: list[str] = []
     if readings is None:
         readings = _read_bmcs(config, notes)
-    start, end = since.timestamp(), until.timestamp()
     with Journal.of(config) as journal:
         events = _power_events(journal)
+        first_run = journal.first_started()
     with Samples.of(config) as store:
+        first_sample = store.first()
+        draws = store.on_draw()
+        end = until.timestamp()
+        start = counted_from(since.timestamp(), end, first_run, first_sample)
         samples = store.between(start, end)
-        first = store.first()
+    counted = dt.datetime.fromtimestamp(start, until.tzinfo)
+    if start >= end:
+        notes.append("nothing counted yet: labswitch counts a lab's energy from its first run or energy sample")
+    elif start > since.timestamp():
+        notes.append(f"counted from {counted:%Y-%m-%d %H:%M}, the lab's first record: nothing is known of it before")
     by_server: dict[str, list[Sample]] = defaultdict(list)
     for sample in samples:
         by_server[sample.server].append(sample)
+    default = config.energy.server_watts
     servers = [
         _server_energy(
             server,
             readings.get(server.name, (Power.UNKNOWN, None)),
+            draws.get(server.name, default),
             by_server.get(server.name, []),
             events.get(server.name, []),
             (start, end),
             until.tzinfo,
-            config.energy.server_watts,
         )
         for server in config.servers
     ]
-    if any(s.estimated_kwh > 0 and s.on_watts == config.energy.server_watts and s.watts is None for s in servers):
-        notes.append(f"servers with no power reading are estimated at energy.server_watts = {config.energy.server_watts:g} W when on")
+    if any(s.estimated_kwh > 0 and s.server not in draws for s in servers):
+        notes.append(f"servers never sampled on are estimated at energy.server_watts = {default:g} W when on")
     return EnergyReport(
         since=since,
         until=until,
+        counted_since=min(counted, until),
         servers=tuple(servers),
         total_watts=sum(s.watts or 0 for s in servers),
         measured_kwh=sum(s.measured_kwh for s in servers),
         estimated_kwh=sum(s.estimated_kwh for s in servers),
-        always_on_kwh=sum(s.on_watts for s in servers) * (end - start) / 3600 / 1000,
+        always_on_kwh=sum(s.on_watts for s in servers) * max(end - start, 0.0) / 3600 / 1000,
         price_per_kwh=config.energy.price_per_kwh,
         currency=config.energy.currency,
-        sampled_since=dt.datetime.fromtimestamp(first, until.tzinfo) if first is not None else None,
+        sampled_since=dt.datetime.fromtimestamp(first_sample, until.tzinfo) if first_sample is not None else None,
         notes=tuple(notes),
     )
+
+
+def counted_from(since: float, until: float, first_run: float | None, first_sample: float | None) -> float:
+    """Where a period's counting starts (PURE): at ``since``, or at the lab's first record if that is later; at
+    ``until`` (nothing counted) for a lab with no record at all."""
+    known = [t for t in (first_run, first_sample) if t is not None]
+    return min(max(since, min(known)), until) if known else until
 
 
 def _read_bmcs(config: Config, notes: list[str]) -> dict[str, tuple[Power, float | None]]:
@@ -158,20 +190,20 @@ def _read_bmcs(config: Config, notes: list[str]) -> dict[str, tuple[Power, float
 def _server_energy(
     server: Server,
     now: tuple[Power, float | None],
+    on_watts: float,
     samples: list[Sample],
     events: list[tuple[float, bool]],
     window: tuple[float, float],
     tz: dt.tzinfo | None,
-    default_watts: float,
 ) -> ServerEnergy:
-    """One server over the window: measured where sampled, estimated from its power history elsewhere."""
+    """One server over the window: measured where sampled, estimated from its power history elsewhere at
+    ``on_watts`` (its draw when on, as its samples showed it)."""
     power, watts = now
     start, end = window
-    on_watts = on_draw(power, watts, samples, default_watts)
-    measured, sampled_estimate, covered, sampled_on, by_day = _sampled(samples, start, end, tz)
-    estimated_on = subtract(on_intervals(events, start, end, power), covered)
+    measured, sampled_estimate, covered, sampled_on, measured_days, estimated_days = _sampled(samples, start, end, tz)
+    estimated_on = subtract(on_intervals(events, start, end, power), covered) if end > start else []
     for day, hours in hours_by_day(estimated_on, tz).items():
-        by_day[day] += hours * on_watts / 1000
+        estimated_days[day] += hours * on_watts / 1000
     estimated_hours = sum(b - a for a, b in estimated_on) / 3600
     return ServerEnergy(
         server=server.name,
@@ -182,7 +214,8 @@ def _server_energy(
         on_hours=round(sampled_on + estimated_hours, 3),
         measured_kwh=measured,
         estimated_kwh=sampled_estimate + estimated_hours * on_watts / 1000,
-        kwh_by_day=dict(by_day),
+        measured_by_day=dict(measured_days),
+        estimated_by_day=dict(estimated_days),
     )
 
 
@@ -217,6 +250,7 @@ def as_json(r: EnergyReport) -> dict[str, Any]:
     return {
         "since": r.since.isoformat(timespec="seconds"),
         "until": r.until.isoformat(timespec="seconds"),
+        "counted_since": r.counted_since.isoformat(timespec="seconds"),
         "servers": [
             {
                 "server": s.server,
@@ -244,25 +278,42 @@ def as_json(r: EnergyReport) -> dict[str, Any]:
         "monthly_cost_actual": round(r.monthly_cost_actual, 2),
         "sampled_since": r.sampled_since.isoformat(timespec="seconds") if r.sampled_since else None,
         "currency": r.currency,
+        "days": days_json(r),
+        "notes": list(r.notes),
     }
 
 
-def on_draw(power: Power, watts: float | None, samples: Sequence[Sample], server_watts: float) -> float:
-    """A server's draw when on: its reading now if on, else the mean of its measured samples while on, else the default."""
-    if power is Power.ON and watts:
-        return watts
-    on = [s.watts for s in samples if s.power == "On" and s.measured]
-    return sum(on) / len(on) if on else server_watts
+def by_day(r: EnergyReport) -> list[tuple[str, float, float]]:
+    """(local ISO date, measured kWh, estimated kWh) for each counted day of the period, oldest first (PURE)."""
+    measured: dict[str, float] = defaultdict(float)
+    estimated: dict[str, float] = defaultdict(float)
+    for s in r.servers:
+        for day, kwh in s.measured_by_day.items():
+            measured[day] += kwh
+        for day, kwh in s.estimated_by_day.items():
+            estimated[day] += kwh
+    out = []
+    day = r.counted_since.date()
+    while day <= r.until.date() and r.counted_since < r.until:
+        iso = day.isoformat()
+        out.append((iso, measured.get(iso, 0.0), estimated.get(iso, 0.0)))
+        day += dt.timedelta(days=1)
+    return out
+
+
+def days_json(r: EnergyReport) -> list[dict[str, Any]]:
+    return [{"day": d, "measured_kwh": round(m, 6), "estimated_kwh": round(e, 6)} for d, m, e in by_day(r)]
 
 
 def _sampled(
     samples: Sequence[Sample], start: float, end: float, tz: dt.tzinfo | None
-) -> tuple[float, float, list[Interval], float, defaultdict[str, float]]:
+) -> tuple[float, float, list[Interval], float, defaultdict[str, float], defaultdict[str, float]]:
     """From one server's samples inside [start, end]: measured kWh, estimated kWh (on without a reading),
-    the spans they cover, the hours on among them, and kWh per day."""
+    the spans they cover, the hours on among them, and measured and estimated kWh per day."""
     measured = estimated = on_hours = 0.0
     covered: list[Interval] = []
-    by_day: defaultdict[str, float] = defaultdict(float)
+    measured_days: defaultdict[str, float] = defaultdict(float)
+    estimated_days: defaultdict[str, float] = defaultdict(float)
     for s in samples:
         if s.seconds <= 0:
             continue
@@ -277,9 +328,10 @@ def _sampled(
         if s.power == "On":
             on_hours += (b - a) / 3600
         covered.append((a, b))
+        days = measured_days if s.measured else estimated_days
         for day, hours in hours_by_day([(a, b)], tz).items():
-            by_day[day] += kwh * hours * 3600 / (b - a)
-    return measured, estimated, covered, on_hours, by_day
+            days[day] += kwh * hours * 3600 / (b - a)
+    return measured, estimated, covered, on_hours, measured_days, estimated_days
 
 
 def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[float | None]:
