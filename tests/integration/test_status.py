@@ -23,7 +23,7 @@ def test_status_json_matches_vcenter_and_bmcs(cli: Run, lab: Lab) -> None:
     result = run_status(cli, lab)
     assert result.code == 0, result.stderr
     data = result.json()  # stdout is JSON only
-    assert set(data) == {"hosts", "vms", "cluster_changes", "notes"} and data["cluster_changes"] == [] and data["notes"] == []
+    assert set(data) == {"hosts", "vms", "cluster_changes", "vcenter", "notes"} and data["cluster_changes"] == [] and data["notes"] == []
 
     with lab.vsphere() as content:
         hosts = lab.objects(content, vim.HostSystem)
@@ -35,6 +35,9 @@ def test_status_json_matches_vcenter_and_bmcs(cli: Run, lab: Lab) -> None:
         truth_hosts = {name: (h.runtime.connectionState, h.runtime.inMaintenanceMode, h.parent.name) for name, h in hosts.items()}
 
     assert {h["esxi"] for h in data["hosts"]} == set(truth_hosts)
+    center = data["vcenter"]  # found by its guest address (vCenter's), on the host pyVmomi says it runs on
+    assert center["state"] == "up" and center["vm"] == "vcsa", center
+    assert next(h["esxi"] for h in data["hosts"] if h["name"] == center["host"]) == truth_vms["vcsa"][2]
     for h in data["hosts"]:
         conn, maint, parent = truth_hosts[h["esxi"]]
         assert set(h) >= {"name", "group", "cluster", "connection_state", "in_maintenance", "bmc_power"}

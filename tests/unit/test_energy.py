@@ -100,11 +100,29 @@ def test_watts_by_hour_sums_servers_averages_rounds_and_leaves_gaps() -> None:
 
 
 def test_the_watts_line_breaks_where_nothing_was_sampled() -> None:
-    from labswitch.web.page import _polylines
+    from labswitch.web.charts import watts_line
 
-    lines = _polylines([100.0, 50.0, None, 100.0, 100.0, 100.0, None])
-    assert lines == ["10.0,10.0 61.3,50.0", "164.0,10.0 215.3,10.0 266.7,10.0"]  # 7 hours across 308 px
-    assert _polylines([None, 80.0, None]) == [], "a single hour is no line"
+    now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    chart = watts_line([100.0, 50.0, None, 100.0, 100.0, 100.0, None], now)
+    assert chart is not None
+    assert [len(line.split()) for line in chart["lines"]] == [2, 3], "a gap splits the line"
+    assert [p["label"] for p in chart["points"]][:2] == ["Mon 05:00: 100 W", "Mon 06:00: 50 W"]
+    assert [a["label"] for a in chart["axis"]] == ["0 W", "50 W", "100 W"]
+    assert chart["ticks"][-1]["label"] == "now"
+    assert watts_line([None, None], now) is None, "nothing sampled: no chart"
+
+
+def test_day_bars_leave_days_before_the_lab_empty() -> None:
+    from labswitch.web.charts import day_bars, nice_top
+
+    today = dt.date(2026, 11, 23)
+    chart = day_bars([("2026-11-23", 1.2, 0.3)], today)
+    assert [b["counted"] for b in chart["bars"]] == [False] * 13 + [True], "a lab one day old: one bar, today's"
+    assert chart["bars"][-1]["label"] == "Mon Nov 23: 1.50 kWh (1.20 measured, 0.30 estimated)"
+    assert [a["label"] for a in chart["axis"]] == ["0 kWh", "1 kWh", "2 kWh"]
+    small = day_bars([("2026-11-23", 0.004, 0.0)], today)
+    assert [a["label"] for a in small["axis"]] == ["0 Wh", "2.5 Wh", "5 Wh"], "under 1 kWh: Wh, never 0.00"
+    assert (nice_top(0.37), nice_top(1.5), nice_top(7), nice_top(0)) == (0.5, 2, 10, 1)
 
 
 def lab_config(state: Path) -> Config:
@@ -169,3 +187,18 @@ def test_a_down_saves_against_the_same_counted_period(tmp_path: Path) -> None:
     assert r.counted_since.timestamp() == pytest.approx(now.timestamp() - 2 * DAY - 10)
     assert r.estimated_kwh == pytest.approx(2 * 80 * 24 / 1000, rel=0.01), "on one day of two, at server_watts (never sampled)"
     assert r.saving == pytest.approx(r.always_on_cost / 2, rel=0.01)
+
+
+def test_a_server_never_off_saved_nothing_however_its_draw_varied(tmp_path: Path) -> None:
+    config = lab_config(tmp_path)
+    now = dt.datetime.now().astimezone().replace(microsecond=0)
+    t0 = now.timestamp() - 3600
+    with Samples.of(config) as store:  # an hour on: 400 W, then 100 W (its mean on draw: 250 W)
+        store.add(
+            Sample(t0 + i * 300, "a", "On", w, True, 300 if i else 0, w * 300 / 3.6e6 if i else 0.0)
+            for i, w in enumerate([400.0] * 7 + [100.0] * 6)
+        )
+    r = energy.report(config, until=now, readings={"a": (Power.ON, 100.0), "b": (Power.OFF, 0.0)})
+    a = next(s for s in r.servers if s.server == "a")
+    assert a.always_on_kwh == pytest.approx(a.kwh) and a.off_hours == pytest.approx(0, abs=1e-6)
+    assert r.saving >= 0

@@ -143,6 +143,7 @@ def serve_command(
             server_header=False,
             limit_concurrency=256,  # connections and requests at once; beyond: 503, never unbounded memory
             timeout_keep_alive=5,
+            timeout_graceful_shutdown=5,  # the page's open event streams end with the service, not hold it
         )
     finally:
         service.stop()

@@ -36,10 +36,35 @@ def question(plan: Plan) -> str:
     return f"Proceed with {plan.intent} of {', '.join(plan.groups)}: {count(c.vms, 'VM')} {verb} on {count(c.hosts, 'host')}? [y/N] "
 
 
-def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str], power_by: Mapping[str, str] | None = None) -> None:
-    """Per host (per group when the hosts do not fit the terminal): VMs to stop or start, host steps.
+@dataclass(frozen=True)
+class HostBrief:
+    host: str
+    group: str
+    vms: tuple[str, ...]  # stopped by their guests (down) or started (up)
+    hard: tuple[str, ...]  # powered off hard (policy.hard_power_off)
+    left: tuple[str, ...]  # without Tools: left running
+    steps: tuple[str, ...]  # the host's own steps, in its words ("maintenance", "shut down", "off (BMC)")
 
-    ``power_by``: servers whose power no BMC tells, and what does (render.live.power_by): their steps say so."""
+
+@dataclass(frozen=True)
+class Brief:
+    """A plan in brief, as a person reads it before saying yes: the terminal's table and the page's sheet."""
+
+    intent: str
+    groups: tuple[str, ...]
+    hosts: tuple[HostBrief, ...]
+    clusters: tuple[tuple[str, tuple[str, ...]], ...]  # cluster -> its changes, in order
+    vcenter: str | None  # a whole-lab down: how vCenter's host goes last
+    vms: int
+
+    @property
+    def cluster_note(self) -> str:
+        return " (journaled; up gives them back)" if self.intent == "down" else ""
+
+
+def brief(plan: Plan, groups: Mapping[str, str], power_by: Mapping[str, str] | None = None) -> Brief:
+    """Per host: VMs to stop or start, the host's steps (``power_by``: servers whose power no BMC tells, and what does:
+    their steps say so); the cluster changes; where vCenter goes (PURE)."""
     per_host: dict[str, dict[str, list[str]]] = {}
     for step in plan.steps:
         if step.fallback_of or step.server is None:
@@ -51,58 +76,65 @@ def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str], power_
             entry["hard"].append(step.target)
         elif step.action == Action.LEAVE_RUNNING:
             entry["left"].append(step.target)
-        elif step.action == Action.WAIT_TOOLS:
-            continue  # part of starting a VM
-        else:
+        elif step.action != Action.WAIT_TOOLS:  # waiting for Tools is part of starting a VM
             entry["host"].append(in_its_words(HOST_WORDS.get(step.action, step.action), step.server, power_by or {}))
-    c = counts(plan)
-    what = f": {count(c.vms, 'VM')} on {count(c.hosts, 'host')}"
-    console.print(Text.assemble((f"{plan.intent} of {', '.join(plan.groups)}", "bold"), what))
-    vm_word = "VMS TO STOP" if plan.intent == "down" else "VMS TO START"
-    room = max(5, console.size.height - 10) if console.is_terminal else 10_000
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    if len(per_host) <= room:
-        for column in ("HOST", "GROUP", vm_word, "HOST STEPS"):
-            table.add_column(column)
-        for name, entry in per_host.items():
-            table.add_row(name, groups.get(name, ""), _vm_cell(entry), " → ".join(dict.fromkeys(entry["host"])) or "-")
-    else:
-        for column in ("GROUP", "HOSTS", vm_word, "HOST STEPS"):
-            table.add_column(column)
-        by_group: dict[str, list[dict[str, list[str]]]] = {}
-        for name, entry in per_host.items():
-            by_group.setdefault(groups.get(name, "-"), []).append(entry)
-        for group, entries in by_group.items():
-            merged = {k: [v for e in entries for v in e[k]] for k in ("vms", "hard", "left")}
-            steps = " → ".join(dict.fromkeys(w for e in entries for w in e["host"])) or "-"
-            table.add_row(group, str(len(entries)), _vm_cell(merged), steps)
-    console.print(table)
+    hosts = tuple(
+        HostBrief(name, groups.get(name, ""), tuple(e["vms"]), tuple(e["hard"]), tuple(e["left"]), tuple(dict.fromkeys(e["host"])))
+        for name, e in per_host.items()
+    )
     by_cluster: dict[str, list[str]] = {}
     for step in plan.steps:
         if step.action in CLUSTER_WORDS:
             by_cluster.setdefault(step.target, []).append(CLUSTER_WORDS[step.action])
-    for cluster, words in by_cluster.items():
-        then = " (journaled; up gives them back)" if plan.intent == "down" else ""
-        console.print(Text.assemble("cluster ", (cluster, "bold"), ": ", " → ".join(words), then))
+    vcenter = None
     if plan.vcenter_host is not None:
         where = plan.vcenter_host
         stops = " then ".join([where.vcenter[0], *(name for name, _ in where.dependencies)])
-        console.print(
-            Text.assemble(
-                "vCenter ",
-                (where.vcenter[0], "bold"),
-                f" runs on {where.server}: it goes last — once every other host is off, {stops} stop through "
-                f"{where.server} itself, which then shuts down (`up` starts them there first)",
-            )
+        vcenter = (
+            f"vCenter {where.vcenter[0]} runs on {where.server}: it goes last — once every other host is off, {stops} stop through "
+            f"{where.server} itself, which then shuts down (`up` starts them there first)"
         )
+    clusters = tuple((c, tuple(w)) for c, w in by_cluster.items())
+    return Brief(str(plan.intent), tuple(plan.groups), hosts, clusters, vcenter, counts(plan).vms)
 
 
-def _vm_cell(entry: Mapping[str, Sequence[str]]) -> Text:
-    text = Text(str(len(entry["vms"]) + len(entry["hard"]) + len(entry["left"])))
-    if entry["hard"]:
-        text.append(f" ({len(entry['hard'])} hard power-off)", style="yellow")
-    if entry["left"]:
-        text.append(f" ({len(entry['left'])} without Tools stay on)", style="red")
+def plan_summary(console: Console, plan: Plan, groups: Mapping[str, str], power_by: Mapping[str, str] | None = None) -> None:
+    """The brief on a terminal: per host (per group when the hosts do not fit), the cluster changes, vCenter."""
+    b = brief(plan, groups, power_by)
+    console.print(
+        Text.assemble((f"{b.intent} of {', '.join(b.groups)}", "bold"), f": {count(b.vms, 'VM')} on {count(len(b.hosts), 'host')}")
+    )
+    vm_word = "VMS TO STOP" if b.intent == "down" else "VMS TO START"
+    room = max(5, console.size.height - 10) if console.is_terminal else 10_000
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    if len(b.hosts) <= room:
+        for column in ("HOST", "GROUP", vm_word, "HOST STEPS"):
+            table.add_column(column)
+        for h in b.hosts:
+            table.add_row(h.host, h.group, _vm_cell(h.vms, h.hard, h.left), " → ".join(h.steps) or "-")
+    else:
+        for column in ("GROUP", "HOSTS", vm_word, "HOST STEPS"):
+            table.add_column(column)
+        by_group: dict[str, list[HostBrief]] = {}
+        for h in b.hosts:
+            by_group.setdefault(h.group or "-", []).append(h)
+        for group, members in by_group.items():
+            merged = [tuple(v for h in members for v in getattr(h, k)) for k in ("vms", "hard", "left")]
+            steps = " → ".join(dict.fromkeys(w for h in members for w in h.steps)) or "-"
+            table.add_row(group, str(len(members)), _vm_cell(*merged), steps)
+    console.print(table)
+    for cluster, words in b.clusters:
+        console.print(Text.assemble("cluster ", (cluster, "bold"), ": ", " → ".join(words), b.cluster_note))
+    if b.vcenter is not None:
+        console.print(b.vcenter, markup=False, highlight=False)
+
+
+def _vm_cell(vms: Sequence[str], hard: Sequence[str], left: Sequence[str]) -> Text:
+    text = Text(str(len(vms) + len(hard) + len(left)))
+    if hard:
+        text.append(f" ({len(hard)} hard power-off)", style="yellow")
+    if left:
+        text.append(f" ({len(left)} without Tools stay on)", style="red")
     return text
 
 

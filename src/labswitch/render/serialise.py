@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from labswitch.journal import RunRecord
 from labswitch.plan import Plan, Status
 from labswitch.render.live import HostRow
+from labswitch.render.runs import Brief
 
 
 class StepOutcome(Protocol):
@@ -56,6 +57,22 @@ def plan(p: Plan) -> dict[str, Any]:
         ],
         "refusals": list(p.refusals),
         "notes": list(p.notes),
+    }
+
+
+def brief(b: Brief) -> dict[str, Any]:
+    """A plan in brief (render.runs.brief): the page's confirmation sheet, GET /api/plan/{intent}'s "brief"."""
+    return {
+        "intent": b.intent,
+        "groups": list(b.groups),
+        "vms": b.vms,
+        "hosts": [
+            {"host": h.host, "group": h.group, "vms": list(h.vms), "hard": list(h.hard), "left": list(h.left), "steps": list(h.steps)}
+            for h in b.hosts
+        ],
+        "clusters": [{"cluster": c, "changes": list(words)} for c, words in b.clusters],
+        "cluster_note": b.cluster_note.strip(" ()"),
+        "vcenter": b.vcenter,
     }
 
 

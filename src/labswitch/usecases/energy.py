@@ -37,6 +37,8 @@ class ServerEnergy:
     watts: float | None  # measured now; None when the BMC reports none (shown, never used for the past)
     on_watts: float  # its draw when on, for estimates and the always-on figure: its samples' mean, else the default
     on_hours: float  # over the period, sampled and estimated
+    off_hours: float  # the rest of the counted period
+    off_kwh: float  # drawn while off (a BMC's standby, where measured)
     measured_kwh: float  # from samples with a reading (or off at 0 W)
     estimated_kwh: float  # from samples on without a reading, and from the journal's power steps outside sampled time
     measured_by_day: Mapping[str, float]  # local ISO date -> measured kWh
@@ -45,6 +47,11 @@ class ServerEnergy:
     @property
     def kwh(self) -> float:
         return self.measured_kwh + self.estimated_kwh
+
+    @property
+    def always_on_kwh(self) -> float:
+        """The same period had it stayed on: what it drew while on, and its draw when on for the hours it was off."""
+        return self.kwh - self.off_kwh + self.off_hours * self.on_watts / 1000
 
     @property
     def kwh_by_day(self) -> dict[str, float]:
@@ -64,7 +71,7 @@ class EnergyReport:
     total_watts: float
     measured_kwh: float
     estimated_kwh: float
-    always_on_kwh: float  # the same servers on for the whole period, at their on_watts
+    always_on_kwh: float  # the same servers on for the whole counted period: as drawn while on, at on_watts while off
     price_per_kwh: float
     currency: str
     sampled_since: dt.datetime | None  # the first energy sample ever (None: `serve` never sampled)
@@ -162,7 +169,7 @@ def report(
         total_watts=sum(s.watts or 0 for s in servers),
         measured_kwh=sum(s.measured_kwh for s in servers),
         estimated_kwh=sum(s.estimated_kwh for s in servers),
-        always_on_kwh=sum(s.on_watts for s in servers) * max(end - start, 0.0) / 3600 / 1000,
+        always_on_kwh=sum(s.always_on_kwh for s in servers),
         price_per_kwh=config.energy.price_per_kwh,
         currency=config.energy.currency,
         sampled_since=dt.datetime.fromtimestamp(first_sample, until.tzinfo) if first_sample is not None else None,
@@ -200,7 +207,7 @@ def _server_energy(
     ``on_watts`` (its draw when on, as its samples showed it)."""
     power, watts = now
     start, end = window
-    measured, sampled_estimate, covered, sampled_on, measured_days, estimated_days = _sampled(samples, start, end, tz)
+    measured, sampled_estimate, covered, sampled_on, off_kwh, measured_days, estimated_days = _sampled(samples, start, end, tz)
     estimated_on = subtract(on_intervals(events, start, end, power), covered) if end > start else []
     for day, hours in hours_by_day(estimated_on, tz).items():
         estimated_days[day] += hours * on_watts / 1000
@@ -212,6 +219,8 @@ def _server_energy(
         watts=watts,
         on_watts=on_watts,
         on_hours=round(sampled_on + estimated_hours, 3),
+        off_hours=max(0.0, (end - start) / 3600 - sampled_on - estimated_hours),
+        off_kwh=off_kwh,
         measured_kwh=measured,
         estimated_kwh=sampled_estimate + estimated_hours * on_watts / 1000,
         measured_by_day=dict(measured_days),
@@ -288,10 +297,10 @@ def by_day(r: EnergyReport) -> list[tuple[str, float, float]]:
     measured: dict[str, float] = defaultdict(float)
     estimated: dict[str, float] = defaultdict(float)
     for s in r.servers:
-        for day, kwh in s.measured_by_day.items():
-            measured[day] += kwh
-        for day, kwh in s.estimated_by_day.items():
-            estimated[day] += kwh
+        for iso, kwh in s.measured_by_day.items():
+            measured[iso] += kwh
+        for iso, kwh in s.estimated_by_day.items():
+            estimated[iso] += kwh
     out = []
     day = r.counted_since.date()
     while day <= r.until.date() and r.counted_since < r.until:
@@ -307,10 +316,10 @@ def days_json(r: EnergyReport) -> list[dict[str, Any]]:
 
 def _sampled(
     samples: Sequence[Sample], start: float, end: float, tz: dt.tzinfo | None
-) -> tuple[float, float, list[Interval], float, defaultdict[str, float], defaultdict[str, float]]:
+) -> tuple[float, float, list[Interval], float, float, defaultdict[str, float], defaultdict[str, float]]:
     """From one server's samples inside [start, end]: measured kWh, estimated kWh (on without a reading),
-    the spans they cover, the hours on among them, and measured and estimated kWh per day."""
-    measured = estimated = on_hours = 0.0
+    the spans they cover, the hours on among them, the kWh drawn while off, and measured and estimated kWh per day."""
+    measured = estimated = on_hours = off_kwh = 0.0
     covered: list[Interval] = []
     measured_days: defaultdict[str, float] = defaultdict(float)
     estimated_days: defaultdict[str, float] = defaultdict(float)
@@ -327,11 +336,13 @@ def _sampled(
             estimated += kwh
         if s.power == "On":
             on_hours += (b - a) / 3600
+        else:
+            off_kwh += kwh
         covered.append((a, b))
         days = measured_days if s.measured else estimated_days
         for day, hours in hours_by_day([(a, b)], tz).items():
             days[day] += kwh * hours * 3600 / (b - a)
-    return measured, estimated, covered, on_hours, measured_days, estimated_days
+    return measured, estimated, covered, on_hours, off_kwh, measured_days, estimated_days
 
 
 def watts_by_hour(samples: Sequence[Sample], since: float, hours: int) -> list[float | None]:

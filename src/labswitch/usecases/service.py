@@ -147,6 +147,14 @@ class Service:
                 return None
             return self._view[1].rows()
 
+    def lab_wide(self, run_id: str) -> str | None:
+        """What holds the whole of a run this service started, as the CLI's live view says it ("vCenter is starting:
+        waiting for its SOAP and REST APIs to answer (02:10)"); None: nothing does, or not this service's run."""
+        with self._view_lock:
+            if self._view is None or self._view[0] != run_id or self._view[1].finished_at is not None:
+                return None
+            return self._view[1].lab_wide()
+
     def summaries(self, limit: int = 50) -> list[tuple[RunRecord, list[StepRecord]]]:
         """The last runs, newest first, each with its steps (one read of the journal)."""
         with Journal.of(self.config) as journal:

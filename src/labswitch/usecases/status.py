@@ -11,8 +11,10 @@ from labswitch.bmc import Driver, Power
 from labswitch.config import Config
 from labswitch.errors import ConnectionFailed, LabswitchError
 from labswitch.journal import Journal
+from labswitch.plan import is_vcenter_vm
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
+from labswitch.usecases.power import vcenter_addresses
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,23 @@ class ClusterChangeStatus:
         return f"cluster {self.cluster}: {what} by labswitch's down (run {self.run_id}); `labswitch up` restores it"
 
 
+@dataclass(frozen=True)
+class VCenterStatus:
+    """vCenter as the lab shows it: "up" (it answered this read) or "off" (a whole-lab down stopped it); where it
+    runs when labswitch finds its VM in the lab (vcenter.vm, or the VM whose guest address is vCenter's)."""
+
+    state: str  # up | off
+    vm: str | None
+    host: str | None  # the server (or host) its VM is on
+
+    @property
+    def text(self) -> str:
+        where = f"VM {self.vm} on {self.host}" if self.vm and self.host else "its VM not found in this lab (it runs elsewhere)"
+        if self.state == "off":
+            return f"off: a whole-lab down stopped {where}; `labswitch up` starts it there first"
+        return f"up; {where}"
+
+
 CHANGE_TEXT = {"ha": "HA turned off", "vcls": "vCLS in retreat mode", "vsan-power": "vSAN cluster powered off"}
 
 
@@ -65,6 +84,7 @@ class StatusReport:
     vms: tuple[VMStatus, ...]
     notes: tuple[str, ...]
     cluster_changes: tuple[ClusterChangeStatus, ...] = ()
+    vcenter: VCenterStatus | None = None  # None: a lab without vCenter
 
     @property
     def unread(self) -> bool:
@@ -92,6 +112,7 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
             reading = side.submit(bmc.on_drivers, drivers, operation, config.policy.max_parallel)
         else:
             reading = side.submit(bmc.each, config, servers, operation)
+        vcenter_off = False
         try:
             with vsphere.lab(config) as vc:
                 snap = vc.snapshot()
@@ -99,7 +120,7 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
             off = _vcenter_off(config)  # after a whole-lab down: the BMCs and the journal still say where things are
             if off is None:
                 raise
-            snap = off
+            snap, vcenter_off = off, True
         outcomes = reading.result()
         power = bmc.power_states([replace(o, value=o.value[0]) if o.error is None else o for o in outcomes])
         draw = {o.server: o.value[1] for o in outcomes if o.error is None}
@@ -140,7 +161,21 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
     )
     with Journal.of(config) as journal:
         changes = tuple(ClusterChangeStatus(c.cluster_name, c.setting, c.previous, c.run_id, c.changed) for c in journal.pending_changes())
-    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes)
+        pending = journal.pending_whole_lab() if vcenter_off else None
+    if pending is not None:
+        center: VCenterStatus | None = VCenterStatus("off", pending.vcenter[0], pending.server)
+    else:
+        center = _vcenter_up(config, snap, display)
+    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes, vcenter=center)
+
+
+def _vcenter_up(config: Config, snap: Snapshot, display: Mapping[str, str]) -> VCenterStatus | None:
+    """vCenter answered: where its VM runs, if in this lab (None: a lab without vCenter)."""
+    if config.vcenter is None:
+        return None
+    addresses = vcenter_addresses(config.vcenter.https_url)
+    vm = next((v for v in snap.vms if is_vcenter_vm(v, config.vcenter.vm, addresses)), None)
+    return VCenterStatus("up", vm.name if vm else None, display.get(vm.host_moid or "") if vm else None)
 
 
 def readings(report: StatusReport, config: Config) -> dict[str, tuple[Power, float | None]]:
@@ -173,4 +208,5 @@ def as_json(report: StatusReport) -> dict[str, object]:
         hosts.append(entry)
     vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
     changes = [asdict(c) for c in report.cluster_changes]
-    return {"hosts": hosts, "vms": vms, "cluster_changes": changes, "notes": list(report.notes)}
+    center = asdict(report.vcenter) if report.vcenter else None
+    return {"hosts": hosts, "vms": vms, "cluster_changes": changes, "vcenter": center, "notes": list(report.notes)}

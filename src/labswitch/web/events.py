@@ -1,8 +1,9 @@
 """A run's steps as Server-Sent Events, read from the journal (the run's record, whoever started it):
-``event: run`` first, with the run's id, its journaled start (unix seconds: a page opened late counts from it) and
-whether it had finished already (a past run looked at),
+``event: run`` first, with the run's id, intent and groups, its journaled start (unix seconds: a page opened late
+counts from it) and whether it had finished already (a past run looked at),
 ``event: step`` per step as it is journaled, ``event: hosts`` with every host's row of the live view whenever one
-changed (a run this service started; its clocks tick each second), then ``event: end`` with the outcome and the run's
+changed (a run this service started; its clocks tick each second), ``event: wide`` with what holds the whole run
+when that changes (vCenter starting; null when nothing does), then ``event: end`` with the outcome and the run's
 seconds from start to finish."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def run_events(service: Service, run_id: str, pool: Pool) -> StreamingResponse:
     """The journal is read in ``pool``'s threads: the API's for /api, the page's for /ui."""
 
     async def stream() -> AsyncIterator[str]:
-        sent, rows, told = 0, "", False
+        sent, rows, wide, told = 0, "", "null", False
         while True:
             progress = await pool.call(functools.partial(service.progress, run_id))
             if progress is None:  # no such run (any more)
@@ -33,7 +34,14 @@ def run_events(service: Service, run_id: str, pool: Pool) -> StreamingResponse:
                 return
             if not told:
                 told = True
-                told_run = {"run_id": run_id, "started": progress.run.started, "finished": progress.finished}
+                run = progress.run
+                told_run = {
+                    "run_id": run_id,
+                    "intent": run.intent,
+                    "groups": list(run.groups),
+                    "started": run.started,
+                    "finished": progress.finished,
+                }
                 yield f"event: run\ndata: {json.dumps(told_run)}\n\n"
             for step in progress.steps[sent:]:
                 yield f"event: step\ndata: {json.dumps(serialise.step(step))}\n\n"
@@ -42,6 +50,9 @@ def run_events(service: Service, run_id: str, pool: Pool) -> StreamingResponse:
             if hosts is not None and (now := json.dumps([serialise.host_row(r) for r in hosts])) != rows:
                 rows = now
                 yield f"event: hosts\ndata: {rows}\n\n"
+            if (now := json.dumps(service.lab_wide(run_id))) != wide:
+                wide = now
+                yield f"event: wide\ndata: {wide}\n\n"
             if progress.finished:
                 run = progress.run
                 seconds = round((run.finished or run.started) - run.started, 1)
