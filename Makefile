@@ -14,7 +14,7 @@ VCSIM := labsim/bin/vcsim
 GOVMOMI := /usr/share/gocode/src/github.com/vmware/govmomi
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv labsim test lint typecheck unit demo bench docs clean
+.PHONY: all deps venv labsim test lint typecheck unit demo bench docs screenshots clean
 
 all: test
 
@@ -57,8 +57,8 @@ labsim: $(LABSIM) $(VCSIM)
 lint: venv deps
 	@out=$$(gofmt -l labsim); [ -z "$$out" ] || { echo "gofmt: not formatted: $$out (run gofmt -w labsim)"; exit 1; }
 	cd labsim && GOPATH=/usr/share/gocode GO111MODULE=off go vet . ./vcsim
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	shellcheck deploy/*.sh scripts/*.sh
 	$(VENV)/bin/hadolint Dockerfile
 
@@ -74,6 +74,10 @@ demo: venv labsim
 # The documentation site (docs/, mkdocs.yml) into site/; make test builds it too, with --strict.
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The page's pictures in the README and docs/, from a real run against labsim.
+screenshots: venv labsim
+	$(PY) scripts/screenshots.py
 
 bench: venv labsim
 	LABSIM_BIN=$(abspath $(LABSIM)) $(PY) bench/run.py

@@ -191,6 +191,20 @@ def test_log_in_confirm_in_the_sheet_and_follow_the_down_host_by_host(page_url: 
     phone.screenshot(path=str(tmp_path / "page-past-run-phone.png"), full_page=True)
     assert all(bmc_power(lab, s) == "Off" for s in PAYLOAD) and bmc_power(lab, "mgmt01") == "On"
     assert set(payload(vm_power(lab)).values()) == {"poweredOff"}
+    # every figure the page shows is what `status --json` and `history --json` say (the API gives the same JSON)
+    status = page_url.api("GET", "/api/status").json()
+    shown = phone.eval_on_selector_all(
+        "section.group tr[data-server]",
+        "rows => rows.map(r => [r.dataset.server, r.querySelector('td.power').dataset.power, +r.querySelector('td.vms-on').innerText])",
+    )
+    on = {
+        h["name"]: sum(1 for v in status["vms"] if v["host"] == h["name"] and v["power_state"] == "poweredOn" and not v["system"])
+        for h in status["hosts"]
+    }
+    assert sorted(shown) == sorted([h["name"], h["bmc_power"], on[h["name"]]] for h in status["hosts"]), shown
+    runs = page_url.api("GET", "/api/runs").json()
+    listed = phone.eval_on_selector_all("#runs tr", "rows => rows.map(r => r.querySelector('td:last-child').innerText)")
+    assert listed == [r["outcome"] for r in runs][: len(listed)] and listed, listed
 
 
 def test_a_page_opened_late_counts_from_the_runs_start(page_url: Console, browser: Browser) -> None:

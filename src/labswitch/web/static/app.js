@@ -345,6 +345,7 @@ function fillSheet(plan, intent) {
     row.appendChild(make("th", h.host)).scope = "row";
     cell(row, h.group);
     const vms = cell(row, String(h.vms.length + h.hard.length + h.left.length));
+    vms.appendChild(make("span", intent === "down" ? " VMs to stop" : " VMs to start", "phone-only"));
     vms.title = [...h.vms, ...h.hard, ...h.left].join(", ");
     if (h.hard.length) vms.appendChild(make("span", ` (${h.hard.length} hard power-off)`, "warn"));
     if (h.left.length) vms.appendChild(make("span", ` (${h.left.length} without Tools stay on)`, "bad"));
