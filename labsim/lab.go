@@ -202,7 +202,7 @@ func newLab(o options) (*Lab, error) {
 	for _, s := range l.servers {
 		s.power = "On"
 		if !s.wol && s.plug == nil {
-			if s.bmc, err = startBMC(l, s, tlsConf); err != nil {
+			if s.bmc, err = startBMC(l, s, tlsConf, l.opts.listen); err != nil {
 				return nil, err
 			}
 		}

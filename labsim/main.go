@@ -44,8 +44,12 @@ type options struct {
 	idleCPUMHz, busyCPUMHz                                            int
 }
 
-func parseFlags() options {
+func parseFlags() (options, pveOptions, bool) {
 	var o options
+	var p pveOptions
+	var proxmox bool
+	flag.BoolVar(&proxmox, "proxmox", false, "a Proxmox VE cluster instead of vSphere: nodes with BMCs, QEMU and LXC guests, HA, Ceph (--pve-* options)")
+	pveFlags(&p)
 	flag.StringVar(&o.vsphere, "vsphere", "8.0.3", "the vSphere release vCenter reports: 6.7, 7.0.3, 8.0.2, 8.0.3 (embedded vCLS) or 9.0")
 	flag.StringVar(&o.esxiVersions, "esxi-versions", "", "hosts running another ESXi release than vCenter's, NAME=VERSION,... (e.g. esx12=8.0.2: a mixed cluster)")
 	flag.BoolVar(&o.vclsRetreat, "vcls-retreat", false, "every cluster starts in vCLS retreat mode (what Broadcom recommends on 9.0)")
@@ -102,13 +106,17 @@ func parseFlags() options {
 	flag.BoolVar(&o.dnsVM, "dns-vm", false, "add VM 'dns01' beside vcsa: a VM vCenter needs (policy.vcenter_dependencies)")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()
-	return o
+	return o, p, proxmox
 }
 
 func main() {
 	log.SetFlags(0)
 	log.SetPrefix("labsim: ")
-	o := parseFlags()
+	o, p, proxmox := parseFlags()
+	if proxmox {
+		pveMain(o, p)
+		return
+	}
 	if o.noVCenter {
 		o.vcenterVMOn, o.noVCLS, o.ha = "none", true, false
 	}
@@ -139,6 +147,28 @@ func main() {
 	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
 	fmt.Printf("READY %s\n", lab.readyURL())
 
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	lab.close()
+}
+
+// pveMain serves a Proxmox VE cluster (--proxmox) until SIGTERM or SIGINT.
+func pveMain(o options, p pveOptions) {
+	start := time.Now()
+	lab, err := newPVELab(o, p)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := lab.writeOutputs(); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("Proxmox VE cluster %s: %d nodes, %d guests, ready in %s", p.cluster, len(lab.nodes), len(lab.guests), time.Since(start).Round(time.Millisecond))
+	for _, n := range lab.nodes {
+		fmt.Printf("NODE %s https://%s %s\n", n.name, n.api.addr, n.server.bmc.URL)
+	}
+	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
+	fmt.Printf("READY %s\n", lab.apiURL)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig

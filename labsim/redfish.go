@@ -16,8 +16,9 @@ import (
 
 // bmcServer is an iDRAC-shaped Redfish service for one server: the paths,
 // reset types, auth (basic and X-Auth-Token sessions) and 409s of an iDRAC.
+// It powers its server through machines: the vSphere lab's or the Proxmox lab's.
 type bmcServer struct {
-	lab      *Lab
+	lab      machines
 	server   *Server
 	srv      *http.Server
 	URL      string
@@ -35,8 +36,8 @@ const (
 
 var resetTypes = []string{"On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart", "PushPowerButton", "PowerCycle"}
 
-func startBMC(l *Lab, s *Server, conf *tls.Config) (*bmcServer, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(l.opts.listen, "0"))
+func startBMC(l machines, s *Server, conf *tls.Config, listen string) (*bmcServer, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(listen, "0"))
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +49,7 @@ func startBMC(l *Lab, s *Server, conf *tls.Config) (*bmcServer, error) {
 }
 
 func (b *bmcServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if b.lab.faults.bmcFault(b.server.Name, w, r) {
+	if b.lab.bmcFault(b.server.Name, w, r) {
 		return
 	}
 	path := strings.TrimSuffix(r.URL.Path, "/")
@@ -93,7 +94,7 @@ func (b *bmcServer) authorized(r *http.Request) bool {
 		defer b.mu.Unlock()
 		return b.sessions[tok]
 	}
-	if b.lab.opts.bmcNoBasicAuth {
+	if _, _, basic := b.lab.bmcLogin(); !basic {
 		return false // sessions only, as BMCs configured so (and some firmware) answer
 	}
 	u, p, ok := r.BasicAuth()
@@ -101,9 +102,9 @@ func (b *bmcServer) authorized(r *http.Request) bool {
 }
 
 func (b *bmcServer) credentialsOK(user, pass string) bool {
-	o := b.lab.opts
-	return subtle.ConstantTimeCompare([]byte(user), []byte(o.bmcUser)) == 1 &&
-		subtle.ConstantTimeCompare([]byte(pass), []byte(o.bmcPassword)) == 1
+	wantUser, wantPass, _ := b.lab.bmcLogin()
+	return subtle.ConstantTimeCompare([]byte(user), []byte(wantUser)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(pass), []byte(wantPass)) == 1
 }
 
 func (b *bmcServer) login(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,391 @@
+package main
+
+// labsim --proxmox: a Proxmox VE cluster of nodes (each a Server with an
+// iDRAC-shaped BMC, as in the vSphere lab) and guests (QEMU VMs and LXC
+// containers), with HA resources and Ceph. This file holds the state and how
+// power moves it; pve_api.go answers the API, pve_auth.go logs in, pve_tasks.go
+// runs UPID tasks, pve_outputs.go writes labswitch's config.
+//
+// What it simplifies (said again in the tests): one vote per node; Ceph is one
+// OSD per node in a pool of size 3, min_size 2, its placement groups counted as
+// one number; the HA manager applies a resource's requested state once a second
+// (no fencing, no recovery onto other nodes); nodes do not start their onboot
+// guests by themselves at boot (pve-guests); guests have no guest agent.
+
+import (
+	"fmt"
+	"math/rand"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+type pveGuest struct {
+	vmid     int
+	kind     string // qemu | lxc
+	name     string
+	node     string
+	status   string // running | stopped
+	onboot   bool
+	startup  string // "order=1,up=30,down=60", as the guest's config has it
+	tags     []string
+	hung     bool // ignores a shutdown request (--pve-hung)
+	shutdown time.Duration
+	epoch    int // bumped on every change of status: cancels a stale shutdown
+}
+
+type pveNode struct {
+	server *Server
+	name   string
+	ip     string
+	api    *gate // the node's own API port (8006): shut while the node is off or booting
+	online bool  // in the cluster (corosync) and its API answering
+	uptime time.Time
+}
+
+type pveLab struct {
+	opts       options
+	pve        pveOptions
+	mu         sync.Mutex
+	nodes      []*pveNode
+	guests     map[int]*pveGuest
+	ha         map[string]string // sid ("vm:100") -> requested state: started | stopped | disabled | ignored
+	ceph       bool
+	cephFlags  map[string]bool
+	cephSince  time.Time // when the OSDs last changed (peering takes a moment)
+	tasks      *pveTasks
+	auth       *pveAuth
+	faults     faults
+	thumbprint string
+	certPEM    []byte
+	apiURL     string // the first node's API
+	haEvery    time.Duration
+}
+
+type pveOptions struct {
+	nodes, guestsPerNode, mgmtNodes int
+	ceph, ha                        bool
+	lxcEvery                        int    // every Nth guest is an LXC container
+	password, tokenSecret           string // root@pam's password, and the secret of token root@pam!labswitch
+	hung                            string // guests that ignore a shutdown, NAME,...
+	cluster                         string
+}
+
+var cephFlagNames = []string{"nobackfill", "nodeep-scrub", "nodown", "noin", "noout", "norebalance", "norecover", "noscrub", "notieragent", "noup", "pause"}
+
+func newPVELab(o options, p pveOptions) (*pveLab, error) {
+	for _, secret := range []*string{&p.password, &p.tokenSecret, &o.bmcPassword} {
+		if *secret == "" {
+			*secret = randomSecret()
+		}
+	}
+	l := &pveLab{opts: o, pve: p, guests: map[int]*pveGuest{}, ha: map[string]string{}, ceph: p.ceph, cephFlags: map[string]bool{}, haEvery: time.Second}
+	l.tasks = newPVETasks(l)
+	l.auth = newPVEAuth(p.password, p.tokenSecret)
+	holder := &Lab{opts: o} // its TLS certificate, shared by every server of the lab
+	conf, err := holder.newTLS()
+	if err != nil {
+		return nil, err
+	}
+	l.thumbprint, l.certPEM = holder.thumbprint, holder.certPEM
+	api, err := l.serveAPI(conf)
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewSource(o.seed))
+	hung := map[string]bool{}
+	for _, name := range strings.Split(p.hung, ",") {
+		hung[strings.TrimSpace(name)] = true
+	}
+	vmid := 100
+	for i := 1; i <= p.nodes; i++ {
+		name := fmt.Sprintf("pve%d", i)
+		group := "payload"
+		if i <= p.mgmtNodes {
+			group = "mgmt"
+		}
+		s := &Server{Name: name, FQDN: name + ".lab.local", Group: group, ServiceTag: fmt.Sprintf("PVE%04d", i), power: "On", bootDelay: jitter(rng, o.hostBootDelay, o.hostBootJitter)}
+		front, err := newGate(o.listen, api)
+		if err != nil {
+			return nil, err
+		}
+		n := &pveNode{server: s, name: name, ip: fmt.Sprintf("10.0.0.%d", 10+i), api: front, online: true, uptime: time.Now()}
+		l.nodes = append(l.nodes, n)
+		if s.bmc, err = startBMC(l, s, conf, o.listen); err != nil {
+			return nil, err
+		}
+		for g := 1; g <= p.guestsPerNode; g++ {
+			kind, gname := "qemu", fmt.Sprintf("%s-vm%02d", name, g)
+			if p.lxcEvery > 0 && g%p.lxcEvery == 0 {
+				kind, gname = "lxc", fmt.Sprintf("%s-ct%02d", name, g)
+			}
+			guest := &pveGuest{vmid: vmid, kind: kind, name: gname, node: name, status: "running", hung: hung[gname],
+				shutdown: jitter(rng, o.guestShutdownDelay, o.guestShutdownJitter)}
+			// the first guests of every node start at boot, in order; the last one is a scratch guest
+			if g < p.guestsPerNode || p.guestsPerNode == 1 {
+				guest.onboot = true
+				guest.startup = fmt.Sprintf("order=%d,up=1", g)
+				guest.tags = []string{"lab"}
+			} else {
+				guest.tags = []string{"scratch"}
+			}
+			if p.ha && g == 1 {
+				l.ha[fmt.Sprintf("vm:%d", vmid)] = "started"
+			}
+			l.guests[vmid] = guest
+			vmid++
+		}
+	}
+	l.apiURL = "https://" + l.nodes[0].api.addr
+	go l.haManager()
+	return l, nil
+}
+
+func (l *pveLab) node(name string) *pveNode {
+	for _, n := range l.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (l *pveLab) nodeOf(s *Server) *pveNode {
+	for _, n := range l.nodes {
+		if n.server == s {
+			return n
+		}
+	}
+	return nil
+}
+
+// quorate: more than half the votes (one per node) are online. Call with l.mu held.
+func (l *pveLab) quorate() bool {
+	online := 0
+	for _, n := range l.nodes {
+		if n.online {
+			online++
+		}
+	}
+	return online*2 > len(l.nodes)
+}
+
+// -- power: what a BMC or the API does to a node --------------------------------------------
+
+func (l *pveLab) powerOn(s *Server) bool {
+	s.mu.Lock()
+	if s.power == "On" {
+		s.mu.Unlock()
+		return false
+	}
+	s.power, s.changed = "On", time.Now()
+	s.epoch++
+	epoch := s.epoch
+	s.mu.Unlock()
+	time.AfterFunc(s.bootDelay, func() { // booted: corosync joins, the API answers
+		if s.stillAt(epoch) {
+			n := l.nodeOf(s)
+			if err := n.api.open(); err != nil {
+				return
+			}
+			l.mu.Lock()
+			n.online, n.uptime = true, time.Now()
+			l.cephSince = time.Now()
+			l.mu.Unlock()
+		}
+	})
+	return true
+}
+
+func (l *pveLab) powerOff(s *Server) bool {
+	s.mu.Lock()
+	if s.power == "Off" {
+		s.mu.Unlock()
+		return false
+	}
+	s.power, s.changed = "Off", time.Now()
+	s.epoch++
+	s.mu.Unlock()
+	n := l.nodeOf(s)
+	n.api.shut()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n.online = false
+	l.cephSince = time.Now()
+	for _, g := range l.guests {
+		if g.node == n.name && g.status == "running" {
+			g.status = "stopped" // the power is gone: so are its guests
+			g.epoch++
+		}
+	}
+	return true
+}
+
+// shutdown: the node's OS shuts down (API command, or the BMC's ACPI button): its
+// running guests are stopped, then it goes off after --host-shutdown-delay.
+func (l *pveLab) shutdown(s *Server, thenBoot bool) bool {
+	s.mu.Lock()
+	if s.power == "Off" {
+		s.mu.Unlock()
+		return false
+	}
+	epoch := s.epoch
+	s.mu.Unlock()
+	time.AfterFunc(l.opts.hostShutdownDelay, func() {
+		if s.stillAt(epoch) && l.powerOff(s) && thenBoot {
+			l.powerOn(s)
+		}
+	})
+	return true
+}
+
+func (s *Server) stillAt(epoch int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.epoch == epoch
+}
+
+// serverWatts: a node idles near 90 W; each running guest adds a little; off is off.
+func (l *pveLab) serverWatts(s *Server) int {
+	if s.powerState() != "On" {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, running := l.nodeOf(s), 0
+	for _, g := range l.guests {
+		if g.node == n.name && g.status == "running" {
+			running++
+		}
+	}
+	return 90 + 4*running
+}
+
+func (l *pveLab) bmcFault(server string, w http.ResponseWriter, r *http.Request) bool {
+	return l.faults.bmcFault(server, w, r)
+}
+
+func (l *pveLab) bmcLogin() (string, string, bool) {
+	return l.opts.bmcUser, l.opts.bmcPassword, !l.opts.bmcNoBasicAuth
+}
+
+// -- guests ------------------------------------------------------------------------------------
+
+// startGuest: running at once (a guest's boot is not modelled).
+func (l *pveLab) startGuest(g *pveGuest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g.status = "running"
+	g.epoch++
+}
+
+// shutdownGuest: stopped after its shutdown delay, unless it ignores the request; done() is told either way.
+func (l *pveLab) shutdownGuest(g *pveGuest, timeout time.Duration, done func(error)) {
+	l.mu.Lock()
+	epoch, hung, delay := g.epoch, g.hung || l.faults.get("vm:"+g.name) == "ignore-shutdown", g.shutdown
+	l.mu.Unlock()
+	if hung {
+		time.AfterFunc(timeout, func() { done(fmt.Errorf("VM %d quit/powerdown failed - got timeout", g.vmid)) })
+		return
+	}
+	time.AfterFunc(delay, func() {
+		l.mu.Lock()
+		if g.epoch == epoch && g.status == "running" {
+			g.status = "stopped"
+			g.epoch++
+		}
+		l.mu.Unlock()
+		done(nil)
+	})
+}
+
+func (l *pveLab) stopGuest(g *pveGuest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	g.status = "stopped"
+	g.epoch++
+}
+
+// haManager: every HA resource's requested state applied, once a second, while the cluster is quorate.
+func (l *pveLab) haManager() {
+	for range time.Tick(l.haEvery) {
+		l.mu.Lock()
+		if l.quorate() {
+			for sid, state := range l.ha {
+				var vmid int
+				if _, err := fmt.Sscanf(sid, "vm:%d", &vmid); err != nil {
+					continue
+				}
+				g := l.guests[vmid]
+				n := l.node(g.node)
+				switch {
+				case state == "started" && g.status != "running" && n.online:
+					g.status = "running"
+					g.epoch++
+				case (state == "stopped" || state == "disabled") && g.status == "running":
+					g.status = "stopped"
+					g.epoch++
+				}
+			}
+		}
+		l.mu.Unlock()
+	}
+}
+
+// -- Ceph: one OSD per node, a pool of size 3, min_size 2 ---------------------------------------
+
+// cephPGs: how the placement groups stand now. Call with l.mu held.
+func (l *pveLab) cephPGs() (state string, health string) {
+	up := 0
+	for _, n := range l.nodes {
+		if n.online {
+			up++
+		}
+	}
+	want := len(l.nodes)
+	if want > 3 {
+		want = 3
+	}
+	peering := time.Since(l.cephSince) < 1500*time.Millisecond
+	flags := []string{}
+	for _, name := range cephFlagNames {
+		if l.cephFlags[name] {
+			flags = append(flags, name)
+		}
+	}
+	health = "HEALTH_OK"
+	if len(flags) > 0 {
+		health = "HEALTH_WARN"
+	}
+	switch {
+	case up < 2:
+		return "undersized+degraded+peered", "HEALTH_WARN"
+	case peering:
+		return "peering", "HEALTH_WARN"
+	case up < want:
+		return "active+undersized+degraded", "HEALTH_WARN"
+	}
+	return "active+clean", health
+}
+
+func (l *pveLab) guestList() []*pveGuest {
+	out := make([]*pveGuest, 0, len(l.guests))
+	for _, g := range l.guests {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].vmid < out[j].vmid })
+	return out
+}
+
+func (l *pveLab) close() {
+	for _, n := range l.nodes {
+		n.api.shut()
+		if n.server.bmc != nil {
+			_ = n.server.bmc.srv.Close()
+		}
+	}
+}
+
+var _ machines = (*pveLab)(nil)

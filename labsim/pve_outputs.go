@@ -1,0 +1,67 @@
+package main
+
+// What labsim --proxmox prints and writes: the secrets (as export lines and an
+// env file), the certificate, and a ready labswitch config for the cluster.
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+const (
+	envPVEPassword = "LABSIM_PVE_PASSWORD"
+	envPVEToken    = "LABSIM_PVE_TOKEN"
+)
+
+// pveFlags: the --pve-* options (only read with --proxmox).
+func pveFlags(p *pveOptions) {
+	flag.IntVar(&p.nodes, "pve-nodes", 3, "--proxmox: nodes in the cluster (one vote each)")
+	flag.IntVar(&p.guestsPerNode, "pve-guests", 3, "--proxmox: guests per node (the first ones start at boot, in order; the last is a scratch guest)")
+	flag.IntVar(&p.mgmtNodes, "pve-mgmt-nodes", 0, "--proxmox: the first N nodes are group mgmt (always on); the rest payload")
+	flag.BoolVar(&p.ceph, "pve-ceph", false, "--proxmox: the cluster runs Ceph (one OSD per node, size 3, min_size 2)")
+	flag.BoolVar(&p.ha, "pve-ha", false, "--proxmox: each node's first guest is an HA resource (requested state started)")
+	flag.IntVar(&p.lxcEvery, "pve-lxc-every", 2, "--proxmox: every Nth guest of a node is an LXC container (0: none)")
+	flag.StringVar(&p.password, "pve-password", "", "--proxmox: root@pam's password (random when empty; printed)")
+	flag.StringVar(&p.tokenSecret, "pve-token-secret", "", "--proxmox: the secret of API token root@pam!labswitch (random when empty; printed)")
+	flag.StringVar(&p.hung, "pve-hung", "", "--proxmox: guests that ignore a shutdown request, NAME,...")
+	flag.StringVar(&p.cluster, "pve-cluster", "lab", "--proxmox: the cluster's name")
+}
+
+func (l *pveLab) writeOutputs() error {
+	secrets := fmt.Sprintf("%s=%s\n%s=%s\n%s=%s\n", envPVEPassword, l.pve.password, envPVEToken, l.pve.tokenSecret, envBMCPassword, l.opts.bmcPassword)
+	for _, line := range strings.Split(strings.TrimSpace(secrets), "\n") {
+		fmt.Printf("export %s\n", line)
+	}
+	if l.opts.secretsFile != "" {
+		if err := os.WriteFile(l.opts.secretsFile, []byte(secrets), 0o600); err != nil {
+			return err
+		}
+	}
+	if l.opts.certOut != "" {
+		if err := os.WriteFile(l.opts.certOut, l.certPEM, 0o644); err != nil {
+			return err
+		}
+	}
+	if l.opts.writeConfig != "" {
+		return os.WriteFile(l.opts.writeConfig, []byte(l.config()), 0o644)
+	}
+	return nil
+}
+
+func (l *pveLab) config() string {
+	var b strings.Builder
+	tls := fmt.Sprintf(`{ thumbprint = "%s" }`, l.thumbprint)
+	fmt.Fprintf(&b, "# labswitch configuration for a labsim Proxmox VE cluster (written by labsim --proxmox --write-config).\n")
+	fmt.Fprintf(&b, "# Secrets are environment references; labsim printed their values.\n\n")
+	fmt.Fprintf(&b, "[proxmox]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.apiURL, pveUser, envPVEPassword, tls)
+	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
+	for _, n := range l.nodes {
+		s := n.server
+		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nnode = %q\ngroup = %q\nproxmox_url = %q\n", s.Name, n.name, s.Group, "https://"+n.api.addr)
+		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
+			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
+	}
+	return b.String()
+}
