@@ -62,6 +62,10 @@ class VSphereError(EndpointError):
     """vCenter answered a call with a fault."""
 
 
+class ProxmoxError(EndpointError):
+    """A Proxmox VE API answered a call with an error."""
+
+
 class BMCError(EndpointError):
     """A BMC answered a request with an error."""
 

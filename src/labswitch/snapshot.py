@@ -37,6 +37,7 @@ class HostInfo:
     sgx_state: str | None = None  # vSphere 7.0+: notPresent | enabled | disabledBIOS | ...; None: not reported
     cluster_moid: str | None = None
     esxi_version: str | None = None  # config.product.version, "8.0.3"; None: not reported
+    address: str | None = None  # Proxmox VE: the node's cluster address (corosync ring 0)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class ClusterInfo:
     vsan: bool = False  # configurationEx.vsanConfigInfo.enabled
     vcls: str | None = None  # vCenter option config.vcls.clusters.<moid>.enabled as set ("true"/"false"); None: not set (enabled)
     vsan_power: str | None = None  # vSAN's cluster power status (clusterPoweredOn | clusterPoweredOff ...); None: not read
+    # Proxmox VE:
+    ceph: bool = False  # the cluster runs Ceph
+    ceph_flags: tuple[str, ...] = ()  # the OSD flags set now (noout, ...)
+    ha_resources: tuple[tuple[str, str], ...] = ()  # (sid "vm:100", requested state: started | stopped | disabled | ignored)
+    votes: int = 0  # corosync's expected votes (one per node); 0: not a Proxmox VE cluster
+    quorate: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,7 @@ class Snapshot:
     notes: tuple[str, ...] = field(default=())  # what could not be read, said once
     api_version: str = ""  # vCenter's API version, e.g. "7.0.3.0"
     clusters: tuple[ClusterInfo, ...] = ()
+    platform: str = "vsphere"  # vsphere | proxmox
 
     def host_by_name(self, name: str) -> HostInfo | None:
         """By vCenter name, or by short name when unambiguous ("esx11" for "esx11.lab.local")."""

@@ -297,6 +297,6 @@ def _notes_and_refusals(plan: Plan) -> None:
 
 
 def endpoint_label(endpoint: str) -> str:
-    """What a step goes through, in words: vCenter, a server's BMC, or a host's own API."""
+    """What a step goes through, in words: vCenter, a server's BMC, a host's own API, or Proxmox VE's API."""
     kind, _, server = endpoint.partition(":")
-    return {"bmc": f"BMC {server}", "esxi": f"host {server} directly"}.get(kind, "vCenter")
+    return {"bmc": f"BMC {server}", "esxi": f"host {server} directly", "proxmox": "Proxmox VE API"}.get(kind, "vCenter")

@@ -50,6 +50,8 @@ def status_command(
         show(report, vms if vms is not None else len(report.vms) <= VM_TABLE_UP_TO)
     if report.vcenter is not None and not json_out:
         render.stdout.print(f"vCenter: {report.vcenter.text}", markup=False, highlight=False)
+    for cluster in report.clusters if not json_out else ():
+        render.stdout.print(cluster.text, markup=False, highlight=False)
     for note in report.notes:
         render.note(note)
     for change in report.cluster_changes:

@@ -85,6 +85,14 @@ def _resolve_secrets(config: models.Config, source: str, service: bool) -> model
         update["ups"] = config.ups.model_copy(update={"password": secret(config.ups.password, "ups.password")})
     if config.esxi is not None:
         update["esxi"] = config.esxi.model_copy(update={"password": secret(config.esxi.password, "esxi.password")})
+    if config.proxmox is not None:
+        pve = config.proxmox
+        update["proxmox"] = pve.model_copy(
+            update={
+                "password": secret(pve.password, "proxmox.password") if pve.password is not None else None,
+                "token_secret": secret(pve.token_secret, "proxmox.token_secret") if pve.token_secret is not None else None,
+            }
+        )
     return config.model_copy(update=update)
 
 

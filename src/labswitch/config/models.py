@@ -117,6 +117,35 @@ class VCenter(Strict):
         return f"{parts.scheme}://{parts.netloc}{parts.path if parts.path not in ('', '/') else '/sdk'}"
 
 
+class Proxmox(Strict):
+    """A Proxmox VE cluster's API: a node's URL (any node answers for the whole cluster; each server's proxmox_url is
+    tried when it does not), and a login: user@realm with a password (a ticket, with its CSRF token on writes), or an
+    API token (token = "user@realm!name" with token_secret)."""
+
+    url: Address
+    user: Annotated[str, Field(min_length=1, pattern=r"^[^@\s]+@[^@\s!]+$")] = "root@pam"
+    password: Secret | None = None
+    token: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s!]+![A-Za-z][A-Za-z0-9._-]*$")] | None = None
+    token_secret: Secret | None = None
+    tls: TLS = TLS()
+    timeout: PositiveSeconds = 30.0
+
+    @model_validator(mode="after")
+    def _one_login(self) -> Proxmox:
+        if (self.token is None) != (self.token_secret is None):
+            raise ValueError('an API token needs both token = "user@realm!name" and token_secret')
+        if (self.password is None) == (self.token is None):
+            raise ValueError("give password (for user), or token and token_secret: one of the two")
+        return self
+
+    @property
+    def https_url(self) -> str:
+        """The API's base: https://host:8006 for a bare host (Proxmox VE's port)."""
+        url = self.url if "://" in self.url else f"https://{self.url}"
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}:{parts.port or 8006}"
+
+
 class ESXi(Strict):
     """The login for talking to ESXi hosts directly (whole-lab cycle; labs without vCenter)."""
 
@@ -312,7 +341,9 @@ class Appliance(Strict):
 
 class Server(Strict):
     name: Annotated[str, Field(min_length=1)]
-    esxi: Annotated[str, Field(min_length=1)]  # the host's name in vCenter (and its address)
+    esxi: Annotated[str, Field(min_length=1)]  # the host's name in vCenter (and its address); a Proxmox node's: its node name
+    node: Annotated[str, Field(min_length=1)] | None = None  # Proxmox VE: the node's name in the cluster
+    proxmox_url: Address | None = None  # Proxmox VE: the node's own API (https://host:8006), tried when [proxmox] url does not answer
     group: Annotated[str, Field(min_length=1)]
     bmc: Annotated[BMC | WakeOnLan | Plug, Field(discriminator="driver")]  # what powers it on and off
     meter: Plug | None = None  # a plug that measures it (its BMC reports no watts, or there is none)
@@ -321,6 +352,14 @@ class Server(Strict):
     esxi_user: Annotated[str, Field(min_length=1)] | None = None
     esxi_password: Secret | None = None
     esxi_tls: TLS | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _node_names_the_host(cls, data: Any) -> Any:
+        """A Proxmox VE server names its node (node = "pve1"); its host's name is the node's."""
+        if isinstance(data, dict) and "node" in data and "esxi" not in data:
+            return {**data, "esxi": data["node"]}
+        return data
 
     @property
     def direct_url(self) -> str:
@@ -353,6 +392,8 @@ class Policy(Strict):
     vcls_timeout: PositiveSeconds = 180.0  # a cluster's vCLS agents gone after retreat mode, or running again after it
     vcenter_dependencies: list[str] = []  # VM name globs vCenter needs (DNS, directory): started before it, stopped after it
     vcenter_boot_timeout: PositiveSeconds = 1200.0  # whole-lab up: from vCenter's VM started to its SOAP and REST APIs answering
+    stop_last: list[str] = []  # Proxmox VE: guest name globs the others need (a backup server, a storage VM): stopped last, started first
+    ceph_ready_timeout: PositiveSeconds = 600.0  # Proxmox VE up: from the flags cleared to every placement group active
     idle_down_after: Duration | None = None  # `serve`: a group idle this long goes down (off: None), e.g. "3h"
     idle_cpu_mhz: Annotated[float, Field(gt=0)] = 100.0  # a VM using less CPU than this (quickStats.overallCpuUsage) is idle
 
@@ -382,6 +423,7 @@ class Energy(Strict):
 class Config(Strict):
     state_dir: str | None = None
     vcenter: VCenter | None = None  # None: a lab of standalone ESXi hosts, reached through [esxi]
+    proxmox: Proxmox | None = None  # a Proxmox VE cluster instead of vSphere
     policy: Policy = Policy()
     groups: dict[str, Group] = {}
     servers: list[Server] = []
@@ -395,10 +437,18 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
-        if self.vcenter is None and self.esxi is None:
+        if self.proxmox is not None and (self.vcenter is not None or self.esxi is not None):
+            raise ValueError("[proxmox] and [vcenter]/[esxi] in one config: a config drives one lab; split it in two")
+        if self.vcenter is None and self.esxi is None and self.proxmox is None:
             raise ValueError(
-                "no [vcenter] and no [esxi]: add [vcenter] (url, user, password), or [esxi] (user, password) for standalone hosts"
+                "no [vcenter], [esxi] or [proxmox]: add [vcenter] (url, user, password), [esxi] (user, password) for standalone "
+                "hosts, or [proxmox] (url, user and password or token) for a Proxmox VE cluster"
             )
+        for i, server in enumerate(self.servers):
+            if self.proxmox is not None and server.node is None:
+                raise ValueError(f'servers[{i}]: a Proxmox VE server names its node: node = "{server.name}"')
+            if self.proxmox is None and (server.node is not None or server.proxmox_url is not None):
+                raise ValueError(f"servers[{i}]: node and proxmox_url are for a Proxmox VE lab; add [proxmox] or remove them")
         for name in self.ups.groups if self.ups else []:
             if name not in self.groups:
                 raise ValueError(f"ups.groups: unknown group {name!r} (groups: {', '.join(sorted(self.groups)) or 'none'})")
@@ -421,7 +471,9 @@ class Config(Strict):
         return self
 
     def need_vcenter(self, what: str) -> VCenter:
-        """[vcenter], for what works only through vCenter; a lab of standalone hosts gets one clear line."""
+        """[vcenter], for what works only through vCenter; a lab of standalone hosts (or a Proxmox VE one) gets one clear line."""
+        if self.proxmox is not None:
+            raise ConfigError(f"{what} is for vSphere; this config drives a Proxmox VE cluster ([proxmox]): nothing to do there")
         if self.vcenter is None:
             raise ConfigError(f"{what} works through vCenter; this config has [esxi] and no [vcenter]: add [vcenter] to use it")
         return self.vcenter
@@ -438,4 +490,6 @@ class Config(Strict):
         if self.vcenter is not None:
             parts = urlsplit(self.vcenter.https_url)
             return f"vcenter {parts.scheme}://{parts.netloc.lower()}"
+        if self.proxmox is not None:
+            return "proxmox " + ",".join(sorted((s.node or s.esxi).lower() for s in self.servers))
         return "hosts " + ",".join(sorted(s.esxi.lower() for s in self.servers))

@@ -23,7 +23,7 @@ from labswitch.bmc import Power
 from labswitch.bmc.grouped import grouped
 from labswitch.config import Config, Server
 from labswitch.errors import UnknownName, shown
-from labswitch.plan import clusters
+from labswitch.plan import clusters, proxmox
 from labswitch.plan.actions import REGISTRY, VM_ACTIONS, Effect, Spec, Subject, slow_after, spec
 from labswitch.plan.down import _down
 from labswitch.plan.model import VCENTER, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, direct, esxi
@@ -53,6 +53,7 @@ __all__ = [
     "esxi",
     "is_vcenter_vm",
     "make_plan",
+    "make_proxmox_plan",
     "make_reboot_plan",
     "slow_after",
     "spec",
@@ -124,6 +125,27 @@ def make_plan(
         waves=waves,
         vcenter_host=vcenter_host,
     )
+
+
+def make_proxmox_plan(
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    intent: Intent,
+    groups: Sequence[str],
+    skip_unreachable: bool = False,
+    tag: str | None = None,
+) -> Plan:
+    """A Proxmox VE lab's plan (plan.proxmox), with the refusals every platform shares: always_on groups, BMCs that
+    do not answer."""
+    refusals: list[str] = []
+    notes: list[str] = []
+    if intent is Intent.DOWN:
+        for name in groups:
+            if config.groups[name].always_on:
+                refusals.append(f"group {name} is always_on; it is never switched off (set always_on = false to allow it)")
+    servers = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
+    return proxmox.make_plan(snap, config, facts, intent, groups, servers, refusals, notes, tag)
 
 
 def _reachable(

@@ -101,6 +101,15 @@ REGISTRY: Mapping[Action, Spec] = {
     Action.VSAN_POWER_ON: Spec(
         "clusters.vsan_power_on", Subject.CLUSTER, "vSAN cluster power-on", "vSAN cluster power-on", privileges=_VSAN
     ),
+    Action.PVE_HA_IGNORE: Spec("proxmox.ha_ignore", Subject.CLUSTER, "setting HA resources to ignored", "HA resources ignored"),
+    Action.PVE_HA_RESTORE: Spec("proxmox.ha_restore", Subject.CLUSTER, "restoring HA resources", "HA resources restored"),
+    Action.CEPH_FLAGS_SET: Spec(
+        "proxmox.ceph_flags_set", Subject.CLUSTER, "setting Ceph's flags", "Ceph noout, norebalance, nobackfill, norecover"
+    ),
+    Action.CEPH_FLAGS_CLEAR: Spec("proxmox.ceph_flags_clear", Subject.CLUSTER, "clearing Ceph's flags", "Ceph flags cleared"),
+    Action.CEPH_READY: Spec(
+        "proxmox.ceph_ready", Subject.CLUSTER, "waiting for Ceph's placement groups", "Ceph ready for I/O", timeout="ceph_ready_timeout"
+    ),
     Action.WAVE_READY: Spec("waves.wave_ready", Subject.BARRIER, "waiting for the wave"),
     Action.WAIT_VCENTER: Spec("vcenter.wait_vcenter", Subject.BARRIER, "waiting for vCenter to answer"),
     Action.L1TF_MITIGATE: Spec("fixes.l1tf_mitigate", Subject.HOST, "setting the L1TF mitigation", "L1TF mitigation"),

@@ -43,6 +43,12 @@ class Action(enum.StrEnum):
     VSAN_POWER_ON = "vsan-power-on"
     RESTORE_HA = "restore-ha"
     VCLS_RESTORE = "vcls-restore"
+    # A Proxmox VE cluster's (plan.proxmox; journaled; up restores them):
+    PVE_HA_IGNORE = "ha-ignore"  # every HA resource's requested state recorded, then set to ignored
+    PVE_HA_RESTORE = "ha-restore"
+    CEPH_FLAGS_SET = "ceph-flags-set"  # noout, norebalance, nobackfill, norecover (the flags set before, recorded)
+    CEPH_FLAGS_CLEAR = "ceph-flags-clear"
+    CEPH_READY = "ceph-ready"  # every placement group active: guests' I/O is served
     # A whole lab, vCenter included (plan.whole_lab):
     WAIT_TOOLS = "wait-tools"  # a VM's tools running (a vCenter dependency, before the next VM starts)
     WAIT_VCENTER = "wait-vcenter"  # vCenter's SOAP and REST APIs answering after its VM started

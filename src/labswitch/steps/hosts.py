@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from labswitch.plan import Status, Step
+from labswitch.plan.proxmox import API as PROXMOX
 from labswitch.steps import Context, Report, attempt, settle, wait_each
 
 
@@ -36,12 +37,13 @@ def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
 
 def shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
+    system, api = ("the node", "Proxmox VE's") if steps[0].endpoint == PROXMOX else ("ESXi", "vSphere")
     for step in steps:
         error = attempt(port.shutdown_host, step.moid or "", ctx.policy.maintenance_timeout)
         if error is None:
-            report(step, Status.OK, "ESXi shutting down")
+            report(step, Status.OK, f"{system} shutting down")
         else:
-            report(step, Status.FAILED, f"vSphere shutdown failed ({error}); the BMC takes over")
+            report(step, Status.FAILED, f"{api} shutdown failed ({error}); the BMC takes over")
 
 
 def reboot(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -60,5 +62,5 @@ def reboot(steps: list[Step], ctx: Context, report: Report) -> None:
 def wait_connected(steps: list[Step], ctx: Context, report: Report) -> None:
     """Until each host is connected to vCenter (without vCenter: its own API answers)."""
     timeout = ctx.policy.host_connect_timeout
-    where = "to vCenter" if steps[0].endpoint == "vcenter" else "(its API does not answer)"
+    where = {"vcenter": "to vCenter", PROXMOX: "in the cluster with its API answering"}.get(steps[0].endpoint, "(its API does not answer)")
     wait_each(steps, ctx, report, "connected", timeout, "connected", f"not connected {where} after {timeout:.0f}s")

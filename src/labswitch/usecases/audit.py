@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from labswitch import audits, vsphere
 from labswitch.audits import Finding, multiwriter
 from labswitch.config import Config
+from labswitch.platform import need_vsphere
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class AuditReport:
 
 
 def audit(config: Config, checks: Sequence[str]) -> AuditReport:
+    need_vsphere(config, "labswitch audit (L1TF, CBT + UNMAP, multi-writer, SGX)")
     selected = audits.select(checks)  # a bad check name fails before any connection
     with vsphere.lab(config) as vc:
         snap = vc.audit_snapshot()
@@ -26,6 +28,7 @@ def audit(config: Config, checks: Sequence[str]) -> AuditReport:
 
 
 def placement(config: Config, vm: str, host: str) -> multiwriter.Placement:
+    need_vsphere(config, "labswitch check placement")
     with vsphere.lab(config) as vc:
         snap = vc.audit_snapshot()
     return multiwriter.placement(snap, vm, host)

@@ -9,18 +9,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from labswitch import lock, vsphere
+from labswitch import lock, platform, vsphere
 from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
 from labswitch.config import Config, VCenter
 from labswitch.errors import ConfigError, ConnectionFailed, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, state_base
-from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, target_groups, through_hosts, whole_lab
+from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, make_proxmox_plan, target_groups, through_hosts, whole_lab
 from labswitch.run import EventSink, Runner
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc, lifecycle
 from labswitch.usecases.lifecycle import Outcome
 from labswitch.vsphere import session as vsphere_session
+from labswitch.vsphere.port import LabPort
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,7 @@ def _execute(
             journal,
             plan,
             confirm,
-            lambda run_id: Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel),
+            lambda run_id: Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel, port=_port_of(vc, cancel)),
             on_event,
             held,
             request.reason,
@@ -192,9 +193,7 @@ def _execute(
 
 
 @contextlib.contextmanager
-def _session(
-    config: Config, request: Request
-) -> Iterator[tuple[Plan, vsphere.VSphere | vsphere.Standalone, dict[str, Driver], Snapshot, Journal]]:
+def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.Lab, dict[str, Driver], Snapshot, Journal]]:
     groups = target_groups(config, request.groups, request.intent)
     if request.tag:
         config = config.model_copy(update={"policy": config.policy.model_copy(update={"startup_tag": request.tag})})
@@ -205,8 +204,9 @@ def _session(
         ThreadPoolExecutor(max_workers=1) as side,  # the BMCs are read while vCenter (or the hosts) are
     ):
         reading = side.submit(bmc.on_drivers, drivers, lambda d: d.power_state(), config.policy.max_parallel)
-        with vsphere.lab(config) as vc:
-            tags = request.intent is Intent.UP and not request.restore and not config.policy.startup_from_autostart
+        with platform.lab(config) as vc:
+            proxmox = config.proxmox is not None
+            tags = request.intent is Intent.UP and not request.restore and not config.policy.startup_from_autostart and not proxmox
             snap = vc.snapshot(tags_required=tags)
             power = bmc.power_states(reading.result())
             facts = Facts(
@@ -217,22 +217,27 @@ def _session(
                 restore=_restore_set(journal, groups) if request.restore else None,
                 changed=changed_settings(journal),
             )
-            plan = make_plan(
-                snap,
-                config,
-                facts,
-                request.intent,
-                groups,
-                request.skip_unreachable,
-                request.pipeline,
-                request.vsan_no_action,
-                request.whole_lab,
-                cluster_barrier=request.cluster_barrier,
-            )
-            if config.vcenter is None:
+            if proxmox:
+                plan = make_proxmox_plan(snap, config, facts, request.intent, groups, request.skip_unreachable, request.tag)
+                if request.intent is Intent.UP and not request.restore and not request.tag:
+                    plan = _what_up_leaves_off(plan, journal, groups, "those that start at boot")
+            else:
+                plan = make_plan(
+                    snap,
+                    config,
+                    facts,
+                    request.intent,
+                    groups,
+                    request.skip_unreachable,
+                    request.pipeline,
+                    request.vsan_no_action,
+                    request.whole_lab,
+                    cluster_barrier=request.cluster_barrier,
+                )
+            if config.vcenter is None and not proxmox:
                 plan = through_hosts(plan)
             if tags:
-                plan = _what_up_leaves_off(plan, journal, groups, config.policy.startup_tag)
+                plan = _what_up_leaves_off(plan, journal, groups, f"tag {config.policy.startup_tag}")
             if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
                 _check_host_login(config, plan.vcenter_host.server)
             yield (
@@ -244,6 +249,13 @@ def _session(
             )
 
 
+def _port_of(vc: platform.Lab, cancel: Cancel | None) -> LabPort | None:
+    """A Proxmox VE lab's run goes through its port; vSphere's Runner makes its own from vCenter's actions."""
+    from labswitch.proxmox import Proxmox
+
+    return vc.port(cancel or Cancel()) if isinstance(vc, Proxmox) else None
+
+
 def _check_host_login(config: Config, server_name: str) -> None:
     """A whole-lab down ends through vCenter's host: its login is tried before anything changes (a wrong
     password or an untrusted certificate is an error now, not once the rest of the lab is off)."""
@@ -253,7 +265,7 @@ def _check_host_login(config: Config, server_name: str) -> None:
     vsphere_session.close_session(vsphere_session.open_session(login), login.where)
 
 
-def _privileges(plan: Plan, vc: vsphere.VSphere | vsphere.Standalone, snap: Snapshot) -> Plan:
+def _privileges(plan: Plan, vc: platform.Lab, snap: Snapshot) -> Plan:
     """A down whose cluster changes the vCenter user may not make is refused before it starts."""
     needed = clusters.privileges_needed(plan.steps)
     if not needed:
@@ -287,7 +299,7 @@ def changed_settings(journal: Journal) -> dict[str, frozenset[str]]:
     return {moid: frozenset(settings) for moid, settings in out.items()}
 
 
-def _what_up_leaves_off(plan: Plan, journal: Journal, groups: Sequence[str], tag: str) -> Plan:
+def _what_up_leaves_off(plan: Plan, journal: Journal, groups: Sequence[str], chosen: str) -> Plan:
     """An up by tag after a down that stopped more VMs says so, before the question and after the run: "58 of the
     120 VMs the last down stopped will start (tag Lab/StartUp); labswitch up --restore starts all 120"."""
     stopped = _restore_set(journal, groups, required=False)
@@ -295,7 +307,7 @@ def _what_up_leaves_off(plan: Plan, journal: Journal, groups: Sequence[str], tag
     if not stopped or stopped <= starting:
         return plan
     note = (
-        f"{len(stopped & starting)} of the {len(stopped)} VMs the last down stopped will start (tag {tag}); "
+        f"{len(stopped & starting)} of the {len(stopped)} VMs the last down stopped will start ({chosen}); "
         f"`labswitch up --restore` starts all {len(stopped)}"
     )
     return replace(plan, notes=(*plan.notes, note))
@@ -329,7 +341,12 @@ def vcenter_addresses(url: str) -> frozenset[str]:
 def self_addresses(config: Config) -> frozenset[str]:
     """This machine's names, and the address it reaches vCenter (or the first host) from (no packet is sent)."""
     names = {socket.gethostname().lower(), socket.getfqdn().lower()}
-    url = config.vcenter.https_url if config.vcenter else (config.servers[0].direct_url if config.servers else "")
+    if config.vcenter:
+        url = config.vcenter.https_url
+    elif config.proxmox:
+        url = config.proxmox.https_url
+    else:
+        url = config.servers[0].direct_url if config.servers else ""
     parts = urlsplit(url)
     with contextlib.suppress(OSError, UnicodeError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.connect((parts.hostname or "", parts.port or 443))

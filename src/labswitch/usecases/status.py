@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
-from labswitch import vsphere
+from labswitch import platform
 from labswitch.bmc import Driver, Power
 from labswitch.config import Config
 from labswitch.errors import ConnectionFailed, LabswitchError
@@ -75,7 +75,35 @@ class VCenterStatus:
         return f"up; {where}"
 
 
-CHANGE_TEXT = {"ha": "HA turned off", "vcls": "vCLS in retreat mode", "vsan-power": "vSAN cluster powered off"}
+@dataclass(frozen=True)
+class ClusterStatus:
+    """A Proxmox VE cluster as it stands: quorum, its HA resources' requested states, Ceph's flags."""
+
+    name: str
+    quorate: bool
+    nodes_online: int
+    votes: int
+    ha: dict[str, str]  # sid -> requested state
+    ceph: bool
+    ceph_flags: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        parts = [f"cluster {self.name}: {'quorate' if self.quorate else 'NO QUORUM'}, {self.nodes_online} of {self.votes} nodes online"]
+        if self.ha:
+            parts.append("HA " + ", ".join(f"{sid} {state}" for sid, state in sorted(self.ha.items())))
+        if self.ceph:
+            parts.append("Ceph flags " + (", ".join(self.ceph_flags) if self.ceph_flags else "none"))
+        return "; ".join(parts)
+
+
+CHANGE_TEXT = {
+    "ha": "HA turned off",
+    "vcls": "vCLS in retreat mode",
+    "vsan-power": "vSAN cluster powered off",
+    "pve-ha": "HA resources set to ignored",
+    "ceph-flags": "Ceph's noout, norebalance, nobackfill and norecover set",
+}
 
 
 @dataclass(frozen=True)
@@ -85,6 +113,7 @@ class StatusReport:
     notes: tuple[str, ...]
     cluster_changes: tuple[ClusterChangeStatus, ...] = ()
     vcenter: VCenterStatus | None = None  # None: a lab without vCenter
+    clusters: tuple[ClusterStatus, ...] = ()  # Proxmox VE clusters
 
     @property
     def unread(self) -> bool:
@@ -114,7 +143,7 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
             reading = side.submit(bmc.each, config, servers, operation)
         vcenter_off = False
         try:
-            with vsphere.lab(config) as vc:
+            with platform.lab(config) as vc:
                 snap = vc.snapshot()
         except ConnectionFailed:
             off = _vcenter_off(config)  # after a whole-lab down: the BMCs and the journal still say where things are
@@ -152,6 +181,8 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
             hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error, draw.get(s.name)))
             if config.vcenter is not None and snap.hosts:  # otherwise the snapshot's notes say why no host is known
                 notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
+            elif config.proxmox is not None and snap.hosts:
+                notes.append(f"server {s.name}: no node {s.esxi!r} in the cluster; check servers.node")
     vms = tuple(
         VMStatus(
             vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system, vm.cpu_mhz, vm.vcls_embedded
@@ -166,7 +197,20 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
         center: VCenterStatus | None = VCenterStatus("off", pending.vcenter[0], pending.server)
     else:
         center = _vcenter_up(config, snap, display)
-    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes, vcenter=center)
+    pve = tuple(
+        ClusterStatus(
+            c.name,
+            c.quorate,
+            sum(1 for h in snap.hosts_in(c.moid) if h.connection_state == "connected"),
+            c.votes,
+            dict(c.ha_resources),
+            c.ceph,
+            c.ceph_flags,
+        )
+        for c in snap.clusters
+        if c.votes
+    )
+    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes, vcenter=center, clusters=pve)
 
 
 def _vcenter_up(config: Config, snap: Snapshot, display: Mapping[str, str]) -> VCenterStatus | None:
@@ -209,4 +253,7 @@ def as_json(report: StatusReport) -> dict[str, object]:
     vms = [{**asdict(v), "tags": list(v.tags)} for v in report.vms]
     changes = [asdict(c) for c in report.cluster_changes]
     center = asdict(report.vcenter) if report.vcenter else None
-    return {"hosts": hosts, "vms": vms, "cluster_changes": changes, "vcenter": center, "notes": list(report.notes)}
+    out: dict[str, object] = {"hosts": hosts, "vms": vms, "cluster_changes": changes, "vcenter": center, "notes": list(report.notes)}
+    if report.clusters:
+        out["clusters"] = [{**asdict(c), "ceph_flags": list(c.ceph_flags)} for c in report.clusters]
+    return out

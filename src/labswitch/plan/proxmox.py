@@ -1,0 +1,291 @@
+"""The plan of a Proxmox VE lab (PURE): the same graph of steps as vSphere's, in Proxmox's terms.
+
+down: before the first guest stops, the cluster's HA resources are set to "ignored" (each one's requested state
+      journaled: HA neither restarts a guest labswitch stops nor recovers it elsewhere) and, on a Ceph cluster,
+      the OSD flags noout, norebalance, nobackfill and norecover are set (the flags there before, journaled).
+      Per node: its guests shut down in reverse start order (policy.stop_last's guests after every other guest of
+      the lab), then the node shuts down, confirmed off by its BMC. On Ceph, no node shuts down before every guest
+      of the cluster is off: a guest still running on Ceph storage would lose its I/O with two nodes gone.
+up:   per node: the BMC powers it on, then until it is back in the cluster with its API answering; once every node
+      of a Ceph cluster is back, the flags labswitch set are cleared (those set before stay) and Ceph's placement
+      groups are waited for, active, before any guest starts; guests in waves (their startup order), then the HA
+      resources get back the requested states they had.
+
+Refused, with nothing changed: a down of the node that runs labswitch, of an always_on group, of nodes whose
+going would leave the nodes that stay up without quorum, or of nodes that are on while no node's API answers
+(neither their guests nor Ceph could be taken care of)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from fnmatch import fnmatchcase
+
+from labswitch.bmc import Power
+from labswitch.config import Config, Server, Wave
+from labswitch.plan.model import VCENTER, Action, Facts, Intent, Plan, Step, bmc
+from labswitch.plan.off import confirm_off, off_fallbacks
+from labswitch.plan.waves import _wave_steps, autostart_waves, has_tag
+from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
+
+API = "proxmox"  # the endpoint of every step through the cluster's API
+PHASE = "cluster"
+
+
+def make_plan(
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    intent: Intent,
+    groups: Sequence[str],
+    servers: Sequence[Server],
+    refusals: list[str],
+    notes: list[str],
+    tag: str | None = None,
+) -> Plan:
+    """``servers``: the groups' servers whose BMCs answer (or all, refused elsewhere); ``refusals`` and ``notes``: what
+    the caller found already, added to. ``tag``: up starts the guests with it instead of those that start at boot."""
+    hosts = {s.name: snap.host_by_name(s.esxi) for s in servers}
+    if snap.hosts:  # the cluster answered: a server must name one of its nodes
+        known = ", ".join(sorted(h.name for h in snap.hosts))
+        for s in servers:
+            if hosts[s.name] is None:
+                refusals.append(f"server {s.name}: no node {s.esxi!r} in the cluster (nodes: {known}); check servers.node")
+    waves: tuple[Wave, ...] = tuple(config.startup.waves) or autostart_waves(snap)
+    if intent is Intent.DOWN:
+        refusals += _safety(snap, config, facts, servers, hosts)
+        steps = _down(snap, config, facts, servers, hosts, notes)
+    else:
+        steps, waves = _up(snap, config, facts, servers, hosts, waves, tag)
+    steps = [replace(s, endpoint=API) if s.endpoint == VCENTER else s for s in steps]  # every call goes to the cluster's API
+    return Plan(intent, tuple(groups), tuple(s.name for s in servers), tuple(steps), tuple(refusals), tuple(notes), waves)
+
+
+# -- safety ------------------------------------------------------------------------------------------------
+def _safety(snap: Snapshot, config: Config, facts: Facts, servers: Sequence[Server], hosts: Mapping[str, HostInfo | None]) -> list[str]:
+    refusals = []
+    me = {a.lower() for a in facts.self_addresses}
+    readable = any(h.connection_state == "connected" for h in snap.hosts)
+    for server in servers:
+        host = hosts[server.name]
+        on = facts.bmc_power.get(server.name) is not Power.OFF
+        if host is not None and (host.name.lower() in me or (host.address or "").lower() in me):
+            refusals.append(f"node {host.name} runs labswitch itself; run labswitch elsewhere (a node that stays on, or another machine)")
+        if on and not readable:
+            refusals.append(
+                f"server {server.name} is on but no node's API answers: its guests could not be stopped nor Ceph's flags set; "
+                "check the cluster ([proxmox] url, the nodes' proxmox_url), or shut it down by hand"
+            )
+        if host is not None:
+            for vm in snap.workload_on(host.moid):
+                if vm.power_state == "poweredOn" and any(fnmatchcase(vm.name.lower(), g.lower()) for g in config.policy.protect):
+                    refusals.append(f"guest {vm.name} on {server.name} matches policy.protect; move it or change the policy")
+                if vm.power_state == "poweredOn" and config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
+                    refusals.append(f"guest {vm.name} on {server.name} carries the protect tag {config.policy.protect_tag}")
+    return refusals + _quorum(snap, hosts)
+
+
+def _quorum(snap: Snapshot, hosts: Mapping[str, HostInfo | None]) -> list[str]:
+    """The nodes that stay up keep quorum (more than half of the votes), or every node goes down."""
+    out = []
+    leaving = {h.moid for h in hosts.values() if h is not None}
+    for cluster in snap.clusters:
+        members = snap.hosts_in(cluster.moid)
+        staying = [h.name for h in members if h.moid not in leaving and h.connection_state == "connected"]
+        if staying and cluster.votes and 2 * len(staying) <= cluster.votes:
+            out.append(
+                f"cluster {cluster.name}: {', '.join(staying)} would stay up with {len(staying)} of {cluster.votes} votes, without "
+                "quorum (they could not start, stop or change anything); take the whole cluster down, or fewer nodes"
+            )
+    return out
+
+
+# -- down --------------------------------------------------------------------------------------------------
+def _down(
+    snap: Snapshot, config: Config, facts: Facts, servers: Sequence[Server], hosts: Mapping[str, HostInfo | None], notes: list[str]
+) -> list[Step]:
+    live = {s.name: hosts[s.name] for s in servers if facts.bmc_power.get(s.name) is not Power.OFF}
+    gates: dict[str | None, tuple[str, ...]] = {}  # cluster moid -> what its guests' stops wait for
+    cluster_steps: list[Step] = []
+    for cluster in snap.clusters:
+        mine = [h for h in live.values() if h is not None and h.cluster_moid == cluster.moid]
+        if not mine:
+            continue
+        own = _cluster_down(cluster, mine)
+        cluster_steps += own
+        gates[cluster.moid] = tuple(s.id for s in own)
+    last_globs = config.policy.stop_last
+    guests: list[tuple[VMInfo, str, bool]] = []  # (guest, server, stops last)
+    for name, host in live.items():
+        if host is None or host.connection_state != "connected":
+            continue
+        for vm in snap.workload_on(host.moid):
+            if vm.power_state == "poweredOn":
+                guests.append((vm, name, any(fnmatchcase(vm.name.lower(), g.lower()) for g in last_globs)))
+    guest_steps = _guest_stops(config, guests, hosts, gates)
+    stopped_by_server: dict[str, list[str]] = {}
+    for step in guest_steps:
+        if not step.fallback_of:
+            stopped_by_server.setdefault(step.server or "", []).append(step.id)
+    ceph_barrier = {  # a Ceph cluster: every guest of it off before any of its nodes shuts down
+        c.moid: tuple(s.id for s in guest_steps if not s.fallback_of and _cluster_of(hosts, s.server) == c.moid)
+        for c in snap.clusters
+        if c.ceph
+    }
+    shutdown: list[Step] = []
+    for name, host in live.items():
+        if host is None or host.connection_state != "connected":
+            if host is not None:  # a node the cluster sees offline while its BMC says on: its BMC shuts it down
+                by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, name, host.moid if host else None, name, endpoint=bmc(name))
+                shutdown += [by_bmc, *confirm_off(config, by_bmc)]
+            continue
+        stops = tuple(stopped_by_server.get(name, []))
+        after = tuple(dict.fromkeys(stops + ceph_barrier.get(host.cluster_moid or "", ()) + gates.get(host.cluster_moid, ())))
+        off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, endpoint=API)
+        shutdown += [off, *off_fallbacks(config, off)]
+    if any(c.ceph for c in snap.clusters if c.moid in gates):
+        notes.append("Ceph: no node shuts down before every guest of the cluster is off (their storage needs two of three OSDs)")
+    return cluster_steps + guest_steps + shutdown
+
+
+def _cluster_down(cluster: ClusterInfo, leaving: Sequence[HostInfo]) -> list[Step]:
+    """HA resources ignored, Ceph's flags set: before the first guest stops (each journaled by its step)."""
+    steps = []
+    if any(state != "ignored" for _, state in cluster.ha_resources):
+        steps.append(Step(PHASE, Action.PVE_HA_IGNORE, cluster.name, cluster.moid, None, endpoint=API))
+    if cluster.ceph and not {"noout", "norebalance", "nobackfill", "norecover"} <= set(cluster.ceph_flags):
+        steps.append(Step(PHASE, Action.CEPH_FLAGS_SET, cluster.name, cluster.moid, None, endpoint=API))
+    return steps
+
+
+def _guest_stops(
+    config: Config,
+    guests: list[tuple[VMInfo, str, bool]],
+    hosts: Mapping[str, HostInfo | None],
+    gates: Mapping[str | None, tuple[str, ...]],
+) -> list[Step]:
+    """Each guest's shutdown in reverse start order (the latest to start, first asked), after its cluster's steps; a
+    stop_last guest after every other one; with policy.hard_power_off, a stop when a guest does not shut down."""
+
+    def rank(vm: VMInfo) -> int:
+        return vm.autostart.order if vm.autostart is not None else 1 << 17
+
+    guests.sort(key=lambda g: (g[2], -rank(g[0]), g[0].name))
+    steps: list[Step] = []
+    first = [f"{Action.SHUTDOWN_GUEST}:{vm.moid}" for vm, _, last in guests if not last]
+    for vm, server, last in guests:
+        after = gates.get(_cluster_of(hosts, server), ()) + (tuple(first) if last else ())
+        step = Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, server, after=after, endpoint=API)
+        steps.append(step)
+        if config.policy.hard_power_off:
+            steps.append(Step("guest-shutdown", Action.POWER_OFF_VM, vm.name, vm.moid, server, endpoint=API, fallback_of=step.id))
+    return steps
+
+
+def _cluster_of(hosts: Mapping[str, HostInfo | None], server: str | None) -> str | None:
+    host = hosts.get(server or "")
+    return host.cluster_moid if host is not None else None
+
+
+# -- up ----------------------------------------------------------------------------------------------------
+def _up(
+    snap: Snapshot,
+    config: Config,
+    facts: Facts,
+    servers: Sequence[Server],
+    hosts: Mapping[str, HostInfo | None],
+    waves: tuple[Wave, ...],
+    tag: str | None,
+) -> tuple[list[Step], tuple[Wave, ...]]:
+    back: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its node is back in the cluster
+    nodes: list[Step] = []
+    for server in servers:
+        host = hosts[server.name]
+        last: tuple[str, ...] = ()
+        moid = host.moid if host else f"node/{server.node or server.esxi}"
+        if facts.bmc_power.get(server.name) is Power.OFF:
+            on = Step("power-on", Action.BMC_POWER_ON, server.name, moid, server.name, endpoint=bmc(server.name))
+            nodes.append(on)
+            last = (on.id,)
+        if host is None or host.connection_state != "connected" or last:
+            wait = Step("connect", Action.WAIT_CONNECTED, server.name, moid, server.name, after=last)
+            nodes.append(wait)
+            last = (wait.id,)
+        back[server.name] = last
+    cluster_steps, ready, restore = _cluster_up(snap, facts, hosts, back)
+    start = [(place, vm, server) for server in servers for place, vm in _to_start(snap, config, facts, hosts[server.name], waves, tag)]
+    if any(place < 0 for place, _, _ in start):  # policy.stop_last's guests start first, in a wave of their own
+        waves = (Wave(name="first (policy.stop_last)", wait="none"), *waves)
+        start = [(place + 1, vm, server) for place, vm, server in start]
+    guest_ready = {s.name: back[s.name] + ready.get(_cluster_of(hosts, s.name), ()) for s in servers}
+    guests = _wave_steps(start, guest_ready, waves)
+    restores = []
+    for moid, cluster in restore.items():  # HA's requested states back once the cluster's guests have started
+        started = [s.id for s in guests if s.action == Action.POWER_ON_VM and _cluster_of(hosts, s.server) == moid]
+        gate = [i for s in servers if _cluster_of(hosts, s.name) == moid for i in back[s.name]] + list(ready.get(moid, ()))
+        restores.append(Step("restore", Action.PVE_HA_RESTORE, cluster.name, moid, None, settled=tuple(dict.fromkeys(gate + started))))
+    return nodes + cluster_steps + guests + restores, waves
+
+
+def _to_start(
+    snap: Snapshot, config: Config, facts: Facts, host: HostInfo | None, waves: Sequence[Wave], tag: str | None
+) -> list[tuple[int, VMInfo]]:
+    """The guests of a node an up starts, each with its wave (-1: policy.stop_last's, first): --restore's, --tag's, or
+    those Proxmox itself starts at boot (onboot)."""
+    if host is None:
+        return []
+    out = []
+    orders = [w.name for w in waves]
+    for vm in snap.workload_on(host.moid):
+        if vm.power_state == "poweredOn":
+            continue
+        if facts.restore is not None:
+            chosen = vm.moid in facts.restore
+        elif tag is not None:
+            chosen = has_tag(vm, tag)
+        else:
+            chosen = vm.autostart is not None
+        if chosen:
+            first = any(fnmatchcase(vm.name.lower(), g.lower()) for g in config.policy.stop_last)
+            out.append((-1 if first else _place(vm, waves, orders, config), vm))
+    return out
+
+
+def _place(vm: VMInfo, waves: Sequence[Wave], orders: Sequence[str | None], config: Config) -> int:
+    """A guest's wave: the configured waves' first that names it, else its startup order's, else the last."""
+    if config.startup.waves:
+        for i, wave in enumerate(waves):
+            if any(fnmatchcase(vm.name, g) for g in wave.vms) or any(has_tag(vm, t) for t in wave.tags):
+                return i
+        return len(waves)
+    if vm.autostart is None:
+        return len(waves)
+    name = f"autostart {vm.autostart.order}"
+    return orders.index(name) if name in orders else len(waves)
+
+
+def _cluster_up(
+    snap: Snapshot, facts: Facts, hosts: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]]
+) -> tuple[list[Step], dict[str | None, tuple[str, ...]], dict[str, ClusterInfo]]:
+    """Per cluster: Ceph's flags cleared once all its target nodes are back (then its placement groups waited for);
+    what its guests wait for; the settings to give back after its guests started."""
+    steps: list[Step] = []
+    ready: dict[str | None, tuple[str, ...]] = {}
+    later: dict[str, ClusterInfo] = {}
+    for cluster in snap.clusters:
+        servers = [name for name, h in hosts.items() if h is not None and h.cluster_moid == cluster.moid]
+        if not servers:
+            continue
+        gate = tuple(i for name in servers for i in back.get(name, ()))
+        changed = facts.changed.get(cluster.moid, frozenset())
+        if cluster.ceph:
+            if "ceph-flags" in changed:
+                clear = Step("ceph", Action.CEPH_FLAGS_CLEAR, cluster.name, cluster.moid, None, after=gate, endpoint=API)
+                steps.append(clear)
+                gate = (clear.id,)
+            healthy = Step("ceph", Action.CEPH_READY, cluster.name, cluster.moid, None, after=gate, endpoint=API)
+            steps.append(healthy)
+            ready[cluster.moid] = (healthy.id,)
+        if "pve-ha" in changed:
+            later[cluster.moid] = cluster
+    return steps, ready, later

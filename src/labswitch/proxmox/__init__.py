@@ -1,0 +1,45 @@
+"""Proxmox VE adapter: the cluster's API through proxmoxer (client), read in bulk into a Snapshot (inventory), and
+the power cycle's port over it (port). A config with [proxmox] drives a Proxmox VE lab; see docs/proxmox.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labswitch.cancel import Cancel
+from labswitch.config import Config
+from labswitch.errors import ConnectionFailed
+from labswitch.proxmox import inventory
+from labswitch.proxmox.client import Client
+from labswitch.proxmox.port import ProxmoxPort
+from labswitch.snapshot import Snapshot
+
+__all__ = ["Client", "Proxmox", "ProxmoxPort"]
+
+
+class Proxmox:
+    """A Proxmox VE lab, as the use cases hold a logged-in vCenter: its snapshot, and its port for a run."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.proxmox is not None
+        self.config = config
+        self.client = Client(config.proxmox, [s.proxmox_url for s in config.servers if s.proxmox_url])
+
+    def snapshot(self, tags_required: bool = False) -> Snapshot:
+        """Nodes, guests (their tags from their configs), HA resources and Ceph: ``tags_required`` needs nothing more.
+        No node answering (the whole cluster off) is a snapshot of nothing that says why: the BMCs still tell the
+        nodes' power, an up powers them on, and plans their guests once the cluster answers."""
+        try:
+            return inventory.read(self.client)
+        except ConnectionFailed as exc:
+            return Snapshot((), (), notes=(f"{exc}; nodes and guests unknown until a node answers",), platform="proxmox")
+
+    def actions(self) -> None:
+        """No vCenter: the run's steps go through the Proxmox port (port())."""
+        return None
+
+    def port(self, cancel: Cancel) -> ProxmoxPort:
+        return ProxmoxPort(self.client, cancel, self.config.policy.max_parallel)
+
+    def lacking(self, needed: Any) -> set[tuple[str, str]]:
+        """vCenter's privileges do not apply; the API says what the user or token may not do, call by call."""
+        return set()

@@ -1,0 +1,118 @@
+"""A Proxmox VE cluster read in bulk into the Snapshot the planner reasons about, in the lab's own words:
+a node is a host ("node/pve1"), a guest a VM ("qemu/100", "lxc/101"), the cluster a cluster ("cluster/lab").
+
+/cluster/status (quorum, nodes, their addresses) and /cluster/resources (every guest's node and status) are
+one call each whatever the size of the cluster; a guest's start-at-boot flag and startup order are in its own
+config, read for the guests of online nodes in parallel. HA resources and the Ceph flags are one call each.
+
+A guest's ``startup: order=N,up=S`` and ``onboot`` are what Proxmox itself uses at boot: here they become the
+guest's AutoStart (its place in the up's waves, the pause after it), ``tags`` (";"-separated) its tags."""
+
+from __future__ import annotations
+
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from labswitch.errors import ProxmoxError
+from labswitch.proxmox.client import Client
+from labswitch.snapshot import AutoStart, ClusterInfo, HostInfo, Snapshot, VMInfo
+
+NODE = "node/"
+CLUSTER = "cluster/"
+POWER = {"running": "poweredOn", "stopped": "poweredOff", "paused": "suspended"}  # anything else: unknown
+
+
+def node_key(name: str) -> str:
+    return f"{NODE}{name}"
+
+
+def read(client: Client) -> Snapshot:
+    status: list[dict[str, Any]] = client.call("read the cluster's status", lambda api: api.cluster.status.get())
+    resources: list[dict[str, Any]] = client.call("list the guests", lambda api: api.cluster.resources.get(type="vm"))
+    cluster = next((e for e in status if e.get("type") == "cluster"), None)
+    members = [e for e in status if e.get("type") == "node"]
+    cluster_moid = f"{CLUSTER}{cluster['name']}" if cluster else None
+    hosts = tuple(
+        HostInfo(
+            node_key(str(n["name"])),
+            str(n["name"]),
+            str(cluster["name"]) if cluster else None,
+            "connected" if n.get("online") else "notResponding",
+            False,
+            "poweredOn" if n.get("online") else "unknown",
+            cluster_moid=cluster_moid,
+            address=n.get("ip"),
+        )
+        for n in members
+    )
+    online = {h.name for h in hosts if h.connection_state == "connected"}
+    guests = [r for r in resources if not r.get("template")]
+    configs = _configs(client, [g for g in guests if g.get("node") in online])
+    vms = tuple(sorted((_vm(g, configs.get(str(g["id"]))) for g in guests), key=lambda v: v.name))
+    clusters: tuple[ClusterInfo, ...] = ()
+    notes: list[str] = []
+    if cluster is not None:
+        clusters = (_cluster(client, cluster, len(members), notes),)
+    return Snapshot(hosts=hosts, vms=vms, clusters=clusters, notes=tuple(notes), platform="proxmox")
+
+
+def _configs(client: Client, guests: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each guest's config (onboot, startup, tags), read in parallel: id -> config."""
+
+    def one(g: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        path = f"{g['type']} {g['vmid']}"
+        conf = client.call(f"read {path}'s config", lambda api: api.nodes(g["node"])(g["type"])(g["vmid"]).config.get())
+        return str(g["id"]), conf or {}
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(guests)))) as pool:
+        return dict(pool.map(one, guests))
+
+
+def _vm(g: dict[str, Any], conf: dict[str, Any] | None) -> VMInfo:
+    conf = conf or {}
+    tags = tuple(t for t in re.split(r"[;, ]", str(conf.get("tags", g.get("tags", "")) or "")) if t)
+    return VMInfo(
+        moid=str(g["id"]),
+        name=str(g.get("name") or g["id"]),
+        host_moid=node_key(str(g["node"])),
+        power_state=POWER.get(str(g.get("status")), "unknown"),
+        tools_running=True,  # Proxmox shuts any guest down (ACPI for a VM, the container's init for LXC): no agent needed
+        tags=tags,
+        autostart=autostart(conf),
+        cpu_mhz=None,
+    )
+
+
+def autostart(conf: dict[str, Any]) -> AutoStart | None:
+    """A guest's place at boot: ``onboot`` with ``startup: order=N,up=S`` (PVE's own rules: no order starts after every
+    ordered guest); None when it does not start at boot."""
+    if not int(conf.get("onboot", 0) or 0):
+        return None
+    fields = dict(part.split("=", 1) for part in str(conf.get("startup", "")).split(",") if "=" in part)
+    order = int(fields["order"]) if str(fields.get("order", "")).isdigit() else 1 << 16
+    up = float(fields["up"]) if re.fullmatch(r"\d+(\.\d+)?", str(fields.get("up", ""))) else 0.0
+    return AutoStart(order, up, False)
+
+
+def _cluster(client: Client, cluster: dict[str, Any], nodes: int, notes: list[str]) -> ClusterInfo:
+    ha = client.call("list the HA resources", lambda api: api.cluster.ha.resources.get()) or []
+    flags: tuple[str, ...] = ()
+    ceph = False
+    try:
+        found = client.call("read the Ceph flags", lambda api: api.cluster.ceph.flags.get())
+        ceph = True
+        flags = tuple(sorted(str(f["name"]) for f in found if int(f.get("value", 0) or 0)))
+    except ProxmoxError as exc:
+        if "not installed" not in str(exc) and "not initialized" not in str(exc):
+            notes.append(f"Ceph's flags not read ({exc}); its flags are left as they are")
+    return ClusterInfo(
+        moid=f"{CLUSTER}{cluster['name']}",
+        name=str(cluster["name"]),
+        ha=bool(ha),
+        ceph=ceph,
+        ceph_flags=flags,
+        ha_resources=tuple((str(r["sid"]), str(r.get("state", "started"))) for r in ha),
+        votes=int(cluster.get("nodes") or nodes),
+        quorate=bool(cluster.get("quorate", 1)),
+    )

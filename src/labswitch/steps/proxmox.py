@@ -1,0 +1,87 @@
+"""A Proxmox VE cluster's steps: HA resources ignored and given back, Ceph's flags set and cleared, Ceph ready.
+
+Each change is journaled before it is made, with what it replaces (the first record stands while it is not
+restored: a down interrupted and run again keeps what the cluster had before); the restoring step sets exactly
+that back and marks the record restored."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from labswitch.plan import Status, Step
+from labswitch.proxmox.port import MANAGED_FLAGS
+from labswitch.steps import Context, Report, attempt, settle
+
+POLL = 2.0  # seconds between two looks at Ceph's placement groups
+
+
+def ha_ignore(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        cluster = step.moid or ""
+        now = ctx.port.cluster_setting(cluster, "pve-ha") or "{}"
+        ctx.remember(step, "pve-ha", ctx.previous(step, "pve-ha") or now)
+        states = json.loads(now)
+        error = attempt(
+            ctx.port.change_cluster_setting, cluster, "pve-ha", json.dumps(dict.fromkeys(states, "ignored")), ctx.policy.maintenance_timeout
+        )
+        settle(report, step, error, f"{len(states)} HA resource(s) set to ignored (up gives each its state back)")
+
+
+def ha_restore(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        previous = ctx.previous(step, "pve-ha")
+        if previous is None:
+            report(step, Status.OK, "no HA change of a down to give back")
+            continue
+        error = attempt(ctx.port.change_cluster_setting, step.moid or "", "pve-ha", previous, ctx.policy.maintenance_timeout)
+        if error is not None:
+            report(step, Status.FAILED, f"{error}; HA resources are not back as they were (labswitch status reports it)")
+            continue
+        ctx.restored(step, "pve-ha")
+        states = json.loads(previous)
+        said = ", ".join(f"{sid} {state}" for sid, state in sorted(states.items()))
+        report(step, Status.OK, f"HA resources back as before the down: {said}")
+
+
+def ceph_flags_set(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        cluster = step.moid or ""
+        now = ctx.port.cluster_setting(cluster, "ceph-flags") or ""
+        ctx.remember(step, "ceph-flags", now)
+        wanted = sorted(set(filter(None, now.split(","))) & set(MANAGED_FLAGS) | set(MANAGED_FLAGS))
+        error = attempt(ctx.port.change_cluster_setting, cluster, "ceph-flags", ",".join(wanted), ctx.policy.maintenance_timeout)
+        settle(report, step, error, "Ceph: noout, norebalance, nobackfill, norecover set (up clears them)")
+
+
+def ceph_flags_clear(steps: list[Step], ctx: Context, report: Report) -> None:
+    for step in steps:
+        previous = ctx.previous(step, "ceph-flags") or ""
+        kept = sorted(set(filter(None, previous.split(","))) & set(MANAGED_FLAGS))
+        error = attempt(ctx.port.change_cluster_setting, step.moid or "", "ceph-flags", ",".join(kept), ctx.policy.maintenance_timeout)
+        if error is not None:
+            report(step, Status.FAILED, f"{error}; Ceph's flags are still set (labswitch status reports it)")
+            continue
+        ctx.restored(step, "ceph-flags")
+        report(step, Status.OK, "Ceph's flags cleared" + (f" (kept, set before the down: {', '.join(kept)})" if kept else ""))
+
+
+def ceph_ready(steps: list[Step], ctx: Context, report: Report) -> None:
+    """Until every placement group is active (Ceph serves I/O), for policy.ceph_ready_timeout at most."""
+    timeout = ctx.policy.ceph_ready_timeout
+    for step in steps:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while True:
+            error = None
+            try:
+                state = ctx.port.cluster_setting(step.moid or "", "ceph-health") or ""
+            except Exception as exc:  # noqa: BLE001 - EndpointError while the monitors form their quorum: read again
+                error = str(exc)
+            if state == "active":
+                report(step, Status.OK, "every placement group active")
+                break
+            if time.monotonic() >= deadline:
+                report(step, Status.FAILED, f"Ceph not ready after {timeout:.0f}s: {state or error}; guests are not started on it")
+                break
+            ctx.cancel.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
