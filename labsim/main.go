@@ -167,6 +167,7 @@ func pveMain(o options, p pveOptions) {
 	for _, n := range lab.nodes {
 		fmt.Printf("NODE %s https://%s %s\n", n.name, n.api.addr, n.server.bmc.URL)
 	}
+	fmt.Printf("CONTROL %s\n", lab.controlURL)
 	fmt.Printf("THUMBPRINT %s\n", lab.thumbprint)
 	fmt.Printf("READY %s\n", lab.apiURL)
 	sig := make(chan os.Signal, 1)

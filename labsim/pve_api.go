@@ -20,17 +20,25 @@ import (
 
 const apiPrefix = "/api2/json"
 
-// serveAPI starts the API's TLS server on a free port; the nodes' gates pass connections to it.
+// serveAPI starts the API's TLS server on a free port (the nodes' gates pass connections to it) and labsim's own
+// control port beside it (GET /labsim/pve, POST /labsim/faults), which answers whatever the nodes do.
 func (l *pveLab) serveAPI(conf *tls.Config) (string, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(l.opts.listen, "0"))
 	if err != nil {
 		return "", err
 	}
+	srv := &http.Server{Handler: http.HandlerFunc(l.serveHTTP), TLSConfig: conf.Clone()}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	control, err := net.Listen("tcp", net.JoinHostPort(l.opts.listen, "0"))
+	if err != nil {
+		return "", err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/labsim/faults", &l.faults)
-	mux.HandleFunc("/", l.serveHTTP)
-	srv := &http.Server{Handler: mux, TLSConfig: conf.Clone()}
-	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	mux.HandleFunc("/labsim/pve", l.serveState)
+	l.controlURL = "https://" + control.Addr().String()
+	ctl := &http.Server{Handler: mux, TLSConfig: conf.Clone()}
+	go func() { _ = ctl.ServeTLS(control, "", "") }()
 	return ln.Addr().String(), nil
 }
 

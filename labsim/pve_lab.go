@@ -13,6 +13,7 @@ package main
 // guests by themselves at boot (pve-guests); guests have no guest agent.
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand"
 	"net/http"
@@ -33,7 +34,8 @@ type pveGuest struct {
 	tags     []string
 	hung     bool // ignores a shutdown request (--pve-hung)
 	shutdown time.Duration
-	epoch    int // bumped on every change of status: cancels a stale shutdown
+	epoch    int       // bumped on every change of status: cancels a stale shutdown
+	started  time.Time // when it last started (GET /labsim/pve: the order guests started in)
 }
 
 type pveNode struct {
@@ -61,6 +63,7 @@ type pveLab struct {
 	thumbprint string
 	certPEM    []byte
 	apiURL     string // the first node's API
+	controlURL string // labsim's own: GET /labsim/pve, POST /labsim/faults
 	haEvery    time.Duration
 }
 
@@ -71,6 +74,7 @@ type pveOptions struct {
 	password, tokenSecret           string // root@pam's password, and the secret of token root@pam!labswitch
 	hung                            string // guests that ignore a shutdown, NAME,...
 	cluster                         string
+	selfNode                        string // a node whose cluster address is 127.0.0.1: the machine labswitch runs on
 }
 
 var cephFlagNames = []string{"nobackfill", "nodeep-scrub", "nodown", "noin", "noout", "norebalance", "norecover", "noscrub", "notieragent", "noup", "pause"}
@@ -112,6 +116,9 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 			return nil, err
 		}
 		n := &pveNode{server: s, name: name, ip: fmt.Sprintf("10.0.0.%d", 10+i), api: front, online: true, uptime: time.Now()}
+		if name == p.selfNode {
+			n.ip = o.listen // labswitch reaches the API from this address: it runs on this node
+		}
 		l.nodes = append(l.nodes, n)
 		if s.bmc, err = startBMC(l, s, conf, o.listen); err != nil {
 			return nil, err
@@ -278,6 +285,7 @@ func (l *pveLab) startGuest(g *pveGuest) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	g.status = "running"
+	g.started = time.Now()
 	g.epoch++
 }
 
@@ -322,7 +330,7 @@ func (l *pveLab) haManager() {
 				n := l.node(g.node)
 				switch {
 				case state == "started" && g.status != "running" && n.online:
-					g.status = "running"
+					g.status, g.started = "running", time.Now()
 					g.epoch++
 				case (state == "stopped" || state == "disabled") && g.status == "running":
 					g.status = "stopped"
@@ -389,3 +397,30 @@ func (l *pveLab) close() {
 }
 
 var _ machines = (*pveLab)(nil)
+
+// serveState answers GET /labsim/pve on the control port (it answers while every node is off): the truth of the
+// cluster for the tests, read without labswitch — nodes, guests (with when each last started), HA, Ceph's flags.
+func (l *pveLab) serveState(w http.ResponseWriter, r *http.Request) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	nodes := map[string]interface{}{}
+	for _, n := range l.nodes {
+		nodes[n.name] = map[string]interface{}{"power": n.server.powerState(), "online": n.online}
+	}
+	guests := map[string]interface{}{}
+	for _, g := range l.guests {
+		entry := map[string]interface{}{"vmid": g.vmid, "node": g.node, "status": g.status, "onboot": g.onboot, "startup": g.startup}
+		if !g.started.IsZero() {
+			entry["started"] = float64(g.started.UnixNano()) / 1e9
+		}
+		guests[g.name] = entry
+	}
+	flags := []string{}
+	for _, name := range cephFlagNames {
+		if l.cephFlags[name] {
+			flags = append(flags, name)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]interface{}{"nodes": nodes, "guests": guests, "ha": l.ha, "ceph_flags": flags, "quorate": l.quorate()})
+}

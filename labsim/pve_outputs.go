@@ -27,6 +27,7 @@ func pveFlags(p *pveOptions) {
 	flag.StringVar(&p.tokenSecret, "pve-token-secret", "", "--proxmox: the secret of API token root@pam!labswitch (random when empty; printed)")
 	flag.StringVar(&p.hung, "pve-hung", "", "--proxmox: guests that ignore a shutdown request, NAME,...")
 	flag.StringVar(&p.cluster, "pve-cluster", "lab", "--proxmox: the cluster's name")
+	flag.StringVar(&p.selfNode, "pve-self-node", "", "--proxmox: the node labswitch runs on (its cluster address is --listen's)")
 }
 
 func (l *pveLab) writeOutputs() error {

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.labsim import Lab, start
+from tests.pvesim import pve_factory  # noqa: F401 - labsim --proxmox, for the tests that take it
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ connections, Redfish sessions and power reads per BMC), with a real broker (mosq
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -25,6 +27,13 @@ from tests.labsim import Lab
 POLL = 3.0  # serve.poll_interval in this test
 PAYLOAD = ("esx11", "esx12", "esx21", "esx22")
 PASSWORD = "coordinator-pass"
+
+
+def page_lab(html: str) -> dict[str, Any]:
+    """The lab the page shows: the JSON it is drawn from (the script block its JavaScript reads on load)."""
+    found = re.search(r'<script id="lab-data" type="application/json">(.*?)</script>', html, re.S)
+    assert found is not None, html[:500]
+    return dict(json.loads(found.group(1)))
 
 
 def log_in(url: str) -> requests.Session:
@@ -64,7 +73,7 @@ def test_scrapes_mqtt_and_the_page_share_one_read_per_round_and_one_connection_p
             page = log_in(url)
             for _ in range(3):
                 html = page.get(url + "/", timeout=60).text
-                assert 'data-group="payload"' in html, html[:500]
+                assert "payload" in [g["name"] for g in page_lab(html)["groups"]], html[:500]
             published = broker.sub("labswitch/lab/group/payload/state", 4)  # the retained state, then 3 rounds at 1 s
             assert [state for _, state in published] == ["ON"] * 4
             elapsed = time.monotonic() - started
@@ -95,9 +104,10 @@ def test_a_silent_bmc_is_unknown_on_the_page_and_in_home_assistant_and_said_once
         log = tmp_path / "serve.log"
         with serving(lab, config, url, state_dir, {"MQTT_PASSWORD": broker.password}, log=log):
             assert broker.sub("labswitch/lab/group/payload/state", 1) == [("labswitch/lab/group/payload/state", "None")]
-            html = log_in(url).get(url + "/", timeout=60).text
-            state = re.search(r'data-group="payload".*?<span class="state state-([a-z-]+)">', html, re.S)
-            assert state is not None and state.group(1) == "unknown", html[:800]
+            lab_view = page_lab(log_in(url).get(url + "/", timeout=60).text)
+            payload = next(g for g in lab_view["groups"] if g["name"] == "payload")
+            assert payload["state"] == "unknown", payload
+            assert next(h for h in lab_view["hosts"] if h["name"] == "esx12")["power"] == "Unknown"
             metrics = requests.get(url + "/metrics", timeout=30).text
             assert 'labswitch_server_power_state{server="esx12",state="unknown"} 1.0' in metrics, "unknown for Prometheus"
             assert 'labswitch_server_power_on{server="esx12"}' not in metrics, "never a 0 (off) on a guess"

@@ -8,8 +8,9 @@ down: before the first guest stops, the cluster's HA resources are set to "ignor
       of the cluster is off: a guest still running on Ceph storage would lose its I/O with two nodes gone.
 up:   per node: the BMC powers it on, then until it is back in the cluster with its API answering; once every node
       of a Ceph cluster is back, the flags labswitch set are cleared (those set before stay) and Ceph's placement
-      groups are waited for, active, before any guest starts; guests in waves (their startup order), then the HA
-      resources get back the requested states they had.
+      groups are waited for, active, before any guest starts; the HA resources get back the requested states they
+      had (the HA manager starts the started ones: labswitch does not start an HA resource's guest itself); then the
+      other guests in waves (their startup order).
 
 Refused, with nothing changed: a down of the node that runs labswitch, of an always_on group, of nodes whose
 going would leave the nodes that stay up without quorum, or of nodes that are on while no node's API answers
@@ -46,13 +47,11 @@ def make_plan(
     """``servers``: the groups' servers whose BMCs answer (or all, refused elsewhere); ``refusals`` and ``notes``: what
     the caller found already, added to. ``tag``: up starts the guests with it instead of those that start at boot."""
     hosts = {s.name: snap.host_by_name(s.esxi) for s in servers}
-    if snap.hosts:  # the cluster answered: a server must name one of its nodes
-        known = ", ".join(sorted(h.name for h in snap.hosts))
-        for s in servers:
-            if hosts[s.name] is None:
-                refusals.append(f"server {s.name}: no node {s.esxi!r} in the cluster (nodes: {known}); check servers.node")
+    unknown = [s for s in servers if hosts[s.name] is None] if snap.hosts else []  # the cluster answered: each names a node of it
+    known = ", ".join(sorted(h.name for h in snap.hosts))
+    refusals += [f"server {s.name}: no node {s.esxi!r} in the cluster (nodes: {known}); check servers.node" for s in unknown]
     waves: tuple[Wave, ...] = tuple(config.startup.waves) or autostart_waves(snap)
-    if intent is Intent.DOWN:
+    if intent is Intent.DOWN and not unknown:  # with a node unknown, what stays up (quorum) is not known either
         refusals += _safety(snap, config, facts, servers, hosts)
         steps = _down(snap, config, facts, servers, hosts, notes)
     else:
@@ -213,18 +212,30 @@ def _up(
             last = (wait.id,)
         back[server.name] = last
     cluster_steps, ready, restore = _cluster_up(snap, facts, hosts, back)
-    start = [(place, vm, server) for server in servers for place, vm in _to_start(snap, config, facts, hosts[server.name], waves, tag)]
+    restores = {}  # cluster moid -> its HA restore: the resources' states back before the other guests start
+    for moid, cluster in restore.items():
+        gate = [i for s in servers if _cluster_of(hosts, s.name) == moid for i in back[s.name]] + list(ready.get(moid, ()))
+        restores[moid] = Step("restore", Action.PVE_HA_RESTORE, cluster.name, moid, None, settled=tuple(dict.fromkeys(gate)))
+    managed = {sid for c in snap.clusters if c.moid in restores for sid, _ in c.ha_resources}  # HA starts those, by their states
+    start = [
+        (place, vm, server)
+        for server in servers
+        for place, vm in _to_start(snap, config, facts, hosts[server.name], waves, tag)
+        if _sid(vm) not in managed
+    ]
     if any(place < 0 for place, _, _ in start):  # policy.stop_last's guests start first, in a wave of their own
         waves = (Wave(name="first (policy.stop_last)", wait="none"), *waves)
         start = [(place + 1, vm, server) for place, vm, server in start]
     guest_ready = {s.name: back[s.name] + ready.get(_cluster_of(hosts, s.name), ()) for s in servers}
-    guests = _wave_steps(start, guest_ready, waves)
-    restores = []
-    for moid, cluster in restore.items():  # HA's requested states back once the cluster's guests have started
-        started = [s.id for s in guests if s.action == Action.POWER_ON_VM and _cluster_of(hosts, s.server) == moid]
-        gate = [i for s in servers if _cluster_of(hosts, s.name) == moid for i in back[s.name]] + list(ready.get(moid, ()))
-        restores.append(Step("restore", Action.PVE_HA_RESTORE, cluster.name, moid, None, settled=tuple(dict.fromkeys(gate + started))))
-    return nodes + cluster_steps + guests + restores, waves
+    after_ha = {s.name: (r.id,) for s in servers if (r := restores.get(_cluster_of(hosts, s.name) or "")) is not None}
+    guests = _wave_steps(start, guest_ready, waves, after_ha)
+    return nodes + cluster_steps + list(restores.values()) + guests, waves
+
+
+def _sid(vm: VMInfo) -> str:
+    """A guest's HA resource id: vm:100 for a QEMU VM, ct:101 for a container."""
+    kind, _, vmid = vm.moid.partition("/")
+    return f"{'ct' if kind == 'lxc' else 'vm'}:{vmid}"
 
 
 def _to_start(

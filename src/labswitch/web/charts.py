@@ -27,7 +27,8 @@ def panel(config: Config, readings: Mapping[str, tuple[Power, float | None]]) ->
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     try:
         month = energy.report(config, since=month_start, until=now, readings=readings)
-        fortnight = energy.report(config, since=(now - dt.timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0), until=now)
+        two_weeks = (now - dt.timedelta(days=DAYS - 1)).replace(hour=0, minute=0, second=0)
+        fortnight = energy.report(config, since=two_weeks, until=now, readings=readings)  # never a BMC read of its own
     except LabswitchError:
         return None
     c = month.currency
