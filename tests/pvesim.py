@@ -49,7 +49,8 @@ class PveLab:
                     method,
                     f"{url}/api2/json{path}",
                     headers={"Authorization": f"PVEAPIToken=root@pam!labswitch={self.env['LABSIM_PVE_TOKEN']}"},
-                    data=data or None,
+                    params=data if method == "GET" else None,
+                    data=data if method != "GET" else None,
                     verify=str(self.cert),
                     timeout=10,
                 )

@@ -153,3 +153,26 @@ def test_bad_token_untrusted_certificate_and_unknown_node_are_one_line_each(
     )
     assert labswitch(cli, lab, state_dir, "status", config=tokened).code == 0, "an API token works too"
     assert all(g["status"] == "running" for g in lab.state()["guests"].values()), "nothing changed"
+
+
+def test_init_writes_a_config_from_the_cluster_that_status_reads(
+    cli: Run, pve_factory: Callable[..., PveLab], state_dir: Path, tmp_path: Path
+) -> None:
+    lab = pve_factory(*FAST)
+    thumbprint = next(line.split('"')[1] for line in lab.config.read_text().splitlines() if line.startswith("tls = "))
+    bmcs = [f"--bmc={name}={bmc}" for name, (_, bmc) in lab.nodes.items()]
+    out = tmp_path / "init.toml"
+    env = {**lab.env, "LABSWITCH_PROXMOX_PASSWORD": lab.env["LABSIM_PVE_PASSWORD"], "XDG_STATE_HOME": str(state_dir)}
+    wrote = cli("init", "--proxmox", lab.url, "--thumbprint", thumbprint, "--trust-on-first-use", *bmcs, "--out", str(out), env=env)
+    assert wrote.code == 0, wrote.stderr
+    assert "Proxmox VE, 3 nodes in lab, 9 guests" in wrote.stdout
+    text = out.read_text()
+    assert 'node = "pve2"' in text and "[proxmox]" in text and lab.env["LABSIM_PVE_PASSWORD"] not in text
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    status = cli("--config", str(out), "status", "--json", env={**env, "LABSWITCH_BMC_PASSWORD": lab.env["LABSIM_BMC_PASSWORD"]})
+    assert status.code == 0, status.stderr
+    hosts = {h["name"]: h for h in status.json()["hosts"]}
+    assert set(hosts) == set(NODES) and {h["bmc_power"] for h in hosts.values()} == {"On"}
+    assert {h["connection_state"] for h in hosts.values()} == {"connected"}
+    truth = lab.guests()
+    assert {v["name"]: v["power_state"] for v in status.json()["vms"]} == {n: "poweredOn" for n in truth}

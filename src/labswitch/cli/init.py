@@ -22,6 +22,9 @@ from labswitch.usecases import init as usecase
 @app.command("init")
 def init_command(
     vcenter: Annotated[str | None, typer.Option("--vcenter", help="vCenter address or URL (https://vcsa.lab.local/sdk).")] = None,
+    proxmox: Annotated[
+        str | None, typer.Option("--proxmox", help="A Proxmox VE node's address or URL (https://pve1.lab.local:8006): its cluster.")
+    ] = None,
     esxi: Annotated[
         list[str] | None,
         typer.Option("--esxi", help="A standalone ESXi host's address, for a lab without vCenter (repeatable, or comma-separated)."),
@@ -69,7 +72,8 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented config from a live vCenter (a group per cluster, standalone hosts always on),
-    or, with --esxi, from standalone ESXi hosts (a lab without vCenter: \\[esxi], one group).
+    or, with --esxi, from standalone ESXi hosts (a lab without vCenter: \\[esxi], one group), or, with
+    --proxmox, from a Proxmox VE cluster (\\[proxmox], a group per cluster, each node's own API).
 
     BMC addresses follow --bmc-pattern (a common convention: esx21-oob for host esx21);
     secrets are written as environment references, never as values. Never overwrites
@@ -82,12 +86,19 @@ def init_command(
       labswitch init --vcenter vcsa.lab.local --bmc-pattern "{host}-idrac.lab.local"
 
       labswitch init --esxi esx1.lab.local --esxi esx2.lab.local   # with LABSWITCH_ESXI_PASSWORD
+
+      labswitch init --proxmox pve1.lab.local --thumbprint <sha256>   # with LABSWITCH_PROXMOX_PASSWORD (root@pam)
     """
     hosts = [h.strip() for value in esxi or [] for h in value.split(",") if h.strip()]
-    if bool(vcenter) == bool(hosts):
-        raise ConfigError("init: give --vcenter ADDRESS, or --esxi HOST for each standalone host (a lab without vCenter)")
-    user = user or ("root" if hosts else "administrator@vsphere.local")
-    password_env = password_env or (usecase.ESXI_PASSWORD_ENV if hosts else usecase.VCENTER_PASSWORD_ENV)
+    if sum(map(bool, (vcenter, hosts, proxmox))) != 1:
+        raise ConfigError(
+            "init: give --vcenter ADDRESS, --esxi HOST for each standalone host (a lab without vCenter), "
+            "or --proxmox NODE (a Proxmox VE cluster)"
+        )
+    user = user or ("root" if hosts else "root@pam" if proxmox else "administrator@vsphere.local")
+    password_env = password_env or (
+        usecase.ESXI_PASSWORD_ENV if hosts else usecase.PROXMOX_PASSWORD_ENV if proxmox else usecase.VCENTER_PASSWORD_ENV
+    )
     usecase.refuse_overwrite(out, force)  # before any connection
     if bmc_driver not in ("redfish", "racadm", "ipmi"):
         raise ConfigError(f"--bmc-driver {bmc_driver}: one of redfish, racadm, ipmi")
@@ -95,7 +106,7 @@ def init_command(
     password = os.environ.get(password_env)
     if password is None:
         if not sys.stdin.isatty():
-            what = "the hosts' root password" if hosts else "the vCenter password"
+            what = "the hosts' root password" if hosts else f"{user}'s password" if proxmox else "the vCenter password"
             raise ConfigError(f"init: ${password_env} is not set; export it with {what} (or pass --password-env VAR)")
         password = typer.prompt(f"Password for {user}", hide_input=True)
     shared, per_host = _thumbprints(thumbprint or [], hosts)
@@ -110,7 +121,7 @@ def init_command(
     except ValidationError as exc:
         raise ConfigError(f"--bmc-thumbprint: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from exc
     options = usecase.Options(
-        url=vcenter or ", ".join(hosts),
+        url=vcenter or proxmox or ", ".join(hosts),
         user=user,
         password=SecretStr(password),
         tls=tls,
@@ -120,10 +131,12 @@ def init_command(
         bmc_user=bmc_user,
         password_env=password_env,
         standalone=bool(hosts),
+        proxmox=bool(proxmox),
         bmc_addresses=addresses,
         bmc_tls=pins,
     )
-    found = usecase.discover_hosts(options, hosts) if hosts else usecase.discover(options)
+    discover = usecase.discover_proxmox if proxmox else (lambda o: usecase.discover_hosts(o, hosts)) if hosts else usecase.discover
+    found = discover(options)
     if trust_on_first_use:
         seen, said = usecase.trust_on_first_use(usecase.bmc_targets(found, options), bmc_driver)
         options = replace(options, bmc_tls={**seen, **pins})  # a pin given by hand wins
@@ -131,7 +144,10 @@ def init_command(
             render.note(line)
     text = usecase.render(found, options)
     usecase.write(text, out, force)
-    if options.standalone:
+    if options.proxmox:
+        nodes = sum(len(n) for n in found.clusters.values())
+        render.stdout.print(f"wrote {out}: Proxmox VE, {nodes} nodes in {', '.join(found.clusters)}, {found.vms} guests", markup=False)
+    elif options.standalone:
         render.stdout.print(f"wrote {out}: {len(hosts)} standalone hosts, {found.vms} VMs, no vCenter", markup=False)
     else:
         count = len(found.standalone) + sum(len(h) for h in found.clusters.values())

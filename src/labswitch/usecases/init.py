@@ -22,7 +22,7 @@ import tomlkit
 from pydantic import SecretStr
 
 from labswitch import vsphere
-from labswitch.config import BMC, TLS, ESXi, Server, VCenter
+from labswitch.config import BMC, TLS, ESXi, Proxmox, Server, VCenter
 from labswitch.config.load import parse, write_private
 from labswitch.errors import ConfigError, TLSVerificationFailed
 from labswitch.hostnet import is_ip
@@ -32,10 +32,12 @@ from labswitch.vsphere import inventory
 from labswitch.vsphere.session import close_session, login_for_host, open_session
 
 VCENTER_PASSWORD_ENV = "LABSWITCH_VCENTER_PASSWORD"
+PROXMOX_PASSWORD_ENV = "LABSWITCH_PROXMOX_PASSWORD"
 ESXI_PASSWORD_ENV = "LABSWITCH_ESXI_PASSWORD"
 BMC_PASSWORD_ENV = "LABSWITCH_BMC_PASSWORD"
 ALWAYS_ON = "always_on"
 LAB = "lab"  # the one group of a lab without vCenter
+STANDALONE_NODE = "standalone"  # a Proxmox VE node in no cluster
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Discovered:
     standalone: tuple[str, ...]
     vcenter_vm: str | None
     vms: int = 0
+    addresses: Mapping[str, str] = field(default_factory=dict)  # Proxmox VE: node -> its cluster address
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Options:
     password_env: str = VCENTER_PASSWORD_ENV
     bmc_password_env: str = BMC_PASSWORD_ENV
     standalone: bool = False  # url names ESXi hosts, not a vCenter: the config gets [esxi]
+    proxmox: bool = False  # url is a Proxmox VE node: the config gets [proxmox]
     bmc_addresses: Mapping[str, str] = field(default_factory=dict)  # --bmc NAME=ADDRESS: server (or host) -> its BMC
     bmc_tls: Mapping[str, TLS] = field(default_factory=dict)  # server -> how its BMC is trusted (--bmc-thumbprint, TOFU)
 
@@ -102,6 +106,22 @@ def discover_hosts(options: Options, hosts: Sequence[str]) -> Discovered:
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
         counts = list(pool.map(read, hosts))
     return Discovered({}, tuple(hosts), None, sum(counts))
+
+
+def discover_proxmox(options: Options) -> Discovered:
+    """A Proxmox VE cluster through one node's API: its nodes (a cluster's, or one standalone node) and guests."""
+    from labswitch.proxmox import Client, inventory
+
+    config = Proxmox(url=options.url, user=options.user, password=options.password, tls=options.tls)
+    try:
+        snap = inventory.read(Client(config))
+    except TLSVerificationFailed as exc:
+        raise _with_thumbprint(exc, config.https_url, "your Proxmox VE node") from exc
+    clusters: dict[str, list[str]] = {}
+    for host in snap.hosts:
+        clusters.setdefault(host.cluster or STANDALONE_NODE, []).append(host.name)
+    addresses = {h.name: h.address for h in snap.hosts if h.address}
+    return Discovered({c: tuple(n) for c, n in sorted(clusters.items())}, (), None, len(snap.vms), addresses)
 
 
 _NO_BMC = BMC(driver="redfish", address="unused", user="unused", password=SecretStr("unused"))  # discovery needs none
@@ -154,6 +174,8 @@ def bmc_address(pattern: str, host: str) -> str:
 def bmc_targets(found: Discovered, options: Options) -> dict[str, tuple[str, str, str]]:
     """Each host -> (its server's name, its group, its BMC's address: --bmc's, else from --bmc-pattern)."""
     members = [(h, LAB if options.standalone else ALWAYS_ON) for h in found.standalone]
+    if options.proxmox:
+        members = []
     members += [(h, group_name(c)) for c, hosts in found.clusters.items() for h in hosts]
     names = host_names(found.standalone) if options.standalone else {}
     out = {}
@@ -204,7 +226,10 @@ def render(found: Discovered, options: Options) -> str:
     doc.add(tomlkit.comment(f"Secrets are references, never values: export {options.password_env} and {options.bmc_password_env}"))
     doc.add(tomlkit.comment('(or use { file = "PATH" } or { keyring = "service/user" }).'))
     doc.add(tomlkit.nl())
-    doc.add("esxi" if options.standalone else "vcenter", _vcenter(found, options))
+    if options.proxmox:
+        doc.add("proxmox", _proxmox(options))
+    else:
+        doc.add("esxi" if options.standalone else "vcenter", _vcenter(found, options))
     doc.add("policy", _policy(options))
     doc.add("groups", _groups(found, options))
     doc.add("servers", _servers(found, options))
@@ -229,9 +254,24 @@ def _vcenter(found: Discovered, options: Options) -> tomlkit.items.Table:
     return vc
 
 
+def _proxmox(options: Options) -> tomlkit.items.Table:
+    pve = tomlkit.table()
+    pve.add("url", options.url)
+    pve.add("user", _commented(options.user, 'user@realm; or an API token: token = "user@realm!name" with token_secret'))
+    pve.add("password", _inline({"env": options.password_env}))
+    tls = {k: v for k, v in options.tls.model_dump().items() if v}
+    if tls:
+        pve.add("tls", _inline(tls))
+    else:
+        pve.add(tomlkit.comment('tls = { ca_file = "/etc/pve/pve-root-ca.pem" }  # or { thumbprint = "<sha256>" }; default: system CAs'))
+    return pve
+
+
 def _policy(options: Options) -> tomlkit.items.Table:
     policy = tomlkit.table()
-    if options.standalone:
+    if options.proxmox:
+        policy.add("stop_last", _commented([], 'guest name globs the others need, stopped last and started first, e.g. ["pbs*"]'))
+    elif options.standalone:
         policy.add("startup_from_autostart", _commented(True, "`labswitch up` starts VMs in each host's own autostart order"))
     else:
         policy.add("startup_tag", _commented("StartUp", "`labswitch up` starts the VMs with this tag (Tag or Category/Tag)"))
@@ -242,6 +282,12 @@ def _policy(options: Options) -> tomlkit.items.Table:
 
 def _groups(found: Discovered, options: Options) -> tomlkit.items.Table:
     groups = tomlkit.table(is_super_table=True)
+    if options.proxmox:
+        for cluster in found.clusters:
+            g = tomlkit.table()
+            g.add("always_on", _commented(False, f"Proxmox VE cluster {cluster}" if cluster != STANDALONE_NODE else "standalone nodes"))
+            groups.add(group_name(cluster), g)
+        return groups
     if options.standalone:
         lab = tomlkit.table()
         lab.add("always_on", _commented(False, "standalone hosts, no vCenter: switched off and on by labswitch"))
@@ -262,7 +308,12 @@ def _servers(found: Discovered, options: Options) -> tomlkit.items.AoT:
     for host, (name, group, address) in bmc_targets(found, options).items():
         s = tomlkit.table()
         s.add("name", name)
-        s.add("esxi", host)
+        if options.proxmox:
+            s.add("node", host)
+            if host in found.addresses:
+                s.add("proxmox_url", f"https://{found.addresses[host]}:8006")
+        else:
+            s.add("esxi", host)
         s.add("group", group)
         bmc: dict[str, object] = {"driver": options.bmc_driver, "address": address, "user": options.bmc_user}
         bmc["password"] = {"env": options.bmc_password_env}
