@@ -14,7 +14,7 @@ VCSIM := labsim/bin/vcsim
 GOVMOMI := /usr/share/gocode/src/github.com/vmware/govmomi
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps venv labsim test lint typecheck unit demo bench docs screenshots clean
+.PHONY: all deps venv labsim test lint typecheck unit demo demo-proxmox bench docs screenshots clean
 
 all: test
 
@@ -71,6 +71,10 @@ test: venv labsim lint typecheck
 demo: venv labsim
 	LABSIM_BIN=$(abspath $(LABSIM)) PATH=$(abspath $(VENV))/bin:$$PATH ./scripts/demo.sh
 
+# The same against a Proxmox VE cluster (labsim --proxmox: 3 nodes, HA, Ceph).
+demo-proxmox: venv labsim
+	LABSIM_BIN=$(abspath $(LABSIM)) PATH=$(abspath $(VENV))/bin:$$PATH ./scripts/demo-proxmox.sh
+
 # The documentation site (docs/, mkdocs.yml) into site/; make test builds it too, with --strict.
 docs: venv
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
@@ -83,4 +87,4 @@ bench: venv labsim
 	LABSIM_BIN=$(abspath $(LABSIM)) $(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) labsim/bin .mypy_cache .ruff_cache .pytest_cache .demo site
+	rm -rf $(VENV) labsim/bin .mypy_cache .ruff_cache .pytest_cache .demo .demo-proxmox site

@@ -155,7 +155,7 @@ func (l *pveLab) serveNode(w http.ResponseWriter, r *http.Request, name string, 
 	switch {
 	case len(rest) == 1 && rest[0] == "status" && r.Method == http.MethodGet:
 		pveJSON(w, 200, map[string]interface{}{"uptime": int(time.Since(n.uptime).Seconds()), "pveversion": "pve-manager/8.2.4/faa83925c9641325",
-			"kversion": "Linux 6.8.12-1-pve", "cpuinfo": map[string]interface{}{"cpus": 32, "model": "Intel(R) Xeon(R) Silver 4110"}}, "")
+			"kversion": "Linux 6.8.12-1-pve", "cpuinfo": map[string]interface{}{"cpus": 32, "mhz": "2100.000", "model": "Intel(R) Xeon(R) Silver 4110"}}, "")
 	case len(rest) == 1 && rest[0] == "status" && r.Method == http.MethodPost:
 		l.nodeCommand(w, n, r.Form.Get("command"))
 	case len(rest) == 1 && (rest[0] == "startall" || rest[0] == "stopall") && r.Method == http.MethodPost:

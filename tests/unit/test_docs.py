@@ -49,6 +49,19 @@ BASE = {
         }
     ],
 }
+# A Proxmox VE fragment ([proxmox]) lands in a Proxmox lab: one cluster, one node.
+PVE_BASE = {
+    "proxmox": {"url": "pve1.lab.local", "user": "root@pam", "password": {"env": "LABSWITCH_PROXMOX_PASSWORD"}},
+    "groups": {"lab": {}},
+    "servers": [
+        {
+            "name": "pvebase",
+            "node": "pvebase",
+            "group": "lab",
+            "bmc": {"driver": "redfish", "address": "pvebase-oob", "user": "root", "password": {"env": "LABSWITCH_BMC_PASSWORD"}},
+        }
+    ],
+}
 # Commands whose options act while they are parsed (Click's eager callbacks): checked for existence only.
 EAGER = {"--help", "-h", "--version", "--install-completion", "--show-completion"}
 
@@ -101,7 +114,8 @@ def merged(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("block", of("toml"), ids=str)
 def test_toml_examples_are_valid_configuration(block: Block) -> None:
     fragment = tomllib.loads(block.text)  # a syntax error fails with its line
-    config = parse(tomli_w.dumps(merged(BASE, fragment)).encode(), source=str(block), resolve_secrets=False)
+    base = PVE_BASE if "proxmox" in fragment else BASE
+    config = parse(tomli_w.dumps(merged(base, fragment)).encode(), source=str(block), resolve_secrets=False)
     assert config.servers, block
 
 

@@ -31,7 +31,7 @@ class Proxmox:
         try:
             return inventory.read(self.client)
         except ConnectionFailed as exc:
-            return Snapshot((), (), notes=(f"{exc}; nodes and guests unknown until a node answers",), platform="proxmox")
+            return Snapshot((), (), notes=(f"{exc}; its nodes and guests are unknown until one answers",), platform="proxmox")
 
     def actions(self) -> None:
         """No vCenter: the run's steps go through the Proxmox port (port())."""

@@ -62,14 +62,16 @@ class Client:
         with self._lock:
             if self._api is not None:
                 return self._api, self._url
-            failures: list[str] = []
+            failures: dict[str, str] = {}
             for url in self.urls:
                 try:
                     self._api, self._url = self._login(url), url
                     return self._api, url
                 except ConnectionFailed as exc:
-                    failures.append(str(exc))
-            raise ConnectionFailed(f"Proxmox VE: no node's API answers: {'; '.join(failures)}; check proxmox.url and that a node is up")
+                    failures[url] = getattr(exc, "reason", str(exc))
+            reasons = set(failures.values())
+            said = f"{', '.join(failures)}: {reasons.pop()}" if len(reasons) == 1 else "; ".join(f"{u}: {r}" for u, r in failures.items())
+            raise ConnectionFailed(f"Proxmox VE: no node's API answers ({said}); check proxmox.url and that a node is up")
 
     def _drop(self, url: str) -> None:
         """That node stopped answering: the next call logs in to the one after it."""
@@ -96,7 +98,9 @@ class Client:
         except requests.exceptions.SSLError as exc:
             raise _tls_error(url, exc) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            raise ConnectionFailed(f"Proxmox VE {url}: cannot connect ({_reason(exc)})") from exc
+            failed = ConnectionFailed(f"Proxmox VE {url}: cannot connect ({_reason(exc)})")
+            failed.reason = _reason(exc)  # type: ignore[attr-defined]
+            raise failed from exc
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status == 401:

@@ -49,7 +49,8 @@ def read(client: Client) -> Snapshot:
     online = {h.name for h in hosts if h.connection_state == "connected"}
     guests = [r for r in resources if not r.get("template")]
     configs = _configs(client, [g for g in guests if g.get("node") in online])
-    vms = tuple(sorted((_vm(g, configs.get(str(g["id"]))) for g in guests), key=lambda v: v.name))
+    mhz = _node_mhz(client, sorted(online))
+    vms = tuple(sorted((_vm(g, configs.get(str(g["id"])), mhz.get(str(g.get("node")))) for g in guests), key=lambda v: v.name))
     clusters: tuple[ClusterInfo, ...] = ()
     notes: list[str] = []
     if cluster is not None:
@@ -69,8 +70,24 @@ def _configs(client: Client, guests: list[dict[str, Any]]) -> dict[str, dict[str
         return dict(pool.map(one, guests))
 
 
-def _vm(g: dict[str, Any], conf: dict[str, Any] | None) -> VMInfo:
+def _node_mhz(client: Client, nodes: list[str]) -> dict[str, float]:
+    """Each online node's CPU clock (its status' cpuinfo.mhz): a guest's load in MHz, for idle auto-down."""
+
+    def one(node: str) -> tuple[str, float]:
+        status = client.call(f"read node {node}'s status", lambda api: api.nodes(node).status.get()) or {}
+        try:
+            return node, float((status.get("cpuinfo") or {}).get("mhz") or 0)
+        except (TypeError, ValueError):
+            return node, 0.0
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(nodes)))) as pool:
+        return dict(pool.map(one, nodes))
+
+
+def _vm(g: dict[str, Any], conf: dict[str, Any] | None, node_mhz: float | None = None) -> VMInfo:
     conf = conf or {}
+    running = g.get("status") == "running"
+    load = float(g.get("cpu") or 0) * float(g.get("maxcpu") or 0) * (node_mhz or 0)  # cpu: the share of its vCPUs in use
     tags = tuple(t for t in re.split(r"[;, ]", str(conf.get("tags", g.get("tags", "")) or "")) if t)
     return VMInfo(
         moid=str(g["id"]),
@@ -80,7 +97,7 @@ def _vm(g: dict[str, Any], conf: dict[str, Any] | None) -> VMInfo:
         tools_running=True,  # Proxmox shuts any guest down (ACPI for a VM, the container's init for LXC): no agent needed
         tags=tags,
         autostart=autostart(conf),
-        cpu_mhz=None,
+        cpu_mhz=round(load) if running and node_mhz else None,
     )
 
 

@@ -37,7 +37,7 @@ def exit_maintenance(steps: list[Step], ctx: Context, report: Report) -> None:
 
 def shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
     port = ctx.port_for(steps[0])
-    system, api = ("the node", "Proxmox VE's") if steps[0].endpoint == PROXMOX else ("ESXi", "vSphere")
+    system, api = ("node", "Proxmox VE's") if steps[0].endpoint == PROXMOX else ("ESXi", "vSphere")
     for step in steps:
         error = attempt(port.shutdown_host, step.moid or "", ctx.policy.maintenance_timeout)
         if error is None:

@@ -219,7 +219,10 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.
             )
             if proxmox:
                 plan = make_proxmox_plan(snap, config, facts, request.intent, groups, request.skip_unreachable, request.tag)
-                if request.intent is Intent.UP and not request.restore and not request.tag:
+                if request.intent is Intent.UP and not snap.hosts:
+                    note = "the cluster answers no call while its nodes are off: its guests are planned once they are back, in the same run"
+                    plan = replace(plan, notes=(*plan.notes, note))
+                elif request.intent is Intent.UP and not request.restore and not request.tag:
                     plan = _what_up_leaves_off(plan, journal, groups, "those that start at boot")
             else:
                 plan = make_plan(
