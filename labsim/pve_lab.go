@@ -75,6 +75,7 @@ type pveOptions struct {
 	hung                            string // guests that ignore a shutdown, NAME,...
 	cluster                         string
 	selfNode                        string // a node whose cluster address is 127.0.0.1: the machine labswitch runs on
+	wolNodes                        string // nodes the config wakes through a peer (bmc.via = "proxmox")
 }
 
 var cephFlagNames = []string{"nobackfill", "nodeep-scrub", "nodown", "noin", "noout", "norebalance", "norecover", "noscrub", "notieragent", "noup", "pause"}

@@ -28,6 +28,7 @@ func pveFlags(p *pveOptions) {
 	flag.StringVar(&p.hung, "pve-hung", "", "--proxmox: guests that ignore a shutdown request, NAME,...")
 	flag.StringVar(&p.cluster, "pve-cluster", "lab", "--proxmox: the cluster's name")
 	flag.StringVar(&p.selfNode, "pve-self-node", "", "--proxmox: the node labswitch runs on (its cluster address is --listen's)")
+	flag.StringVar(&p.wolNodes, "pve-wol-nodes", "", "--proxmox: nodes the config wakes through a peer node (bmc.via = \"proxmox\": POST /nodes/{node}/wakeonlan), NAME,...")
 }
 
 func (l *pveLab) writeOutputs() error {
@@ -61,6 +62,10 @@ func (l *pveLab) config() string {
 	for _, n := range l.nodes {
 		s := n.server
 		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nnode = %q\ngroup = %q\nproxmox_url = %q\n", s.Name, n.name, s.Group, "https://"+n.api.addr)
+		if contains(strings.Split(l.pve.wolNodes, ","), n.name) {
+			fmt.Fprintf(&b, "bmc = { driver = \"wol\", via = \"proxmox\", off_after = 2 }\n")
+			continue
+		}
 		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
 			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
 	}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.conftest import Result, wait_until
 from tests.pvesim import PveLab
@@ -176,3 +177,49 @@ def test_init_writes_a_config_from_the_cluster_that_status_reads(
     assert {h["connection_state"] for h in hosts.values()} == {"connected"}
     truth = lab.guests()
     assert {v["name"]: v["power_state"] for v in status.json()["vms"]} == {n: "poweredOn" for n in truth}
+
+
+def test_a_node_without_a_bmc_of_its_own_is_woken_by_a_peer(cli: Run, pve_factory: Callable[..., PveLab], state_dir: Path) -> None:
+    """pve3 has no BMC in the config: a down shuts it down through the API and sees it gone; an up powers pve1 and pve2
+    on by their BMCs and, once one is back, has it send pve3's magic packet (POST /nodes/pve3/wakeonlan)."""
+    lab = pve_factory(*FAST, "--pve-wol-nodes", "pve3")
+    assert 'via = "proxmox"' in lab.config.read_text()
+    down = labswitch(cli, lab, state_dir, "down", "--yes")
+    assert down.code == 0, down.stderr
+    assert all(lab.bmc_power(n) == "Off" for n in NODES), "read through each node's Redfish, the config's or not"
+    plan = labswitch(cli, lab, state_dir, "plan", "up", "--json")
+    steps = {(s["action"], s["target"]): s for s in plan.json()["steps"]}
+    assert "wait-connected:node/pve1" in steps[("bmc-power-on", "pve3")]["settled"], "pve3 waits for a peer to be back"
+    up = labswitch(cli, lab, state_dir, "up", "--yes")
+    assert up.code == 0, up.stderr
+    assert all(lab.bmc_power(n) == "On" for n in NODES)
+    assert all(node["online"] for node in lab.state()["nodes"].values())
+
+
+def test_serve_drives_a_proxmox_lab(pve_factory: Callable[..., PveLab], state_dir: Path) -> None:
+    """The service on a Proxmox VE lab: its status, metrics and a down started over the API, read back from labsim."""
+    from tests.integration.test_serve import TOKEN, add_serve, serving
+
+    lab = pve_factory(*FAST, "--pve-ceph")
+    config = lab.config.with_name("serve.toml")
+    config.write_text(lab.config.read_text())
+    url = add_serve(lab, config, '\n[energy]\nsample_interval = "1s"\n')  # type: ignore[arg-type]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with serving(lab, config, url, state_dir):  # type: ignore[arg-type]
+        status = requests.get(url + "/api/status", headers=auth, timeout=60).json()
+        assert {h["name"] for h in status["hosts"]} == set(NODES) and status["clusters"][0]["quorate"]
+        assert {v["name"] for v in status["vms"]} == set(lab.guests())
+        wait_until(
+            lambda: 'labswitch_server_power_state{server="pve2",state="on"} 1.0' in requests.get(url + "/metrics", timeout=10).text,
+            30,
+            "metrics",
+        )
+        started = requests.post(url + "/api/runs", headers=auth, json={"intent": "down"}, timeout=120)
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        wait_until(
+            lambda: requests.get(url + f"/api/runs/{run_id}", headers=auth, timeout=30).json()["outcome"] != "running", 60, "the down"
+        )
+        assert requests.get(url + f"/api/runs/{run_id}", headers=auth, timeout=30).json()["outcome"] == "ok"
+    assert all(lab.bmc_power(n) == "Off" for n in NODES)
+    assert set(lab.state()["ceph_flags"]) >= MANAGED

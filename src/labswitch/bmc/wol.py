@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from labswitch.bmc.base import Power, SystemInfo
@@ -32,9 +33,9 @@ class WolDriver:
         self.server = server.name
         self.wol = wol
         self.timeout = timeout
-        parts = urlsplit(server.direct_url)
-        self.probe = (parts.hostname or "", parts.port or 443)
-        self.where = f"server {server.name} (Wake-on-LAN {wol.mac})"
+        parts = urlsplit(server.proxmox_url or server.direct_url)  # a Proxmox node's API (8006), else ESXi's
+        self.probe = (parts.hostname or "", parts.port or (8006 if server.proxmox_url else 443))
+        self.where = f"server {server.name} (Wake-on-LAN {wol.mac or 'through a peer node'})"
         self._down_since: float | None = None
         self._seen_up = False
 
@@ -51,6 +52,11 @@ class WolDriver:
     def power_on(self) -> bool:
         if self._reachable():
             return False
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        assert self.wol.mac is not None
         packet = magic_packet(self.wol.mac)
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -64,7 +70,6 @@ class WolDriver:
                 f"{self.where}: the magic packet could not be sent to {self.wol.broadcast}:{self.wol.port} ({exc.strerror or exc}); "
                 "check bmc.broadcast"
             ) from exc
-        return True
 
     def graceful_shutdown(self) -> bool:
         raise NotSupported(f"{self.where}: Wake-on-LAN only wakes a server; it is shut down through vSphere")
@@ -92,3 +97,16 @@ class WolDriver:
         except OSError:
             return False
         return True
+
+
+class PeerWolDriver(WolDriver):
+    """A Proxmox VE node woken by a peer: the cluster's API asks another node to send the magic packet (POST
+    /nodes/{node}/wakeonlan, as Proxmox's own GUI does; the MAC is the node's wakeonlan setting). It needs a node
+    of the cluster up: the up powers the others on first."""
+
+    def __init__(self, server: Server, wol: WakeOnLan, timeout: float, wake: Callable[[], object]) -> None:
+        super().__init__(server, wol, timeout)
+        self._send = wake
+
+    def _wake(self) -> None:
+        self._send()

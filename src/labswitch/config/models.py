@@ -201,10 +201,19 @@ class WakeOnLan(Strict):
     """No BMC: woken by a Wake-on-LAN magic packet; on/off worked out from the host's reachability."""
 
     driver: Literal["wol"]
-    mac: Annotated[str, BeforeValidator(lambda v: _mac(v) if isinstance(v, str) else v)]
+    mac: Annotated[str, BeforeValidator(lambda v: _mac(v) if isinstance(v, str) else v)] | None = None
     broadcast: str = "255.255.255.255"  # the subnet's broadcast address, e.g. 192.168.4.255
     port: Annotated[int, Field(ge=1, le=65535)] = 9
     off_after: PositiveSeconds = 30.0  # once seen up, how long its host must stay unreachable to count as off
+    # "proxmox": a peer node sends the packet (POST /nodes/{node}/wakeonlan; the MAC is the node's wakeonlan setting in
+    # Proxmox VE), for a node on a segment labswitch's machine cannot broadcast to
+    via: Literal["packet", "proxmox"] = "packet"
+
+    @model_validator(mode="after")
+    def _mac_needed(self) -> WakeOnLan:
+        if self.via == "packet" and self.mac is None:
+            raise ValueError('needs mac = "aa:bb:cc:dd:ee:ff" (or via = "proxmox": a peer node wakes it)')
+        return self
 
 
 class Plug(Strict):
@@ -445,6 +454,8 @@ class Config(Strict):
                 "hosts, or [proxmox] (url, user and password or token) for a Proxmox VE cluster"
             )
         for i, server in enumerate(self.servers):
+            if getattr(server.bmc, "via", "packet") == "proxmox" and self.proxmox is None:
+                raise ValueError(f'servers[{i}].bmc: via = "proxmox" wakes a node through a Proxmox VE cluster; add [proxmox]')
             if self.proxmox is not None and server.node is None:
                 raise ValueError(f'servers[{i}]: a Proxmox VE server names its node: node = "{server.name}"')
             if self.proxmox is None and (server.node is not None or server.proxmox_url is not None):

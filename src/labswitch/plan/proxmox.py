@@ -55,6 +55,7 @@ def make_plan(
         refusals += _safety(snap, config, facts, servers, hosts)
         steps = _down(snap, config, facts, servers, hosts, notes)
     else:
+        refusals += _wakers(snap, facts, servers)
         steps, waves = _up(snap, config, facts, servers, hosts, waves, tag)
     steps = [replace(s, endpoint=API) if s.endpoint == VCENTER else s for s in steps]  # every call goes to the cluster's API
     return Plan(intent, tuple(groups), tuple(s.name for s in servers), tuple(steps), tuple(refusals), tuple(notes), waves)
@@ -97,6 +98,18 @@ def _quorum(snap: Snapshot, hosts: Mapping[str, HostInfo | None]) -> list[str]:
                 "quorum (they could not start, stop or change anything); take the whole cluster down, or fewer nodes"
             )
     return out
+
+
+def _wakers(snap: Snapshot, facts: Facts, servers: Sequence[Server]) -> list[str]:
+    """A node woken by a peer (bmc.via = "proxmox") needs a node up, or one this up powers on by its BMC."""
+    off = [s for s in servers if facts.bmc_power.get(s.name) is Power.OFF]
+    by_peer = [s.name for s in off if getattr(s.bmc, "via", "packet") == "proxmox"]
+    if not by_peer or any(h.connection_state == "connected" for h in snap.hosts) or len(by_peer) < len(off):
+        return []
+    return [
+        f'{", ".join(by_peer)}: woken by a peer node (bmc.via = "proxmox"), but no node of the cluster is up or powered on '
+        "by its BMC in this up: give one node a BMC or Wake-on-LAN of its own, or power one on first"
+    ]
 
 
 # -- down --------------------------------------------------------------------------------------------------
@@ -198,12 +211,19 @@ def _up(
 ) -> tuple[list[Step], tuple[Wave, ...]]:
     back: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its node is back in the cluster
     nodes: list[Step] = []
+    by_peer = {s.name for s in servers if getattr(s.bmc, "via", "packet") == "proxmox"}  # woken through another node
+    first = [s for s in servers if s.name not in by_peer and facts.bmc_power.get(s.name) is Power.OFF]
+    peer_up = any(h.connection_state == "connected" for h in snap.hosts)
     for server in servers:
         host = hosts[server.name]
         last: tuple[str, ...] = ()
         moid = host.moid if host else f"node/{server.node or server.esxi}"
         if facts.bmc_power.get(server.name) is Power.OFF:
-            on = Step("power-on", Action.BMC_POWER_ON, server.name, moid, server.name, endpoint=bmc(server.name))
+            # a node woken by a peer waits for a node powered on by its BMC to be back (none needed when one is up)
+            waits = (
+                () if server.name not in by_peer or peer_up else tuple(f"{Action.WAIT_CONNECTED}:node/{s.node or s.esxi}" for s in first)
+            )
+            on = Step("power-on", Action.BMC_POWER_ON, server.name, moid, server.name, endpoint=bmc(server.name), settled=waits)
             nodes.append(on)
             last = (on.id,)
         if host is None or host.connection_state != "connected" or last:

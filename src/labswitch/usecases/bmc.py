@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from labswitch.bmc import Driver, Power, driver_for
-from labswitch.config import Config, Server
+from labswitch.bmc.wol import PeerWolDriver
+from labswitch.config import Config, Server, WakeOnLan
 from labswitch.errors import EndpointError, NotSupported, UnknownName, shown
 
 
@@ -36,8 +37,25 @@ def select(config: Config, names: Sequence[str]) -> list[Server]:
 
 
 def drivers_for(config: Config, servers: Sequence[Server]) -> dict[str, Driver]:
-    """Each server's power driver, by server name, not yet connected (the caller closes them)."""
-    return {s.name: driver_for(s, config.policy.bmc_timeout) for s in servers}
+    """Each server's power driver, by server name, not yet connected (the caller closes them). A Proxmox VE node woken
+    by a peer (bmc.via = "proxmox") gets the cluster's API to send its packet."""
+    out: dict[str, Driver] = {}
+    for s in servers:
+        if getattr(s.bmc, "via", "packet") == "proxmox" and config.proxmox is not None and isinstance(s.bmc, WakeOnLan):
+            out[s.name] = PeerWolDriver(s, s.bmc, config.policy.bmc_timeout, _peer_wake(config, s))
+        else:
+            out[s.name] = driver_for(s, config.policy.bmc_timeout)
+    return out
+
+
+def _peer_wake(config: Config, server: Server) -> Callable[[], object]:
+    from labswitch.proxmox import Client
+
+    assert config.proxmox is not None
+    node = server.node or server.esxi
+    peers = [s.proxmox_url for s in config.servers if s.proxmox_url and s.name != server.name]
+    client = Client(config.proxmox, peers)
+    return lambda: client.call(f"wake node {node} (Wake-on-LAN from a peer node)", lambda api: api.nodes(node).wakeonlan.post())
 
 
 @contextlib.contextmanager
