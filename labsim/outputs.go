@@ -61,21 +61,27 @@ func (l *Lab) tagVMs(vms []types.ManagedObjectReference) error {
 func (l *Lab) writeOutputs() error {
 	secrets := fmt.Sprintf("%s=%s\n%s=%s\n%s=%s\n", envVCenterPassword, l.opts.password, envBMCPassword, l.opts.bmcPassword,
 		envESXiPassword, l.opts.esxiPassword)
+	return writeOutputs(l.opts, secrets, l.certPEM, l.config)
+}
+
+// writeOutputs prints the secrets as export lines and writes what the options ask for: the secrets as an env file,
+// the certificate, a ready labswitch config (made only when asked). Both labs (vSphere, Proxmox VE) write so.
+func writeOutputs(o options, secrets string, certPEM []byte, config func() string) error {
 	for _, line := range strings.Split(strings.TrimSpace(secrets), "\n") {
 		fmt.Printf("export %s\n", line)
 	}
-	if l.opts.secretsFile != "" {
-		if err := os.WriteFile(l.opts.secretsFile, []byte(secrets), 0o600); err != nil {
+	if o.secretsFile != "" {
+		if err := os.WriteFile(o.secretsFile, []byte(secrets), 0o600); err != nil {
 			return err
 		}
 	}
-	if l.opts.certOut != "" {
-		if err := os.WriteFile(l.opts.certOut, l.certPEM, 0o644); err != nil {
+	if o.certOut != "" {
+		if err := os.WriteFile(o.certOut, certPEM, 0o644); err != nil {
 			return err
 		}
 	}
-	if l.opts.writeConfig != "" {
-		return os.WriteFile(l.opts.writeConfig, []byte(l.config()), 0o644)
+	if o.writeConfig != "" {
+		return os.WriteFile(o.writeConfig, []byte(config()), 0o644)
 	}
 	return nil
 }

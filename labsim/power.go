@@ -25,14 +25,14 @@ func (l *Lab) powerOn(s *Server) bool {
 	epoch := s.epoch
 	s.mu.Unlock()
 	time.AfterFunc(s.bootDelay*4/5, func() { // the host's own API answers a little before vCenter reconnects it
-		if l.stillAt(s, epoch) && s.agent != nil {
+		if s.stillAt(epoch) && s.agent != nil {
 			if err := s.agent.gate.open(); err != nil {
 				log.Printf("%s: the host's port could not listen again: %v", s.Name, err)
 			}
 		}
 	})
 	time.AfterFunc(s.bootDelay, func() {
-		if l.stillAt(s, epoch) && !l.stuck(s) {
+		if s.stillAt(epoch) && !l.stuck(s) {
 			l.hostConnected(s)
 		}
 	})
@@ -57,6 +57,12 @@ func (l *Lab) powerOff(s *Server) bool {
 // shutdown is ESXi shutting down (vSphere call, ACPI power button): the
 // server goes off after --host-shutdown-delay unless its power changed meanwhile.
 func (l *Lab) shutdown(s *Server, thenBoot bool) bool {
+	return shutdownAfter(l, s, l.opts.hostShutdownDelay, thenBoot)
+}
+
+// shutdownAfter: the server's OS shuts down, off after delay (then on again for a reboot) unless its power changed
+// meanwhile; false when it is off already. Both labs' servers shut down so.
+func shutdownAfter(m machines, s *Server, delay time.Duration, thenBoot bool) bool {
 	s.mu.Lock()
 	if s.power == "Off" {
 		s.mu.Unlock()
@@ -64,9 +70,9 @@ func (l *Lab) shutdown(s *Server, thenBoot bool) bool {
 	}
 	epoch := s.epoch
 	s.mu.Unlock()
-	time.AfterFunc(l.opts.hostShutdownDelay, func() {
-		if l.stillAt(s, epoch) && l.powerOff(s) && thenBoot {
-			l.powerOn(s)
+	time.AfterFunc(delay, func() {
+		if s.stillAt(epoch) && m.powerOff(s) && thenBoot {
+			m.powerOn(s)
 		}
 	})
 	return true
@@ -107,7 +113,8 @@ func (l *Lab) stuck(s *Server) bool {
 	return false
 }
 
-func (l *Lab) stillAt(s *Server, epoch int) bool {
+// stillAt: the server's power has not changed since epoch (a timer set then still applies).
+func (s *Server) stillAt(epoch int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.epoch == epoch

@@ -234,25 +234,7 @@ func (l *pveLab) powerOff(s *Server) bool {
 // shutdown: the node's OS shuts down (API command, or the BMC's ACPI button): its
 // running guests are stopped, then it goes off after --host-shutdown-delay.
 func (l *pveLab) shutdown(s *Server, thenBoot bool) bool {
-	s.mu.Lock()
-	if s.power == "Off" {
-		s.mu.Unlock()
-		return false
-	}
-	epoch := s.epoch
-	s.mu.Unlock()
-	time.AfterFunc(l.opts.hostShutdownDelay, func() {
-		if s.stillAt(epoch) && l.powerOff(s) && thenBoot {
-			l.powerOn(s)
-		}
-	})
-	return true
-}
-
-func (s *Server) stillAt(epoch int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.epoch == epoch
+	return shutdownAfter(l, s, l.opts.hostShutdownDelay, thenBoot)
 }
 
 // serverWatts: a node idles near 90 W; each running guest adds a little; off is off.

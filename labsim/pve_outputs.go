@@ -6,7 +6,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 )
 
@@ -33,23 +32,7 @@ func pveFlags(p *pveOptions) {
 
 func (l *pveLab) writeOutputs() error {
 	secrets := fmt.Sprintf("%s=%s\n%s=%s\n%s=%s\n", envPVEPassword, l.pve.password, envPVEToken, l.pve.tokenSecret, envBMCPassword, l.opts.bmcPassword)
-	for _, line := range strings.Split(strings.TrimSpace(secrets), "\n") {
-		fmt.Printf("export %s\n", line)
-	}
-	if l.opts.secretsFile != "" {
-		if err := os.WriteFile(l.opts.secretsFile, []byte(secrets), 0o600); err != nil {
-			return err
-		}
-	}
-	if l.opts.certOut != "" {
-		if err := os.WriteFile(l.opts.certOut, l.certPEM, 0o644); err != nil {
-			return err
-		}
-	}
-	if l.opts.writeConfig != "" {
-		return os.WriteFile(l.opts.writeConfig, []byte(l.config()), 0o644)
-	}
-	return nil
+	return writeOutputs(l.opts, secrets, l.certPEM, l.config)
 }
 
 func (l *pveLab) config() string {

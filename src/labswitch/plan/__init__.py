@@ -96,10 +96,7 @@ def make_plan(
     notes: list[str] = []
     vcenter_host = None
     waves = tuple(config.startup.waves)
-    if intent is Intent.DOWN:
-        for name in groups:
-            if config.groups[name].always_on:
-                refusals.append(f"group {name} is always_on; it is never switched off (set always_on = false to allow it)")
+    refusals += _always_on(config, groups, intent)
     servers = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
     hosts = {s.name: snap.host_by_name(s.esxi) for s in servers}
     for s in servers:
@@ -138,14 +135,21 @@ def make_proxmox_plan(
 ) -> Plan:
     """A Proxmox VE lab's plan (plan.proxmox), with the refusals every platform shares: always_on groups, BMCs that
     do not answer."""
-    refusals: list[str] = []
+    refusals = _always_on(config, groups, intent)
     notes: list[str] = []
-    if intent is Intent.DOWN:
-        for name in groups:
-            if config.groups[name].always_on:
-                refusals.append(f"group {name} is always_on; it is never switched off (set always_on = false to allow it)")
     servers = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
     return proxmox.make_plan(snap, config, facts, intent, groups, servers, refusals, notes, tag)
+
+
+def _always_on(config: Config, groups: Sequence[str], intent: Intent) -> list[str]:
+    """A down of an always_on group is refused, on every platform."""
+    if intent is not Intent.DOWN:
+        return []
+    return [
+        f"group {name} is always_on; it is never switched off (set always_on = false to allow it)"
+        for name in groups
+        if config.groups[name].always_on
+    ]
 
 
 def _reachable(
