@@ -79,12 +79,14 @@ def _groups(
     for name, group in config.groups.items():
         members = [s.name for s in config.servers if s.group == name]
         powers = [hosts[m]["power"] for m in members]
-        if any(p not in ("On", "Off") for p in powers):
+        if not powers:
+            state = "no servers"
+        elif any(p not in ("On", "Off") for p in powers):
             state = "unknown"  # a BMC that does not answer: never "off" (or "on") on a guess
-        elif powers and all(p == "On" for p in powers):
+        elif all(p == "On" for p in powers):
             state = "on"
         else:
-            state = "off" if powers and all(p == "Off" for p in powers) else "partly on"
+            state = "off" if all(p == "Off" for p in powers) else "partly on"
         if name in running:
             state = "going down" if intent == "down" else "coming up"
         countdown = countdowns.get(name)
