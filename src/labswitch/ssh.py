@@ -3,12 +3,16 @@ shared by the racadm driver and the vCenter appliance commands."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-import asyncssh
-
 from labswitch.errors import AuthenticationFailed, ConnectionFailed, TLSVerificationFailed
+
+# cryptography 46+ deprecates DSA, and asyncssh's import says so on stderr: a library's notice, not the user's concern
+# (labswitch never offers a DSA key; an ssh-dss host key pinned in the config still loads while cryptography allows it).
+warnings.filterwarnings("ignore", message="DSA is deprecated", module="asyncssh")
+import asyncssh  # noqa: E402 - after the filter above
 
 
 def known_hosts(host_key: str | None, known_hosts_file: str | None, where: str, key_setting: str) -> object:

@@ -92,7 +92,7 @@ def test_bad_input_without_vcenter(cli: Run, lab_factory: Callable[..., Lab], st
     neither = config.with_name("neither.toml")
     neither.write_text(text[: text.index("[esxi]")] + text[text.index("[policy]") :])
     result = run(cli, lab, state_dir, neither, "status")
-    assert result.code == 2 and "no [vcenter] and no [esxi]" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+    assert result.code == 2 and "no [vcenter], [esxi] or [proxmox]" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
         result.stderr
     )
 
