@@ -66,6 +66,9 @@ VM_TABLE_UP_TO = 40  # a lab this small lists its VMs; a larger one says how man
 
 
 def show(report: StatusReport, vm_table: bool = True) -> None:
+    if report.platform == "proxmox":
+        _show_proxmox(report, vm_table)
+        return
     vms_on = Counter(v.host for v in report.vms if v.power_state == "poweredOn")
     vms_all = Counter(v.host for v in report.vms)
     render.table(
@@ -101,3 +104,31 @@ def show(report: StatusReport, vm_table: bool = True) -> None:
 def _vm_label(vm: VMStatus) -> str:
     """vSphere's own agents are marked: labswitch never stops or starts them."""
     return f"{vm.name} (vCLS)" if vm.system == "vcls" else vm.name
+
+
+PVE_POWER = {"poweredOn": "running", "poweredOff": "stopped", "suspended": "paused"}
+
+
+def _show_proxmox(report: StatusReport, vm_table: bool) -> None:
+    """A Proxmox VE lab in its own words: nodes (in the cluster or not), guests (running, stopped)."""
+    on = Counter(v.host for v in report.vms if v.power_state == "poweredOn")
+    every = Counter(v.host for v in report.vms)
+    in_cluster = {"connected": "online", "notResponding": "offline"}
+    render.table(
+        "Nodes",
+        ["NODE", "GROUP", "CLUSTER", "IN CLUSTER", "BMC POWER", "GUESTS RUNNING"],
+        (
+            (h.name, h.group, h.cluster, in_cluster.get(h.connection_state or "", "-"), h.bmc_power, f"{on[h.name]}/{every[h.name]}")
+            for h in report.hosts
+        ),
+    )
+    running = sum(on.values())
+    if not vm_table:
+        render.stdout.print(f"Guests: {running} of {len(report.vms)} running; labswitch status --vms lists them", markup=False)
+        return
+    render.stdout.print()
+    render.table(
+        f"Guests ({running} of {len(report.vms)} running)",
+        ["GUEST", "NODE", "STATE", "TAGS"],
+        ((v.name, v.host, PVE_POWER.get(v.power_state, v.power_state), ", ".join(v.tags)) for v in report.vms),
+    )

@@ -114,6 +114,7 @@ class StatusReport:
     cluster_changes: tuple[ClusterChangeStatus, ...] = ()
     vcenter: VCenterStatus | None = None  # None: a lab without vCenter
     clusters: tuple[ClusterStatus, ...] = ()  # Proxmox VE clusters
+    platform: str = "vsphere"  # vsphere | proxmox: whose words the tables use
 
     @property
     def unread(self) -> bool:
@@ -210,7 +211,9 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
         for c in snap.clusters
         if c.votes
     )
-    return StatusReport(hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes, vcenter=center, clusters=pve)
+    return StatusReport(
+        hosts=tuple(hosts), vms=vms, notes=tuple(notes), cluster_changes=changes, vcenter=center, clusters=pve, platform=snap.platform
+    )
 
 
 def _vcenter_up(config: Config, snap: Snapshot, display: Mapping[str, str]) -> VCenterStatus | None:
