@@ -49,6 +49,9 @@ CREATE TABLE IF NOT EXISTS whole_lab (
     run_id TEXT NOT NULL REFERENCES runs(id), server TEXT NOT NULL, role TEXT NOT NULL, ord INTEGER NOT NULL,
     vm_name TEXT NOT NULL, vm_uuid TEXT NOT NULL, recorded REAL NOT NULL, finished_by TEXT, finished REAL
 );
+CREATE TABLE IF NOT EXISTS plans (
+    run_id TEXT NOT NULL REFERENCES runs(id), part INTEGER NOT NULL, steps TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
@@ -364,6 +367,27 @@ class Journal:
             (*args, limit),
         )
         return [self._record(*r) for r in rows]
+
+    def record_plan(self, run_id: str, steps: str) -> None:
+        """The steps a run (or its next part) is to take, as JSON: whoever follows the run later (the page, for a run
+        the CLI started) sees each host's chain, not only what is done."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO plans (run_id, part, steps) VALUES (?, (SELECT COUNT(*) FROM plans WHERE run_id = ?), ?)",
+                (run_id, run_id, steps),
+            )
+
+    def planned(self, run_id: str) -> list[str]:
+        """A run's recorded plans (JSON), one per part, in order."""
+        rows = self._db.execute("SELECT steps FROM plans WHERE run_id = ? ORDER BY part", (run_id,))
+        return [str(r[0]) for r in rows]
+
+    def timed_steps(self, run_id: str) -> list[tuple[StepRecord, float]]:
+        """One run's steps in order, each with when it was journaled (unix seconds)."""
+        rows = self._db.execute(
+            "SELECT phase, action, target, status, detail, seconds, server, at FROM steps WHERE run_id = ? ORDER BY seq", (run_id,)
+        )
+        return [(StepRecord(*row[:7]), float(row[7] or 0)) for row in rows]
 
     def steps(self, run_id: str) -> list[StepRecord]:
         """One run's steps in order."""

@@ -42,6 +42,7 @@ class Console:
     url: str
     lab: Lab
     state: Path
+    config: Path
 
     def api(self, method: str, path: str, **kw: object) -> requests.Response:
         return requests.request(method, self.url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120, **kw)  # type: ignore[arg-type]
@@ -60,7 +61,7 @@ def console_of(
     if seed is not None:
         seed(state_dir / "labswitch" / "journal.sqlite3")
     with serving(lab, config, url, state_dir):
-        yield Console(url, lab, state_dir)
+        yield Console(url, lab, state_dir, config)
 
 
 @pytest.fixture
@@ -387,3 +388,25 @@ def test_a_lab_one_hour_old_has_no_bars_before_today(lab_factory: Callable[..., 
         assert re.fullmatch(
             r"\w{3} \w{3} \d\d: [\d.]+ kWh \([\d.]+ measured, [\d.]+ estimated\)", page.locator("figure output").first.inner_text()
         )
+
+
+def test_a_down_the_cli_started_is_followed_host_by_host(page_url: Console, browser: Browser) -> None:
+    """The page open, a down started at a terminal: the page follows it by itself, a row per host from the journal
+    (the plan it recorded, each step's start and end), esx22 still waiting for its slow guest by name while the
+    others are off."""
+    page = logged_in(browser, page_url.url, DESKTOP)
+    env = {**os.environ, **page_url.lab.env, "XDG_STATE_HOME": str(page_url.state)}
+    argv = [sys.executable, "-m", "labswitch", "--config", str(page_url.config), "down", "--yes"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        rows = """() => { const r = Object.fromEntries([...document.querySelectorAll('#run-hosts tr[data-server]')]
+            .map(tr => [tr.dataset.server, tr.querySelector('td.host-state').innerText]));
+            return r.esx11 && r.esx11.startsWith('✓ off (BMC)') && r.esx22 && /esx22-vm01: shutting down/.test(r.esx22) && r; }"""
+        seen = page.wait_for_function(rows, timeout=60_000).json_value()
+        assert set(seen) == set(PAYLOAD), seen
+        assert page.locator("#run-title").inner_text() == "down of payload"
+        assert bmc_power(page_url.lab, "esx11") == "Off" and bmc_power(page_url.lab, "esx22") == "On"
+        assert proc.wait(timeout=90) == 0
+        page.wait_for_function("() => document.querySelector('#run-state.outcome-ok')", timeout=30_000)
+    finally:
+        proc.kill() if proc.poll() is None else None

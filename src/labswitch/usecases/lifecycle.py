@@ -9,13 +9,15 @@ is in the journal and the lock says which it is for the block, and it is finishe
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from labswitch.errors import Interrupted, SafetyRefusal
 from labswitch.journal import Journal
 from labswitch.lock import RunLock
-from labswitch.plan import Plan
+from labswitch.plan import Action, Plan, Step
 from labswitch.run import EventSink, Runner, StepResult
 
 
@@ -97,6 +99,7 @@ def run_plan(
     if not confirm(plan):
         return Outcome(plan, None, (), confirmed=False)
     with journaled(journal, plan, on_event, held, reason, run_id, leave_open) as run:
+        journal.record_plan(run.run_id, json.dumps([_step(s) for s in plan.steps]))
         runner = runner_for(run.run_id)
         try:
             if before is not None:
@@ -109,6 +112,21 @@ def run_plan(
             after_ok(run.run_id)
         run.outcome = "ok" if ok else "failed"
     return Outcome(plan, run.run_id, tuple(results))
+
+
+def _step(step: Step) -> dict[str, Any]:
+    return {k: v for k, v in asdict(step).items() if v not in (None, (), [])}
+
+
+def planned_steps(journal: Journal, run_id: str) -> list[Step]:
+    """The steps a run was planned to take (every part), as recorded when it started."""
+    out = []
+    for part in journal.planned(run_id):
+        for d in json.loads(part):
+            d["action"] = Action(d["action"])
+            d["after"], d["settled"] = tuple(d.get("after", ())), tuple(d.get("settled", ()))
+            out.append(Step(**d))
+    return out
 
 
 def continued(first: Outcome, rest: Outcome) -> Outcome:

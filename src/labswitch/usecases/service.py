@@ -18,9 +18,9 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, StepRecord, state_base
-from labswitch.plan import Intent, slow_after, target_groups
+from labswitch.plan import Action, Intent, Plan, slow_after, target_groups
 from labswitch.render.live import HostRow, RunView, clock, power_by
-from labswitch.usecases import power
+from labswitch.usecases import lifecycle, power
 
 log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended
 START_TIMEOUT = 120.0  # planning reads vCenter and every BMC: the run id is known within this
@@ -139,13 +139,53 @@ class Service:
             return Progress(record, tuple(journal.steps(run_id)))
 
     def hosts(self, run_id: str) -> list[HostRow] | None:
-        """Each host of a run this service started, as the CLI's live table shows it: what it does or waits
-        for ("esx11-vm03: shutting down 00:45", "vCLS retreat mode (Cluster1) 00:03"), its VMs done and its
-        clock. None for a run started elsewhere (the CLI's): its steps are in the journal, its hosts are not."""
+        """Each host of a run, as the CLI's live table shows it: what it does or waits for ("esx11-vm03: shutting
+        down 00:45", "vCLS retreat mode (Cluster1) 00:03"), its VMs done and its clock. A run this service started
+        is followed as it goes; any other (the CLI's, a past one) is replayed from the journal: its plan and each
+        step's start and end (a step under way shows once it ends). None: no plan recorded (a run from before)."""
         with self._view_lock:
-            if self._view is None or self._view[0] != run_id:
-                return None
-            return self._view[1].rows()
+            if self._view is not None and self._view[0] == run_id:
+                return self._view[1].rows()
+        return self._replayed(run_id)
+
+    def _replayed(self, run_id: str) -> list[HostRow] | None:
+        with Journal.of(self.config) as journal:
+            record = journal.run(run_id)
+            steps = lifecycle.planned_steps(journal, run_id)
+            done = journal.timed_steps(run_id)
+        if record is None or not steps:
+            return None
+        at = [record.started]
+        servers = self.config.servers
+        view = RunView({s.name: s.group for s in servers}, slow_after(self.config.policy), lambda: at[0], power_by=power_by(servers))
+        plan = Plan(Intent(record.intent), record.groups, (), tuple(steps))
+        view.begin(plan)
+        by_key = {(s.action, s.target): s for s in steps}
+        events: list[tuple[float, int, str, Any]] = []
+        for n, (result, when) in enumerate(done):
+            planned = by_key.get((Action(result.action), result.target))
+            if planned is not None:
+                events.append((when - result.seconds, n, "start", planned))
+            events.append((when, n, "step", result))
+        ended: dict[str, float] = {}
+        for when, _, kind, data in sorted(events, key=lambda e: (e[0], e[1], e[2] == "step")):
+            at[0] = when
+            view.feed(kind, data)
+            if kind == "step" and (planned := by_key.get((Action(data.action), data.target))) is not None:
+                ended[planned.id] = when
+        if record.finished is None:  # under way: a step whose every predecessor ended started then (the executor's rule)
+            for step in steps:
+                waits = (*step.after, *step.settled)
+                if step.fallback_of or step.id in ended or not all(d in ended for d in waits):
+                    continue
+                at[0] = max((ended[d] for d in waits), default=record.started)
+                view.feed("start", step)
+        if record.finished is not None:
+            at[0] = record.finished
+            view.finish()
+        else:
+            at[0] = time.time()
+        return view.rows()
 
     def lab_wide(self, run_id: str) -> str | None:
         """What holds the whole of a run this service started, as the CLI's live view says it ("vCenter is starting:
