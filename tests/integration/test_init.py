@@ -132,7 +132,7 @@ def test_init_esxi_writes_a_config_for_a_lab_without_vcenter(
     assert status.code == 1 and "BMC of 2 servers" in status.stderr, "the made-up BMC addresses are unread: said, exit 1"
     assert {h["connection_state"] for h in status.json()["hosts"]} == {"connected"}
     neither = cli("init", "--out", str(tmp_path / "n.toml"))
-    assert neither.code == 2 and "--vcenter ADDRESS, or --esxi HOST" in neither.stderr
+    assert neither.code == 2 and "give --vcenter ADDRESS, --esxi HOST for each standalone host" in neither.stderr
 
     # self-signed hosts each have their own certificate: one pin per host, written to each server's esxi_tls
     both = ["--esxi", hosts[0], "--esxi", hosts[1]]
