@@ -30,7 +30,7 @@ def guarded(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[Served
     """serve with a page password and a long poll interval: after its first round, the lab is read again only when
     a run changes it, so whatever the clients below do, it is theirs if labsim counts a read."""
     lab = lab_factory(*FAST)
-    config = configure(lab, policy="bmc_timeout = 4\n")  # a hung BMC holds a request 4 s, not 30
+    config = configure(lab, policy="bmc_timeout = 2\n")  # a hung BMC holds a request 2 s, not 30
     url = add_serve(lab, config, 'poll_interval = "1h"\n')
     set_password(lab, config, PASSWORD)
     with serving(lab, config, url, state_dir) as proc:

@@ -64,11 +64,15 @@ def console_of(
         yield Console(url, lab, state_dir, config)
 
 
+SLOW = "esx22-vm01=12s"  # one slow guest keeps esx22 on while the other hosts go off
+
+
 @pytest.fixture
-def page_url(lab_factory: Callable[..., Lab], state_dir: Path) -> Iterator[Console]:
-    """A down of some seconds (one slow guest keeps esx22 on while the other hosts go off), idle auto-down's countdown,
-    six hours of energy samples an earlier `serve` left."""
-    lab = lab_factory(*FAST, "--guest-shutdown-delay", "3s", "--slow-guests", "esx22-vm01=25s")
+def page_url(lab_factory: Callable[..., Lab], state_dir: Path, request: pytest.FixtureRequest) -> Iterator[Console]:
+    """A down of some seconds (one slow guest keeps esx22 on while the other hosts go off; a test may ask for a slower
+    one), idle auto-down's countdown, six hours of energy samples an earlier `serve` left."""
+    slow = getattr(request, "param", SLOW)
+    lab = lab_factory(*FAST, "--guest-shutdown-delay", "3s", "--slow-guests", slow)
     slow = (("guest_shutdown_timeout = 5", "guest_shutdown_timeout = 60"),)
     with console_of(lab, state_dir, lambda path: seed_samples(path, hours=6), 'idle_down_after = "1h"\n', slow) as console:
         yield console
@@ -180,7 +184,7 @@ def test_log_in_confirm_in_the_sheet_and_follow_the_down_host_by_host(page_url: 
         steps: document.querySelectorAll('#run-steps li').length, clock: document.querySelector('#run-clock').innerText}"""
     end = phone.wait_for_function(at_end, timeout=90_000).json_value()
     assert sorted(end["servers"]) == sorted(PAYLOAD) and set(end["states"]) == {"✓ off (BMC)"}, end
-    assert end["steps"] > 0 and seconds(end["clock"]) >= 20, end
+    assert end["steps"] > 0 and seconds(end["clock"]) >= 8, end
     phone.wait_for_function("() => document.querySelector('section.group[data-group=payload] .state').innerText === 'off'", timeout=30_000)
     assert "?run=" in phone.url, "no reload: the finished run stays on screen"
     # a past run is a link to its steps, numbered whole, and it stays on screen
@@ -208,6 +212,7 @@ def test_log_in_confirm_in_the_sheet_and_follow_the_down_host_by_host(page_url: 
     assert listed == [r["outcome"] for r in runs][: len(listed)] and listed, listed
 
 
+@pytest.mark.parametrize("page_url", ["esx22-vm01=30s"], indirect=True)  # a down still going 20 s in
 def test_a_page_opened_late_counts_from_the_runs_start(page_url: Console, browser: Browser) -> None:
     started = page_url.api("POST", "/api/runs", json={"intent": "down", "groups": ["payload"]})
     assert started.status_code == 202, started.text
@@ -222,8 +227,7 @@ def test_a_page_opened_late_counts_from_the_runs_start(page_url: Console, browse
     first = page.locator("#run-clock").inner_text()
     page.wait_for_function("t => document.querySelector('#run-clock').innerText !== t", arg=first, timeout=3_000)
     ticking = page.locator("#run-hosts tr[data-server=esx22] td.time").inner_text()
-    assert seconds(ticking) >= 18, ticking
-    wait_until(lambda: not page_url.api("GET", "/api/lock").json()["running"], 90, "the down finished")
+    assert seconds(ticking) >= 18, ticking  # the service's SIGTERM at teardown stops the down, journaled as interrupted
 
 
 def test_a_lab_of_fourteen_hosts_collapses_per_cluster_and_fits_a_phone(

@@ -80,7 +80,7 @@ def test_a_cluster_with_ha_and_ceph_goes_down_and_comes_back_as_it_was(
 def test_a_down_interrupted_after_the_flags_were_set_is_finished_and_up_clears_them(
     cli: Run, pve_factory: Callable[..., PveLab], state_dir: Path
 ) -> None:
-    lab = pve_factory("--host-boot-delay", "1s", "--host-shutdown-delay", "300ms", "--guest-shutdown-delay", "30s", "--pve-ceph")
+    lab = pve_factory("--host-boot-delay", "1s", "--host-shutdown-delay", "300ms", "--guest-shutdown-delay", "6s", "--pve-ceph")
     env = {**os.environ, **lab.env, "XDG_STATE_HOME": str(state_dir)}
     argv = [sys.executable, "-m", "labswitch", "--config", str(lab.config), "down", "--yes"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
