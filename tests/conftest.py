@@ -86,9 +86,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The fault matrix's table (tests/integration/test_faults.py), when its cells ran."""
-    faults = sys.modules.get("tests.integration.test_faults")
-    lines = faults.matrix_table() if faults is not None else []
+    """The fault matrix's table (tests/integration/test_faults.py), when its cells ran: their rows come with their
+    reports, so the table is whole whichever worker ran a cell."""
+    from tests.integration.test_faults import ROW, matrix_table
+
+    reports = [r for kind in ("passed", "failed") for r in terminalreporter.stats.get(kind, []) if getattr(r, "when", "") == "call"]
+    lines = matrix_table([value for r in reports for key, value in getattr(r, "user_properties", []) if key == ROW])
     if lines:
         terminalreporter.section("fault matrix")
         for line in lines:

@@ -103,7 +103,7 @@ CELLS = [
     Cell("vcenter", "vpxd", "restart", "down", "mid", 0, "changes dropped", 40.0, lasts=3.0),  # may end before vpxd is back
     Cell("vcenter", "vpxd", "restart", "up", "mid", 0, "logged in again", 40.0, lasts=3.0),
 ]
-MATRIX: list[tuple[Cell, float, int, str]] = []
+ROW = "fault matrix row"  # each cell's row, carried by its report (user_properties) to the summary, from any worker
 
 
 def _under_way(lab: Lab, cell: Cell) -> None:
@@ -117,7 +117,9 @@ def _under_way(lab: Lab, cell: Cell) -> None:
 
 @pytest.mark.slow  # 18 cells, about 2.5 minutes
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
-def test_fault_matrix(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, cell: Cell) -> None:
+def test_fault_matrix(
+    cli: Run, lab_factory: Callable[..., Lab], state_dir: Path, cell: Cell, record_property: Callable[[str, object], None]
+) -> None:
     lab = lab_factory("--host-shutdown-delay", "3s", "--host-boot-delay", "2s", "--guest-shutdown-delay", "200ms")
     config = configure(lab, policy="bmc_timeout = 3\nmaintenance_timeout = 5\n")
     if cell.intent == "up":
@@ -143,7 +145,10 @@ def test_fault_matrix(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path
     lines = stderr.strip().splitlines()
     failed = [line for line in lines if "] failed" in line or "error:" in line]  # the step that failed, or the refusal
     last = (failed or [line for line in lines if cell.name in line] or [""])[0]
-    MATRIX.append((cell, took, proc.returncode, last[:110]))
+    row = (
+        f"{cell.kind + ' ' + cell.name + ' ' + cell.mode:32} {cell.intent:5} {cell.phase:6} {took:5.1f}s {proc.returncode:4}  {last[:110]}"
+    )
+    record_property(ROW, row)
     assert proc.returncode == cell.code, stderr
     assert took < cell.budget, f"{took:.1f}s, over its {cell.budget:.0f}s deadline"
     assert cell.says in stderr and "Traceback" not in stderr, stderr
@@ -161,11 +166,8 @@ def test_fault_matrix(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path
         assert {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"} == tagged_vms(lab) & set(payload(vm_power(lab)))
 
 
-def matrix_table() -> list[str]:
-    """The cells run in this session, as the terminal summary prints them (tests/conftest.py)."""
-    if not MATRIX:
+def matrix_table(rows: list[str]) -> list[str]:
+    """The cells that ran in this session (``rows``: their reports' rows), as the terminal summary prints them."""
+    if not rows:
         return []
-    lines = [f"{'fault':32} {'run':5} {'phase':6} {'took':>6} {'exit':>4}  what labswitch said (its first failure)"]
-    for cell, took, code, said in MATRIX:
-        lines.append(f"{cell.kind + ' ' + cell.name + ' ' + cell.mode:32} {cell.intent:5} {cell.phase:6} {took:5.1f}s {code:4}  {said}")
-    return lines
+    return [f"{'fault':32} {'run':5} {'phase':6} {'took':>6} {'exit':>4}  what labswitch said (its first failure)", *rows]

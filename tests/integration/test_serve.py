@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,10 +57,15 @@ def serving(
     ``log``: where its stderr goes (its activity log), for the test to read."""
     full = {**os.environ, **lab.env, **(env or {}), "XDG_STATE_HOME": str(state)}
     argv = [sys.executable, "-m", "labswitch", "--config", str(config), "serve"]
-    stderr = log.open("w") if log is not None else subprocess.DEVNULL
+    log = log or config.with_name(f"serve-{os.getpid()}.log")  # its activity, said when it does not come up
+    stderr = log.open("w")
     proc = subprocess.Popen(argv, env=full, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     try:
-        wait_until(lambda: _up(url), 30, "labswitch serve answering")
+        deadline = time.monotonic() + 60
+        while not _up(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"labswitch serve did not answer at {url} (exit {proc.poll()}): {log.read_text()[-2000:]}")
+            time.sleep(0.1)
         yield proc
     finally:
         if proc.poll() is None:
