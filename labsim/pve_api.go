@@ -11,27 +11,37 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
 const apiPrefix = "/api2/json"
 
-// serveAPI starts the API's TLS server on a free port (the nodes' gates pass connections to it) and labsim's own
-// control port beside it (GET /labsim/pve, POST /labsim/faults), which answers whatever the nodes do.
-func (l *pveLab) serveAPI(conf *tls.Config) (string, error) {
+// serveNodeAPI starts one node's API server (TLS with its own certificate) on a free port; the node's gate passes
+// connections to it while the node is up. Every node's server answers for the whole cluster, as pveproxy does.
+func (l *pveLab) serveNodeAPI(conf *tls.Config) (string, error) {
 	ln, err := net.Listen("tcp", net.JoinHostPort(l.opts.listen, "0"))
 	if err != nil {
 		return "", err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(l.serveHTTP), TLSConfig: conf.Clone()}
+	srv := &http.Server{Handler: http.HandlerFunc(l.serveHTTP), TLSConfig: conf}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	return ln.Addr().String(), nil
+}
+
+// serveControl starts labsim's own control port (GET /labsim/pve, POST /labsim/faults), which answers whatever the
+// nodes do, with labsim's certificate.
+func (l *pveLab) serveControl(conf *tls.Config) error {
 	control, err := net.Listen("tcp", net.JoinHostPort(l.opts.listen, "0"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/labsim/faults", &l.faults)
@@ -39,7 +49,7 @@ func (l *pveLab) serveAPI(conf *tls.Config) (string, error) {
 	l.controlURL = "https://" + control.Addr().String()
 	ctl := &http.Server{Handler: mux, TLSConfig: conf.Clone()}
 	go func() { _ = ctl.ServeTLS(control, "", "") }()
-	return ln.Addr().String(), nil
+	return nil
 }
 
 func (l *pveLab) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -117,7 +127,8 @@ func (l *pveLab) resources(w http.ResponseWriter, kind string) {
 }
 
 func (l *pveLab) nodeEntry(n *pveNode) map[string]interface{} {
-	entry := map[string]interface{}{"id": "node/" + n.name, "type": "node", "node": n.name, "status": "offline", "maxcpu": 32}
+	entry := map[string]interface{}{"id": "node/" + n.name, "type": "node", "node": n.name, "status": "offline", "maxcpu": 32,
+		"ssl_fingerprint": n.fingerprint}
 	if n.online {
 		entry["status"], entry["uptime"], entry["cpu"] = "online", int(time.Since(n.uptime).Seconds()), 0.03
 	}
@@ -179,8 +190,7 @@ func (l *pveLab) nodeCommand(w http.ResponseWriter, n *pveNode, command string) 
 		l.mu.Lock()
 		for _, g := range l.guests { // pve-guests stops what still runs, as the node goes down
 			if g.node == n.name && g.status == "running" {
-				g.status = "stopped"
-				g.epoch++
+				g.halt()
 			}
 		}
 		l.mu.Unlock()
@@ -196,6 +206,9 @@ func (l *pveLab) wake(w http.ResponseWriter, n *pveNode) {
 	pveJSON(w, 200, "b8:ca:3a:00:00:"+fmt.Sprintf("%02x", len(n.name)+int(n.ip[len(n.ip)-1])), "")
 }
 
+// allGuests: startall and stopall as pve-manager's PVE/API2/Nodes.pm runs them: guests by order group
+// (get_start_stop_list: no order counts as LONG_MAX), startall's groups increasing (each guest's up= pause after its
+// start), stopall's decreasing, each group only after every task of the group before it ended.
 func (l *pveLab) allGuests(w http.ResponseWriter, n *pveNode, what string) {
 	l.mu.Lock()
 	quorate := l.quorate()
@@ -211,21 +224,75 @@ func (l *pveLab) allGuests(w http.ResponseWriter, n *pveNode, what string) {
 		return
 	}
 	upid := l.tasks.start(n.name, what, "", func(finish func(error)) {
-		for _, g := range mine {
-			if what == "startall" {
-				l.startGuest(g)
-				continue
+		for _, group := range orderGroups(mine, what == "stopall") {
+			var wg sync.WaitGroup
+			for _, g := range group {
+				if what == "startall" {
+					l.startGuest(g)
+					time.Sleep(time.Duration(startupField(g.startup, "up")) * time.Second)
+					continue
+				}
+				wg.Add(1)
+				go func(g *pveGuest) {
+					defer wg.Done()
+					done := make(chan error, 1)
+					l.shutdownGuest(g, 180*time.Second, func(err error) { done <- err })
+					if err := <-done; err != nil {
+						l.stopGuest(g)
+					}
+				}(g)
 			}
-			done := make(chan error, 1)
-			l.shutdownGuest(g, 180*time.Second, func(err error) { done <- err })
-			if err := <-done; err != nil {
-				l.stopGuest(g)
-			}
+			wg.Wait()
 		}
 		finish(nil)
 	})
 	pveJSON(w, 200, upid, "")
 }
+
+const noOrder = math.MaxInt64 // PVE's order for a guest without one (LONG_MAX)
+
+// orderGroups: the guests by startup order, increasing (decreasing with reverse); within a group by vmid as PVE sorts.
+func orderGroups(guests []*pveGuest, reverse bool) [][]*pveGuest {
+	byOrder := map[int][]*pveGuest{}
+	orders := []int{}
+	for _, g := range guests {
+		o := startupField(g.startup, "order")
+		if _, seen := byOrder[o]; !seen {
+			orders = append(orders, o)
+		}
+		byOrder[o] = append(byOrder[o], g)
+	}
+	sort.Ints(orders)
+	out := [][]*pveGuest{}
+	for i := range orders {
+		o := orders[i]
+		if reverse {
+			o = orders[len(orders)-1-i]
+		}
+		out = append(out, byOrder[o])
+	}
+	return out
+}
+
+// startupField: one field of "[order=]N,up=S,down=S" (pve-common's pve_parse_startup_order); order defaults to
+// LONG_MAX, up and down to 0.
+func startupField(startup, field string) int {
+	for _, part := range strings.Split(startup, ",") {
+		key, value, found := strings.Cut(strings.TrimSpace(part), "=")
+		if !found {
+			key, value = "order", key
+		}
+		if n, err := strconv.Atoi(value); err == nil && key == field {
+			return n
+		}
+	}
+	if field == "order" {
+		return noOrder
+	}
+	return 0
+}
+
+var startupFormat = regexp.MustCompile(`^((order=)?\d+|up=\d+|down=\d+)(,((order=)?\d+|up=\d+|down=\d+))*$`)
 
 // serveGuest: /nodes/{node}/{qemu|lxc}[/{vmid}/(config|status/...)].
 func (l *pveLab) serveGuest(w http.ResponseWriter, r *http.Request, n *pveNode, kind string, rest []string) {
@@ -251,6 +318,10 @@ func (l *pveLab) serveGuest(w http.ResponseWriter, r *http.Request, n *pveNode, 
 	}
 	switch strings.Join(rest[1:], "/") {
 	case "config":
+		if r.Method == http.MethodPut || r.Method == http.MethodPost {
+			l.setConfig(w, r, g)
+			return
+		}
 		l.mu.Lock()
 		conf := map[string]interface{}{"onboot": b2i(g.onboot), "tags": strings.Join(g.tags, ";"), "digest": randomSecret()}
 		if g.startup != "" {
@@ -280,6 +351,37 @@ func (l *pveLab) serveGuest(w http.ResponseWriter, r *http.Request, n *pveNode, 
 	default:
 		pveError(w, http.StatusNotImplemented, "Method '"+r.Method+" "+r.URL.Path+"' not implemented")
 	}
+}
+
+// setConfig: PUT (and qemu's POST) /nodes/{node}/{qemu|lxc}/{vmid}/config for the options labswitch reads: startup,
+// onboot, tags; "delete" removes them. qemu-server's POST is async (a task); PUT answers null.
+func (l *pveLab) setConfig(w http.ResponseWriter, r *http.Request, g *pveGuest) {
+	if startup := r.Form.Get("startup"); startup != "" && !startupFormat.MatchString(startup) {
+		pveError(w, http.StatusBadRequest, "Parameter verification failed.")
+		return
+	}
+	l.mu.Lock()
+	if r.Form.Has("startup") {
+		g.startup = r.Form.Get("startup")
+	}
+	if r.Form.Has("onboot") {
+		g.onboot = r.Form.Get("onboot") == "1"
+	}
+	if r.Form.Has("tags") {
+		g.tags = strings.FieldsFunc(r.Form.Get("tags"), func(c rune) bool { return c == ';' || c == ',' || c == ' ' })
+	}
+	for _, key := range strings.Split(r.Form.Get("delete"), ",") {
+		switch strings.TrimSpace(key) {
+		case "startup":
+			g.startup = ""
+		case "onboot":
+			g.onboot = false
+		case "tags":
+			g.tags = nil
+		}
+	}
+	l.mu.Unlock()
+	pveJSON(w, 200, nil, "")
 }
 
 // guestPower: a start, shutdown or stop as a task; an HA-managed guest's is a request to the HA manager instead.

@@ -36,15 +36,24 @@ type pveGuest struct {
 	shutdown time.Duration
 	epoch    int       // bumped on every change of status: cancels a stale shutdown
 	started  time.Time // when it last started (GET /labsim/pve: the order guests started in)
+	asked    time.Time // when its shutdown was last asked for (GET /labsim/pve: the order guests were asked in)
+	stopped  time.Time // when it last stopped
+}
+
+// halt: the guest is stopped now (its shutdown ended, a hard stop, its node's power gone). Call with l.mu held.
+func (g *pveGuest) halt() {
+	g.status, g.stopped = "stopped", time.Now()
+	g.epoch++
 }
 
 type pveNode struct {
-	server *Server
-	name   string
-	ip     string
-	api    *gate // the node's own API port (8006): shut while the node is off or booting
-	online bool  // in the cluster (corosync) and its API answering
-	uptime time.Time
+	server      *Server
+	name        string
+	ip          string
+	api         *gate  // the node's own API port (8006): shut while the node is off or booting
+	online      bool   // in the cluster (corosync) and its API answering
+	fingerprint string // its own certificate's SHA-256, as GET /nodes gives it (pve_certs.go)
+	uptime      time.Time
 }
 
 type pveLab struct {
@@ -60,8 +69,9 @@ type pveLab struct {
 	tasks      *pveTasks
 	auth       *pveAuth
 	faults     faults
-	thumbprint string
+	thumbprint string // labsim's own certificate (the BMCs', the control port's; the nodes' CA): pve_certs.go
 	certPEM    []byte
+	caFile     string // pve-root-ca.pem, written beside the config
 	apiURL     string // the first node's API
 	controlURL string // labsim's own: GET /labsim/pve, POST /labsim/faults
 	haEvery    time.Duration
@@ -76,6 +86,7 @@ type pveOptions struct {
 	cluster                         string
 	selfNode                        string // a node whose cluster address is 127.0.0.1: the machine labswitch runs on
 	wolNodes                        string // nodes the config wakes through a peer (bmc.via = "proxmox")
+	tlsMode                         string // the written config's [proxmox] tls: "ca" (tls.ca_file) or "pin"
 }
 
 var cephFlagNames = []string{"nobackfill", "nodeep-scrub", "nodown", "noin", "noout", "norebalance", "norecover", "noscrub", "notieragent", "noup", "pause"}
@@ -95,8 +106,7 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 		return nil, err
 	}
 	l.thumbprint, l.certPEM = holder.thumbprint, holder.certPEM
-	api, err := l.serveAPI(conf)
-	if err != nil {
+	if err := l.serveControl(conf); err != nil {
 		return nil, err
 	}
 	rng := rand.New(rand.NewSource(o.seed))
@@ -112,11 +122,19 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 			group = "mgmt"
 		}
 		s := &Server{Name: name, FQDN: name + ".lab.local", Group: group, ServiceTag: fmt.Sprintf("PVE%04d", i), power: "On", bootDelay: jitter(rng, o.hostBootDelay, o.hostBootJitter)}
+		own, fingerprint, err := nodeCert(conf, name, o.listen)
+		if err != nil {
+			return nil, err
+		}
+		api, err := l.serveNodeAPI(own)
+		if err != nil {
+			return nil, err
+		}
 		front, err := newGate(o.listen, api)
 		if err != nil {
 			return nil, err
 		}
-		n := &pveNode{server: s, name: name, ip: fmt.Sprintf("10.0.0.%d", 10+i), api: front, online: true, uptime: time.Now()}
+		n := &pveNode{server: s, name: name, ip: fmt.Sprintf("10.0.0.%d", 10+i), api: front, online: true, uptime: time.Now(), fingerprint: fingerprint}
 		if name == p.selfNode {
 			n.ip = o.listen // labswitch reaches the API from this address: it runs on this node
 		}
@@ -224,8 +242,7 @@ func (l *pveLab) powerOff(s *Server) bool {
 	l.cephSince = time.Now()
 	for _, g := range l.guests {
 		if g.node == n.name && g.status == "running" {
-			g.status = "stopped" // the power is gone: so are its guests
-			g.epoch++
+			g.halt() // the power is gone: so are its guests
 		}
 	}
 	return true
@@ -275,6 +292,7 @@ func (l *pveLab) startGuest(g *pveGuest) {
 // shutdownGuest: stopped after its shutdown delay, unless it ignores the request; done() is told either way.
 func (l *pveLab) shutdownGuest(g *pveGuest, timeout time.Duration, done func(error)) {
 	l.mu.Lock()
+	g.asked = time.Now()
 	epoch, hung, delay := g.epoch, g.hung || l.faults.get("vm:"+g.name) == "ignore-shutdown", g.shutdown
 	l.mu.Unlock()
 	if hung {
@@ -284,8 +302,7 @@ func (l *pveLab) shutdownGuest(g *pveGuest, timeout time.Duration, done func(err
 	time.AfterFunc(delay, func() {
 		l.mu.Lock()
 		if g.epoch == epoch && g.status == "running" {
-			g.status = "stopped"
-			g.epoch++
+			g.halt()
 		}
 		l.mu.Unlock()
 		done(nil)
@@ -295,8 +312,7 @@ func (l *pveLab) shutdownGuest(g *pveGuest, timeout time.Duration, done func(err
 func (l *pveLab) stopGuest(g *pveGuest) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	g.status = "stopped"
-	g.epoch++
+	g.halt()
 }
 
 // haManager: every HA resource's requested state applied, once a second, while the cluster is quorate.
@@ -316,8 +332,7 @@ func (l *pveLab) haManager() {
 					g.status, g.started = "running", time.Now()
 					g.epoch++
 				case (state == "stopped" || state == "disabled") && g.status == "running":
-					g.status = "stopped"
-					g.epoch++
+					g.halt()
 				}
 			}
 		}
@@ -382,7 +397,8 @@ func (l *pveLab) close() {
 var _ machines = (*pveLab)(nil)
 
 // serveState answers GET /labsim/pve on the control port (it answers while every node is off): the truth of the
-// cluster for the tests, read without labswitch — nodes, guests (with when each last started), HA, Ceph's flags.
+// cluster for the tests, read without labswitch — nodes, guests (when each last started, was last asked to shut
+// down, last stopped: the timeline of a run's order), HA, Ceph's flags.
 func (l *pveLab) serveState(w http.ResponseWriter, r *http.Request) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -393,8 +409,10 @@ func (l *pveLab) serveState(w http.ResponseWriter, r *http.Request) {
 	guests := map[string]interface{}{}
 	for _, g := range l.guests {
 		entry := map[string]interface{}{"vmid": g.vmid, "node": g.node, "status": g.status, "onboot": g.onboot, "startup": g.startup}
-		if !g.started.IsZero() {
-			entry["started"] = float64(g.started.UnixNano()) / 1e9
+		for key, at := range map[string]time.Time{"started": g.started, "asked": g.asked, "stopped": g.stopped} {
+			if !at.IsZero() {
+				entry[key] = float64(at.UnixNano()) / 1e9
+			}
 		}
 		guests[g.name] = entry
 	}

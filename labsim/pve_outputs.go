@@ -6,6 +6,8 @@ package main
 import (
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 )
 
@@ -27,12 +29,31 @@ func pveFlags(p *pveOptions) {
 	flag.StringVar(&p.hung, "pve-hung", "", "--proxmox: guests that ignore a shutdown request, NAME,...")
 	flag.StringVar(&p.cluster, "pve-cluster", "lab", "--proxmox: the cluster's name")
 	flag.StringVar(&p.selfNode, "pve-self-node", "", "--proxmox: the node labswitch runs on (its cluster address is --listen's)")
+	flag.StringVar(&p.tlsMode, "pve-tls", "ca", "--proxmox: how the written config trusts the nodes' own certificates: ca (tls.ca_file, the cluster CA written as pve-root-ca.pem beside the config) or pin (the first node's thumbprint)")
 	flag.StringVar(&p.wolNodes, "pve-wol-nodes", "", "--proxmox: nodes the config wakes through a peer node (bmc.via = \"proxmox\": POST /nodes/{node}/wakeonlan), NAME,...")
 }
 
 func (l *pveLab) writeOutputs() error {
 	secrets := fmt.Sprintf("%s=%s\n%s=%s\n%s=%s\n", envPVEPassword, l.pve.password, envPVEToken, l.pve.tokenSecret, envBMCPassword, l.opts.bmcPassword)
+	if l.opts.writeConfig != "" { // the cluster CA, as /etc/pve/pve-root-ca.pem: what tls.ca_file names
+		dir, err := filepath.Abs(filepath.Dir(l.opts.writeConfig))
+		if err != nil {
+			return err
+		}
+		l.caFile = filepath.Join(dir, "pve-root-ca.pem")
+		if err := os.WriteFile(l.caFile, l.certPEM, 0o644); err != nil {
+			return err
+		}
+	}
 	return writeOutputs(l.opts, secrets, l.certPEM, l.config)
+}
+
+// apiTLS: the [proxmox] tls the written config uses: the cluster CA, or the first node's own certificate pinned.
+func (l *pveLab) apiTLS() string {
+	if l.pve.tlsMode == "pin" || l.caFile == "" {
+		return fmt.Sprintf(`{ thumbprint = "%s" }`, strings.ToLower(strings.ReplaceAll(l.nodes[0].fingerprint, ":", "")))
+	}
+	return fmt.Sprintf(`{ ca_file = %q }`, l.caFile)
 }
 
 func (l *pveLab) config() string {
@@ -40,7 +61,7 @@ func (l *pveLab) config() string {
 	tls := fmt.Sprintf(`{ thumbprint = "%s" }`, l.thumbprint)
 	fmt.Fprintf(&b, "# labswitch configuration for a labsim Proxmox VE cluster (written by labsim --proxmox --write-config).\n")
 	fmt.Fprintf(&b, "# Secrets are environment references; labsim printed their values.\n\n")
-	fmt.Fprintf(&b, "[proxmox]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.apiURL, pveUser, envPVEPassword, tls)
+	fmt.Fprintf(&b, "[proxmox]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.apiURL, pveUser, envPVEPassword, l.apiTLS())
 	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
 	for _, n := range l.nodes {
 		s := n.server

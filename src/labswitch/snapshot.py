@@ -68,6 +68,17 @@ class AutoStart:
 
 
 @dataclass(frozen=True)
+class Startup:
+    """A Proxmox VE guest's ``startup: order=N,up=S,down=S`` (qm.adoc "Start and Shutdown Order"), whether or not it
+    starts at boot: PVE's startall and stopall order every guest by it (no order: after every ordered guest at a
+    start, before them at a stop)."""
+
+    order: int | None = None
+    up: float | None = None  # seconds to wait after it started, before the next one starts
+    down: float | None = None  # seconds its shutdown may take (PVE's stopall timeout for it)
+
+
+@dataclass(frozen=True)
 class VMInfo:
     moid: str
     name: str
@@ -83,6 +94,7 @@ class VMInfo:
     uuid: str | None = None  # config.instanceUuid: the same through vCenter and through its host (moids are not)
     autostart: AutoStart | None = None  # read from standalone hosts only (labs without vCenter)
     cpu_mhz: int | None = None  # summary.quickStats.overallCpuUsage now (None: not reported)
+    startup: Startup | None = None  # Proxmox VE: its startup order, onboot or not (None: not read, a node offline)
     # Read only for audits:
     hw_version: int | None = None  # 13 for vmx-13
     cbt: bool = False  # changed block tracking

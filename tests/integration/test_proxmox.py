@@ -160,13 +160,13 @@ def test_init_writes_a_config_from_the_cluster_that_status_reads(
     cli: Run, pve_factory: Callable[..., PveLab], state_dir: Path, tmp_path: Path
 ) -> None:
     lab = pve_factory(*FAST)
-    thumbprint = next(line.split('"')[1] for line in lab.config.read_text().splitlines() if line.startswith("tls = "))
+    ca = lab.config.parent / "pve-root-ca.pem"  # the cluster CA: it signed every node's own certificate
     bmcs = [f"--bmc={name}={bmc}" for name, (_, bmc) in lab.nodes.items()]
     out = tmp_path / "init.toml"
     env = {**lab.env, "LABSWITCH_PROXMOX_PASSWORD": lab.env["LABSIM_PVE_PASSWORD"], "XDG_STATE_HOME": str(state_dir)}
-    wrote = cli("init", "--proxmox", lab.url, "--thumbprint", thumbprint, "--trust-on-first-use", *bmcs, "--out", str(out), env=env)
+    wrote = cli("init", "--proxmox", lab.url, "--ca-file", str(ca), "--trust-on-first-use", *bmcs, "--out", str(out), env=env)
     assert wrote.code == 0, wrote.stderr
-    assert "Proxmox VE, 3 nodes in lab, 9 guests" in wrote.stdout
+    assert "Proxmox VE, 3 nodes in lab, 9 guests" in wrote.stdout and "tls: the cluster CA" in wrote.stdout
     text = out.read_text()
     assert 'node = "pve2"' in text and "[proxmox]" in text and lab.env["LABSIM_PVE_PASSWORD"] not in text
     assert oct(out.stat().st_mode & 0o777) == "0o600"

@@ -10,8 +10,9 @@ import pytest
 from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.errors import ConfigError
-from labswitch.plan import Facts, Intent, make_plan, target_groups
+from labswitch.plan import Action, Facts, Intent, make_plan, target_groups
 from labswitch.snapshot import HostInfo, Snapshot, VMInfo
+from tests.unit.graph import waits_for
 
 
 def config(**overrides: Any) -> Config:
@@ -93,8 +94,14 @@ def test_down_order_and_default_groups() -> None:
 def test_down_guest_shutdown_in_reverse_wave_order() -> None:
     waves = {"waves": [{"name": "infra", "vms": ["dns"]}, {"name": "web", "tags": ["Web"]}]}
     p = plan(Intent.DOWN, cfg=config(startup=waves))
-    # unassigned (scratch) first, then wave "web" (app), then wave "infra" (dns)
-    assert [s.target for s in p.phase("guest-shutdown")] == ["scratch", "app", "dns"]
+    # unassigned (scratch) first, then wave "web" (app), then wave "infra" (dns): each group asked only once every
+    # shutdown of the group before it ended, as edges of the graph (not merely the order the requests go out in)
+    stops = {s.target: s.id for s in p.steps if s.action == Action.SHUTDOWN_GUEST}
+    assert [s.target for s in p.steps if s.action == Action.SHUTDOWN_GUEST] == ["scratch", "app", "dns"]
+    assert waits_for(p, stops["app"], stops["scratch"]) and waits_for(p, stops["dns"], stops["app"])
+    assert not waits_for(p, stops["scratch"], stops["app"]) and not waits_for(p, stops["app"], stops["dns"])
+    barriers = [s for s in p.steps if s.action == Action.SHUTDOWN_ORDER_ENDED]
+    assert [b.target for b in barriers] == ["remaining", "web"], "one barrier between two groups, none after the last"
 
 
 def test_toolless_vm_hard_power_off_or_host_left_running() -> None:

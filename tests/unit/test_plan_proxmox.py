@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from labswitch.bmc import Power
 from labswitch.config import Config
 from labswitch.plan import Action, Facts, Intent, Plan, make_proxmox_plan
-from labswitch.snapshot import AutoStart, ClusterInfo, HostInfo, Snapshot, VMInfo
+from labswitch.snapshot import AutoStart, ClusterInfo, HostInfo, Snapshot, Startup, VMInfo
+from tests.unit.graph import waits_for
 
 CLUSTER = "cluster/lab"
 
@@ -31,10 +33,15 @@ def node(name: str, online: bool = True, address: str | None = None) -> HostInfo
     return HostInfo(f"node/{name}", name, "lab", state, False, "poweredOn", cluster_moid=CLUSTER, address=address or f"10.0.0.{name[-1]}")
 
 
-def guest(vmid: int, name: str, on: str, order: int | None = None, running: bool = True, kind: str = "qemu") -> VMInfo:
-    start = AutoStart(order, 0.0, False) if order is not None else None
+def guest(
+    vmid: int, name: str, on: str, order: int | None = None, running: bool = True, kind: str = "qemu", onboot: bool | None = None
+) -> VMInfo:
+    """A guest with ``startup: order=N`` (None: no order); it starts at boot when it has an order, unless ``onboot``
+    says otherwise."""
+    boot = order is not None if onboot is None else onboot
+    start = AutoStart(order if order is not None else 1 << 16, 0.0, False) if boot else None
     power = "poweredOn" if running else "poweredOff"
-    return VMInfo(f"{kind}/{vmid}", name, f"node/{on}", power, True, autostart=start)
+    return VMInfo(f"{kind}/{vmid}", name, f"node/{on}", power, True, autostart=start, startup=Startup(order))
 
 
 def cluster(ceph: bool = True, ha: tuple[tuple[str, str], ...] = (("vm:100", "started"),)) -> ClusterInfo:
@@ -92,13 +99,32 @@ def test_on_ceph_no_node_shuts_down_before_every_guest_of_the_cluster_is_off() -
     assert set(step(without, Action.SHUTDOWN_HOST, "pve3").after) - own <= {step(without, Action.PVE_HA_IGNORE, "lab").id}
 
 
-def test_guests_stop_in_reverse_start_order_and_stop_last_after_everyone() -> None:
-    plan = down(cfg=config(stop_last=["pbs*"]))
-    order = [s.target for s in plan.steps if s.action == Action.SHUTDOWN_GUEST]
-    assert order.index("scratch") < order.index("web") < order.index("db"), order
+def test_guests_stop_group_by_group_in_reverse_start_order_across_nodes_and_stop_last_after_everyone() -> None:
+    # PVE's stopall (pve-manager Nodes.pm): the highest order first, no order before every ordered guest, a group asked
+    # only once every shutdown of the group before it ended. labswitch: the same across the nodes of the run.
+    guests = (*GUESTS, guest(105, "worker", "pve3", 3, onboot=False))
+    plan = down(snapshot(vms=guests), cfg=config(stop_last=["pbs*"]))
+    stop = {s.target: s.id for s in plan.steps if s.action == Action.SHUTDOWN_GUEST}
+    chain = ["scratch", "worker", "app", "db"]  # no order (pve3), order 3 (pve3), order 2 (pve2), order 1 (pve1)
+    for earlier, later in itertools.pairwise(chain):
+        assert waits_for(plan, stop[later], stop[earlier]), f"{later} is asked only after {earlier} ended"
+        assert not waits_for(plan, stop[earlier], stop[later])
+    assert waits_for(plan, stop["app"], stop["scratch"]) and waits_for(plan, stop["web"], stop["worker"])
+    assert not waits_for(plan, stop["web"], stop["app"]) and not waits_for(plan, stop["app"], stop["web"]), "one order: together"
     pbs = step(plan, Action.SHUTDOWN_GUEST, "pbs")
-    others = {s.id for s in plan.steps if s.action == Action.SHUTDOWN_GUEST and s.target != "pbs"}
-    assert others <= set(pbs.after), "the backup server goes last, after every other guest"
+    others = {i for name, i in stop.items() if name != "pbs"}
+    assert others <= set(pbs.after), "the backup server goes last, after every other guest (hard: left on if one is left on)"
+    barriers = [s for s in plan.steps if s.action == Action.SHUTDOWN_ORDER_ENDED]
+    assert len(barriers) == 4 and all(not b.after for b in barriers), "barriers settle: a guest left on does not stop the order"
+
+
+def test_a_guest_left_on_does_not_hold_the_next_order_back_but_its_node_stays() -> None:
+    plan = down(cfg=config(hard_power_off=True))
+    stop = {s.target: s for s in plan.steps if s.action == Action.SHUTDOWN_GUEST}
+    fallback = {s.fallback_of for s in plan.steps if s.action == Action.POWER_OFF_VM}
+    assert {s.id for s in stop.values()} == fallback
+    assert waits_for(plan, stop["db"].id, stop["web"].id)
+    assert all(not set(s.after) & {b.id for b in plan.steps if b.action == Action.SHUTDOWN_ORDER_ENDED} for s in stop.values())
 
 
 def test_nodes_that_stay_up_keep_quorum_or_the_down_is_refused() -> None:
@@ -142,3 +168,43 @@ def test_up_clears_flags_once_every_node_is_back_waits_for_ceph_then_ha_then_wav
     assert all(ready.id in s.after and ha.id in s.settled for s in started)
     waves = {s.target: s.wave for s in started}
     assert waves["pbs"] < waves["web"] == waves["app"], waves
+
+
+def _stopped(*guests: VMInfo) -> tuple[VMInfo, ...]:
+    return tuple(VMInfo(**{**g.__dict__, "power_state": "poweredOff"}) for g in guests)
+
+
+def test_up_starts_every_selected_guest_by_its_startup_order_not_only_those_that_start_at_boot() -> None:
+    # PVE's startall: order groups increasing, each after the previous group's starts; --restore and --tag likewise
+    guests = _stopped(
+        guest(100, "db", "pve1", 1, onboot=False),
+        guest(101, "app", "pve2", 2, onboot=False),
+        guest(102, "worker", "pve3", 3, onboot=False),
+        guest(103, "scratch", "pve3", None),
+    )
+    snap = snapshot(vms=guests, clusters=(cluster(ha=()),))
+    plan = make_proxmox_plan(snap, config(), facts(restore=frozenset(g.moid for g in guests)), Intent.UP, ("payload",))
+    start = {s.target: s for s in plan.steps if s.action == Action.POWER_ON_VM}
+    assert set(start) == {"db", "app", "worker", "scratch"}
+    chain = ["db", "app", "worker", "scratch"]
+    for earlier, later in itertools.pairwise(chain):
+        assert waits_for(plan, start[later].id, start[earlier].id), f"{later} starts after {earlier}"
+    assert [w.name for w in plan.waves] == ["order 1", "order 2", "order 3"]
+    tagged = tuple(VMInfo(**{**g.__dict__, "tags": ("lab",)}) for g in guests)
+    plan = make_proxmox_plan(snapshot(vms=tagged, clusters=(cluster(ha=()),)), config(), facts(), Intent.UP, ("payload",), tag="lab")
+    start = {s.target: s for s in plan.steps if s.action == Action.POWER_ON_VM}
+    assert waits_for(plan, start["worker"].id, start["app"].id) and waits_for(plan, start["app"].id, start["db"].id)
+
+
+def test_up_never_starts_an_ha_resource_guest_itself_on_any_path() -> None:
+    # HA's guests are HA's (qemu-server turns a start of one into `ha-manager set --state started`): not on --restore,
+    # not with --tag, not when no down changed HA; only a resource an admin set ignored is an ordinary guest
+    guests = _stopped(*GUESTS)
+    restore = facts(restore=frozenset(g.moid for g in guests))
+    for ha in ((("vm:100", "started"),), (("vm:100", "stopped"),)):
+        plan = make_proxmox_plan(snapshot(vms=guests, clusters=(cluster(ha=ha),)), config(), restore, Intent.UP, ("payload",))
+        assert "db" not in {s.target for s in plan.steps if s.action == Action.POWER_ON_VM}
+    plan = make_proxmox_plan(
+        snapshot(vms=guests, clusters=(cluster(ha=(("vm:100", "ignored"),)),)), config(), restore, Intent.UP, ("payload",)
+    )
+    assert "db" in {s.target for s in plan.steps if s.action == Action.POWER_ON_VM}, "ignored by the admin: not HA's"

@@ -147,6 +147,7 @@ def init_command(
     if options.proxmox:
         nodes = sum(len(n) for n in found.clusters.values())
         render.stdout.print(f"wrote {out}: Proxmox VE, {nodes} nodes in {', '.join(found.clusters)}, {found.vms} guests", markup=False)
+        render.stdout.print(_proxmox_trust(options), markup=False)
     elif options.standalone:
         render.stdout.print(f"wrote {out}: {len(hosts)} standalone hosts, {found.vms} VMs, no vCenter", markup=False)
     else:
@@ -157,6 +158,18 @@ def init_command(
             markup=False,
         )
     render.stdout.print(f"next: export {options.bmc_password_env}=...; labswitch --config {out} status", markup=False)
+
+
+def _proxmox_trust(options: usecase.Options) -> str:
+    """Which of the TLS choices the written [proxmox] makes: every PVE node has its own certificate."""
+    if options.tls.ca_file:
+        return f"tls: the cluster CA {options.tls.ca_file}: it signed every node's own certificate (the recommended setting)"
+    if options.tls.thumbprint:
+        return (
+            f"tls: {options.url}'s own certificate pinned; every other node's is pinned by the fingerprint the cluster gives for it "
+            "(GET /nodes, kept in the state directory); --ca-file /etc/pve/pve-root-ca.pem trusts them all at once"
+        )
+    return "tls: the system's CAs; for the cluster's own CA, copy /etc/pve/pve-root-ca.pem and pass --ca-file"
 
 
 def _pairs(values: list[str], flag: str, shape: str) -> dict[str, str]:

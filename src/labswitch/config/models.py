@@ -371,6 +371,11 @@ class Server(Strict):
         return data
 
     @property
+    def woken_by_peer(self) -> bool:
+        """A Proxmox VE node with no BMC of its own, woken by another node (bmc = { driver = "wol", via = "proxmox" })."""
+        return isinstance(self.bmc, WakeOnLan) and self.bmc.via == "proxmox"
+
+    @property
     def direct_url(self) -> str:
         """The host's own SDK URL: esxi_url, else https://<esxi>/sdk."""
         url = self.esxi_url or self.esxi
@@ -402,6 +407,7 @@ class Policy(Strict):
     vcenter_dependencies: list[str] = []  # VM name globs vCenter needs (DNS, directory): started before it, stopped after it
     vcenter_boot_timeout: PositiveSeconds = 1200.0  # whole-lab up: from vCenter's VM started to its SOAP and REST APIs answering
     stop_last: list[str] = []  # Proxmox VE: guest name globs the others need (a backup server, a storage VM): stopped last, started first
+    ha_start_timeout: PositiveSeconds = 300.0  # Proxmox VE up: HA's own start of its started resources' guests, waited for
     ceph_ready_timeout: PositiveSeconds = 600.0  # Proxmox VE up: from the flags cleared to every placement group active
     idle_down_after: Duration | None = None  # `serve`: a group idle this long goes down (off: None), e.g. "3h"
     idle_cpu_mhz: Annotated[float, Field(gt=0)] = 100.0  # a VM using less CPU than this (quickStats.overallCpuUsage) is idle
@@ -454,7 +460,7 @@ class Config(Strict):
                 "hosts, or [proxmox] (url, user and password or token) for a Proxmox VE cluster"
             )
         for i, server in enumerate(self.servers):
-            if getattr(server.bmc, "via", "packet") == "proxmox" and self.proxmox is None:
+            if server.woken_by_peer and self.proxmox is None:
                 raise ValueError(f'servers[{i}].bmc: via = "proxmox" wakes a node through a Proxmox VE cluster; add [proxmox]')
             if self.proxmox is not None and server.node is None:
                 raise ValueError(f'servers[{i}]: a Proxmox VE server names its node: node = "{server.name}"')

@@ -111,6 +111,7 @@ REGISTRY: Mapping[Action, Spec] = {
         "proxmox.ceph_ready", Subject.CLUSTER, "waiting for Ceph's placement groups", "Ceph ready for I/O", timeout="ceph_ready_timeout"
     ),
     Action.WAVE_READY: Spec("waves.wave_ready", Subject.BARRIER, "waiting for the wave"),
+    Action.SHUTDOWN_ORDER_ENDED: Spec("waves.order_ended", Subject.BARRIER, "waiting for the guests of the order before"),
     Action.WAIT_VCENTER: Spec("vcenter.wait_vcenter", Subject.BARRIER, "waiting for vCenter to answer"),
     Action.L1TF_MITIGATE: Spec("fixes.l1tf_mitigate", Subject.HOST, "setting the L1TF mitigation", "L1TF mitigation"),
     Action.L1TF_SUPPRESS_WARNING: Spec("fixes.l1tf_suppress_warning", Subject.HOST, "hiding the L1TF warning", "L1TF warning hidden"),

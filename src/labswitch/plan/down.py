@@ -11,6 +11,7 @@ from labswitch.config import Config, Server, Wave
 from labswitch.plan import clusters
 from labswitch.plan.model import Action, Facts, Step, bmc
 from labswitch.plan.off import confirm_off, off_fallbacks
+from labswitch.plan.order import in_groups
 from labswitch.plan.waves import wave_of
 from labswitch.plan.whole_lab import Holder, down_tail
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
@@ -148,19 +149,26 @@ def _guest_id(vm: VMInfo) -> str:
 
 
 def _guest_steps(guest: list[tuple[VMInfo, str]], waves: Sequence[Wave], config: Config) -> list[Step]:
-    """Guest shutdowns in reverse start-up order (the last wave's VMs are asked first); each followed,
-    with policy.hard_power_off, by the hard power-off that runs only if the guest is still on."""
+    """Guest shutdowns in reverse start-up order: the last wave's VMs (or the last place of the hosts' autostart
+    order) first, each group once every shutdown of the group before it ended (plan.order: edges, not the order of
+    the requests); each followed, with policy.hard_power_off, by the hard power-off that runs only if the guest is
+    still on."""
 
     def rank(vm: VMInfo) -> int:  # its start-up place: the hosts' autostart order, or the waves
         if config.policy.startup_from_autostart:
             return vm.autostart.order if vm.autostart is not None else 1 << 16
         return wave_of(vm, waves)
 
-    guest.sort(key=lambda pair: (-rank(pair[0]), pair[0].name))
-    steps = []
-    for vm, label in guest:
+    def name(place: int) -> str:
+        if config.policy.startup_from_autostart:
+            return f"autostart {place}" if place != 1 << 16 else "no autostart"
+        return (waves[place].name or f"wave {place + 1}") if place < len(waves) else "remaining"
+
+    groups: dict[int, list[Step]] = {}
+    for vm, label in sorted(guest, key=lambda pair: pair[0].name):
         step = Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, label)
-        steps.append(step)
+        members = groups.setdefault(rank(vm), [])
+        members.append(step)
         if config.policy.hard_power_off:
-            steps.append(Step("guest-shutdown", Action.POWER_OFF_VM, vm.name, vm.moid, label, fallback_of=step.id))
-    return steps
+            members.append(Step("guest-shutdown", Action.POWER_OFF_VM, vm.name, vm.moid, label, fallback_of=step.id))
+    return in_groups([(name(place), groups[place]) for place in sorted(groups, reverse=True)])

@@ -35,6 +35,7 @@ class Action(enum.StrEnum):
     REBOOT_HOST = "reboot-host"
     BMC_FORCE_OFF = "bmc-force-off"
     WAVE_READY = "wave-ready"
+    SHUTDOWN_ORDER_ENDED = "order-ended"  # down: every shutdown of a startup-order group ended; the next group may go
     CUT_POWER = "cut-power"  # a smart plug's relay cut once the server is confirmed off (bmc.cut_after_shutdown)
     # Cluster settings a whole cluster's cycle changes (journaled; up restores them):
     DISABLE_HA = "disable-ha"

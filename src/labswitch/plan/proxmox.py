@@ -26,11 +26,14 @@ from labswitch.bmc import Power
 from labswitch.config import Config, Server, Wave
 from labswitch.plan.model import VCENTER, Action, Facts, Intent, Plan, Step, bmc
 from labswitch.plan.off import confirm_off, off_fallbacks
-from labswitch.plan.waves import _wave_steps, autostart_waves, has_tag
+from labswitch.plan.order import in_groups
+from labswitch.plan.waves import _wave_steps, has_tag, wave_of
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
 
 API = "proxmox"  # the endpoint of every step through the cluster's API
 PHASE = "cluster"
+NO_ORDER = 1 << 63  # PVE's order for a guest without one (LONG_MAX): the last to start, the first to stop
+CEPH_DOWN_FLAGS = ("noout", "norebalance", "nobackfill", "norecover")  # what a down sets, as Ceph's shutdown procedure says
 
 
 def make_plan(
@@ -50,7 +53,7 @@ def make_plan(
     unknown = [s for s in servers if hosts[s.name] is None] if snap.hosts else []  # the cluster answered: each names a node of it
     known = ", ".join(sorted(h.name for h in snap.hosts))
     refusals += [f"server {s.name}: no node {s.esxi!r} in the cluster (nodes: {known}); check servers.node" for s in unknown]
-    waves: tuple[Wave, ...] = tuple(config.startup.waves) or autostart_waves(snap)
+    waves: tuple[Wave, ...] = tuple(config.startup.waves)
     if intent is Intent.DOWN and not unknown:  # with a node unknown, what stays up (quorum) is not known either
         refusals += _safety(snap, config, facts, servers, hosts)
         steps = _down(snap, config, facts, servers, hosts, notes)
@@ -103,7 +106,7 @@ def _quorum(snap: Snapshot, hosts: Mapping[str, HostInfo | None]) -> list[str]:
 def _wakers(snap: Snapshot, facts: Facts, servers: Sequence[Server]) -> list[str]:
     """A node woken by a peer (bmc.via = "proxmox") needs a node up, or one this up powers on by its BMC."""
     off = [s for s in servers if facts.bmc_power.get(s.name) is Power.OFF]
-    by_peer = [s.name for s in off if getattr(s.bmc, "via", "packet") == "proxmox"]
+    by_peer = [s.name for s in off if s.woken_by_peer]
     if not by_peer or any(h.connection_state == "connected" for h in snap.hosts) or len(by_peer) < len(off):
         return []
     return [
@@ -120,27 +123,25 @@ def _down(
     gates: dict[str | None, tuple[str, ...]] = {}  # cluster moid -> what its guests' stops wait for
     cluster_steps: list[Step] = []
     for cluster in snap.clusters:
-        mine = [h for h in live.values() if h is not None and h.cluster_moid == cluster.moid]
-        if not mine:
+        if not any(h is not None and h.cluster_moid == cluster.moid for h in live.values()):
             continue
-        own = _cluster_down(cluster, mine)
+        own = _cluster_down(cluster)
         cluster_steps += own
         gates[cluster.moid] = tuple(s.id for s in own)
-    last_globs = config.policy.stop_last
     guests: list[tuple[VMInfo, str, bool]] = []  # (guest, server, stops last)
     for name, host in live.items():
         if host is None or host.connection_state != "connected":
             continue
         for vm in snap.workload_on(host.moid):
             if vm.power_state == "poweredOn":
-                guests.append((vm, name, any(fnmatchcase(vm.name.lower(), g.lower()) for g in last_globs)))
+                guests.append((vm, name, _stops_last(vm, config)))
     guest_steps = _guest_stops(config, guests, hosts, gates)
     stopped_by_server: dict[str, list[str]] = {}
     for step in guest_steps:
-        if not step.fallback_of:
+        if step.action == Action.SHUTDOWN_GUEST:
             stopped_by_server.setdefault(step.server or "", []).append(step.id)
     ceph_barrier = {  # a Ceph cluster: every guest of it off before any of its nodes shuts down
-        c.moid: tuple(s.id for s in guest_steps if not s.fallback_of and _cluster_of(hosts, s.server) == c.moid)
+        c.moid: tuple(s.id for s in guest_steps if s.action == Action.SHUTDOWN_GUEST and _cluster_of(hosts, s.server) == c.moid)
         for c in snap.clusters
         if c.ceph
     }
@@ -148,7 +149,7 @@ def _down(
     for name, host in live.items():
         if host is None or host.connection_state != "connected":
             if host is not None:  # a node the cluster sees offline while its BMC says on: its BMC shuts it down
-                by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, name, host.moid if host else None, name, endpoint=bmc(name))
+                by_bmc = Step("host-shutdown", Action.BMC_GRACEFUL_SHUTDOWN, name, host.moid, name, endpoint=bmc(name))
                 shutdown += [by_bmc, *confirm_off(config, by_bmc)]
             continue
         stops = tuple(stopped_by_server.get(name, []))
@@ -160,12 +161,12 @@ def _down(
     return cluster_steps + guest_steps + shutdown
 
 
-def _cluster_down(cluster: ClusterInfo, leaving: Sequence[HostInfo]) -> list[Step]:
+def _cluster_down(cluster: ClusterInfo) -> list[Step]:
     """HA resources ignored, Ceph's flags set: before the first guest stops (each journaled by its step)."""
     steps = []
     if any(state != "ignored" for _, state in cluster.ha_resources):
         steps.append(Step(PHASE, Action.PVE_HA_IGNORE, cluster.name, cluster.moid, None, endpoint=API))
-    if cluster.ceph and not {"noout", "norebalance", "nobackfill", "norecover"} <= set(cluster.ceph_flags):
+    if cluster.ceph and not set(CEPH_DOWN_FLAGS) <= set(cluster.ceph_flags):
         steps.append(Step(PHASE, Action.CEPH_FLAGS_SET, cluster.name, cluster.moid, None, endpoint=API))
     return steps
 
@@ -176,22 +177,41 @@ def _guest_stops(
     hosts: Mapping[str, HostInfo | None],
     gates: Mapping[str | None, tuple[str, ...]],
 ) -> list[Step]:
-    """Each guest's shutdown in reverse start order (the latest to start, first asked), after its cluster's steps; a
-    stop_last guest after every other one; with policy.hard_power_off, a stop when a guest does not shut down."""
-
-    def rank(vm: VMInfo) -> int:
-        return vm.autostart.order if vm.autostart is not None else 1 << 17
-
-    guests.sort(key=lambda g: (g[2], -rank(g[0]), g[0].name))
-    steps: list[Step] = []
-    first = [f"{Action.SHUTDOWN_GUEST}:{vm.moid}" for vm, _, last in guests if not last]
-    for vm, server, last in guests:
-        after = gates.get(_cluster_of(hosts, server), ()) + (tuple(first) if last else ())
-        step = Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, server, after=after, endpoint=API)
-        steps.append(step)
+    """The guests' shutdowns, after their cluster's steps, group by startup order as PVE's stopall takes them (the
+    highest order first, guests without an order before every ordered one; plan.order), across every node of the run;
+    policy.stop_last's guests after every other one, in their own order. With policy.hard_power_off, a stop when a
+    guest does not shut down; a guest's own ``down=`` bounds its shutdown as in PVE."""
+    groups: dict[tuple[bool, int], list[Step]] = {}
+    for vm, server, last in sorted(guests, key=lambda g: g[0].name):
+        gate = gates.get(_cluster_of(hosts, server), ())
+        step = Step("guest-shutdown", Action.SHUTDOWN_GUEST, vm.name, vm.moid, server, after=gate, endpoint=API)
+        members = groups.setdefault((last, -shutdown_rank(vm)), [])
+        members.append(step)
         if config.policy.hard_power_off:
-            steps.append(Step("guest-shutdown", Action.POWER_OFF_VM, vm.name, vm.moid, server, endpoint=API, fallback_of=step.id))
-    return steps
+            members.append(Step("guest-shutdown", Action.POWER_OFF_VM, vm.name, vm.moid, server, endpoint=API, fallback_of=step.id))
+    first = tuple(s.id for (last, _), members in groups.items() if not last for s in members if not s.fallback_of)
+    ordered = []
+    for key in sorted(groups):
+        last, rank = key
+        members = groups[key] if not last else [s if s.fallback_of else replace(s, after=s.after + first) for s in groups[key]]
+        ordered.append((_group_name(-rank, last), members))
+    return in_groups(ordered)
+
+
+def shutdown_rank(vm: VMInfo) -> int:
+    """Its startup order (PVE's LONG_MAX when it has none: stopped first, started last)."""
+    order = vm.startup.order if vm.startup is not None else None
+    return order if order is not None else NO_ORDER
+
+
+def _group_name(rank: int, last: bool) -> str:
+    name = "no order" if rank == NO_ORDER else f"order {rank}"
+    return f"{name} (policy.stop_last)" if last else name
+
+
+def _stops_last(vm: VMInfo, config: Config) -> bool:
+    """policy.stop_last names it: a guest the others need, stopped after them and started before them."""
+    return any(fnmatchcase(vm.name.lower(), g.lower()) for g in config.policy.stop_last)
 
 
 def _cluster_of(hosts: Mapping[str, HostInfo | None], server: str | None) -> str | None:
@@ -211,19 +231,12 @@ def _up(
 ) -> tuple[list[Step], tuple[Wave, ...]]:
     back: dict[str, tuple[str, ...]] = {}  # server -> the steps after which its node is back in the cluster
     nodes: list[Step] = []
-    by_peer = {s.name for s in servers if getattr(s.bmc, "via", "packet") == "proxmox"}  # woken through another node
-    first = [s for s in servers if s.name not in by_peer and facts.bmc_power.get(s.name) is Power.OFF]
-    peer_up = any(h.connection_state == "connected" for h in snap.hosts)
     for server in servers:
         host = hosts[server.name]
         last: tuple[str, ...] = ()
         moid = host.moid if host else f"node/{server.node or server.esxi}"
         if facts.bmc_power.get(server.name) is Power.OFF:
-            # a node woken by a peer waits for a node powered on by its BMC to be back (none needed when one is up)
-            waits = (
-                () if server.name not in by_peer or peer_up else tuple(f"{Action.WAIT_CONNECTED}:node/{s.node or s.esxi}" for s in first)
-            )
-            on = Step("power-on", Action.BMC_POWER_ON, server.name, moid, server.name, endpoint=bmc(server.name), settled=waits)
+            on = Step("power-on", Action.BMC_POWER_ON, server.name, moid, server.name, endpoint=bmc(server.name))
             nodes.append(on)
             last = (on.id,)
         if host is None or host.connection_state != "connected" or last:
@@ -231,18 +244,22 @@ def _up(
             nodes.append(wait)
             last = (wait.id,)
         back[server.name] = last
+    if not any(h.connection_state == "connected" for h in snap.hosts):
+        # a node woken by a peer waits for the nodes powered on by their BMCs to be back (no wait when one is up already)
+        peers = {s.name for s in servers if s.woken_by_peer}
+        by_bmc = {s.server for s in nodes if s.action == Action.BMC_POWER_ON and s.server not in peers}
+        waits = tuple(s.id for s in nodes if s.action == Action.WAIT_CONNECTED and s.server in by_bmc)
+        nodes = [replace(s, settled=waits) if s.action == Action.BMC_POWER_ON and s.server in peers else s for s in nodes]
     cluster_steps, ready, restore = _cluster_up(snap, facts, hosts, back)
     restores = {}  # cluster moid -> its HA restore: the resources' states back before the other guests start
     for moid, cluster in restore.items():
         gate = [i for s in servers if _cluster_of(hosts, s.name) == moid for i in back[s.name]] + list(ready.get(moid, ()))
         restores[moid] = Step("restore", Action.PVE_HA_RESTORE, cluster.name, moid, None, settled=tuple(dict.fromkeys(gate)))
-    managed = {sid for c in snap.clusters if c.moid in restores for sid, _ in c.ha_resources}  # HA starts those, by their states
-    start = [
-        (place, vm, server)
-        for server in servers
-        for place, vm in _to_start(snap, config, facts, hosts[server.name], waves, tag)
-        if _sid(vm) not in managed
-    ]
+    managed = _ha_managed(snap, facts)  # HA starts those, by their states: labswitch never does
+    chosen = [(vm, server) for server in servers for vm in _to_start(snap, facts, hosts[server.name], tag) if _sid(vm) not in managed]
+    if not config.startup.waves:
+        waves = order_waves([vm for vm, _ in chosen if not _stops_last(vm, config)])
+    start = [(-1 if _stops_last(vm, config) else _place(vm, waves, config), vm, server) for vm, server in chosen]
     if any(place < 0 for place, _, _ in start):  # policy.stop_last's guests start first, in a wave of their own
         waves = (Wave(name="first (policy.stop_last)", wait="none"), *waves)
         start = [(place + 1, vm, server) for place, vm, server in start]
@@ -258,15 +275,22 @@ def _sid(vm: VMInfo) -> str:
     return f"{'ct' if kind == 'lxc' else 'vm'}:{vmid}"
 
 
-def _to_start(
-    snap: Snapshot, config: Config, facts: Facts, host: HostInfo | None, waves: Sequence[Wave], tag: str | None
-) -> list[tuple[int, VMInfo]]:
-    """The guests of a node an up starts, each with its wave (-1: policy.stop_last's, first): --restore's, --tag's, or
-    those Proxmox itself starts at boot (onboot)."""
+def _ha_managed(snap: Snapshot, facts: Facts) -> set[str]:
+    """The HA resources whose guests HA starts and stops: every one, but those an admin set ignored (a down's own
+    ignored states are given back before any guest starts)."""
+    return {
+        sid
+        for c in snap.clusters
+        for sid, state in c.ha_resources
+        if state != "ignored" or "pve-ha" in facts.changed.get(c.moid, frozenset())
+    }
+
+
+def _to_start(snap: Snapshot, facts: Facts, host: HostInfo | None, tag: str | None) -> list[VMInfo]:
+    """The guests of a node an up starts: --restore's, --tag's, or those Proxmox itself starts at boot (onboot)."""
     if host is None:
         return []
     out = []
-    orders = [w.name for w in waves]
     for vm in snap.workload_on(host.moid):
         if vm.power_state == "poweredOn":
             continue
@@ -277,29 +301,35 @@ def _to_start(
         else:
             chosen = vm.autostart is not None
         if chosen:
-            first = any(fnmatchcase(vm.name.lower(), g.lower()) for g in config.policy.stop_last)
-            out.append((-1 if first else _place(vm, waves, orders, config), vm))
+            out.append(vm)
     return out
 
 
-def _place(vm: VMInfo, waves: Sequence[Wave], orders: Sequence[str | None], config: Config) -> int:
+def order_waves(guests: Sequence[VMInfo]) -> tuple[Wave, ...]:
+    """The start-up waves of these guests, as PVE's startall takes them (pve-manager Nodes.pm): one per startup order,
+    increasing, each after the previous one's guests run and the longest ``up=`` pause among them; guests without an
+    order start last ("remaining"), whatever selected them (onboot, --tag, --restore)."""
+    orders: dict[int, float] = {}
+    for vm in guests:
+        rank = shutdown_rank(vm)
+        if rank != NO_ORDER:
+            orders[rank] = max(orders.get(rank, 0.0), (vm.startup.up if vm.startup else None) or 0.0)
+    return tuple(Wave(name=f"order {o}", wait="none", delay=up) for o, up in sorted(orders.items()))
+
+
+def _place(vm: VMInfo, waves: Sequence[Wave], config: Config) -> int:
     """A guest's wave: the configured waves' first that names it, else its startup order's, else the last."""
     if config.startup.waves:
-        for i, wave in enumerate(waves):
-            if any(fnmatchcase(vm.name, g) for g in wave.vms) or any(has_tag(vm, t) for t in wave.tags):
-                return i
-        return len(waves)
-    if vm.autostart is None:
-        return len(waves)
-    name = f"autostart {vm.autostart.order}"
-    return orders.index(name) if name in orders else len(waves)
+        return wave_of(vm, waves)
+    name = f"order {shutdown_rank(vm)}"
+    return next((i for i, w in enumerate(waves) if w.name == name), len(waves))
 
 
 def _cluster_up(
     snap: Snapshot, facts: Facts, hosts: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]]
 ) -> tuple[list[Step], dict[str | None, tuple[str, ...]], dict[str, ClusterInfo]]:
     """Per cluster: Ceph's flags cleared once all its target nodes are back (then its placement groups waited for);
-    what its guests wait for; the settings to give back after its guests started."""
+    what its guests wait for; the clusters whose HA states a down changed (given back before the other guests start)."""
     steps: list[Step] = []
     ready: dict[str | None, tuple[str, ...]] = {}
     later: dict[str, ClusterInfo] = {}

@@ -3,17 +3,29 @@ the power cycle's port over it (port). A config with [proxmox] drives a Proxmox 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import ConnectionFailed
+from labswitch.journal import state_base
 from labswitch.proxmox import inventory
 from labswitch.proxmox.client import Client
+from labswitch.proxmox.pins import Pins
 from labswitch.proxmox.port import ProxmoxPort
 from labswitch.snapshot import Snapshot
 
-__all__ = ["Client", "Proxmox", "ProxmoxPort"]
+__all__ = ["Client", "Proxmox", "ProxmoxPort", "client_for"]
+
+
+def client_for(config: Config, without: str | None = None) -> Client:
+    """The cluster's client: every node's own API (servers' proxmox_url, by node; but the server ``without``), the
+    nodes' certificate fingerprints kept in the state directory per lab (proxmox.pins)."""
+    assert config.proxmox is not None
+    nodes = {s.proxmox_url: s.node or s.name for s in config.servers if s.proxmox_url and s.name != without}
+    digest = hashlib.sha256(config.lab_id.encode()).hexdigest()[:12]
+    return Client(config.proxmox, nodes, Pins(state_base(config.state_dir) / f"proxmox-nodes-{digest}.json"))
 
 
 class Proxmox:
@@ -22,7 +34,7 @@ class Proxmox:
     def __init__(self, config: Config) -> None:
         assert config.proxmox is not None
         self.config = config
-        self.client = Client(config.proxmox, [s.proxmox_url for s in config.servers if s.proxmox_url])
+        self.client = client_for(config)
 
     def snapshot(self, tags_required: bool = False) -> Snapshot:
         """Nodes, guests (their tags from their configs), HA resources and Ceph: ``tags_required`` needs nothing more.

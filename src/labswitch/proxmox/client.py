@@ -5,13 +5,17 @@ this session instead).
 
 Any node answers for the whole cluster, so the client keeps one node's API and moves to the next server's
 ``proxmox_url`` when it stops answering (a node going down in a down, the first node still booting in an up).
+A TLS handshake cut short (a node shutting down, pveproxy restarting, a proxy whose node is off) is such a
+connection error; only a certificate that is not trusted is a trust error. Every node has its own certificate:
+with a pinned thumbprint, the other nodes are pinned by what the pinned node says of them (proxmox.pins).
 Errors are translated here, once, into the documented tree (``raise ... from exc``): one line each."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import requests
@@ -19,8 +23,9 @@ from proxmoxer.backends.https import JsonSerializer, ProxmoxHTTPApiTokenAuth, Pr
 from proxmoxer.core import ProxmoxResource, ResourceException
 from pydantic import SecretStr
 
-from labswitch.config import Proxmox
+from labswitch.config import TLS, Proxmox
 from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, ProxmoxError, TLSVerificationFailed
+from labswitch.proxmox.pins import Pins
 from labswitch.tls import configure_session, requests_verify
 
 T = TypeVar("T")
@@ -30,9 +35,14 @@ Api = Any  # a proxmoxer ProxmoxResource: api.nodes("pve1").qemu(100).status.cur
 class Client:
     """One cluster's API; thread-safe (a run's steps call it from several workers)."""
 
-    def __init__(self, config: Proxmox, node_urls: Sequence[str] = ()) -> None:
+    def __init__(self, config: Proxmox, node_urls: Sequence[str] | Mapping[str, str] = (), pins: Pins | None = None) -> None:
+        """``node_urls``: the other nodes' APIs (servers' proxmox_url), as a list or as url -> node name (needed to pin
+        each node's own certificate); ``pins``: where the nodes' fingerprints are kept (none: learned per process)."""
         self.config = config
-        self.urls = list(dict.fromkeys([config.https_url, *(_base(u) for u in node_urls)]))
+        named = node_urls if isinstance(node_urls, Mapping) else dict.fromkeys(node_urls, "")
+        self.nodes = {_base(u): n for u, n in named.items()}  # url -> node name ("" unknown)
+        self.urls = list(dict.fromkeys([config.https_url, *self.nodes]))
+        self.pins = pins or Pins(None)
         self._lock = threading.Lock()
         self._api: Api | None = None
         self._url = ""
@@ -50,8 +60,8 @@ class Client:
             try:
                 return fn(api)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if isinstance(exc, requests.exceptions.SSLError):
-                    raise _tls_error(url, exc) from exc
+                if _untrusted(exc):
+                    raise self._tls_error(url, exc) from exc
                 tried.append(url)
                 self._drop(url)
             except ResourceException as exc:
@@ -63,12 +73,17 @@ class Client:
             if self._api is not None:
                 return self._api, self._url
             failures: dict[str, str] = {}
+            untrusted: list[TLSVerificationFailed] = []
             for url in self.urls:
                 try:
                     self._api, self._url = self._login(url), url
                     return self._api, url
-                except ConnectionFailed as exc:
-                    failures[url] = getattr(exc, "reason", str(exc))
+                except _Unreachable as exc:
+                    failures[url] = exc.reason
+                except TLSVerificationFailed as exc:  # another node may still be trusted: said if none answers
+                    untrusted.append(exc)
+            if untrusted:
+                raise untrusted[0]
             reasons = set(failures.values())
             said = f"{', '.join(failures)}: {reasons.pop()}" if len(reasons) == 1 else "; ".join(f"{u}: {r}" for u, r in failures.items())
             raise ConnectionFailed(f"Proxmox VE: no node's API answers ({said}); check proxmox.url and that a node is up")
@@ -82,9 +97,10 @@ class Client:
 
     def _login(self, url: str) -> Api:
         cfg = self.config
+        tls = self._trust(url)
         session = ProxmoxHttpSession()
-        configure_session(session, cfg.tls, f"Proxmox VE {url}")
-        verify = requests_verify(cfg.tls)
+        configure_session(session, tls, f"Proxmox VE {url}")
+        verify = requests_verify(tls)
         base = f"{url}/api2/json"
         try:
             if cfg.token is not None:
@@ -93,14 +109,12 @@ class Client:
                 session.get(base + "/version").raise_for_status()  # the token, checked now: one line if refused
             else:
                 login = requests.Session()  # a plain one for the ticket request; the same trust
-                configure_session(login, cfg.tls, f"Proxmox VE {url}")
+                configure_session(login, tls, f"Proxmox VE {url}")
                 session.auth = _TicketAuth(login, cfg.user, _plain(cfg.password), base, verify, cfg.timeout)
-        except requests.exceptions.SSLError as exc:
-            raise _tls_error(url, exc) from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
-            failed = ConnectionFailed(f"Proxmox VE {url}: cannot connect ({_reason(exc)})")
-            failed.reason = _reason(exc)  # type: ignore[attr-defined]
-            raise failed from exc
+            if _untrusted(exc):
+                raise self._tls_error(url, exc) from exc
+            raise _Unreachable(url, _reason(exc)) from exc
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else 0
             if status == 401:
@@ -109,7 +123,54 @@ class Client:
                     "check proxmox.token and token_secret (Datacenter > Permissions > API Tokens)"
                 ) from exc
             raise ProxmoxError(f"Proxmox VE {url}: {exc}") from exc
-        return ProxmoxResource(base_url=base, session=session, serializer=JsonSerializer())
+        api = ProxmoxResource(base_url=base, session=session, serializer=JsonSerializer())
+        if cfg.tls.thumbprint:
+            self._learn(api, url)
+        return api
+
+    def _trust(self, url: str) -> TLS:
+        """The TLS trust for one node's API: the config's, but with a pinned thumbprint, which names the certificate of
+        the node ``url`` names only: every other node is pinned by the fingerprint the cluster gave for it."""
+        cfg = self.config
+        if not cfg.tls.thumbprint or url == cfg.https_url:
+            return cfg.tls
+        node = self.nodes.get(url, "")
+        pinned = self.pins.get(node) if node else None
+        if pinned is None:
+            raise TLSVerificationFailed(
+                f"Proxmox VE {url}{f' (node {node})' if node else ''}: no fingerprint known for its own certificate yet (each node "
+                f"has its own; labswitch reads them from {cfg.https_url} while it answers: run `labswitch status` then); "
+                'or trust the cluster CA: tls = { ca_file = "pve-root-ca.pem" } (/etc/pve/pve-root-ca.pem)'
+            )
+        return TLS(thumbprint=pinned[0])
+
+    def _learn(self, api: Api, url: str) -> None:
+        """Every node's ssl_fingerprint, from a node this client trusts: kept for the next time (proxmox.pins)."""
+        try:
+            found = api.nodes.get() or []
+        except (requests.RequestException, ResourceException):
+            return  # an old or limited answer: the pins stay as they were
+        source = self.nodes.get(url) or url
+        self.pins.learn({str(n["node"]): str(n["ssl_fingerprint"]) for n in found if n.get("ssl_fingerprint")}, source)
+
+    def _tls_error(self, url: str, exc: BaseException) -> TLSVerificationFailed:
+        node = self.nodes.get(url, "")
+        pinned = self.pins.get(node) if node and url != self.config.https_url else None
+        if pinned is not None:
+            got = _got_fingerprint(exc)
+            return TLSVerificationFailed(
+                f"Proxmox VE {url} (node {node}): its certificate{f' SHA-256 {got}' if got else ''} is not the one the cluster "
+                f"gives for {node} ({pinned[0]}, {pinned[1]}); compare with `pvenode cert info` on {node}"
+            )
+        return _tls_error(url, exc)
+
+
+class _Unreachable(ConnectionFailed):
+    """One node's API does not answer (the client tries the next): why, in a word or two."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"Proxmox VE {url}: cannot connect ({reason})")
+        self.reason = reason
 
 
 class _TicketAuth(ProxmoxHTTPAuth):  # type: ignore[misc]
@@ -158,6 +219,21 @@ def _reason(exc: BaseException) -> str:
         if marker in text:
             return marker.lower()
     return type(exc).__name__
+
+
+def _untrusted(exc: BaseException) -> bool:
+    """A certificate not trusted (a trust error), as against a handshake cut short (EOF, a reset: a connection error,
+    the next node is tried)."""
+    if not isinstance(exc, requests.exceptions.SSLError):
+        return False
+    text = str(exc).lower()
+    return any(m in text for m in ("certificate verify failed", "fingerprint", "hostname mismatch", "doesn't match", "certificate_verify"))
+
+
+def _got_fingerprint(exc: BaseException) -> str:
+    """The peer's SHA-256 from urllib3's 'Fingerprints did not match. Expected "...", got "..."'."""
+    found = re.search(r'got "([0-9a-f:]+)"', str(exc), re.IGNORECASE)
+    return found.group(1).replace(":", "").lower() if found else ""
 
 
 def _tls_error(url: str, exc: BaseException) -> TLSVerificationFailed:

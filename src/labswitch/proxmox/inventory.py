@@ -16,7 +16,7 @@ from typing import Any
 
 from labswitch.errors import ProxmoxError
 from labswitch.proxmox.client import Client
-from labswitch.snapshot import AutoStart, ClusterInfo, HostInfo, Snapshot, VMInfo
+from labswitch.snapshot import AutoStart, ClusterInfo, HostInfo, Snapshot, Startup, VMInfo
 
 NODE = "node/"
 CLUSTER = "cluster/"
@@ -84,8 +84,8 @@ def _node_mhz(client: Client, nodes: list[str]) -> dict[str, float]:
         return dict(pool.map(one, nodes))
 
 
-def _vm(g: dict[str, Any], conf: dict[str, Any] | None, node_mhz: float | None = None) -> VMInfo:
-    conf = conf or {}
+def _vm(g: dict[str, Any], read: dict[str, Any] | None, node_mhz: float | None = None) -> VMInfo:
+    conf = read or {}
     running = g.get("status") == "running"
     load = float(g.get("cpu") or 0) * float(g.get("maxcpu") or 0) * (node_mhz or 0)  # cpu: the share of its vCPUs in use
     tags = tuple(t for t in re.split(r"[;, ]", str(conf.get("tags", g.get("tags", "")) or "")) if t)
@@ -97,6 +97,7 @@ def _vm(g: dict[str, Any], conf: dict[str, Any] | None, node_mhz: float | None =
         tools_running=True,  # Proxmox shuts any guest down (ACPI for a VM, the container's init for LXC): no agent needed
         tags=tags,
         autostart=autostart(conf),
+        startup=startup(conf) if read is not None else None,
         cpu_mhz=round(load) if running and node_mhz else None,
     )
 
@@ -106,10 +107,25 @@ def autostart(conf: dict[str, Any]) -> AutoStart | None:
     ordered guest); None when it does not start at boot."""
     if not int(conf.get("onboot", 0) or 0):
         return None
-    fields = dict(part.split("=", 1) for part in str(conf.get("startup", "")).split(",") if "=" in part)
-    order = int(fields["order"]) if str(fields.get("order", "")).isdigit() else 1 << 16
-    up = float(fields["up"]) if re.fullmatch(r"\d+(\.\d+)?", str(fields.get("up", ""))) else 0.0
-    return AutoStart(order, up, False)
+    order = startup(conf)
+    return AutoStart(order.order if order.order is not None else 1 << 16, order.up or 0.0, False)
+
+
+def startup(conf: dict[str, Any]) -> Startup:
+    """``startup: [order=]N,up=S,down=S`` as PVE parses it (pve-common's pve-startup-order format: a bare number is
+    the order); what does not parse is left unset, as PVE would refuse to store it."""
+    fields: dict[str, str] = {}
+    for part in str(conf.get("startup", "") or "").split(","):
+        key, _, value = part.strip().rpartition("=")
+        fields[key or "order"] = value.strip()
+    number = re.compile(r"\d+(\.\d+)?")
+    order = fields.get("order", "")
+    up, down = fields.get("up", ""), fields.get("down", "")
+    return Startup(
+        int(order) if order.isdigit() else None,
+        float(up) if number.fullmatch(up) else None,
+        float(down) if number.fullmatch(down) else None,
+    )
 
 
 def _cluster(client: Client, cluster: dict[str, Any], nodes: int, notes: list[str]) -> ClusterInfo:

@@ -16,11 +16,12 @@ from typing import Any
 
 from labswitch.cancel import Cancel
 from labswitch.errors import ConnectionFailed, EndpointError, ProxmoxError
+from labswitch.plan.proxmox import CEPH_DOWN_FLAGS
 from labswitch.proxmox.client import Client
 from labswitch.proxmox.inventory import NODE
 
 POLL = 1.0  # seconds between two reads of the cluster while waiting
-MANAGED_FLAGS = ("noout", "norebalance", "nobackfill", "norecover")  # what a down sets, as the Ceph docs for a shutdown say
+MANAGED_FLAGS = CEPH_DOWN_FLAGS  # the flags change_cluster_setting("ceph-flags") sets and clears; the others it leaves
 
 
 class ProxmoxPort:

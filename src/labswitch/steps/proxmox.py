@@ -20,7 +20,7 @@ def ha_ignore(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         cluster = step.moid or ""
         now = ctx.port.cluster_setting(cluster, "pve-ha") or "{}"
-        ctx.remember(step, "pve-ha", ctx.previous(step, "pve-ha") or now)
+        ctx.remember(step, "pve-ha", now)  # a down run again keeps the first record: the states before the first down
         states = json.loads(now)
         error = attempt(
             ctx.port.change_cluster_setting, cluster, "pve-ha", json.dumps(dict.fromkeys(states, "ignored")), ctx.policy.maintenance_timeout
@@ -41,7 +41,27 @@ def ha_restore(steps: list[Step], ctx: Context, report: Report) -> None:
         ctx.restored(step, "pve-ha")
         states = json.loads(previous)
         said = ", ".join(f"{sid} {state}" for sid, state in sorted(states.items()))
-        report(step, Status.OK, f"HA resources back as before the down: {said}")
+        report(step, *_ha_started(ctx, states, f"HA resources back as before the down: {said}"))
+
+
+def _ha_started(ctx: Context, states: dict[str, str], said: str) -> tuple[Status, str]:
+    """HA starts its started resources' guests itself (labswitch never does): wait for them, within
+    policy.ha_start_timeout, so the guests that need them start after them."""
+    wanted = {guest_of(sid): sid for sid, state in states.items() if state == "started"}
+    if not wanted:
+        return Status.OK, said
+    timeout = ctx.policy.ha_start_timeout
+    running = ctx.port.wait(sorted(wanted), "on", timeout)
+    late = sorted(sid for moid, sid in wanted.items() if moid not in running)
+    if late:
+        return Status.FAILED, f"{said}; HA had not started {', '.join(late)} after {timeout:.0f}s (ha-manager status says why)"
+    return Status.OK, f"{said}; HA started {len(wanted)} guest(s) itself"
+
+
+def guest_of(sid: str) -> str:
+    """An HA resource's guest: vm:100 is QEMU VM 100 ("qemu/100"), ct:101 container 101 ("lxc/101")."""
+    kind, _, vmid = sid.partition(":")
+    return f"{'lxc' if kind == 'ct' else 'qemu'}/{vmid}"
 
 
 def ceph_flags_set(steps: list[Step], ctx: Context, report: Report) -> None:
@@ -49,8 +69,7 @@ def ceph_flags_set(steps: list[Step], ctx: Context, report: Report) -> None:
         cluster = step.moid or ""
         now = ctx.port.cluster_setting(cluster, "ceph-flags") or ""
         ctx.remember(step, "ceph-flags", now)
-        wanted = sorted(set(filter(None, now.split(","))) & set(MANAGED_FLAGS) | set(MANAGED_FLAGS))
-        error = attempt(ctx.port.change_cluster_setting, cluster, "ceph-flags", ",".join(wanted), ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.change_cluster_setting, cluster, "ceph-flags", ",".join(MANAGED_FLAGS), ctx.policy.maintenance_timeout)
         settle(report, step, error, "Ceph: noout, norebalance, nobackfill, norecover set (up clears them)")
 
 

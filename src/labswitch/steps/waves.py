@@ -1,4 +1,5 @@
-"""The barrier between start-up waves: the wave's started VMs meet its condition, then its delay."""
+"""The barriers between start-up waves (the wave's started VMs meet its condition, then its delay) and between a down's
+shutdown order groups (plan.order: the executor starts one once every shutdown of the group before it ended)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,9 @@ def _wait_each_endpoint(ctx: Context, vms: list[str], condition: str, timeout: f
         port = ctx.ports.get(endpoint, ctx.port)
         reached |= port.wait(members, condition, max(0.0, deadline - time.monotonic()))
     return reached
+
+
+def order_ended(steps: list[Step], ctx: Context, report: Report) -> None:
+    """Nothing to wait for here: the executor starts this step once every shutdown it settles on has ended."""
+    for step in steps:
+        report(step, Status.OK, f"{step.target}: {count(len(step.settled), 'shutdown')} ended; the next group is asked")

@@ -41,7 +41,7 @@ def drivers_for(config: Config, servers: Sequence[Server]) -> dict[str, Driver]:
     by a peer (bmc.via = "proxmox") gets the cluster's API to send its packet."""
     out: dict[str, Driver] = {}
     for s in servers:
-        if getattr(s.bmc, "via", "packet") == "proxmox" and config.proxmox is not None and isinstance(s.bmc, WakeOnLan):
+        if s.woken_by_peer and isinstance(s.bmc, WakeOnLan):  # (a config with [proxmox]: config.models checks)
             out[s.name] = PeerWolDriver(s, s.bmc, config.policy.bmc_timeout, _peer_wake(config, s))
         else:
             out[s.name] = driver_for(s, config.policy.bmc_timeout)
@@ -49,12 +49,10 @@ def drivers_for(config: Config, servers: Sequence[Server]) -> dict[str, Driver]:
 
 
 def _peer_wake(config: Config, server: Server) -> Callable[[], object]:
-    from labswitch.proxmox import Client
+    from labswitch.proxmox import client_for
 
-    assert config.proxmox is not None
     node = server.node or server.esxi
-    peers = [s.proxmox_url for s in config.servers if s.proxmox_url and s.name != server.name]
-    client = Client(config.proxmox, peers)
+    client = client_for(config, without=server.name)
     return lambda: client.call(f"wake node {node} (Wake-on-LAN from a peer node)", lambda api: api.nodes(node).wakeonlan.post())
 
 

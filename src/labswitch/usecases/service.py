@@ -18,7 +18,7 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import EndpointError, Interrupted, LabswitchError, RunInProgress
 from labswitch.journal import Journal, RunRecord, StepRecord, state_base
-from labswitch.plan import Action, Intent, Plan, slow_after, target_groups
+from labswitch.plan import Action, Intent, Plan, Step, slow_after, target_groups
 from labswitch.render.live import HostRow, RunView, clock, power_by
 from labswitch.usecases import lifecycle, power
 
@@ -161,30 +161,29 @@ class Service:
         plan = Plan(Intent(record.intent), record.groups, (), tuple(steps))
         view.begin(plan)
         by_key = {(s.action, s.target): s for s in steps}
-        events: list[tuple[float, int, str, Any]] = []
+        events: list[tuple[float, int, str, Any, Step | None]] = []  # (when, order, kind, event data, the planned step)
         for n, (result, when) in enumerate(done):
             planned = by_key.get((Action(result.action), result.target))
             if planned is not None:
-                events.append((when - result.seconds, n, "start", planned))
-            events.append((when, n, "step", result))
+                events.append((when - result.seconds, n, "start", planned, None))
+            events.append((when, n, "step", result, planned))
         ended: dict[str, float] = {}
-        for when, _, kind, data in sorted(events, key=lambda e: (e[0], e[1], e[2] == "step")):
+        for when, _, kind, data, planned in sorted(events, key=lambda e: (e[0], e[1], e[2] == "step")):
             at[0] = when
             view.feed(kind, data)
-            if kind == "step" and (planned := by_key.get((Action(data.action), data.target))) is not None:
+            if planned is not None:
                 ended[planned.id] = when
-        if record.finished is None:  # under way: a step whose every predecessor ended started then (the executor's rule)
-            for step in steps:
-                waits = (*step.after, *step.settled)
-                if step.fallback_of or step.id in ended or not all(d in ended for d in waits):
-                    continue
-                at[0] = max((ended[d] for d in waits), default=record.started)
-                view.feed("start", step)
         if record.finished is not None:
             at[0] = record.finished
             view.finish()
-        else:
-            at[0] = time.time()
+            return view.rows()
+        for step in steps:  # under way: a step whose every predecessor ended started then (the executor's rule)
+            waits = (*step.after, *step.settled)
+            if step.fallback_of or step.id in ended or not all(d in ended for d in waits):
+                continue
+            at[0] = max((ended[d] for d in waits), default=record.started)
+            view.feed("start", step)
+        at[0] = time.time()
         return view.rows()
 
     def lab_wide(self, run_id: str) -> str | None:

@@ -17,7 +17,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import bcrypt
 from fastapi import APIRouter, FastAPI, Form, HTTPException, Query, Request
@@ -123,15 +123,17 @@ def _session_routes(ui: APIRouter, pool: Pool, sessions: Sessions, throttle: Thr
 def _lab_routes(ui: APIRouter, pool: Pool, config: Config, service: Service, automation: Automation, coordinator: Coordinator) -> None:
     """The page, the lab as it goes (an event stream), what a button would do, starting a run and following it."""
 
-    def lab_now() -> dict[str, Any]:
-        return view.lab(config, service, automation, coordinator.read())
-
     @ui.get("/", response_class=HTMLResponse)
     @pool.route
     def index(request: Request) -> Response:
         if not logged_in(request):
             return RedirectResponse("/login", status_code=303)
-        context = {"csrf": csrf(request), "lab": lab_now(), "energy": charts.panel(config, coordinator.read().power)}
+        reading = coordinator.read()  # one round for the groups and the energy panel alike
+        context = {
+            "csrf": csrf(request),
+            "lab": view.lab(config, service, automation, reading),
+            "energy": charts.panel(config, reading.power),
+        }
         return templates.TemplateResponse(request, "index.html", context)
 
     @ui.get("/ui/lab/events")
@@ -168,10 +170,9 @@ def _lab_routes(ui: APIRouter, pool: Pool, config: Config, service: Service, aut
         except LabswitchError as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.http_status)
         groups = {s.name: s.group for s in config.servers}
-        labelled = [{**step, "label": f"{step['action']} {step['target']}"} for step in serialise.plan(plan)["steps"]]
-        return JSONResponse(
-            {**serialise.plan(plan), "steps": labelled, "brief": serialise.brief(brief(plan, groups, power_by(config.servers)))}
-        )
+        planned = serialise.plan(plan)
+        planned["steps"] = [{**step, "label": f"{step['action']} {step['target']}"} for step in planned["steps"]]
+        return JSONResponse({**planned, "brief": serialise.brief(brief(plan, groups, power_by(config.servers)))})
 
     @ui.post("/ui/runs")
     @pool.route
