@@ -68,13 +68,19 @@ func (l *pveLab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = r.ParseForm()
 	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if on, priv := required(r.Method, parts); priv != "" && !l.may(r, on, priv) {
+		pveError(w, http.StatusForbidden, "Permission check failed ("+on+", "+priv+")")
+		return
+	}
 	switch {
+	case path == "/access/permissions":
+		l.permissions(w, r)
 	case path == "/version":
 		pveJSON(w, 200, map[string]string{"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325"}, "")
 	case path == "/cluster/status":
 		l.clusterStatus(w)
 	case path == "/cluster/resources":
-		l.resources(w, r.Form.Get("type"))
+		l.resources(w, r, r.Form.Get("type"))
 	case path == "/nodes":
 		l.nodesList(w)
 	case strings.HasPrefix(path, "/cluster/ha/"):
@@ -99,17 +105,22 @@ func (l *pveLab) clusterStatus(w http.ResponseWriter) {
 	pveJSON(w, 200, out, "")
 }
 
-func (l *pveLab) resources(w http.ResponseWriter, kind string) {
+func (l *pveLab) resources(w http.ResponseWriter, r *http.Request, kind string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := []map[string]interface{}{}
 	if kind == "" || kind == "node" {
 		for _, n := range l.nodes {
-			out = append(out, l.nodeEntry(n))
+			if l.may(r, "/nodes/"+n.name, "Sys.Audit") {
+				out = append(out, l.nodeEntry(n))
+			}
 		}
 	}
 	if kind == "" || kind == "vm" {
 		for _, g := range l.guestList() {
+			if !l.may(r, fmt.Sprintf("/vms/%d", g.vmid), "VM.Audit") { // pve-manager Cluster.pm resources: next if !VM.Audit
+				continue
+			}
 			status := g.status
 			if !l.node(g.node).online {
 				status = "unknown" // what the cluster last heard is all it knows
@@ -300,7 +311,7 @@ func (l *pveLab) serveGuest(w http.ResponseWriter, r *http.Request, n *pveNode, 
 		l.mu.Lock()
 		out := []map[string]interface{}{}
 		for _, g := range l.guestList() {
-			if g.node == n.name && g.kind == kind {
+			if g.node == n.name && g.kind == kind && l.may(r, fmt.Sprintf("/vms/%d", g.vmid), "VM.Audit") {
 				out = append(out, map[string]interface{}{"vmid": g.vmid, "name": g.name, "status": g.status})
 			}
 		}

@@ -71,9 +71,10 @@ type pveLab struct {
 	faults     faults
 	thumbprint string // labsim's own certificate (the BMCs', the control port's; the nodes' CA): pve_certs.go
 	certPEM    []byte
-	caFile     string // pve-root-ca.pem, written beside the config
-	apiURL     string // the first node's API
-	controlURL string // labsim's own: GET /labsim/pve, POST /labsim/faults
+	caFile     string                     // pve-root-ca.pem, written beside the config
+	tokenACL   map[string]map[string]bool // --pve-token-acl: the token's own ACLs (privilege separation); nil: unrestricted
+	apiURL     string                     // the first node's API
+	controlURL string                     // labsim's own: GET /labsim/pve, POST /labsim/faults
 	haEvery    time.Duration
 }
 
@@ -87,6 +88,8 @@ type pveOptions struct {
 	selfNode                        string // a node whose cluster address is 127.0.0.1: the machine labswitch runs on
 	wolNodes                        string // nodes the config wakes through a peer (bmc.via = "proxmox")
 	tlsMode                         string // the written config's [proxmox] tls: "ca" (tls.ca_file) or "pin"
+	tokenACL                        string // --pve-token-acl (pve_perms.go)
+	auth                            string // the written config logs in with "password" (root@pam) or "token"
 }
 
 var cephFlagNames = []string{"nobackfill", "nodeep-scrub", "nodown", "noin", "noout", "norebalance", "norecover", "noscrub", "notieragent", "noup", "pause"}
@@ -99,6 +102,7 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 	}
 	l := &pveLab{opts: o, pve: p, guests: map[int]*pveGuest{}, ha: map[string]string{}, ceph: p.ceph, cephFlags: map[string]bool{}, haEvery: time.Second}
 	l.tasks = newPVETasks(l)
+	l.tokenACL = parseACL(p.tokenACL)
 	l.auth = newPVEAuth(p.password, p.tokenSecret)
 	holder := &Lab{opts: o} // its TLS certificate, shared by every server of the lab
 	conf, err := holder.newTLS()

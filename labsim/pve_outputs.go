@@ -30,6 +30,8 @@ func pveFlags(p *pveOptions) {
 	flag.StringVar(&p.cluster, "pve-cluster", "lab", "--proxmox: the cluster's name")
 	flag.StringVar(&p.selfNode, "pve-self-node", "", "--proxmox: the node labswitch runs on (its cluster address is --listen's)")
 	flag.StringVar(&p.tlsMode, "pve-tls", "ca", "--proxmox: how the written config trusts the nodes' own certificates: ca (tls.ca_file, the cluster CA written as pve-root-ca.pem beside the config) or pin (the first node's thumbprint)")
+	flag.StringVar(&p.tokenACL, "pve-token-acl", "", "--proxmox: API token root@pam!labswitch with privilege separation and these ACLs only: PATH=PRIV,PRIV;PATH=... (a bare list is on /); empty: every privilege")
+	flag.StringVar(&p.auth, "pve-auth", "password", "--proxmox: the written config logs in with root@pam's password or with the API token (token)")
 	flag.StringVar(&p.wolNodes, "pve-wol-nodes", "", "--proxmox: nodes the config wakes through a peer node (bmc.via = \"proxmox\": POST /nodes/{node}/wakeonlan), NAME,...")
 }
 
@@ -61,7 +63,11 @@ func (l *pveLab) config() string {
 	tls := fmt.Sprintf(`{ thumbprint = "%s" }`, l.thumbprint)
 	fmt.Fprintf(&b, "# labswitch configuration for a labsim Proxmox VE cluster (written by labsim --proxmox --write-config).\n")
 	fmt.Fprintf(&b, "# Secrets are environment references; labsim printed their values.\n\n")
-	fmt.Fprintf(&b, "[proxmox]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.apiURL, pveUser, envPVEPassword, l.apiTLS())
+	if l.pve.auth == "token" {
+		fmt.Fprintf(&b, "[proxmox]\nurl = %q\ntoken = %q\ntoken_secret = { env = %q }\ntls = %s\n\n", l.apiURL, pveTokenID, envPVEToken, l.apiTLS())
+	} else {
+		fmt.Fprintf(&b, "[proxmox]\nurl = %q\nuser = %q\npassword = { env = %q }\ntls = %s\n\n", l.apiURL, pveUser, envPVEPassword, l.apiTLS())
+	}
 	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
 	for _, n := range l.nodes {
 		s := n.server

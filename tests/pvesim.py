@@ -34,6 +34,8 @@ class PveLab:
     cert: Path
     nodes: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (its API, its BMC)
     control: str = ""  # labsim's own port: the cluster's truth (GET /labsim/pve), its faults
+    _cookies: dict[str, str] = field(default_factory=dict)
+    _csrf: str = ""
 
     def state(self) -> dict[str, Any]:
         """What the cluster is, from labsim itself (it answers while every node is off): nodes, guests (and when each
@@ -41,14 +43,17 @@ class PveLab:
         return dict(requests.get(self.control + "/labsim/pve", verify=str(self.cert), timeout=10).json())
 
     def api(self, method: str, path: str, **data: Any) -> Any:
-        """A call to the cluster's API with the token (any node that answers), its data."""
+        """A call to the cluster's API as root@pam (a ticket: every privilege, whatever --pve-token-acl gives the token;
+        any node that answers), its data."""
         last: Exception | None = None
         for url, _ in self.nodes.values():
             try:
+                headers, cookies = self._ticket(url) if method != "GET" or not self._cookies else ({}, self._cookies)
                 answer = requests.request(
                     method,
                     f"{url}/api2/json{path}",
-                    headers={"Authorization": f"PVEAPIToken=root@pam!labswitch={self.env['LABSIM_PVE_TOKEN']}"},
+                    headers=headers,
+                    cookies=cookies,
                     params=data if method == "GET" else None,
                     data=data if method != "GET" else None,
                     verify=str(self.cert),
@@ -60,6 +65,21 @@ class PveLab:
             answer.raise_for_status()
             return answer.json()["data"]
         raise RuntimeError(f"no node answers: {last}")
+
+    def _ticket(self, url: str) -> tuple[dict[str, str], dict[str, str]]:
+        """root@pam's ticket (cookie) and CSRF token (a write's header), asked for once."""
+        if not self._cookies:
+            answer = requests.post(
+                f"{url}/api2/json/access/ticket",
+                data={"username": "root@pam", "password": self.env["LABSIM_PVE_PASSWORD"]},
+                verify=str(self.cert),
+                timeout=10,
+            )
+            answer.raise_for_status()
+            data = answer.json()["data"]
+            self._cookies = {"PVEAuthCookie": data["ticket"]}
+            self._csrf = data["CSRFPreventionToken"]
+        return {"CSRFPreventionToken": self._csrf}, self._cookies
 
     def guests(self) -> dict[str, dict[str, Any]]:
         """name -> its /cluster/resources entry."""

@@ -47,9 +47,16 @@ class Spec:
     timeout: str | None = None  # the Policy field bounding it; slow after half of it
     privileges: tuple[str, tuple[str, ...]] | None = None  # ("cluster" | "vcenter", privilege ids) beyond the role's basics
     power: Effect | None = None  # done (status ok): the server is on, or off, from then
+    pve: tuple[tuple[str, str], ...] = ()  # Proxmox VE: (ACL path, privilege) the API checks: "/", "/vms/{vmid}", "/nodes/{node}"
 
 
 _HA = ("cluster", ("Host.Inventory.EditCluster",))
+# Proxmox VE, as each call's `permissions` in its source says: qemu-server/pve-container status/* (VM.PowerMgmt on the
+# guest), its config and status (VM.Audit); pve-manager Nodes.pm status (Sys.PowerMgmt / Sys.Audit on the node),
+# Cluster/Ceph.pm flags (Sys.Modify / Sys.Audit on /); pve-ha-manager API2/HA/Resources.pm update (Sys.Console on /).
+_PVE_GUEST = (("/vms/{vmid}", "VM.PowerMgmt"), ("/vms/{vmid}", "VM.Audit"))
+_PVE_HA = (("/", "Sys.Console"), ("/", "Sys.Audit"))
+_PVE_CEPH = (("/", "Sys.Modify"), ("/", "Sys.Audit"))
 _VCLS = ("vcenter", ("Global.Settings",))
 _VSAN = ("cluster", ("Host.Config.Power", "Host.Inventory.EditCluster"))
 
@@ -61,10 +68,11 @@ REGISTRY: Mapping[Action, Spec] = {
         doing_vm="shutting down",
         waits=("off",),
         timeout="guest_shutdown_timeout",
+        pve=_PVE_GUEST,
     ),
-    Action.POWER_OFF_VM: Spec("vms.power_off", Subject.VM, "powering off VMs", doing_vm="powering off"),
+    Action.POWER_OFF_VM: Spec("vms.power_off", Subject.VM, "powering off VMs", doing_vm="powering off", pve=_PVE_GUEST),
     Action.LEAVE_RUNNING: Spec("vms.leave_running", Subject.VM, "stopping VMs"),
-    Action.POWER_ON_VM: Spec("vms.power_on", Subject.VM, "starting VMs", doing_vm="starting", waits=(WAVE,)),
+    Action.POWER_ON_VM: Spec("vms.power_on", Subject.VM, "starting VMs", doing_vm="starting", waits=(WAVE,), pve=_PVE_GUEST),
     Action.WAIT_TOOLS: Spec("vms.wait_tools", Subject.VM, "waiting for VMware Tools", waits=("tools",)),
     Action.ENTER_MAINTENANCE: Spec(
         "hosts.enter_maintenance", Subject.HOST, "entering maintenance", "maintenance", timeout="maintenance_timeout"
@@ -76,7 +84,9 @@ REGISTRY: Mapping[Action, Spec] = {
         "maintenance (vSAN: no data moved)",
         timeout="maintenance_timeout",
     ),
-    Action.SHUTDOWN_HOST: Spec("hosts.shutdown", Subject.HOST, "shutting down", "shut down", timeout="host_off_timeout"),
+    Action.SHUTDOWN_HOST: Spec(
+        "hosts.shutdown", Subject.HOST, "shutting down", "shut down", timeout="host_off_timeout", pve=(("/nodes/{node}", "Sys.PowerMgmt"),)
+    ),
     Action.BMC_GRACEFUL_SHUTDOWN: Spec("bmc.graceful_shutdown", Subject.HOST, "shutting down (BMC)", "shut down by BMC"),
     Action.CONFIRM_OFF: Spec(
         "bmc.confirm_off", Subject.HOST, "waiting for off (BMC)", "off (BMC)", waits=("gone",), vcenter_only=True, power=Effect.OFF
@@ -85,7 +95,13 @@ REGISTRY: Mapping[Action, Spec] = {
     Action.CUT_POWER: Spec("bmc.cut_power", Subject.HOST, "cutting the plug's relay", "relay cut"),
     Action.BMC_POWER_ON: Spec("bmc.power_on", Subject.HOST, "powering on", "power on", power=Effect.ON),
     Action.WAIT_CONNECTED: Spec(
-        "hosts.wait_connected", Subject.HOST, "booting", "connect", waits=("connected", "gone"), timeout="host_connect_timeout"
+        "hosts.wait_connected",
+        Subject.HOST,
+        "booting",
+        "connect",
+        waits=("connected", "gone"),
+        timeout="host_connect_timeout",
+        pve=(("/", "Sys.Audit"), ("/nodes/{node}", "Sys.Audit")),
     ),
     Action.EXIT_MAINTENANCE: Spec(
         "hosts.exit_maintenance", Subject.HOST, "exiting maintenance", "exit maintenance", timeout="maintenance_timeout"
@@ -101,14 +117,23 @@ REGISTRY: Mapping[Action, Spec] = {
     Action.VSAN_POWER_ON: Spec(
         "clusters.vsan_power_on", Subject.CLUSTER, "vSAN cluster power-on", "vSAN cluster power-on", privileges=_VSAN
     ),
-    Action.PVE_HA_IGNORE: Spec("proxmox.ha_ignore", Subject.CLUSTER, "setting HA resources to ignored", "HA resources ignored"),
-    Action.PVE_HA_RESTORE: Spec("proxmox.ha_restore", Subject.CLUSTER, "restoring HA resources", "HA resources restored"),
-    Action.CEPH_FLAGS_SET: Spec(
-        "proxmox.ceph_flags_set", Subject.CLUSTER, "setting Ceph's flags", "Ceph noout, norebalance, nobackfill, norecover"
+    Action.PVE_HA_IGNORE: Spec(
+        "proxmox.ha_ignore", Subject.CLUSTER, "setting HA resources to ignored", "HA resources ignored", pve=_PVE_HA
     ),
-    Action.CEPH_FLAGS_CLEAR: Spec("proxmox.ceph_flags_clear", Subject.CLUSTER, "clearing Ceph's flags", "Ceph flags cleared"),
+    Action.PVE_HA_RESTORE: Spec("proxmox.ha_restore", Subject.CLUSTER, "restoring HA resources", "HA resources restored", pve=_PVE_HA),
+    Action.CEPH_FLAGS_SET: Spec(
+        "proxmox.ceph_flags_set", Subject.CLUSTER, "setting Ceph's flags", "Ceph noout, norebalance, nobackfill, norecover", pve=_PVE_CEPH
+    ),
+    Action.CEPH_FLAGS_CLEAR: Spec(
+        "proxmox.ceph_flags_clear", Subject.CLUSTER, "clearing Ceph's flags", "Ceph flags cleared", pve=_PVE_CEPH
+    ),
     Action.CEPH_READY: Spec(
-        "proxmox.ceph_ready", Subject.CLUSTER, "waiting for Ceph's placement groups", "Ceph ready for I/O", timeout="ceph_ready_timeout"
+        "proxmox.ceph_ready",
+        Subject.CLUSTER,
+        "waiting for Ceph's placement groups",
+        "Ceph ready for I/O",
+        timeout="ceph_ready_timeout",
+        pve=(("/", "Sys.Audit"),),
     ),
     Action.WAVE_READY: Spec("waves.wave_ready", Subject.BARRIER, "waiting for the wave"),
     Action.SHUTDOWN_ORDER_ENDED: Spec("waves.order_ended", Subject.BARRIER, "waiting for the guests of the order before"),

@@ -4,13 +4,15 @@ the power cycle's port over it (port). A config with [proxmox] drives a Proxmox 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 from labswitch.cancel import Cancel
 from labswitch.config import Config
 from labswitch.errors import ConnectionFailed
 from labswitch.journal import state_base
-from labswitch.proxmox import inventory
+from labswitch.plan import Plan
+from labswitch.proxmox import inventory, privileges
 from labswitch.proxmox.client import Client
 from labswitch.proxmox.pins import Pins
 from labswitch.proxmox.port import ProxmoxPort
@@ -41,9 +43,33 @@ class Proxmox:
         No node answering (the whole cluster off) is a snapshot of nothing that says why: the BMCs still tell the
         nodes' power, an up powers them on, and plans their guests once the cluster answers."""
         try:
-            return inventory.read(self.client)
+            snap = inventory.read(self.client)
         except ConnectionFailed as exc:
             return Snapshot((), (), notes=(f"{exc}; its nodes and guests are unknown until one answers",), platform="proxmox")
+        perms = self.permissions()
+        blind = privileges.blind_note(perms, self.who, len(snap.vms)) if perms is not None else None
+        return replace(snap, notes=(*snap.notes, blind)) if blind else snap
+
+    @property
+    def who(self) -> str:
+        """The user or API token labswitch acts as, in the API's words."""
+        pve = self.config.proxmox
+        assert pve is not None
+        return f"API token {pve.token}" if pve.token else f"user {pve.user}"
+
+    def permissions(self) -> privileges.Permissions | None:
+        """The user's or token's effective privileges (GET /access/permissions); None when no node answers."""
+        try:
+            found = self.client.call("read its own permissions", lambda api: api.access.permissions.get())
+        except ConnectionFailed:
+            return None
+        return {str(path): dict(privs or {}) for path, privs in (found or {}).items()}
+
+    def refusals(self, plan: Plan) -> list[str]:
+        """What the plan needs that the user or token may not do, before anything changes (none known while no node
+        answers: an up of a cluster that is off is checked again once it answers)."""
+        perms = self.permissions()
+        return [] if perms is None else privileges.refusals(perms, plan, self.who)
 
     def actions(self) -> None:
         """No vCenter: the run's steps go through the Proxmox port (port())."""

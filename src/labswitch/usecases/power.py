@@ -244,7 +244,7 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.
             if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
                 _check_host_login(config, plan.vcenter_host.server)
             yield (
-                _privileges(plan, vc, snap) if request.intent is Intent.DOWN else plan,
+                _privileges(plan, vc, snap, request.intent),
                 vc,
                 drivers,
                 snap,
@@ -268,8 +268,15 @@ def _check_host_login(config: Config, server_name: str) -> None:
     vsphere_session.close_session(vsphere_session.open_session(login), login.where)
 
 
-def _privileges(plan: Plan, vc: platform.Lab, snap: Snapshot) -> Plan:
-    """A down whose cluster changes the vCenter user may not make is refused before it starts."""
+def _privileges(plan: Plan, vc: platform.Lab, snap: Snapshot, intent: Intent) -> Plan:
+    """A down whose cluster changes the vCenter user may not make is refused before it starts; on Proxmox VE, any run
+    whose steps the user or token may not make (the API's own permission checks, read back before the first change)."""
+    from labswitch.proxmox import Proxmox
+
+    if isinstance(vc, Proxmox):
+        return replace(plan, refusals=plan.refusals + tuple(vc.refusals(plan)))
+    if intent is not Intent.DOWN:
+        return plan
     needed = clusters.privileges_needed(plan.steps)
     if not needed:
         return plan
