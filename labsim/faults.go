@@ -17,6 +17,10 @@ import (
 //	POST   /labsim/faults?task=enterMaintenanceMode&mode=hang   such tasks stay running until the fault is off
 //	POST   /labsim/faults?feed=vcenter&mode=drop           every WaitForUpdatesEx has its connection cut
 //	POST   /labsim/faults?vcenter=vpxd&mode=restart        SOAP down until mode=none, then every earlier session gone
+//	POST   /labsim/faults?api=pve2&mode=hang               --proxmox: the node's API accepts and never answers (api=all: every node)
+//	POST   /labsim/faults?api=pve2&mode=eof                --proxmox: the node's API closes each connection in the TLS handshake
+//	POST   /labsim/faults?host=pve2&mode=stuck             --proxmox: the node boots but never rejoins the cluster
+//	POST   /labsim/faults?ceph=lab&mode=stuck              --proxmox: the placement groups stay peering
 //	POST   /labsim/faults?KIND=NAME&mode=none              that fault off
 //	GET    /labsim/faults                                  what is on ({"bmc:esx12": "hang"})
 //	DELETE /labsim/faults                                  everything off
@@ -34,9 +38,11 @@ var faultModes = map[string]map[string]bool{
 	"bmc":     {"hang": true, "error": true},
 	"vm":      {"ignore-shutdown": true},
 	"host":    {"stuck": true},
-	"task":    {"hang": true},    // by the task's name: enterMaintenanceMode, exitMaintenanceMode, reconfigureCluster, ...
-	"feed":    {"drop": true},    // feed=vcenter: the change feed (WaitForUpdatesEx)
-	"vcenter": {"restart": true}, // vcenter=vpxd: down while on; its sessions gone after (restart.go)
+	"task":    {"hang": true},              // by the task's name: enterMaintenanceMode, exitMaintenanceMode, reconfigureCluster, ...
+	"feed":    {"drop": true},              // feed=vcenter: the change feed (WaitForUpdatesEx)
+	"vcenter": {"restart": true},           // vcenter=vpxd: down while on; its sessions gone after (restart.go)
+	"api":     {"hang": true, "eof": true}, // --proxmox: a node's API port (api=NODE, or api=all)
+	"ceph":    {"stuck": true},             // --proxmox: ceph=CLUSTER: placement groups never active
 }
 
 // labFaults is the lab's, for code that has no Lab at hand (runTask).
@@ -84,7 +90,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if !ok {
-			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang, feed drop; or mode=none", http.StatusBadRequest)
+			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang, feed drop, api hang|eof, ceph stuck; or mode=none", http.StatusBadRequest)
 			return
 		}
 		if mode == "none" {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 type gate struct {
@@ -19,6 +20,7 @@ type gate struct {
 	mu    sync.Mutex
 	ln    net.Listener // nil while shut
 	conns map[net.Conn]struct{}
+	fault func() string // a fault switched on for this port: "hang" (accept, never answer), "eof" (close at once); "" none
 }
 
 // newGate binds a free port on host, open, in front of target.
@@ -45,6 +47,16 @@ func (g *gate) open() error {
 	}
 	g.serveLocked(ln)
 	return nil
+}
+
+// drop closes the connections in flight (a fault switched on applies to the next request of a kept-alive client).
+func (g *gate) drop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns {
+		_ = c.Close()
+	}
+	g.conns = map[net.Conn]struct{}{}
 }
 
 // shut refuses new connections and drops the open ones.
@@ -86,8 +98,27 @@ func (g *gate) serveLocked(ln net.Listener) {
 	}()
 }
 
-// pass copies one connection both ways to the target, tracked so that shut can drop it.
+// pass copies one connection both ways to the target, tracked so that shut can drop it; a fault holds or cuts it.
 func (g *gate) pass(c net.Conn) {
+	if g.fault != nil {
+		switch g.fault() {
+		case "eof": // the handshake cut short: a proxy whose node is off, pveproxy going away
+			_ = c.Close()
+			return
+		case "hang": // accepted, never answered, until the fault goes off or the gate shuts
+			g.mu.Lock()
+			g.conns[c] = struct{}{}
+			g.mu.Unlock()
+			for g.fault() == "hang" && g.isOpen() {
+				time.Sleep(50 * time.Millisecond)
+			}
+			g.mu.Lock()
+			delete(g.conns, c)
+			g.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+	}
 	back, err := net.Dial("tcp", g.target)
 	if err != nil {
 		_ = c.Close()

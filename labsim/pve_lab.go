@@ -138,6 +138,7 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 		if err != nil {
 			return nil, err
 		}
+		front.fault = l.apiFault(name)
 		n := &pveNode{server: s, name: name, ip: fmt.Sprintf("10.0.0.%d", 10+i), api: front, online: true, uptime: time.Now(), fingerprint: fingerprint}
 		if name == p.selfNode {
 			n.ip = o.listen // labswitch reaches the API from this address: it runs on this node
@@ -169,8 +170,35 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 		}
 	}
 	l.apiURL = "https://" + l.nodes[0].api.addr
+	l.faults.cleared = func(key string) { // a node held back (host stuck) while on joins once its fault is off
+		for _, n := range l.nodes {
+			l.mu.Lock()
+			waiting := key == "host:"+n.name && !n.online
+			l.mu.Unlock()
+			if waiting && n.server.powerState() == "On" && time.Since(n.server.changed) >= n.server.bootDelay {
+				l.joined(n.server)
+			}
+		}
+	}
+	l.faults.switched = func(key string) {
+		if strings.HasPrefix(key, "api:") { // kept-alive connections meet the fault on their next request
+			for _, n := range l.nodes {
+				n.api.drop()
+			}
+		}
+	}
 	go l.haManager()
 	return l, nil
+}
+
+// apiFault: the fault switched on for a node's API port (api=NODE, or api=all).
+func (l *pveLab) apiFault(name string) func() string {
+	return func() string {
+		if mode := l.faults.get("api:" + name); mode != "" {
+			return mode
+		}
+		return l.faults.get("api:all")
+	}
 }
 
 func (l *pveLab) node(name string) *pveNode {
@@ -214,19 +242,24 @@ func (l *pveLab) powerOn(s *Server) bool {
 	s.epoch++
 	epoch := s.epoch
 	s.mu.Unlock()
-	time.AfterFunc(s.bootDelay, func() { // booted: corosync joins, the API answers
-		if s.stillAt(epoch) {
-			n := l.nodeOf(s)
-			if err := n.api.open(); err != nil {
-				return
-			}
-			l.mu.Lock()
-			n.online, n.uptime = true, time.Now()
-			l.cephSince = time.Now()
-			l.mu.Unlock()
+	time.AfterFunc(s.bootDelay, func() { // booted: corosync joins, the API answers (unless a host fault holds it back)
+		if s.stillAt(epoch) && l.faults.get("host:"+s.Name) != "stuck" {
+			l.joined(s)
 		}
 	})
 	return true
+}
+
+// joined: the node is back in the cluster, its API answering.
+func (l *pveLab) joined(s *Server) {
+	n := l.nodeOf(s)
+	if err := n.api.open(); err != nil {
+		return
+	}
+	l.mu.Lock()
+	n.online, n.uptime = true, time.Now()
+	l.cephSince = time.Now()
+	l.mu.Unlock()
 }
 
 func (l *pveLab) powerOff(s *Server) bool {
@@ -358,7 +391,7 @@ func (l *pveLab) cephPGs() (state string, health string) {
 	if want > 3 {
 		want = 3
 	}
-	peering := time.Since(l.cephSince) < 1500*time.Millisecond
+	peering := time.Since(l.cephSince) < 1500*time.Millisecond || l.faults.get("ceph:"+l.pve.cluster) == "stuck"
 	flags := []string{}
 	for _, name := range cephFlagNames {
 		if l.cephFlags[name] {

@@ -81,6 +81,13 @@ class PveLab:
             self._csrf = data["CSRFPreventionToken"]
         return {"CSRFPreventionToken": self._csrf}, self._cookies
 
+    def fault(self, kind: str, name: str, mode: str) -> dict[str, str]:
+        """Switch a fault at run time (labsim/faults.go): a node's API "hang" or "eof" (api=NODE or all), a node
+        "stuck" (boots, never rejoins), a guest "ignore-shutdown", Ceph "stuck" (peering), a BMC "hang"/"error"."""
+        answer = requests.post(self.control + "/labsim/faults", params={kind: name, "mode": mode}, verify=str(self.cert), timeout=10)
+        answer.raise_for_status()
+        return dict(answer.json())
+
     def guests(self) -> dict[str, dict[str, Any]]:
         """name -> its /cluster/resources entry."""
         return {g["name"]: g for g in self.api("GET", "/cluster/resources", type="vm")}

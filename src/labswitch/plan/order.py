@@ -16,6 +16,7 @@ from dataclasses import replace
 from labswitch.plan.model import Action, Step
 
 PHASE = "guest-shutdown"
+LABSWITCH = "labswitch"  # a barrier's endpoint: labswitch keeps it itself, no API is called
 
 
 def in_groups(groups: Sequence[tuple[str, Sequence[Step]]]) -> list[Step]:
@@ -27,7 +28,8 @@ def in_groups(groups: Sequence[tuple[str, Sequence[Step]]]) -> list[Step]:
     for n, (name, steps) in enumerate(live):
         out += [s if s.fallback_of else _settled_on(s, barrier) for s in steps]
         if n < len(live) - 1:  # the last group is waited for by its nodes' shutdowns, not by a barrier
-            gate = Step(PHASE, Action.SHUTDOWN_ORDER_ENDED, name, None, None, settled=tuple(s.id for s in steps if not s.fallback_of))
+            ended = tuple(s.id for s in steps if not s.fallback_of)
+            gate = Step(PHASE, Action.SHUTDOWN_ORDER_ENDED, name, None, None, settled=ended, endpoint=LABSWITCH)
             out.append(gate)
             barrier = (gate.id,)
     return out

@@ -12,10 +12,12 @@ Errors are translated here, once, into the documented tree (``raise ... from exc
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from typing import Any, TypeVar
 
 import requests
@@ -29,6 +31,9 @@ from labswitch.proxmox.pins import Pins
 from labswitch.tls import configure_session, requests_verify
 
 T = TypeVar("T")
+HEAD_START = 1.0  # seconds the first node is given to answer before every node is tried at once
+OUTAGE = 5.0  # seconds calls fail at once after no node answered (at most proxmox.timeout): then all are tried again
+log = logging.getLogger(__name__)
 Api = Any  # a proxmoxer ProxmoxResource: api.nodes("pve1").qemu(100).status.current.get()
 
 
@@ -46,6 +51,7 @@ class Client:
         self._lock = threading.Lock()
         self._api: Api | None = None
         self._url = ""
+        self._outage: tuple[float, str] | None = None  # no node answered: (until when calls fail at once, why)
 
     @property
     def where(self) -> str:
@@ -54,7 +60,6 @@ class Client:
     def call(self, what: str, fn: Callable[[Api], T]) -> T:
         """``fn(api)`` on the node in use; when that node does not answer, on the next one. ``what``: the call in a
         person's words, for the one-line error ("start VM 100")."""
-        tried: list[str] = []
         for _ in range(len(self.urls)):
             api, url = self._current()
             try:
@@ -62,34 +67,60 @@ class Client:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if _untrusted(exc):
                     raise self._tls_error(url, exc) from exc
-                tried.append(url)
-                self._drop(url)
+                self._drop(url, _reason(exc))
             except ResourceException as exc:
                 raise _api_error(self, what, exc) from exc
-        raise ConnectionFailed(f"Proxmox VE: no node's API answers ({', '.join(tried)}) to {what}; check that a node is up")
+        raise ConnectionFailed(f"Proxmox VE: no node's API answers to {what}; check that a node is up")
 
     def _current(self) -> tuple[Api, str]:
+        """The node in use, or a login to the first node that answers: the first in the list is given a head start,
+        then every node is tried at once, so that nodes that do not answer cost proxmox.timeout once, not each. While
+        no node answers, calls fail at once for a while (OUTAGE) instead of each waiting out the timeout again."""
         with self._lock:
             if self._api is not None:
                 return self._api, self._url
+            if self._outage is not None and time.monotonic() < self._outage[0]:
+                raise ConnectionFailed(self._outage[1])
             failures: dict[str, str] = {}
-            untrusted: list[TLSVerificationFailed] = []
-            for url in self.urls:
-                try:
-                    self._api, self._url = self._login(url), url
+            untrusted: dict[str, TLSVerificationFailed] = {}
+            pool = ThreadPoolExecutor(max_workers=len(self.urls), thread_name_prefix="pve-login")
+            try:
+                futures = {pool.submit(self._login, self.urls[0]): self.urls[0]}
+                done, _ = wait(futures, timeout=HEAD_START)
+                if not any(f.exception() is None for f in done):
+                    futures.update({pool.submit(self._login, url): url for url in self.urls[1:]})
+                for future in as_completed(futures):
+                    url = futures[future]
+                    try:
+                        self._api, self._url = future.result(), url
+                    except _Unreachable as exc:
+                        failures[url] = exc.reason
+                        continue
+                    except TLSVerificationFailed as exc:  # another node may still be trusted: said if none answers
+                        untrusted[url] = exc
+                        continue
+                    self._outage = None
                     return self._api, url
-                except _Unreachable as exc:
-                    failures[url] = exc.reason
-                except TLSVerificationFailed as exc:  # another node may still be trusted: said if none answers
-                    untrusted.append(exc)
-            if untrusted:
-                raise untrusted[0]
-            reasons = set(failures.values())
-            said = f"{', '.join(failures)}: {reasons.pop()}" if len(reasons) == 1 else "; ".join(f"{u}: {r}" for u, r in failures.items())
-            raise ConnectionFailed(f"Proxmox VE: no node's API answers ({said}); check proxmox.url and that a node is up")
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)
+            if untrusted:  # the first node's in the list (the one proxmox.url names first)
+                raise next(untrusted[u] for u in self.urls if u in untrusted)
+            by_reason: dict[str, list[str]] = {}
+            for url, reason in failures.items():
+                by_reason.setdefault(reason, []).append(self.nodes.get(url) or url)
+            said = "; ".join(f"{', '.join(sorted(names))}: {reason}" for reason, names in by_reason.items())
+            message = f"Proxmox VE: no node's API answers ({said}); the cluster's state is unknown until one does"
+            self._outage = (time.monotonic() + min(OUTAGE, self.config.timeout), message)
+            raise ConnectionFailed(message)
 
-    def _drop(self, url: str) -> None:
+    def _name(self, url: str) -> str:
+        """A node's API in a person's words: "pve2 (https://10.0.0.12:8006)", or its URL when no server names it."""
+        node = self.nodes.get(url)
+        return f"{node} ({url})" if node else url
+
+    def _drop(self, url: str, reason: str) -> None:
         """That node stopped answering: the next call logs in to the one after it."""
+        log.info("Proxmox VE %s stopped answering (%s): trying the other nodes", self._name(url), reason)
         with self._lock:
             if self._url == url:
                 self._api = None

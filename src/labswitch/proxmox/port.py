@@ -184,15 +184,18 @@ class ProxmoxPort:
         self, objects: Sequence[str], condition: str, timeout: float, on_each: Callable[[str], None] | None = None, reread: bool = True
     ) -> set[str]:
         """Until every guest or node meets ``condition`` (off, on, tools, heartbeat; connected, gone), reading the
-        cluster once a second: those that met it, each told to ``on_each`` as it does."""
+        cluster once a second: those that met it, each told to ``on_each`` as it does. No node answering at the end
+        is ConnectionFailed: what did not meet it is unknown, not "still on"; a node going down or the cluster
+        booting meanwhile is read again."""
         deadline = time.monotonic() + timeout
         met: set[str] = set()
         left = set(objects)
+        unread: ConnectionFailed | None = None
         while left:
             try:
-                states = self._states(left, condition)
-            except ConnectionFailed:
-                states = {}  # no node answers now (a node going down, the cluster booting): read again
+                states, unread = self._states(left, condition), None
+            except ConnectionFailed as exc:
+                states, unread = {}, exc
             for obj in sorted(left):
                 if _meets(condition, states.get(obj)):
                     met.add(obj)
@@ -202,6 +205,8 @@ class ProxmoxPort:
             if not left or time.monotonic() >= deadline:
                 break
             self.cancel.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+        if left and unread is not None and condition != "gone":  # "gone" is a hint only (steps.bmc: the BMC decides)
+            raise ConnectionFailed(f"{unread} (whether it reached {condition!r}: its state is unknown)")
         return met
 
     def _states(self, objects: set[str], condition: str) -> dict[str, str]:

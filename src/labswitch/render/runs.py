@@ -150,6 +150,9 @@ def hosts_up(plan: Plan, ok: Sequence[StepResult]) -> set[str]:
     return {server for server, steps in needed.items() if steps <= achieved}
 
 
+UNKNOWN = "state is unknown"  # what a step says when its object could not be read: listed apart, never "left running"
+
+
 def final_summary(
     console: Console,
     plan: Plan,
@@ -184,9 +187,12 @@ def final_summary(
         console.print(line, markup=False, highlight=False)
     if len(failed) > 20:
         console.print(f"  … and {len(failed) - 20} more", markup=False)
+    unknown = sorted({r.target for r in failed if UNKNOWN in r.detail})  # an API or a BMC that did not answer: not a guess
+    if unknown:
+        console.print(f"  state unknown: {', '.join(unknown[:10])}{' …' if len(unknown) > 10 else ''}", markup=False, highlight=False)
     if intent == "down":
-        left_vms = sorted({r.target for r in failed if r.action in VM_ACTIONS})
-        left_hosts = sorted({s.server for s in plan.steps if s.server} - hosts_done)
+        left_vms = sorted({r.target for r in failed if r.action in VM_ACTIONS} - set(unknown))
+        left_hosts = sorted({s.server for s in plan.steps if s.server} - hosts_done - set(unknown))
         if left_hosts or left_vms:
             listed = ", ".join(left_hosts + left_vms[:10]) + (f" (+{len(left_vms) - 10} VMs)" if len(left_vms) > 10 else "")
             console.print(f"  left running: {listed}", markup=False, highlight=False)

@@ -138,9 +138,21 @@ def _wait_off(driver: Driver, ctx: Context, timeout: float, server: str, host: s
             if hinted or host is None:
                 ctx.cancel.sleep(pause)
             else:
-                hinted = bool(ctx.port.wait([host], "gone", pause, reread=False))
+                hinted = _gone_hint(ctx, host, pause)
     finally:
         reads.close()
+
+
+def _gone_hint(ctx: Context, host: str, pause: float) -> bool:
+    """The platform's word that the host left (vCenter's feed, the cluster's status) ends a pause early. Only a hint:
+    a platform API that fails (gone with its node, an untrusted certificate, vCenter restarting) is not asked again
+    in this wait, and the BMC's word alone decides."""
+    started = time.monotonic()
+    try:
+        return bool(ctx.port.wait([host], "gone", pause, reread=False))
+    except EndpointError:
+        ctx.cancel.sleep(max(0.0, pause - (time.monotonic() - started)))
+        return True
 
 
 MIN_READ = 0.5  # seconds: the least a read is given, so a wait overshoots its deadline by at most this

@@ -46,4 +46,4 @@ def _wait_each_endpoint(ctx: Context, vms: list[str], condition: str, timeout: f
 def order_ended(steps: list[Step], ctx: Context, report: Report) -> None:
     """Nothing to wait for here: the executor starts this step once every shutdown it settles on has ended."""
     for step in steps:
-        report(step, Status.OK, f"{count(len(step.settled), 'shutdown')} ended; the next group is asked")
+        report(step, Status.OK, f"{count(len(step.settled), 'guest')} through (off, given up on, or not asked); the next order goes")
