@@ -76,7 +76,7 @@ func (l *pveLab) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case path == "/access/permissions":
 		l.permissions(w, r)
 	case path == "/version":
-		pveJSON(w, 200, map[string]string{"version": "8.2.4", "release": "8.2", "repoid": "faa83925c9641325"}, "")
+		pveJSON(w, 200, map[string]string{"version": l.pve.version + ".0", "release": l.pve.version, "repoid": "faa83925c9641325"}, "")
 	case path == "/cluster/status":
 		l.clusterStatus(w)
 	case path == "/cluster/resources":
@@ -403,7 +403,7 @@ func (l *pveLab) guestPower(w http.ResponseWriter, r *http.Request, g *pveGuest,
 	quorate := l.quorate()
 	sid := fmt.Sprintf("vm:%d", g.vmid)
 	state, managed := l.ha[sid]
-	managed = managed && state != "ignored"
+	managed = managed && state != "ignored" && !(l.haArmed == "disarmed" && l.haMode == "ignore") // disarmed, ignore: not HA's
 	l.mu.Unlock()
 	if what == "start" && !quorate {
 		pveError(w, http.StatusInternalServerError, "cluster not ready - no quorum?")
@@ -473,9 +473,18 @@ func (l *pveLab) serveHA(w http.ResponseWriter, r *http.Request, rest []string) 
 		pveJSON(w, 200, out, "")
 	case len(rest) == 2 && rest[0] == "resources":
 		l.haResource(w, r, rest[1])
+	case len(rest) == 2 && rest[0] == "status" && (rest[1] == "disarm-ha" || rest[1] == "arm-ha") && r.Method == http.MethodPost && l.canDisarm():
+		l.queueDisarm(w, r, rest[1])
 	case len(rest) == 2 && rest[0] == "status" && rest[1] == "current":
 		l.mu.Lock()
 		out := []map[string]interface{}{{"id": "quorum", "type": "quorum", "quorate": b2i(l.quorate()), "status": map[bool]string{true: "OK", false: "No quorum on node"}[l.quorate()]}}
+		if l.canDisarm() { // pve-ha-manager 5.1.3+: the fencing entry (API2/HA/Status.pm)
+			entry := map[string]interface{}{"id": "fencing", "type": "fencing", "node": l.nodes[0].name, "armed-state": l.haArmed}
+			if l.haArmed != "armed" {
+				entry["resource_mode"] = l.haMode
+			}
+			out = append(out, entry)
+		}
 		for _, g := range l.guestList() {
 			sid := fmt.Sprintf("vm:%d", g.vmid)
 			if state, ok := l.ha[sid]; ok {
@@ -488,6 +497,30 @@ func (l *pveLab) serveHA(w http.ResponseWriter, r *http.Request, rest []string) 
 	default:
 		pveError(w, http.StatusNotImplemented, "Method not implemented")
 	}
+}
+
+// canDisarm: pve-ha-manager 5.1.3 (PVE 9.2, --pve-version 9.2) has disarm-ha and arm-ha.
+func (l *pveLab) canDisarm() bool {
+	var major, minor int
+	_, _ = fmt.Sscanf(l.pve.version, "%d.%d", &major, &minor)
+	return major > 9 || major == 9 && minor >= 2
+}
+
+// queueDisarm: POST /cluster/ha/status/disarm-ha (resource-mode freeze|ignore) or arm-ha: queued for the CRM, which
+// applies it on its next round (haManager), as PVE::HA::Config::queue_crm_commands does.
+func (l *pveLab) queueDisarm(w http.ResponseWriter, r *http.Request, command string) {
+	mode := r.Form.Get("resource-mode")
+	if command == "disarm-ha" && mode != "freeze" && mode != "ignore" {
+		pveError(w, http.StatusBadRequest, "Parameter verification failed.")
+		return
+	}
+	l.mu.Lock()
+	l.haQueued = command + " " + mode
+	if command == "disarm-ha" && l.haArmed == "armed" {
+		l.haArmed = "disarming"
+	}
+	l.mu.Unlock()
+	pveJSON(w, 200, nil, "")
 }
 
 func (l *pveLab) haResource(w http.ResponseWriter, r *http.Request, sid string) {
@@ -531,7 +564,7 @@ func (l *pveLab) serveCeph(w http.ResponseWriter, r *http.Request, rest []string
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.quorate() { // the monitors (one per node) have no quorum either
+	if !l.quorate() || !l.monQuorum() { // pmxcfs without quorum, or the monitors without theirs: ceph commands time out
 		pveError(w, http.StatusInternalServerError, "got timeout")
 		return
 	}
@@ -548,6 +581,7 @@ func (l *pveLab) serveCeph(w http.ResponseWriter, r *http.Request, rest []string
 				l.cephFlags[name] = v == "1" || v == "true"
 			}
 		}
+		l.cephFlagsSet = time.Now()
 		pveJSON(w, 200, l.tasks.start(l.nodes[0].name, "cephsetflags", "", func(finish func(error)) { finish(nil) }), "")
 	case len(rest) == 1 && rest[0] == "status":
 		state, health := l.cephPGs()
@@ -557,11 +591,14 @@ func (l *pveLab) serveCeph(w http.ResponseWriter, r *http.Request, rest []string
 				flags = append(flags, name)
 			}
 		}
+		mons, quorum := l.monitors()
 		pveJSON(w, 200, map[string]interface{}{
-			"fsid":   "5c0e5b9e-7c1b-4c0f-9d0e-labsim000001",
-			"health": map[string]interface{}{"status": health},
-			"pgmap":  map[string]interface{}{"num_pgs": 128, "pgs_by_state": []map[string]interface{}{{"state_name": state, "count": 128}}},
-			"osdmap": map[string]interface{}{"num_osds": len(l.nodes), "flags": strings.Join(flags, ",")},
+			"fsid":         "5c0e5b9e-7c1b-4c0f-9d0e-labsim000001",
+			"health":       map[string]interface{}{"status": health, "checks": l.cephChecks(state, flags, mons, quorum)},
+			"pgmap":        map[string]interface{}{"num_pgs": 128, "pgs_by_state": []map[string]interface{}{{"state_name": state, "count": 128}}},
+			"osdmap":       map[string]interface{}{"num_osds": len(l.nodes), "num_up_osds": l.onlineCount(), "flags": strings.Join(flags, ",")},
+			"monmap":       map[string]interface{}{"mons": mons},
+			"quorum_names": quorum,
 		}, "")
 	default:
 		pveError(w, http.StatusNotImplemented, "Method not implemented")

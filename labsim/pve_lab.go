@@ -57,25 +57,29 @@ type pveNode struct {
 }
 
 type pveLab struct {
-	opts       options
-	pve        pveOptions
-	mu         sync.Mutex
-	nodes      []*pveNode
-	guests     map[int]*pveGuest
-	ha         map[string]string // sid ("vm:100") -> requested state: started | stopped | disabled | ignored
-	ceph       bool
-	cephFlags  map[string]bool
-	cephSince  time.Time // when the OSDs last changed (peering takes a moment)
-	tasks      *pveTasks
-	auth       *pveAuth
-	faults     faults
-	thumbprint string // labsim's own certificate (the BMCs', the control port's; the nodes' CA): pve_certs.go
-	certPEM    []byte
-	caFile     string                     // pve-root-ca.pem, written beside the config
-	tokenACL   map[string]map[string]bool // --pve-token-acl: the token's own ACLs (privilege separation); nil: unrestricted
-	apiURL     string                     // the first node's API
-	controlURL string                     // labsim's own: GET /labsim/pve, POST /labsim/faults
-	haEvery    time.Duration
+	opts         options
+	pve          pveOptions
+	mu           sync.Mutex
+	nodes        []*pveNode
+	guests       map[int]*pveGuest
+	ha           map[string]string // sid ("vm:100") -> requested state: started | stopped | disabled | ignored
+	ceph         bool
+	cephFlags    map[string]bool
+	cephSince    time.Time // when the OSDs last changed (peering takes a moment)
+	cephFlagsSet time.Time // when the flags were last written (GET /labsim/pve: the order of a run)
+	tasks        *pveTasks
+	auth         *pveAuth
+	faults       faults
+	thumbprint   string // labsim's own certificate (the BMCs', the control port's; the nodes' CA): pve_certs.go
+	certPEM      []byte
+	caFile       string                     // pve-root-ca.pem, written beside the config
+	tokenACL     map[string]map[string]bool // --pve-token-acl: the token's own ACLs (privilege separation); nil: unrestricted
+	apiURL       string                     // the first node's API
+	controlURL   string                     // labsim's own: GET /labsim/pve, POST /labsim/faults
+	haEvery      time.Duration
+	haArmed      string // pve-ha-manager 5.1.3+ (fencing): armed | disarming | disarmed
+	haMode       string // while disarmed: freeze | ignore
+	haQueued     string // a disarm-ha/arm-ha command the CRM applies on its next round
 }
 
 type pveOptions struct {
@@ -89,6 +93,8 @@ type pveOptions struct {
 	wolNodes                        string // nodes the config wakes through a peer (bmc.via = "proxmox")
 	tlsMode                         string // the written config's [proxmox] tls: "ca" (tls.ca_file) or "pin"
 	tokenACL                        string // --pve-token-acl (pve_perms.go)
+	version                         string // --pve-version: "8.2"; 9.2+ has HA's disarm-ha and arm-ha
+	cephMons                        int    // --pve-ceph-mons: monitors on the first N nodes
 	auth                            string // the written config logs in with "password" (root@pam) or "token"
 }
 
@@ -100,7 +106,8 @@ func newPVELab(o options, p pveOptions) (*pveLab, error) {
 			*secret = randomSecret()
 		}
 	}
-	l := &pveLab{opts: o, pve: p, guests: map[int]*pveGuest{}, ha: map[string]string{}, ceph: p.ceph, cephFlags: map[string]bool{}, haEvery: time.Second}
+	l := &pveLab{opts: o, pve: p, guests: map[int]*pveGuest{}, ha: map[string]string{}, ceph: p.ceph, cephFlags: map[string]bool{}, haEvery: time.Second,
+		haArmed: "armed"}
 	l.tasks = newPVETasks(l)
 	l.tokenACL = parseACL(p.tokenACL)
 	l.auth = newPVEAuth(p.password, p.tokenSecret)
@@ -356,7 +363,15 @@ func (l *pveLab) stopGuest(g *pveGuest) {
 func (l *pveLab) haManager() {
 	for range time.Tick(l.haEvery) {
 		l.mu.Lock()
-		if l.quorate() {
+		if command, mode, _ := strings.Cut(l.haQueued, " "); command != "" && l.quorate() {
+			l.haQueued = ""
+			if command == "disarm-ha" {
+				l.haArmed, l.haMode = "disarmed", mode
+			} else {
+				l.haArmed, l.haMode = "armed", ""
+			}
+		}
+		if l.quorate() && l.haArmed != "disarmed" {
 			for sid, state := range l.ha {
 				var vmid int
 				if _, err := fmt.Sscanf(sid, "vm:%d", &vmid); err != nil {
@@ -378,6 +393,61 @@ func (l *pveLab) haManager() {
 }
 
 // -- Ceph: one OSD per node, a pool of size 3, min_size 2 ---------------------------------------
+
+// monitors: the Ceph monitors (on the first --pve-ceph-mons nodes, named after their node as pveceph names them)
+// and those in quorum (their node online). Call with l.mu held.
+func (l *pveLab) monitors() ([]map[string]interface{}, []string) {
+	mons := []map[string]interface{}{}
+	quorum := []string{}
+	for i, n := range l.nodes {
+		if i >= l.pve.cephMons {
+			break
+		}
+		mons = append(mons, map[string]interface{}{"name": n.name, "rank": i, "public_addr": n.ip + ":6789/0"})
+		if n.online {
+			quorum = append(quorum, n.name)
+		}
+	}
+	return mons, quorum
+}
+
+// monQuorum: more than half of the monitors up. Call with l.mu held.
+func (l *pveLab) monQuorum() bool {
+	mons, quorum := l.monitors()
+	return 2*len(quorum) > len(mons)
+}
+
+func (l *pveLab) onlineCount() int {
+	up := 0
+	for _, n := range l.nodes {
+		if n.online {
+			up++
+		}
+	}
+	return up
+}
+
+// cephChecks: ceph status' health checks, as Ceph names them: the flags (OSDMAP_FLAGS), OSDs or monitors down,
+// placement groups not active+clean.
+func (l *pveLab) cephChecks(pgs string, flags []string, mons []map[string]interface{}, quorum []string) map[string]interface{} {
+	checks := map[string]interface{}{}
+	check := func(name, summary string) {
+		checks[name] = map[string]interface{}{"severity": "HEALTH_WARN", "summary": map[string]interface{}{"message": summary}}
+	}
+	if len(flags) > 0 {
+		check("OSDMAP_FLAGS", strings.Join(flags, ",")+" flag(s) set")
+	}
+	if up := l.onlineCount(); up < len(l.nodes) {
+		check("OSD_DOWN", fmt.Sprintf("%d osds down", len(l.nodes)-up))
+	}
+	if len(quorum) < len(mons) {
+		check("MON_DOWN", fmt.Sprintf("%d/%d mons down, quorum %s", len(mons)-len(quorum), len(mons), strings.Join(quorum, ",")))
+	}
+	if pgs != "active+clean" {
+		check("PG_AVAILABILITY", "Reduced data availability: 128 pgs "+pgs)
+	}
+	return checks
+}
 
 // cephPGs: how the placement groups stand now. Call with l.mu held.
 func (l *pveLab) cephPGs() (state string, health string) {
@@ -441,7 +511,8 @@ func (l *pveLab) serveState(w http.ResponseWriter, r *http.Request) {
 	defer l.mu.Unlock()
 	nodes := map[string]interface{}{}
 	for _, n := range l.nodes {
-		nodes[n.name] = map[string]interface{}{"power": n.server.powerState(), "online": n.online}
+		nodes[n.name] = map[string]interface{}{"power": n.server.powerState(), "online": n.online,
+			"changed": float64(n.server.changed.UnixNano()) / 1e9} // when its power last changed: the order nodes went
 	}
 	guests := map[string]interface{}{}
 	for _, g := range l.guests {
@@ -460,5 +531,6 @@ func (l *pveLab) serveState(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]interface{}{"nodes": nodes, "guests": guests, "ha": l.ha, "ceph_flags": flags, "quorate": l.quorate()})
+	_ = json.NewEncoder(w).Encode(map[string]interface{}{"nodes": nodes, "guests": guests, "ha": l.ha, "ceph_flags": flags, "quorate": l.quorate(),
+		"ha_armed": l.haArmed, "ha_mode": l.haMode, "ceph_flags_set": float64(l.cephFlagsSet.UnixNano()) / 1e9})
 }

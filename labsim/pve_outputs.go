@@ -32,6 +32,8 @@ func pveFlags(p *pveOptions) {
 	flag.StringVar(&p.tlsMode, "pve-tls", "ca", "--proxmox: how the written config trusts the nodes' own certificates: ca (tls.ca_file, the cluster CA written as pve-root-ca.pem beside the config) or pin (the first node's thumbprint)")
 	flag.StringVar(&p.tokenACL, "pve-token-acl", "", "--proxmox: API token root@pam!labswitch with privilege separation and these ACLs only: PATH=PRIV,PRIV;PATH=... (a bare list is on /); empty: every privilege")
 	flag.StringVar(&p.auth, "pve-auth", "password", "--proxmox: the written config logs in with root@pam's password or with the API token (token)")
+	flag.StringVar(&p.version, "pve-version", "8.2", "--proxmox: the Proxmox VE release the API reports (9.2+: HA's disarm-ha and arm-ha, pve-ha-manager 5.1.3)")
+	flag.IntVar(&p.cephMons, "pve-ceph-mons", 3, "--proxmox --pve-ceph: Ceph monitors on the first N nodes (the others only OSDs)")
 	flag.StringVar(&p.wolNodes, "pve-wol-nodes", "", "--proxmox: nodes the config wakes through a peer node (bmc.via = \"proxmox\": POST /nodes/{node}/wakeonlan), NAME,...")
 }
 

@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS whole_lab (
 CREATE TABLE IF NOT EXISTS plans (
     run_id TEXT NOT NULL REFERENCES runs(id), part INTEGER NOT NULL, steps TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lab_facts (
+    run_id TEXT NOT NULL REFERENCES runs(id), key TEXT NOT NULL, value TEXT NOT NULL, at REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS vm_states_run ON vm_states(run_id, grp);
 CREATE INDEX IF NOT EXISTS steps_run ON steps(run_id, seq);
 """
@@ -316,6 +319,20 @@ class Journal:
             (cluster_moid, setting, *args),
         ).fetchone()
         return ClusterChange(*row) if row else None
+
+    def record_fact(self, run_id: str, key: str, value: str) -> None:
+        """Something about the lab a later run needs while the lab cannot tell it (its cluster off): "ceph-monitors"."""
+        with self._lock:
+            self._db.execute("INSERT INTO lab_facts (run_id, key, value, at) VALUES (?,?,?,?)", (run_id, key, value, time.time()))
+
+    def last_fact(self, key: str) -> str | None:
+        """This lab's latest record of ``key``."""
+        mine, args = self._mine()
+        row = self._db.execute(
+            f"SELECT f.value FROM lab_facts f JOIN runs r ON r.id = f.run_id WHERE f.key = ? AND {mine} ORDER BY f.at DESC LIMIT 1",
+            (key, *args),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def record_whole_lab(
         self, run_id: str, server: str, vcenter: tuple[str, str], dependencies: Sequence[tuple[str, str]], peers: Sequence[str] = ()

@@ -53,7 +53,9 @@ class ClusterInfo:
     # Proxmox VE:
     ceph: bool = False  # the cluster runs Ceph
     ceph_flags: tuple[str, ...] = ()  # the OSD flags set now (noout, ...)
+    ceph_monitors: tuple[str, ...] = ()  # the nodes with a Ceph monitor (pveceph names a monitor after its node)
     ha_resources: tuple[tuple[str, str], ...] = ()  # (sid "vm:100", requested state: started | stopped | disabled | ignored)
+    ha_fencing: str | None = None  # pve-ha-manager 5.1.3+ (disarm-ha): armed | standby | disarming | disarmed; None: no such
     votes: int = 0  # corosync's expected votes (one per node); 0: not a Proxmox VE cluster
     quorate: bool = True
 

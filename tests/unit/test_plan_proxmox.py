@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from typing import Any
 
 from labswitch.bmc import Power
@@ -12,6 +13,7 @@ from labswitch.snapshot import AutoStart, ClusterInfo, HostInfo, Snapshot, Start
 from tests.unit.graph import waits_for
 
 CLUSTER = "cluster/lab"
+NODES = ("pve1", "pve2", "pve3")
 
 
 def config(**policy: Any) -> Config:
@@ -81,22 +83,38 @@ def step(plan: Plan, action: Action, target: str) -> Any:
     return next(s for s in plan.steps if s.action == action and s.target == target)
 
 
-def test_ha_is_ignored_and_ceph_flagged_before_any_guest_stops() -> None:
+def test_ha_is_ignored_before_any_guest_stops_and_ceph_flagged_once_every_guest_is_off_and_ceph_healthy() -> None:
+    # pveceph.adoc "Shutdown {pve} + Ceph HCI Cluster": clients off, `ceph -s` healthy, then noout, then the nodes
     plan = down()
     assert not plan.refusals
-    gates = {step(plan, Action.PVE_HA_IGNORE, "lab").id, step(plan, Action.CEPH_FLAGS_SET, "lab").id}
-    for s in plan.steps:
-        if s.action == Action.SHUTDOWN_GUEST:
-            assert gates <= set(s.after), s
+    ha = step(plan, Action.PVE_HA_IGNORE, "lab").id
+    stops = {s.id for s in plan.steps if s.action == Action.SHUTDOWN_GUEST}
+    assert all(ha in s.after for s in plan.steps if s.action == Action.SHUTDOWN_GUEST)
+    healthy, flags = step(plan, Action.CEPH_READY, "lab"), step(plan, Action.CEPH_FLAGS_SET, "lab")
+    assert stops <= set(healthy.after) and flags.after == (healthy.id,)
+    assert all(waits_for(plan, s.id, flags.id) for s in plan.steps if s.action == Action.SHUTDOWN_HOST)
 
 
 def test_on_ceph_no_node_shuts_down_before_every_guest_of_the_cluster_is_off() -> None:
     plan = down()
     every_guest = {s.id for s in plan.steps if s.action == Action.SHUTDOWN_GUEST}
-    assert every_guest <= set(step(plan, Action.SHUTDOWN_HOST, "pve3").after), "pve3's own guest is not enough"
+    assert all(waits_for(plan, step(plan, Action.SHUTDOWN_HOST, "pve3").id, g) for g in every_guest), "pve3's own guest is not enough"
     without = down(snapshot(clusters=(cluster(ceph=False),)))
     own = {s.id for s in without.steps if s.action == Action.SHUTDOWN_GUEST and s.server == "pve3"}
     assert set(step(without, Action.SHUTDOWN_HOST, "pve3").after) - own <= {step(without, Action.PVE_HA_IGNORE, "lab").id}
+
+
+def test_ceph_nodes_without_a_monitor_go_down_first_and_monitor_nodes_come_up_first() -> None:
+    mons = replace(cluster(), ceph_monitors=("pve1", "pve2"))
+    plan = down(snapshot(clusters=(mons,)))
+    pve3_off = step(plan, Action.CONFIRM_OFF, "pve3").id
+    assert all(waits_for(plan, step(plan, Action.SHUTDOWN_HOST, n).id, pve3_off) for n in ("pve1", "pve2")), "monitors last"
+    assert not waits_for(plan, step(plan, Action.SHUTDOWN_HOST, "pve3").id, step(plan, Action.CONFIRM_OFF, "pve1").id)
+    # up, while the cluster answers nothing: the monitors known from the journal (Facts.ceph_monitors)
+    off = snapshot(hosts=(), vms=(), clusters=())
+    up = make_proxmox_plan(off, config(), facts(off=NODES, ceph_monitors=frozenset({"pve1", "pve2"})), Intent.UP, ("payload",))
+    on = {s.server: s for s in up.steps if s.action == Action.BMC_POWER_ON}
+    assert on["pve1"].id in on["pve3"].settled and on["pve2"].id in on["pve3"].settled and not on["pve1"].settled
 
 
 def test_guests_stop_group_by_group_in_reverse_start_order_across_nodes_and_stop_last_after_everyone() -> None:
@@ -158,8 +176,8 @@ def test_up_clears_flags_once_every_node_is_back_waits_for_ceph_then_ha_then_wav
     changed = {CLUSTER: frozenset({"ceph-flags", "pve-ha"})}
     plan = make_proxmox_plan(snap, config(), facts(off=("pve1", "pve2", "pve3"), changed=changed), Intent.UP, ("payload",))
     connected = {s.id for s in plan.steps if s.action == Action.WAIT_CONNECTED}
-    clear = step(plan, Action.CEPH_FLAGS_CLEAR, "lab")
-    assert set(clear.after) == connected, "the flags wait for every node"
+    services, clear = step(plan, Action.CEPH_SERVICES, "lab"), step(plan, Action.CEPH_FLAGS_CLEAR, "lab")
+    assert set(services.after) == connected and clear.after == (services.id,), "every node back, Ceph's services up, then the flags"
     ready = step(plan, Action.CEPH_READY, "lab")
     ha = step(plan, Action.PVE_HA_RESTORE, "lab")
     assert ready.after == (clear.id,) and ready.id in ha.settled
@@ -208,3 +226,20 @@ def test_up_never_starts_an_ha_resource_guest_itself_on_any_path() -> None:
         snapshot(vms=guests, clusters=(cluster(ha=(("vm:100", "ignored"),)),)), config(), restore, Intent.UP, ("payload",)
     )
     assert "db" in {s.target for s in plan.steps if s.action == Action.POWER_ON_VM}, "ignored by the admin: not HA's"
+
+
+def test_a_cluster_that_can_disarm_ha_is_disarmed_on_the_way_down_and_armed_on_the_way_up() -> None:
+    # pve-ha-manager 5.1.3 (PVE 9.2): disarm-ha with resource mode ignore, the cluster-wide way; older: each resource ignored
+    armed = replace(cluster(), ha_fencing="armed")
+    plan = down(snapshot(clusters=(armed,)))
+    disarm = step(plan, Action.PVE_HA_DISARM, "lab")
+    assert not [s for s in plan.steps if s.action == Action.PVE_HA_IGNORE]
+    assert all(disarm.id in s.after for s in plan.steps if s.action == Action.SHUTDOWN_GUEST)
+    assert not [s for s in down(snapshot(clusters=(replace(cluster(), ha_fencing="disarmed"),))).steps if s.action.startswith("ha-")]
+    changed = {CLUSTER: frozenset({"pve-ha-armed"})}
+    guests = _stopped(*GUESTS)
+    up = make_proxmox_plan(snapshot(vms=guests, clusters=(armed,)), config(), facts(changed=changed), Intent.UP, ("payload",))
+    arm = step(up, Action.PVE_HA_ARM, "lab")
+    started = [s for s in up.steps if s.action == Action.POWER_ON_VM]
+    assert started and all(arm.id in s.settled for s in started), "HA's guests first: HA starts them once armed"
+    assert "db" not in {s.target for s in started}, "db is an HA resource: HA starts it"

@@ -120,6 +120,8 @@ REGISTRY: Mapping[Action, Spec] = {
     Action.PVE_HA_IGNORE: Spec(
         "proxmox.ha_ignore", Subject.CLUSTER, "setting HA resources to ignored", "HA resources ignored", pve=_PVE_HA
     ),
+    Action.PVE_HA_DISARM: Spec("proxmox.ha_disarm", Subject.CLUSTER, "disarming HA", "HA disarmed (resources ignored)", pve=_PVE_HA),
+    Action.PVE_HA_ARM: Spec("proxmox.ha_arm", Subject.CLUSTER, "arming HA", "HA armed", pve=_PVE_HA),
     Action.PVE_HA_RESTORE: Spec("proxmox.ha_restore", Subject.CLUSTER, "restoring HA resources", "HA resources restored", pve=_PVE_HA),
     Action.CEPH_FLAGS_SET: Spec(
         "proxmox.ceph_flags_set", Subject.CLUSTER, "setting Ceph's flags", "Ceph noout, norebalance, nobackfill, norecover", pve=_PVE_CEPH
@@ -131,7 +133,15 @@ REGISTRY: Mapping[Action, Spec] = {
         "proxmox.ceph_ready",
         Subject.CLUSTER,
         "waiting for Ceph's placement groups",
-        "Ceph ready for I/O",
+        "Ceph's placement groups active",
+        timeout="ceph_ready_timeout",
+        pve=(("/", "Sys.Audit"),),
+    ),
+    Action.CEPH_SERVICES: Spec(
+        "proxmox.ceph_services",
+        Subject.CLUSTER,
+        "waiting for Ceph's monitors and OSDs",
+        "Ceph's monitors and OSDs up",
         timeout="ceph_ready_timeout",
         pve=(("/", "Sys.Audit"),),
     ),

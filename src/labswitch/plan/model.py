@@ -47,9 +47,12 @@ class Action(enum.StrEnum):
     # A Proxmox VE cluster's (plan.proxmox; journaled; up restores them):
     PVE_HA_IGNORE = "ha-ignore"  # every HA resource's requested state recorded, then set to ignored
     PVE_HA_RESTORE = "ha-restore"
+    PVE_HA_DISARM = "ha-disarm"  # PVE 9.2+: HA disarmed cluster-wide, resource mode ignore (the armed state recorded)
+    PVE_HA_ARM = "ha-arm"
     CEPH_FLAGS_SET = "ceph-flags-set"  # noout, norebalance, nobackfill, norecover (the flags set before, recorded)
     CEPH_FLAGS_CLEAR = "ceph-flags-clear"
     CEPH_READY = "ceph-ready"  # every placement group active: guests' I/O is served
+    CEPH_SERVICES = "ceph-services"  # up: every monitor in quorum, every OSD up, no warning but the flags' (pveceph.adoc)
     # A whole lab, vCenter included (plan.whole_lab):
     WAIT_TOOLS = "wait-tools"  # a VM's tools running (a vCenter dependency, before the next VM starts)
     WAIT_VCENTER = "wait-vcenter"  # vCenter's SOAP and REST APIs answering after its VM started
@@ -83,6 +86,7 @@ class Facts:
     bmc_errors: Mapping[str, str] = field(default_factory=dict)
     restore: frozenset[str] | None = None  # VM moids to start (up --restore); None: the start-up tag
     changed: Mapping[str, frozenset[str]] = field(default_factory=dict)  # cluster moid -> settings a down changed, not restored
+    ceph_monitors: frozenset[str] = frozenset()  # Proxmox VE: the nodes with a Ceph monitor (the snapshot's, else the journal's)
 
 
 VCENTER = "vcenter"

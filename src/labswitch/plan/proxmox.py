@@ -1,16 +1,18 @@
-"""The plan of a Proxmox VE lab (PURE): the same graph of steps as vSphere's, in Proxmox's terms.
+"""The plan of a Proxmox VE lab (PURE): the same graph of steps as vSphere's, in Proxmox's terms, after Proxmox's own
+whole-cluster procedure (ha-manager.adoc; pveceph.adoc "Shutdown {pve} + Ceph HCI Cluster"; pve-manager Nodes.pm's
+startall/stopall order).
 
-down: before the first guest stops, the cluster's HA resources are set to "ignored" (each one's requested state
-      journaled: HA neither restarts a guest labswitch stops nor recovers it elsewhere) and, on a Ceph cluster,
-      the OSD flags noout, norebalance, nobackfill and norecover are set (the flags there before, journaled).
-      Per node: its guests shut down in reverse start order (policy.stop_last's guests after every other guest of
-      the lab), then the node shuts down, confirmed off by its BMC. On Ceph, no node shuts down before every guest
-      of the cluster is off: a guest still running on Ceph storage would lose its I/O with two nodes gone.
-up:   per node: the BMC powers it on, then until it is back in the cluster with its API answering; once every node
-      of a Ceph cluster is back, the flags labswitch set are cleared (those set before stay) and Ceph's placement
-      groups are waited for, active, before any guest starts; the HA resources get back the requested states they
-      had (the HA manager starts the started ones: labswitch does not start an HA resource's guest itself); then the
-      other guests in waves (their startup order).
+down: HA out of the way before the first guest stops (disarmed with resource mode ignore on PVE 9.2+, else each
+      resource set to "ignored"; journaled); the guests group by startup order (plan.order: no order first, the
+      highest order next ...; policy.stop_last's after every other), across the nodes of the run; on Ceph, once every
+      guest of the cluster is off, Ceph verified healthy, then its flags set (journaled); then the nodes, each once
+      its own guests are off (on Ceph: once the flags are set, the nodes without a monitor first), confirmed off by
+      their BMCs.
+up:   per node: the BMC powers it on (a Ceph cluster's monitor nodes first), then until it is back in the cluster
+      with its API answering; once every node of a Ceph cluster is back, its monitors in quorum with no warning but
+      the flags', the flags labswitch set are cleared (those set before stay), and its placement groups waited for,
+      active, before any guest starts; HA given back (armed, or the resources' states) and HA's own start of its
+      guests waited for (labswitch never starts an HA resource's guest); then the other guests by startup order.
 
 Refused, with nothing changed: a down of the node that runs labswitch, of an always_on group, of nodes whose
 going would leave the nodes that stay up without quorum, or of nodes that are on while no node's API answers
@@ -120,14 +122,8 @@ def _down(
     snap: Snapshot, config: Config, facts: Facts, servers: Sequence[Server], hosts: Mapping[str, HostInfo | None], notes: list[str]
 ) -> list[Step]:
     live = {s.name: hosts[s.name] for s in servers if facts.bmc_power.get(s.name) is not Power.OFF}
-    gates: dict[str | None, tuple[str, ...]] = {}  # cluster moid -> what its guests' stops wait for
-    cluster_steps: list[Step] = []
-    for cluster in snap.clusters:
-        if not any(h is not None and h.cluster_moid == cluster.moid for h in live.values()):
-            continue
-        own = _cluster_down(cluster)
-        cluster_steps += own
-        gates[cluster.moid] = tuple(s.id for s in own)
+    clusters = [c for c in snap.clusters if any(h is not None and h.cluster_moid == c.moid for h in live.values())]
+    ha = {c.moid: _ha_down(c) for c in clusters}
     guests: list[tuple[VMInfo, str, bool]] = []  # (guest, server, stops last)
     for name, host in live.items():
         if host is None or host.connection_state != "connected":
@@ -135,14 +131,17 @@ def _down(
         for vm in snap.workload_on(host.moid):
             if vm.power_state == "poweredOn":
                 guests.append((vm, name, _stops_last(vm, config)))
+    gates: dict[str | None, tuple[str, ...]] = {moid: tuple(s.id for s in steps) for moid, steps in ha.items()}  # before its guests
     guest_steps = _guest_stops(config, guests, hosts, gates)
     stopped_by_server: dict[str, list[str]] = {}
     for step in guest_steps:
         if step.action == Action.SHUTDOWN_GUEST:
             stopped_by_server.setdefault(step.server or "", []).append(step.id)
-    ceph_barrier = {  # a Ceph cluster: every guest of it off before any of its nodes shuts down
-        c.moid: tuple(s.id for s in guest_steps if s.action == Action.SHUTDOWN_GUEST and _cluster_of(hosts, s.server) == c.moid)
-        for c in snap.clusters
+    ceph = {  # a Ceph cluster: every guest of it off, Ceph healthy, its flags set, before any of its nodes shuts down
+        c.moid: _ceph_down(
+            c, tuple(s.id for s in guest_steps if s.action == Action.SHUTDOWN_GUEST and _cluster_of(hosts, s.server) == c.moid)
+        )
+        for c in clusters
         if c.ceph
     }
     shutdown: list[Step] = []
@@ -153,22 +152,59 @@ def _down(
                 shutdown += [by_bmc, *confirm_off(config, by_bmc)]
             continue
         stops = tuple(stopped_by_server.get(name, []))
-        after = tuple(dict.fromkeys(stops + ceph_barrier.get(host.cluster_moid or "", ()) + gates.get(host.cluster_moid, ())))
+        flagged = tuple(s.id for s in ceph.get(host.cluster_moid or "", [])[-1:])  # Ceph's flags set (or its health seen)
+        after = tuple(dict.fromkeys(stops + flagged + gates.get(host.cluster_moid, ())))
         off = Step("host-shutdown", Action.SHUTDOWN_HOST, name, host.moid, name, after=after, endpoint=API)
         shutdown += [off, *off_fallbacks(config, off)]
-    if any(c.ceph for c in snap.clusters if c.moid in gates):
-        notes.append("Ceph: no node shuts down before every guest of the cluster is off (their storage needs two of three OSDs)")
-    return cluster_steps + guest_steps + shutdown
+    shutdown = _monitors_last(shutdown, snap, facts, hosts)
+    if ceph:
+        notes.append(
+            "Ceph (pveceph.adoc): every guest of the cluster off, Ceph healthy, then its flags; nodes without a monitor first, "
+            "monitor nodes last"
+        )
+    return [s for c in clusters for s in ha[c.moid]] + guest_steps + [s for steps in ceph.values() for s in steps] + shutdown
 
 
-def _cluster_down(cluster: ClusterInfo) -> list[Step]:
-    """HA resources ignored, Ceph's flags set: before the first guest stops (each journaled by its step)."""
-    steps = []
-    if any(state != "ignored" for _, state in cluster.ha_resources):
-        steps.append(Step(PHASE, Action.PVE_HA_IGNORE, cluster.name, cluster.moid, None, endpoint=API))
-    if cluster.ceph and not set(CEPH_DOWN_FLAGS) <= set(cluster.ceph_flags):
-        steps.append(Step(PHASE, Action.CEPH_FLAGS_SET, cluster.name, cluster.moid, None, endpoint=API))
-    return steps
+def _ha_down(cluster: ClusterInfo) -> list[Step]:
+    """HA out of the way before the first guest stops (journaled by its step): disarmed cluster-wide with resource mode
+    ignore where the cluster can (pve-ha-manager 5.1.3+, PVE 9.2: the way to keep HA from fencing or recovering while a
+    whole cluster goes down), else each resource set to ignored."""
+    if not any(state != "ignored" for _, state in cluster.ha_resources):
+        return []
+    if cluster.ha_fencing is None:
+        return [Step(PHASE, Action.PVE_HA_IGNORE, cluster.name, cluster.moid, None, endpoint=API)]
+    if cluster.ha_fencing != "disarmed":  # disarmed by an admin already: left as it is
+        return [Step(PHASE, Action.PVE_HA_DISARM, cluster.name, cluster.moid, None, endpoint=API)]
+    return []
+
+
+def _ceph_down(cluster: ClusterInfo, guests: tuple[str, ...]) -> list[Step]:
+    """pveceph.adoc "Shutdown {pve} + Ceph HCI Cluster": its clients (the guests) stopped, Ceph verified healthy, then
+    the flags set (the flags there before, journaled) before the first node goes."""
+    healthy = Step(PHASE, Action.CEPH_READY, cluster.name, cluster.moid, None, after=guests, endpoint=API)
+    if set(CEPH_DOWN_FLAGS) <= set(cluster.ceph_flags):
+        return [healthy]
+    return [healthy, Step(PHASE, Action.CEPH_FLAGS_SET, cluster.name, cluster.moid, None, after=(healthy.id,), endpoint=API)]
+
+
+def _monitors_last(shutdown: list[Step], snap: Snapshot, facts: Facts, hosts: Mapping[str, HostInfo | None]) -> list[Step]:
+    """A Ceph cluster's nodes with a monitor shut down once every node of it without one is off (by its BMC)."""
+    monitors = {n for c in snap.clusters for n in c.ceph_monitors} or facts.ceph_monitors
+    ceph = {c.moid for c in snap.clusters if c.ceph}
+    others: dict[str | None, tuple[str, ...]] = {}
+    for step in shutdown:
+        host = hosts.get(step.server or "")
+        if step.action == Action.CONFIRM_OFF and host is not None and host.cluster_moid in ceph and host.name not in monitors:
+            others[host.cluster_moid] = (*others.get(host.cluster_moid, ()), step.id)
+    if not monitors or not others:
+        return shutdown
+    out = []
+    for step in shutdown:
+        host = hosts.get(step.server or "")
+        if step.action == Action.SHUTDOWN_HOST and host is not None and host.name in monitors and others.get(host.cluster_moid):
+            step = replace(step, after=tuple(dict.fromkeys(step.after + others[host.cluster_moid])))
+        out.append(step)
+    return out
 
 
 def _guest_stops(
@@ -250,11 +286,14 @@ def _up(
         by_bmc = {s.server for s in nodes if s.action == Action.BMC_POWER_ON and s.server not in peers}
         waits = tuple(s.id for s in nodes if s.action == Action.WAIT_CONNECTED and s.server in by_bmc)
         nodes = [replace(s, settled=waits) if s.action == Action.BMC_POWER_ON and s.server in peers else s for s in nodes]
+    nodes = _monitors_first(nodes, snap, facts, servers)
     cluster_steps, ready, restore = _cluster_up(snap, facts, hosts, back)
-    restores = {}  # cluster moid -> its HA restore: the resources' states back before the other guests start
-    for moid, cluster in restore.items():
-        gate = [i for s in servers if _cluster_of(hosts, s.name) == moid for i in back[s.name]] + list(ready.get(moid, ()))
-        restores[moid] = Step("restore", Action.PVE_HA_RESTORE, cluster.name, moid, None, settled=tuple(dict.fromkeys(gate)))
+    restores: dict[str, list[Step]] = {}  # cluster moid -> HA given back (armed, its states) before the other guests start
+    for moid, (cluster, actions) in restore.items():
+        gate = tuple(
+            dict.fromkeys([i for s in servers if _cluster_of(hosts, s.name) == moid for i in back[s.name]] + list(ready.get(moid, ())))
+        )
+        restores[moid] = [Step("restore", action, cluster.name, moid, None, settled=gate) for action in actions]
     managed = _ha_managed(snap, facts)  # HA starts those, by their states: labswitch never does
     chosen = [(vm, server) for server in servers for vm in _to_start(snap, facts, hosts[server.name], tag) if _sid(vm) not in managed]
     if not config.startup.waves:
@@ -264,9 +303,25 @@ def _up(
         waves = (Wave(name="first (policy.stop_last)", wait="none"), *waves)
         start = [(place + 1, vm, server) for place, vm, server in start]
     guest_ready = {s.name: back[s.name] + ready.get(_cluster_of(hosts, s.name), ()) for s in servers}
-    after_ha = {s.name: (r.id,) for s in servers if (r := restores.get(_cluster_of(hosts, s.name) or "")) is not None}
+    after_ha = {s.name: tuple(r.id for r in restores.get(_cluster_of(hosts, s.name) or "", [])) for s in servers}
     guests = _wave_steps(start, guest_ready, waves, after_ha)
-    return nodes + cluster_steps + list(restores.values()) + guests, waves
+    return nodes + cluster_steps + [r for steps in restores.values() for r in steps] + guests, waves
+
+
+def _monitors_first(nodes: list[Step], snap: Snapshot, facts: Facts, servers: Sequence[Server]) -> list[Step]:
+    """pveceph.adoc: "When powering on the cluster, start the nodes with monitors (MONs) first": the other nodes'
+    power-on is sent once the monitor nodes' is (their boots overlap; the monitors are up first)."""
+    monitors = {n for c in snap.clusters for n in c.ceph_monitors} or facts.ceph_monitors
+    node = {s.name: s.node or s.esxi for s in servers}
+    first = tuple(s.id for s in nodes if s.action == Action.BMC_POWER_ON and node.get(s.server or "") in monitors)
+    if not first:
+        return nodes
+    return [
+        replace(s, settled=tuple(dict.fromkeys(s.settled + first)))
+        if s.action == Action.BMC_POWER_ON and node.get(s.server or "") not in monitors
+        else s
+        for s in nodes
+    ]
 
 
 def _sid(vm: VMInfo) -> str:
@@ -327,12 +382,13 @@ def _place(vm: VMInfo, waves: Sequence[Wave], config: Config) -> int:
 
 def _cluster_up(
     snap: Snapshot, facts: Facts, hosts: Mapping[str, HostInfo | None], back: Mapping[str, tuple[str, ...]]
-) -> tuple[list[Step], dict[str | None, tuple[str, ...]], dict[str, ClusterInfo]]:
+) -> tuple[list[Step], dict[str | None, tuple[str, ...]], dict[str, tuple[ClusterInfo, tuple[Action, ...]]]]:
     """Per cluster: Ceph's flags cleared once all its target nodes are back (then its placement groups waited for);
-    what its guests wait for; the clusters whose HA states a down changed (given back before the other guests start)."""
+    what its guests wait for; the clusters whose HA a down changed, with the steps that give it back (HA armed again,
+    the resources' states back) before the other guests start."""
     steps: list[Step] = []
     ready: dict[str | None, tuple[str, ...]] = {}
-    later: dict[str, ClusterInfo] = {}
+    later: dict[str, tuple[ClusterInfo, tuple[Action, ...]]] = {}
     for cluster in snap.clusters:
         servers = [name for name, h in hosts.items() if h is not None and h.cluster_moid == cluster.moid]
         if not servers:
@@ -340,13 +396,15 @@ def _cluster_up(
         gate = tuple(i for name in servers for i in back.get(name, ()))
         changed = facts.changed.get(cluster.moid, frozenset())
         if cluster.ceph:
-            if "ceph-flags" in changed:
-                clear = Step("ceph", Action.CEPH_FLAGS_CLEAR, cluster.name, cluster.moid, None, after=gate, endpoint=API)
-                steps.append(clear)
+            if "ceph-flags" in changed:  # pveceph.adoc: every Ceph service up, only the flags' warning left, then unset
+                services = Step("ceph", Action.CEPH_SERVICES, cluster.name, cluster.moid, None, after=gate, endpoint=API)
+                clear = Step("ceph", Action.CEPH_FLAGS_CLEAR, cluster.name, cluster.moid, None, after=(services.id,), endpoint=API)
+                steps += [services, clear]
                 gate = (clear.id,)
             healthy = Step("ceph", Action.CEPH_READY, cluster.name, cluster.moid, None, after=gate, endpoint=API)
             steps.append(healthy)
             ready[cluster.moid] = (healthy.id,)
-        if "pve-ha" in changed:
-            later[cluster.moid] = cluster
+        actions = tuple(a for setting, a in (("pve-ha-armed", Action.PVE_HA_ARM), ("pve-ha", Action.PVE_HA_RESTORE)) if setting in changed)
+        if actions:
+            later[cluster.moid] = (cluster, actions)
     return steps, ready, later

@@ -128,14 +128,25 @@ def startup(conf: dict[str, Any]) -> Startup:
     )
 
 
+def fencing(client: Client) -> str | None:
+    """HA's armed state where the cluster can disarm HA (pve-ha-manager 5.1.3+: /cluster/ha/status/current has a
+    "fencing" entry, its "armed-state"); None on an older cluster."""
+    found = client.call("read HA's status", lambda api: api.cluster.ha.status.current.get()) or []
+    entry = next((e for e in found if e.get("type") == "fencing"), None)
+    return str(entry.get("armed-state") or "armed") if entry is not None else None
+
+
 def _cluster(client: Client, cluster: dict[str, Any], nodes: int, notes: list[str]) -> ClusterInfo:
     ha = client.call("list the HA resources", lambda api: api.cluster.ha.resources.get()) or []
     flags: tuple[str, ...] = ()
+    monitors: tuple[str, ...] = ()
     ceph = False
     try:
         found = client.call("read the Ceph flags", lambda api: api.cluster.ceph.flags.get())
         ceph = True
         flags = tuple(sorted(str(f["name"]) for f in found if int(f.get("value", 0) or 0)))
+        status = client.call("read Ceph's status", lambda api: api.cluster.ceph.status.get()) or {}
+        monitors = tuple(sorted(str(m["name"]) for m in (status.get("monmap") or {}).get("mons") or [] if m.get("name")))
     except ProxmoxError as exc:
         if "not installed" not in str(exc) and "not initialized" not in str(exc):
             notes.append(f"Ceph's flags not read ({exc}); its flags are left as they are")
@@ -143,8 +154,10 @@ def _cluster(client: Client, cluster: dict[str, Any], nodes: int, notes: list[st
         moid=f"{CLUSTER}{cluster['name']}",
         name=str(cluster["name"]),
         ha=bool(ha),
+        ha_fencing=fencing(client) if ha else None,
         ceph=ceph,
         ceph_flags=flags,
+        ceph_monitors=monitors,
         ha_resources=tuple((str(r["sid"]), str(r.get("state", "started"))) for r in ha),
         votes=int(cluster.get("nodes") or nodes),
         quorate=bool(cluster.get("quorate", 1)),

@@ -2,7 +2,8 @@
 vCenter's. Guests' starts and stops are UPID tasks, waited on; waits for a guest or node state read the whole
 cluster in one call (/cluster/resources, /cluster/status) once a second: Proxmox VE has no change feed.
 
-Cluster settings, as text the journal keeps: "pve-ha" (every HA resource's requested state, as JSON), "ceph-flags"
+Cluster settings, as text the journal keeps: "pve-ha" (every HA resource's requested state, as JSON), "pve-ha-armed"
+(HA's armed state, pve-ha-manager 5.1.3+: "armed", or "disarmed:ignore" once disarmed with that resource mode), "ceph-flags"
 (the OSD flags set, comma-separated), "ceph-health" (read only: "active" once every placement group is, else how
 they stand)."""
 
@@ -18,7 +19,7 @@ from labswitch.cancel import Cancel
 from labswitch.errors import ConnectionFailed, EndpointError, ProxmoxError
 from labswitch.plan.proxmox import CEPH_DOWN_FLAGS
 from labswitch.proxmox.client import Client
-from labswitch.proxmox.inventory import NODE
+from labswitch.proxmox.inventory import NODE, fencing
 
 POLL = 1.0  # seconds between two reads of the cluster while waiting
 MANAGED_FLAGS = CEPH_DOWN_FLAGS  # the flags change_cluster_setting("ceph-flags") sets and clears; the others it leaves
@@ -141,8 +142,12 @@ class ProxmoxPort:
         if setting == "ceph-flags":
             found = self.client.call("read the Ceph flags", lambda api: api.cluster.ceph.flags.get())
             return ",".join(sorted(str(f["name"]) for f in found if int(f.get("value", 0) or 0)))
+        if setting == "pve-ha-armed":
+            return fencing(self.client)
         if setting == "ceph-health":
             return _pgs(self.client.call("read Ceph's status", lambda api: api.cluster.ceph.status.get()))
+        if setting == "ceph-services":
+            return _services(self.client.call("read Ceph's status", lambda api: api.cluster.ceph.status.get()))
         raise ValueError(setting)
 
     def change_cluster_setting(self, cluster: str, setting: str, value: str, timeout: float) -> None:
@@ -155,6 +160,9 @@ class ProxmoxPort:
                 if sid in now and now[sid] != state:
                     self.client.call(f"set HA resource {sid} to {state}", _ha_call(sid, state))
             return
+        if setting == "pve-ha-armed":
+            self._arm(value, timeout)
+            return
         if setting == "ceph-flags":
             chosen = set(filter(None, value.split(",")))
             flags = {name: int(name in chosen) for name in MANAGED_FLAGS}
@@ -166,6 +174,20 @@ class ProxmoxPort:
                     raise ProxmoxError(f"{self.client.where}: Ceph flags: {error}")
             return
         raise ValueError(setting)
+
+    def _arm(self, wanted: str, timeout: float) -> None:
+        """HA disarmed ("disarmed:ignore", "disarmed:freeze") or armed ("armed"): the command is queued for the CRM
+        (pve-ha-manager API2/HA/Status.pm), which applies it on its next round: waited for until HA says so."""
+        state, _, mode = wanted.partition(":")
+        if state == "disarmed":
+            self.client.call(f"disarm HA ({mode})", lambda api: api.cluster.ha.status("disarm-ha").post(**{"resource-mode": mode}))
+        else:
+            self.client.call("arm HA", lambda api: api.cluster.ha.status("arm-ha").post())
+        deadline = time.monotonic() + timeout
+        while (now := fencing(self.client)) != state and not (state == "armed" and now == "standby"):
+            if time.monotonic() >= deadline:
+                raise ProxmoxError(f"{self.client.where}: HA still {now} after {timeout:.0f}s, not {state}")
+            self.cancel.sleep(POLL)
 
     def vcls_agents(self, cluster: str) -> dict[str, str]:
         return {}  # no vCLS on Proxmox VE
@@ -262,3 +284,14 @@ def _pgs(status: dict[str, Any]) -> str:
     if not inactive:
         return "active"
     return ", ".join(f"{g.get('count')} {g.get('state_name')}" for g in inactive)
+
+
+def _services(status: dict[str, Any]) -> str:
+    """ "ready" once every monitor is in quorum and Ceph warns of nothing but the flags a down set (pveceph.adoc: "the
+    only warning you should see for Ceph is that the 'noout' flag is still set"), else what is missing."""
+    mons = {str(m.get("name")) for m in (status.get("monmap") or {}).get("mons") or []}
+    out = sorted(mons - {str(n) for n in status.get("quorum_names") or []})
+    checks = sorted(set((status.get("health") or {}).get("checks") or {}) - {"OSDMAP_FLAGS"})
+    if not out and not checks:
+        return "ready"
+    return "; ".join(([f"monitors out of quorum: {', '.join(out)}"] if out else []) + ([f"health: {', '.join(checks)}"] if checks else []))

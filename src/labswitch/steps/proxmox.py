@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from labswitch.plan import Status, Step
+from labswitch.plan import Intent, Status, Step
 from labswitch.proxmox.port import MANAGED_FLAGS
 from labswitch.steps import Context, Report, attempt, settle
 
@@ -64,6 +64,34 @@ def guest_of(sid: str) -> str:
     return f"{'lxc' if kind == 'ct' else 'qemu'}/{vmid}"
 
 
+def ha_disarm(steps: list[Step], ctx: Context, report: Report) -> None:
+    """PVE 9.2+: HA disarmed cluster-wide, resource mode ignore: no fencing, no recovery, its guests labswitch's to stop
+    while the cluster goes down (the armed state journaled first; up arms it again)."""
+    for step in steps:
+        cluster = step.moid or ""
+        ctx.remember(step, "pve-ha-armed", ctx.port.cluster_setting(cluster, "pve-ha-armed") or "armed")
+        error = attempt(ctx.port.change_cluster_setting, cluster, "pve-ha-armed", "disarmed:ignore", ctx.policy.maintenance_timeout)
+        settle(report, step, error, "HA disarmed, resource mode ignore (up arms it again)")
+
+
+def ha_arm(steps: list[Step], ctx: Context, report: Report) -> None:
+    """HA armed again as before the down; it then starts its started resources' guests itself: waited for."""
+    for step in steps:
+        previous = ctx.previous(step, "pve-ha-armed")
+        if previous is None or previous.startswith("disarmed"):
+            report(step, Status.OK, "HA was disarmed before the down: left disarmed")
+            if previous is not None:
+                ctx.restored(step, "pve-ha-armed")
+            continue
+        error = attempt(ctx.port.change_cluster_setting, step.moid or "", "pve-ha-armed", "armed", ctx.policy.maintenance_timeout)
+        if error is not None:
+            report(step, Status.FAILED, f"{error}; HA is still disarmed (labswitch status reports it)")
+            continue
+        ctx.restored(step, "pve-ha-armed")
+        states = json.loads(ctx.port.cluster_setting(step.moid or "", "pve-ha") or "{}")
+        report(step, *_ha_started(ctx, states, "HA armed again"))
+
+
 def ceph_flags_set(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         cluster = step.moid or ""
@@ -86,21 +114,43 @@ def ceph_flags_clear(steps: list[Step], ctx: Context, report: Report) -> None:
 
 
 def ceph_ready(steps: list[Step], ctx: Context, report: Report) -> None:
-    """Until every placement group is active (Ceph serves I/O), for policy.ceph_ready_timeout at most."""
-    timeout = ctx.policy.ceph_ready_timeout
+    """Until every placement group is active (Ceph serves I/O), for policy.ceph_ready_timeout at most: on an up before
+    any guest starts on it; on a down before its flags are set (pveceph.adoc: healthy, then noout, then the nodes)."""
+    then = "its flags are not set and its nodes stay on" if ctx.plan.intent is Intent.DOWN else "guests are not started on it"
     for step in steps:
-        deadline = time.monotonic() + timeout
-        state = ""
-        while True:
-            error = None
-            try:
-                state = ctx.port.cluster_setting(step.moid or "", "ceph-health") or ""
-            except Exception as exc:  # noqa: BLE001 - EndpointError while the monitors form their quorum: read again
-                error = str(exc)
-            if state == "active":
-                report(step, Status.OK, "every placement group active")
-                break
-            if time.monotonic() >= deadline:
-                report(step, Status.FAILED, f"Ceph not ready after {timeout:.0f}s: {state or error}; guests are not started on it")
-                break
-            ctx.cancel.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+        _until(step, ctx, report, "ceph-health", "active", "every placement group active", f"Ceph not ready after {{}}: {{}}; {then}")
+
+
+def ceph_services(steps: list[Step], ctx: Context, report: Report) -> None:
+    """Up: every monitor in quorum and no warning but the flags' before they are cleared (pveceph.adoc)."""
+    for step in steps:
+        _until(
+            step,
+            ctx,
+            report,
+            "ceph-services",
+            "ready",
+            "monitors in quorum, only the flags' warning left",
+            "Ceph's services not up after {}: {}; its flags are kept, guests are not started on it",
+        )
+
+
+def _until(step: Step, ctx: Context, report: Report, setting: str, wanted: str, done: str, not_done: str) -> None:
+    """Read a Ceph setting until it says ``wanted``, for policy.ceph_ready_timeout at most (``not_done``: its two {}
+    are the timeout and the last answer)."""
+    timeout = ctx.policy.ceph_ready_timeout
+    deadline = time.monotonic() + timeout
+    state = ""
+    while True:
+        error = None
+        try:
+            state = ctx.port.cluster_setting(step.moid or "", setting) or ""
+        except Exception as exc:  # noqa: BLE001 - EndpointError while the monitors form their quorum: read again
+            error = str(exc)
+        if state == wanted:
+            report(step, Status.OK, done)
+            return
+        if time.monotonic() >= deadline:
+            report(step, Status.FAILED, not_done.format(f"{timeout:.0f}s", state or error))
+            return
+        ctx.cancel.sleep(min(POLL, max(0.0, deadline - time.monotonic())))

@@ -174,6 +174,8 @@ def _execute(
         def before(run_id: str) -> None:
             if record_for:
                 _record_states(journal, run_id, config, snap, plan, record_for)
+            if monitors := _monitors(snap):  # Ceph's monitor nodes, for an up while the cluster cannot say (all off)
+                journal.record_fact(run_id, CEPH_MONITORS, ",".join(sorted(monitors)))
             if plan.vcenter_host is not None:
                 where = plan.vcenter_host
                 journal.record_whole_lab(run_id, where.server, where.vcenter, where.dependencies, where.peers)
@@ -216,6 +218,7 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.
                 bmc_errors={name: e for name, (_, e) in power.items() if e},
                 restore=_restore_set(journal, groups) if request.restore else None,
                 changed=changed_settings(journal),
+                ceph_monitors=_monitors(snap) or frozenset(filter(None, (journal.last_fact(CEPH_MONITORS) or "").split(","))),
             )
             if proxmox:
                 plan = make_proxmox_plan(snap, config, facts, request.intent, groups, request.skip_unreachable, request.tag)
@@ -290,6 +293,13 @@ def _privileges(plan: Plan, vc: platform.Lab, snap: Snapshot, intent: Intent) ->
             f"the vCenter user lacks privilege {priv} on {where} ({steps}); grant it to the user's role, or leave out the cluster"
         )
     return replace(plan, refusals=plan.refusals + tuple(refusals))
+
+
+CEPH_MONITORS = "ceph-monitors"
+
+
+def _monitors(snap: Snapshot) -> frozenset[str]:
+    return frozenset(n for c in snap.clusters for n in c.ceph_monitors)
 
 
 def _record_states(journal: Journal, run_id: str, config: Config, snap: Snapshot, plan: Plan, groups: Sequence[str]) -> None:

@@ -86,12 +86,14 @@ class ClusterStatus:
     ha: dict[str, str]  # sid -> requested state
     ceph: bool
     ceph_flags: tuple[str, ...]
+    ha_fencing: str | None = None  # HA's armed state (PVE 9.2+), None where the cluster cannot disarm HA
 
     @property
     def text(self) -> str:
         parts = [f"cluster {self.name}: {'quorate' if self.quorate else 'NO QUORUM'}, {self.nodes_online} of {self.votes} nodes online"]
         if self.ha:
-            parts.append("HA " + ", ".join(f"{sid} {state}" for sid, state in sorted(self.ha.items())))
+            armed = f" ({self.ha_fencing})" if self.ha_fencing not in (None, "armed") else ""
+            parts.append(f"HA{armed} " + ", ".join(f"{sid} {state}" for sid, state in sorted(self.ha.items())))
         if self.ceph:
             parts.append("Ceph flags " + (", ".join(self.ceph_flags) if self.ceph_flags else "none"))
         return "; ".join(parts)
@@ -102,6 +104,7 @@ CHANGE_TEXT = {
     "vcls": "vCLS in retreat mode",
     "vsan-power": "vSAN cluster powered off",
     "pve-ha": "HA resources set to ignored",
+    "pve-ha-armed": "HA disarmed",
     "ceph-flags": "Ceph's noout, norebalance, nobackfill and norecover set",
 }
 
@@ -207,6 +210,7 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
             dict(c.ha_resources),
             c.ceph,
             c.ceph_flags,
+            c.ha_fencing,
         )
         for c in snap.clusters
         if c.votes
