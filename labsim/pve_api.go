@@ -121,15 +121,21 @@ func (l *pveLab) resources(w http.ResponseWriter, r *http.Request, kind string) 
 			if !l.may(r, fmt.Sprintf("/vms/%d", g.vmid), "VM.Audit") { // pve-manager Cluster.pm resources: next if !VM.Audit
 				continue
 			}
-			status := g.status
-			if !l.node(g.node).online {
+			status, name := g.status, g.name
+			if n := l.node(g.node); !n.online {
 				status = "unknown" // what the cluster last heard is all it knows
+				if time.Since(n.server.changed) > l.pve.nameLoss {
+					name = "" // pmxcfs drops an offline node's guests' names after a while (--pve-name-loss)
+				}
 			}
-			entry := map[string]interface{}{"id": fmt.Sprintf("%s/%d", g.kind, g.vmid), "type": g.kind, "vmid": g.vmid, "name": g.name,
+			entry := map[string]interface{}{"id": fmt.Sprintf("%s/%d", g.kind, g.vmid), "type": g.kind, "vmid": g.vmid,
 				"node": g.node, "status": status, "template": 0, "tags": strings.Join(g.tags, ";"), "maxcpu": 2, "cpu": 0.01,
 				"maxmem": 2147483648, "mem": 536870912}
 			if state, ok := l.ha[fmt.Sprintf("vm:%d", g.vmid)]; ok {
 				entry["hastate"] = state
+			}
+			if name != "" {
+				entry["name"] = name
 			}
 			out = append(out, entry)
 		}

@@ -89,13 +89,14 @@ type pveOptions struct {
 	password, tokenSecret           string // root@pam's password, and the secret of token root@pam!labswitch
 	hung                            string // guests that ignore a shutdown, NAME,...
 	cluster                         string
-	selfNode                        string // a node whose cluster address is 127.0.0.1: the machine labswitch runs on
-	wolNodes                        string // nodes the config wakes through a peer (bmc.via = "proxmox")
-	tlsMode                         string // the written config's [proxmox] tls: "ca" (tls.ca_file) or "pin"
-	tokenACL                        string // --pve-token-acl (pve_perms.go)
-	version                         string // --pve-version: "8.2"; 9.2+ has HA's disarm-ha and arm-ha
-	cephMons                        int    // --pve-ceph-mons: monitors on the first N nodes
-	auth                            string // the written config logs in with "password" (root@pam) or "token"
+	selfNode                        string        // a node whose cluster address is 127.0.0.1: the machine labswitch runs on
+	wolNodes                        string        // nodes the config wakes through a peer (bmc.via = "proxmox")
+	tlsMode                         string        // the written config's [proxmox] tls: "ca" (tls.ca_file) or "pin"
+	tokenACL                        string        // --pve-token-acl (pve_perms.go)
+	version                         string        // --pve-version: "8.2"; 9.2+ has HA's disarm-ha and arm-ha
+	cephMons                        int           // --pve-ceph-mons: monitors on the first N nodes
+	nameLoss                        time.Duration // --pve-name-loss: an offline node's guests lose their names in /cluster/resources
+	auth                            string        // the written config logs in with "password" (root@pam) or "token"
 }
 
 var cephFlagNames = []string{"nobackfill", "nodeep-scrub", "nodown", "noin", "noout", "norebalance", "norecover", "noscrub", "notieragent", "noup", "pause"}

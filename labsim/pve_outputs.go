@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 const (
@@ -34,6 +35,7 @@ func pveFlags(p *pveOptions) {
 	flag.StringVar(&p.auth, "pve-auth", "password", "--proxmox: the written config logs in with root@pam's password or with the API token (token)")
 	flag.StringVar(&p.version, "pve-version", "8.2", "--proxmox: the Proxmox VE release the API reports (9.2+: HA's disarm-ha and arm-ha, pve-ha-manager 5.1.3)")
 	flag.IntVar(&p.cephMons, "pve-ceph-mons", 3, "--proxmox --pve-ceph: Ceph monitors on the first N nodes (the others only OSDs)")
+	flag.DurationVar(&p.nameLoss, "pve-name-loss", 5*time.Minute, "--proxmox: how long after its node went off a guest's name is still in /cluster/resources")
 	flag.StringVar(&p.wolNodes, "pve-wol-nodes", "", "--proxmox: nodes the config wakes through a peer node (bmc.via = \"proxmox\": POST /nodes/{node}/wakeonlan), NAME,...")
 }
 

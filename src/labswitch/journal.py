@@ -278,6 +278,17 @@ class Journal:
         )
         return [VMState(*r) for r in rows]
 
+    def vm_names(self) -> dict[str, str]:
+        """VM moid -> its name when a down last recorded it (Proxmox VE's /cluster/resources forgets the names of an off
+        node's guests after a while: the journal still knows them)."""
+        mine, args = self._mine()
+        rows = self._db.execute(
+            f"SELECT v.vm_moid, v.vm_name FROM vm_states v JOIN runs r ON r.id = v.run_id WHERE {mine} AND v.vm_name IS NOT NULL "
+            "ORDER BY r.started",
+            args,
+        )
+        return {str(moid): str(name) for moid, name in rows}
+
     def remember_change(self, run_id: str, cluster_moid: str, cluster_name: str, setting: str, previous: str | None) -> ClusterChange:
         """Record that ``setting`` of a cluster is about to change from ``previous``: once. While a change is
         not restored (a down interrupted and run again) the first record stands, and is returned."""

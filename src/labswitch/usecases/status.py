@@ -187,14 +187,22 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
                 notes.append(f"server {s.name}: no host named {s.esxi!r} in vCenter; check servers.esxi")
             elif config.proxmox is not None and snap.hosts:
                 notes.append(f"server {s.name}: no node {s.esxi!r} in the cluster; check servers.node")
-    vms = tuple(
-        VMStatus(
-            vm.name, display.get(vm.host_moid or ""), vm.power_state, vm.tools_running, vm.tags, vm.system, vm.cpu_mhz, vm.vcls_embedded
-        )
-        for vm in snap.vms
-        if not vm.template
-    )
     with Journal.of(config) as journal:
+        known = journal.vm_names() if snap.platform == "proxmox" else {}  # a name the API no longer gives: the journal's
+        vms = tuple(
+            VMStatus(
+                known.get(vm.name, vm.name) if vm.name == vm.moid else vm.name,
+                display.get(vm.host_moid or ""),
+                vm.power_state,
+                vm.tools_running,
+                vm.tags,
+                vm.system,
+                vm.cpu_mhz,
+                vm.vcls_embedded,
+            )
+            for vm in snap.vms
+            if not vm.template
+        )
         changes = tuple(ClusterChangeStatus(c.cluster_name, c.setting, c.previous, c.run_id, c.changed) for c in journal.pending_changes())
         pending = journal.pending_whole_lab() if vcenter_off else None
     if pending is not None:
