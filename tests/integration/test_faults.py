@@ -125,31 +125,18 @@ def test_fault_matrix(
     if cell.intent == "up":
         assert run(cli, lab, state_dir, config, "down", "--yes").code == 0
     before = set(lab.soap_calls(reset=True))
-    started = time.monotonic()
-    clear = threading.Timer(cell.lasts or 0, lambda: lab.fault(cell.kind, cell.name, "none"))
-    if cell.phase == "start":
-        lab.fault(cell.kind, cell.name, cell.mode)
-    proc = background(lab, state_dir, config, cell.intent, "--yes")
-    try:
-        if cell.phase == "mid":
-            _under_way(lab, cell)
-            lab.fault(cell.kind, cell.name, cell.mode)
-        if cell.lasts is not None:
-            clear.start()
-        _, stderr = proc.communicate(timeout=cell.budget + 30)
-    finally:
-        proc.kill()
-        clear.cancel()
-    took = time.monotonic() - started
-    lab.fault(cell.kind, cell.name, "none")
-    lines = stderr.strip().splitlines()
-    failed = [line for line in lines if "] failed" in line or "error:" in line]  # the step that failed, or the refusal
-    last = (failed or [line for line in lines if cell.name in line] or [""])[0]
-    row = (
-        f"{cell.kind + ' ' + cell.name + ' ' + cell.mode:32} {cell.intent:5} {cell.phase:6} {took:5.1f}s {proc.returncode:4}  {last[:110]}"
+    code, stderr, took = drive(
+        lambda mode: lab.fault(cell.kind, cell.name, mode),
+        cell.mode,
+        cell.phase,
+        lambda: background(lab, state_dir, config, cell.intent, "--yes"),
+        lambda: _under_way(lab, cell),
+        cell.budget,
+        cell.lasts,
     )
-    record_property(ROW, row)
-    assert proc.returncode == cell.code, stderr
+    lines = stderr.strip().splitlines()
+    record_property(ROW, row(f"{cell.kind} {cell.name} {cell.mode}", cell.intent, cell.phase, took, code, lines, cell.name))
+    assert code == cell.code, stderr
     assert took < cell.budget, f"{took:.1f}s, over its {cell.budget:.0f}s deadline"
     assert cell.says in stderr and "Traceback" not in stderr, stderr
     assert "still on" not in stderr or cell.kind == "vm", "a BMC that does not answer is no server left on"
@@ -164,6 +151,44 @@ def test_fault_matrix(
     if cell.intent == "up":
         assert all(host_state(lab)[s] == ("connected", False) for s in SERVERS)
         assert {n for n, p in payload(vm_power(lab)).items() if p == "poweredOn"} == tagged_vms(lab) & set(payload(vm_power(lab)))
+
+
+def drive(
+    fault: Callable[[str], object],
+    mode: str,
+    phase: str,
+    start: Callable[[], subprocess.Popen[str]],
+    under_way: Callable[[], None],
+    budget: float,
+    lasts: float | None = None,
+) -> tuple[int, str, float]:
+    """One cell's run: the fault switched on before the command ("start") or once it is under way ("mid"), cleared
+    ``lasts`` seconds after it began (a passing fault) or once the run ended: (exit code, stderr, seconds it took)."""
+    started = time.monotonic()
+    clear = threading.Timer(lasts or 0, lambda: fault("none"))
+    if phase == "start":
+        fault(mode)
+    proc = start()
+    try:
+        if phase == "mid":
+            under_way()
+            fault(mode)
+        if lasts is not None:
+            clear.start()
+        _, stderr = proc.communicate(timeout=budget + 30)
+    finally:
+        proc.kill()
+        clear.cancel()
+    took = time.monotonic() - started
+    fault("none")
+    return proc.returncode, stderr, took
+
+
+def row(fault: str, intent: str, phase: str, took: float, code: int, lines: list[str], name: str) -> str:
+    """The cell's row in the summary's table: what labswitch said first of its failure (the step, or the refusal)."""
+    failed = [line for line in lines if "] failed" in line or "error:" in line]
+    last = (failed or [line for line in lines if name in line] or [""])[0]
+    return f"{fault:32} {intent:5} {phase:6} {took:5.1f}s {code:4}  {last[:110]}"
 
 
 def matrix_table(rows: list[str]) -> list[str]:

@@ -39,4 +39,4 @@ def test_ceph_clients_first_then_flags_then_nodes_without_a_monitor_then_monitor
     on = {n: float(v["changed"]) for n, v in lab.state()["nodes"].items()}
     assert max(on["pve1"], on["pve2"]) <= on["pve3"], f"monitor nodes are powered on first: {on}"
     wait_until(lambda: not MANAGED & set(lab.state()["ceph_flags"]), 5, "the flags cleared")
-    assert "ceph-services lab" in up.stderr and "monitors in quorum" in up.stderr, up.stderr
+    assert "ceph-services lab" in up.stderr and "monitors in quorum, every OSD up" in up.stderr, up.stderr

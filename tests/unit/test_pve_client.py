@@ -34,3 +34,13 @@ def test_pins_are_kept_per_node_and_written_only_when_they_change(tmp_path: obje
     pins.learn({"pve2": fp}, "pve1")
     assert path.stat().st_mtime_ns == written, "nothing new: not written again"
     assert Pins(path).get("pve2") == pins.get("pve2"), "read back by the next run"
+
+
+def test_cephs_services_are_up_with_every_monitor_in_quorum_and_every_osd_up_whatever_the_placement_groups() -> None:
+    from labswitch.proxmox.port import _services
+
+    base = {"monmap": {"mons": [{"name": "pve1"}, {"name": "pve2"}]}, "quorum_names": ["pve1", "pve2"]}
+    up = {**base, "osdmap": {"num_osds": 3, "num_up_osds": 3}, "health": {"checks": {"OSDMAP_FLAGS": {}, "PG_DEGRADED": {}}}}
+    assert _services(up) == "ready", "PGs are ceph-ready's, after the flags (norecover may hold them back)"
+    assert _services({**up, "quorum_names": ["pve1"]}) == "monitors out of quorum: pve2"
+    assert _services({**up, "osdmap": {"osdmap": {"num_osds": 3, "num_up_osds": 2}}}) == "1 of 3 OSDs down"

@@ -52,7 +52,7 @@ class Action(enum.StrEnum):
     CEPH_FLAGS_SET = "ceph-flags-set"  # noout, norebalance, nobackfill, norecover (the flags set before, recorded)
     CEPH_FLAGS_CLEAR = "ceph-flags-clear"
     CEPH_READY = "ceph-ready"  # every placement group active: guests' I/O is served
-    CEPH_SERVICES = "ceph-services"  # up: every monitor in quorum, every OSD up, no warning but the flags' (pveceph.adoc)
+    CEPH_SERVICES = "ceph-services"  # up: every monitor in quorum, every OSD up, before the flags are cleared (pveceph.adoc)
     # A whole lab, vCenter included (plan.whole_lab):
     WAIT_TOOLS = "wait-tools"  # a VM's tools running (a vCenter dependency, before the next VM starts)
     WAIT_VCENTER = "wait-vcenter"  # vCenter's SOAP and REST APIs answering after its VM started

@@ -287,11 +287,16 @@ def _pgs(status: dict[str, Any]) -> str:
 
 
 def _services(status: dict[str, Any]) -> str:
-    """ "ready" once every monitor is in quorum and Ceph warns of nothing but the flags a down set (pveceph.adoc: "the
-    only warning you should see for Ceph is that the 'noout' flag is still set"), else what is missing."""
+    """ "ready" once every monitor is in quorum and every OSD is up (pveceph.adoc: "confirm that all Ceph services are up
+    and running"; then the only warning left should be the flags'), else what is missing. The placement groups are
+    not waited for here: with norecover and nobackfill set they may not settle before the flags are cleared (ceph-ready
+    waits for them after)."""
     mons = {str(m.get("name")) for m in (status.get("monmap") or {}).get("mons") or []}
     out = sorted(mons - {str(n) for n in status.get("quorum_names") or []})
-    checks = sorted(set((status.get("health") or {}).get("checks") or {}) - {"OSDMAP_FLAGS"})
-    if not out and not checks:
-        return "ready"
-    return "; ".join(([f"monitors out of quorum: {', '.join(out)}"] if out else []) + ([f"health: {', '.join(checks)}"] if checks else []))
+    osdmap = status.get("osdmap") or {}
+    osdmap = osdmap.get("osdmap", osdmap)  # older Ceph nests it
+    total, up = osdmap.get("num_osds"), osdmap.get("num_up_osds")
+    missing = [f"monitors out of quorum: {', '.join(out)}"] if out else []
+    if isinstance(total, int) and isinstance(up, int) and up < total:
+        missing.append(f"{total - up} of {total} OSDs down")
+    return "; ".join(missing) or "ready"

@@ -122,7 +122,7 @@ def ceph_ready(steps: list[Step], ctx: Context, report: Report) -> None:
 
 
 def ceph_services(steps: list[Step], ctx: Context, report: Report) -> None:
-    """Up: every monitor in quorum and no warning but the flags' before they are cleared (pveceph.adoc)."""
+    """Up: every monitor in quorum and every OSD up before the flags are cleared (pveceph.adoc)."""
     for step in steps:
         _until(
             step,
@@ -130,7 +130,7 @@ def ceph_services(steps: list[Step], ctx: Context, report: Report) -> None:
             report,
             "ceph-services",
             "ready",
-            "monitors in quorum, only the flags' warning left",
+            "monitors in quorum, every OSD up",
             "Ceph's services not up after {}: {}; its flags are kept, guests are not started on it",
         )
 
