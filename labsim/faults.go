@@ -21,6 +21,7 @@ import (
 //	POST   /labsim/faults?api=pve2&mode=eof                --proxmox: the node's API closes each connection in the TLS handshake
 //	POST   /labsim/faults?host=pve2&mode=stuck             --proxmox: the node boots but never rejoins the cluster
 //	POST   /labsim/faults?ceph=lab&mode=stuck              --proxmox: the placement groups stay peering
+//	POST   /labsim/faults?quorum=lab&mode=lost             --proxmox: the cluster loses quorum (every write: "no quorum?")
 //	POST   /labsim/faults?KIND=NAME&mode=none              that fault off
 //	GET    /labsim/faults                                  what is on ({"bmc:esx12": "hang"})
 //	DELETE /labsim/faults                                  everything off
@@ -43,6 +44,7 @@ var faultModes = map[string]map[string]bool{
 	"vcenter": {"restart": true},           // vcenter=vpxd: down while on; its sessions gone after (restart.go)
 	"api":     {"hang": true, "eof": true}, // --proxmox: a node's API port (api=NODE, or api=all)
 	"ceph":    {"stuck": true},             // --proxmox: ceph=CLUSTER: placement groups never active
+	"quorum":  {"lost": true},              // --proxmox: quorum=CLUSTER: corosync without quorum (writes refused)
 }
 
 // labFaults is the lab's, for code that has no Lab at hand (runTask).
@@ -90,7 +92,7 @@ func (f *faults) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if !ok {
-			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang, feed drop, api hang|eof, ceph stuck; or mode=none", http.StatusBadRequest)
+			http.Error(w, "POST /labsim/faults?KIND=NAME&mode=MODE: bmc hang|error, vm ignore-shutdown, host stuck, task hang, feed drop, api hang|eof, ceph stuck, quorum lost; or mode=none", http.StatusBadRequest)
 			return
 		}
 		if mode == "none" {

@@ -411,7 +411,7 @@ func (l *pveLab) guestPower(w http.ResponseWriter, r *http.Request, g *pveGuest,
 	state, managed := l.ha[sid]
 	managed = managed && state != "ignored" && !(l.haArmed == "disarmed" && l.haMode == "ignore") // disarmed, ignore: not HA's
 	l.mu.Unlock()
-	if what == "start" && !quorate {
+	if !quorate { // every power command locks the guest's config in pmxcfs (cfs_lock_file): refused without quorum
 		pveError(w, http.StatusInternalServerError, "cluster not ready - no quorum?")
 		return
 	}
@@ -570,7 +570,11 @@ func (l *pveLab) serveCeph(w http.ResponseWriter, r *http.Request, rest []string
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.quorate() || !l.monQuorum() { // pmxcfs without quorum, or the monitors without theirs: ceph commands time out
+	if !l.quorate() { // pmxcfs without quorum: the API refuses what it would lock or write
+		pveError(w, http.StatusInternalServerError, "cluster not ready - no quorum?")
+		return
+	}
+	if !l.monQuorum() { // the monitors without theirs: ceph commands time out
 		pveError(w, http.StatusInternalServerError, "got timeout")
 		return
 	}

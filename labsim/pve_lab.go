@@ -227,8 +227,11 @@ func (l *pveLab) nodeOf(s *Server) *pveNode {
 	return nil
 }
 
-// quorate: more than half the votes (one per node) are online. Call with l.mu held.
+// quorate: more than half the votes (one per node) are online, unless a fault took quorum away. Call with l.mu held.
 func (l *pveLab) quorate() bool {
+	if l.faults.get("quorum:"+l.pve.cluster) == "lost" {
+		return false
+	}
 	online := 0
 	for _, n := range l.nodes {
 		if n.online {

@@ -62,6 +62,8 @@ CELLS = [
     Cell("api", "pve2", "hang", "up", "mid", 0, "", 60.0),  # one node's API hanging: the others carry the run
     Cell("api", "all", "hang", "up", "mid", 1, "no node's API answers", 45.0),  # said as the API, not as every node failing
     Cell("ceph", "lab", "stuck", "up", "start", 1, "Ceph not ready", 45.0),  # guests are not started on it
+    Cell("quorum", "lab", "lost", "down", "mid", 1, "no quorum", 40.0),  # the guests' stops refused: their nodes stay on
+    Cell("quorum", "lab", "lost", "up", "mid", 1, "no quorum", 45.0),  # nothing written: flags and HA stay as the down left them
 ]
 
 

@@ -158,10 +158,7 @@ def _down(
         shutdown += [off, *off_fallbacks(config, off)]
     shutdown = _monitors_last(shutdown, snap, facts, hosts)
     if ceph:
-        notes.append(
-            "Ceph (pveceph.adoc): every guest of the cluster off, Ceph healthy, then its flags; nodes without a monitor first, "
-            "monitor nodes last"
-        )
+        notes.append("Ceph (pveceph.adoc): its guests off, Ceph healthy, its flags set; then nodes without a monitor, monitors last")
     return [s for c in clusters for s in ha[c.moid]] + guest_steps + [s for steps in ceph.values() for s in steps] + shutdown
 
 

@@ -284,6 +284,10 @@ def _api_error(client: Client, what: str, exc: ResourceException) -> EndpointErr
         reason += " (" + "; ".join(f"{k}: {v}" for k, v in exc.errors.items()) + ")"
     if exc.status_code == 401:
         return AuthenticationFailed(f"{client.where}: {what}: {reason}; check proxmox.user and its password or token")
+    if exc.status_code in (595, 596):  # pveproxy could not reach the node it proxies to (pve-http-server)
+        return ConnectionFailed(
+            f"{client.where}: {what}: its node does not answer through the cluster ({reason}): off or cut off; its BMC says which"
+        )
     if exc.status_code == 403:
         return ProxmoxError(f"{client.where}: {what}: permission denied ({reason}); give the user or token the privilege")
     return ProxmoxError(f"{client.where}: {what}: {reason}")

@@ -55,6 +55,7 @@ class ProxmoxPort:
         (already running, an HA request the manager carried out)."""
         outcome: dict[str, str | None] = {}
         tasks: dict[str, tuple[str, str]] = {}
+        refused: set[str] = set()  # the API answered no (no quorum, no privilege): nothing was started, nothing to wait for
         for vm in vms:
             self.cancel.check()
             kind, vmid = vm.split("/", 1)
@@ -65,8 +66,10 @@ class ProxmoxPort:
                 tasks[vm] = (node, str(upid))
             except EndpointError as exc:
                 outcome[vm] = str(exc)
+                if not isinstance(exc, ConnectionFailed):
+                    refused.add(vm)
         outcome.update(self._wait_tasks(tasks, timeout))
-        pending = [vm for vm in vms if outcome.get(vm) is not None or vm in tasks]
+        pending = [vm for vm in vms if vm not in refused and (outcome.get(vm) is not None or vm in tasks)]
         reached = self.wait(pending, "on" if wanted == "running" else "off", min(timeout, 30.0), reread=False) if pending else set()
         for vm in pending:
             if vm in reached:
