@@ -77,7 +77,7 @@ class Cell:
 
     @property
     def id(self) -> str:
-        return f"{self.kind}-{self.mode}-{self.intent}-{self.phase}"
+        return f"{self.kind}-{self.mode}-{self.intent}-{self.phase}" + (f"-{self.lasts:.0f}s" if self.lasts else "")
 
 
 CELLS = [
@@ -102,6 +102,9 @@ CELLS = [
     # vCenter restarting for 3 s: its sessions gone after; labswitch logs in again on the same connection.
     Cell("vcenter", "vpxd", "restart", "down", "mid", 0, "changes dropped", 40.0, lasts=3.0),  # may end before vpxd is back
     Cell("vcenter", "vpxd", "restart", "up", "mid", 0, "logged in again", 40.0, lasts=3.0),
+    # vCenter down longer than host_connect_timeout (10 s) while the hosts boot: said as vCenter's silence, the hosts'
+    # state unknown (their BMCs say On), not every host "not connected"
+    Cell("vcenter", "vpxd", "restart", "up", "mid", 1, "vCenter does not answer", 45.0, lasts=20.0),
 ]
 ROW = "fault matrix row"  # each cell's row, carried by its report (user_properties) to the summary, from any worker
 

@@ -39,6 +39,7 @@ class Feed:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._error: str | None = None
+        self._lost: tuple[float, str] | None = None  # vCenter not answering the feed now: (since when, why)
         self._ready = threading.Event()
         self._collector: Any = None
         self._task_specs: dict[int, Any] = {}  # the task waits under way: their filter specs
@@ -84,7 +85,14 @@ class Feed:
                 raise VSphereError(error)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return reached | (self._reread(objects, met, reached, on_each) if reread else set())
+                reached |= self._reread(objects, met, reached, on_each) if reread else set()
+                lost = self._lost
+                if lost is not None and len(reached) < len(set(objects)):  # vCenter's silence, not the objects'
+                    raise VSphereError(
+                        f"vCenter does not answer (for {time.monotonic() - lost[0]:.0f}s: {lost[1]}); "
+                        "the state is unknown until it does (the BMCs say whether the servers are on)"
+                    )
+                return reached
             self.cancel.check()
             with self._cond:
                 self._cond.wait(min(1.0, remaining))
@@ -174,7 +182,7 @@ class Feed:
                     # short long-polls: the feed stops within a second when the run ends
                     result = collector.WaitForUpdatesEx(version, vmodl.query.PropertyCollector.WaitOptions(maxWaitSeconds=1))
                     if give_up is not None:
-                        give_up = None
+                        give_up, self._lost = None, None
                         log.warning("vCenter: the lab's changes are followed again")
                     if result is not None:
                         version = result.version
@@ -191,6 +199,7 @@ class Feed:
                     self._fail(f"vCenter: following the lab's changes: {failed}")
                     return
                 give_up = give_up or time.monotonic() + RECONNECT_FOR  # the same budget as a dropped connection
+                self._lost = self._lost or (time.monotonic(), "its session was lost")
             except vmodl.fault.RequestCanceled:  # stop() cancels the poll; _fail ignores it once stopped
                 self._fail("vCenter: following the lab's changes was cancelled by vCenter; run again to finish the run")
                 return
@@ -201,6 +210,7 @@ class Feed:
                 now = time.monotonic()
                 if give_up is None:
                     give_up = now + RECONNECT_FOR
+                    self._lost = (now, type(exc).__name__)
                     log.warning("vCenter: the connection following the lab's changes dropped (%s); following again", type(exc).__name__)
                 if now >= give_up:
                     self._fail(
