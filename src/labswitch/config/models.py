@@ -387,6 +387,7 @@ class Server(Strict):
 class Group(Strict):
     always_on: bool = False
     holds_vcenter: bool = False  # its down is a whole-lab down: vCenter's own host goes last, through its own API
+    after: list[str] = []  # groups it needs (storage, the directory): up before it, down after it (plan.groups)
 
 
 class Policy(Strict):
@@ -435,6 +436,24 @@ class Energy(Strict):
     sample_interval: Duration = 300.0  # `serve` samples every server's draw this often into the journal (0: not at all)
 
 
+def _group_order(groups: dict[str, Group]) -> None:
+    """groups.NAME.after names groups that exist, and no group needs itself, directly or not."""
+    for name, group in groups.items():
+        for needed in group.after:
+            if needed not in groups:
+                raise ValueError(f"groups.{name}.after: no group {needed!r} (groups: {', '.join(sorted(groups))})")
+    for name in groups:
+        seen: set[str] = set()
+        todo = list(groups[name].after)
+        while todo:
+            needed = todo.pop()
+            if needed == name:
+                raise ValueError(f"groups.{name}.after: {name} would need itself (through {', '.join(sorted(seen)) or name}); remove one")
+            if needed not in seen:
+                seen.add(needed)
+                todo += groups[needed].after
+
+
 class Config(Strict):
     state_dir: str | None = None
     vcenter: VCenter | None = None  # None: a lab of standalone ESXi hosts, reached through [esxi]
@@ -466,6 +485,7 @@ class Config(Strict):
                 raise ValueError(f'servers[{i}]: a Proxmox VE server names its node: node = "{server.name}"')
             if self.proxmox is None and (server.node is not None or server.proxmox_url is not None):
                 raise ValueError(f"servers[{i}]: node and proxmox_url are for a Proxmox VE lab; add [proxmox] or remove them")
+        _group_order(self.groups)
         for name in self.ups.groups if self.ups else []:
             if name not in self.groups:
                 raise ValueError(f"ups.groups: unknown group {name!r} (groups: {', '.join(sorted(self.groups)) or 'none'})")

@@ -16,6 +16,7 @@ from labswitch.config import Config, VCenter
 from labswitch.errors import ConfigError, ConnectionFailed, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, state_base
 from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, make_proxmox_plan, target_groups, through_hosts, whole_lab
+from labswitch.plan import groups as group_order
 from labswitch.run import EventSink, Runner
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc, lifecycle
@@ -199,7 +200,8 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.
     groups = target_groups(config, request.groups, request.intent)
     if request.tag:
         config = config.model_copy(update={"policy": config.policy.model_copy(update={"startup_tag": request.tag})})
-    servers = [s for s in config.servers if s.group in groups]
+    linked = group_order.linked(config, groups)  # groups that need these or that these need: their power decides refusals
+    servers = [s for s in config.servers if s.group in groups or s.group in linked]
     with (
         Journal.of(config) as journal,
         bmc.opened(config, servers) as drivers,
@@ -240,6 +242,7 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.
                     request.whole_lab,
                     cluster_barrier=request.cluster_barrier,
                 )
+            plan = group_order.in_order(plan, config, facts, snap)  # groups that need groups: edges and refusals
             if config.vcenter is None and not proxmox:
                 plan = through_hosts(plan)
             if tags:
