@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from labswitch import vsphere
 from labswitch.config import Config
-from labswitch.errors import ConfigError
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -33,5 +32,4 @@ def lab(config: Config) -> Iterator[Lab]:
 
 def need_vsphere(config: Config, what: str) -> None:
     """What only vSphere has (audits, fixes, the vCenter appliance): one line for a Proxmox VE lab, nothing contacted."""
-    if config.proxmox is not None:
-        raise ConfigError(f"{what} is for vSphere; this config drives a Proxmox VE cluster ([proxmox]): nothing to do there")
+    config.need_vsphere(what)

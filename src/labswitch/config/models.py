@@ -507,10 +507,14 @@ class Config(Strict):
                 seen[key] = f"servers[{i}]"
         return self
 
-    def need_vcenter(self, what: str) -> VCenter:
-        """[vcenter], for what works only through vCenter; a lab of standalone hosts (or a Proxmox VE one) gets one clear line."""
+    def need_vsphere(self, what: str) -> None:
+        """What only vSphere has (audits, fixes, the vCenter appliance): one line for a Proxmox VE lab."""
         if self.proxmox is not None:
             raise ConfigError(f"{what} is for vSphere; this config drives a Proxmox VE cluster ([proxmox]): nothing to do there")
+
+    def need_vcenter(self, what: str) -> VCenter:
+        """[vcenter], for what works only through vCenter; a lab of standalone hosts (or a Proxmox VE one) gets one clear line."""
+        self.need_vsphere(what)
         if self.vcenter is None:
             raise ConfigError(f"{what} works through vCenter; this config has [esxi] and no [vcenter]: add [vcenter] to use it")
         return self.vcenter

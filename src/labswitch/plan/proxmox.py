@@ -29,6 +29,7 @@ from labswitch.config import Config, Server, Wave
 from labswitch.plan.model import VCENTER, Action, Facts, Intent, Plan, Step, bmc
 from labswitch.plan.off import confirm_off, off_fallbacks
 from labswitch.plan.order import in_groups
+from labswitch.plan.safety import protected
 from labswitch.plan.waves import _wave_steps, has_tag, wave_of
 from labswitch.snapshot import ClusterInfo, HostInfo, Snapshot, VMInfo
 
@@ -83,10 +84,8 @@ def _safety(snap: Snapshot, config: Config, facts: Facts, servers: Sequence[Serv
             )
         if host is not None:
             for vm in snap.workload_on(host.moid):
-                if vm.power_state == "poweredOn" and any(fnmatchcase(vm.name.lower(), g.lower()) for g in config.policy.protect):
-                    refusals.append(f"guest {vm.name} on {server.name} matches policy.protect; move it or change the policy")
-                if vm.power_state == "poweredOn" and config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
-                    refusals.append(f"guest {vm.name} on {server.name} carries the protect tag {config.policy.protect_tag}")
+                if vm.power_state == "poweredOn":
+                    refusals += protected(config, vm, f"guest {vm.name} on {server.name}")
     return refusals + _quorum(snap, hosts)
 
 

@@ -51,11 +51,18 @@ def _host_safety(
             )
         if ids & _with_short_names(self_ids):
             refusals.append(f"VM {vm.name} is the machine running labswitch and runs on {label}; run labswitch elsewhere")
-        if any(fnmatchcase(vm.name.lower(), glob.lower()) for glob in config.policy.protect):
-            refusals.append(f"VM {vm.name} on {label} matches policy.protect; move it or change the policy")
-        if config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
-            refusals.append(f"VM {vm.name} on {label} carries the protect tag {config.policy.protect_tag}")
+        refusals += protected(config, vm, f"VM {vm.name} on {label}")
     return refusals
+
+
+def protected(config: Config, vm: VMInfo, said: str) -> list[str]:
+    """policy.protect (name globs) and policy.protect_tag: a VM or guest no down may stop, on every platform."""
+    out = []
+    if any(fnmatchcase(vm.name.lower(), glob.lower()) for glob in config.policy.protect):
+        out.append(f"{said} matches policy.protect; move it or change the policy")
+    if config.policy.protect_tag and has_tag(vm, config.policy.protect_tag):
+        out.append(f"{said} carries the protect tag {config.policy.protect_tag}")
+    return out
 
 
 def _vcenter_vm(config: Config) -> str | None:
