@@ -14,6 +14,7 @@ from typing import Any
 
 from labswitch import ssh
 from labswitch.config import Appliance
+from labswitch.config.secrets import plain
 from labswitch.errors import ConnectionFailed, VSphereError
 
 PROMPT = "__LS_PS1__ "
@@ -81,7 +82,7 @@ class ApplianceShell:
     async def __aenter__(self) -> ApplianceShell:
         a = self.appliance
         trust = ssh.known_hosts(a.host_key, a.known_hosts, self.where, "vcsa.host_key")
-        password = a.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+        password = plain(a.password)
         self._conn = await ssh.connect(self.host, self.port, a.user, password, trust, a.timeout, self.where, "vcsa.user and vcsa.password")
         self._proc = await self._conn.create_process(term_type="xterm", term_size=(500, 50))
         first = await self._until(lambda b: bool(_APPLIANCESH.search(b) or _BASH.search(b)), "a shell prompt")

@@ -13,6 +13,7 @@ from pyghmi.ipmi import command
 
 from labswitch.bmc.base import Power, SystemInfo
 from labswitch.config import BMC
+from labswitch.config.secrets import plain
 from labswitch.errors import AuthenticationFailed, BMCError, ConnectionFailed, NotSupported
 
 T = TypeVar("T")
@@ -87,7 +88,7 @@ class IpmiDriver:
     def _command(self) -> Any:
         # pyghmi keeps one session per (BMC, user, password, port) in the process, and a second
         # Command for the same BMC blocks in its constructor: share one Command per BMC.
-        password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+        password = plain(self.bmc.password)
         key = (self.host, self.port, self.bmc.user, hashlib.sha256(password.encode()).hexdigest())
         with _COMMANDS_LOCK:
             if key not in _COMMANDS:

@@ -14,6 +14,7 @@ import re
 from labswitch import ssh
 from labswitch.bmc.base import Power, SystemInfo
 from labswitch.config import BMC
+from labswitch.config.secrets import plain
 from labswitch.errors import BMCError, ConnectionFailed, NotSupported
 
 _POWER = re.compile(r"power\s+status\s*[:=]\s*(on|off)", re.IGNORECASE)
@@ -90,7 +91,7 @@ class RacadmDriver:
 
     async def _exec(self, command: str) -> str:
         trust = ssh.known_hosts(self.bmc.host_key, self.bmc.known_hosts, self.where, "bmc.host_key")
-        password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+        password = plain(self.bmc.password)
         settings = "bmc.user and bmc.password"
         async with await ssh.connect(self.host, self.port, self.bmc.user, password, trust, self.timeout, self.where, settings) as conn:
             result = await conn.run(command, check=False)

@@ -28,6 +28,7 @@ from sushy.connector import Connector
 from labswitch import tls
 from labswitch.bmc.base import Power, SystemInfo
 from labswitch.config import BMC
+from labswitch.config.secrets import plain
 from labswitch.errors import AuthenticationFailed, BMCError, ConnectionFailed, NotSupported, TLSVerificationFailed
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ class RedfishDriver:
             connector._session.request = self._within_budget(connector._session.request)
             if self.bmc.keep_alive:  # sushy asks for Connection: close, for BMCs that choke on long-lived ones
                 connector._session.headers.pop("Connection", None)
-            password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+            password = plain(self.bmc.password)
             connector.set_http_basic_auth(self.bmc.user, password)
             self._conn = connector
         return self._conn
@@ -154,7 +155,7 @@ class RedfishDriver:
     def _connect(self) -> sushy.Sushy:
         """The service root, with a Redfish session (or Basic auth where sessions are refused)."""
         if self._root is None:
-            password = self.bmc.password.get_secret_value()  # type: ignore[union-attr]  # resolved on load
+            password = plain(self.bmc.password)
             self._root = sushy.Sushy(
                 self.bmc.base_url,
                 auth=SessionOrBasicAuth(username=self.bmc.user, password=password),

@@ -94,6 +94,16 @@ def resolve(ref: SecretRef, where: str) -> SecretStr:
     return secret
 
 
+def plain(secret: SecretRef | None) -> str:
+    """The text of a secret the config resolved on load ("" for none given). A reference still unresolved here is a
+    bug in labswitch, raised as such rather than sent as an empty password."""
+    if secret is None:
+        return ""
+    if not isinstance(secret, SecretStr):
+        raise TypeError(f"a {type(secret).__name__} was used before the config resolved it")
+    return secret.get_secret_value()
+
+
 def redact(text: str) -> str:
     """``text`` (a third party's message: a URL, a vendor error) with every resolved secret and every
     ``password=...``-like query parameter replaced by ``***``."""

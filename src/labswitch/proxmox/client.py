@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import requests
 from proxmoxer.backends.https import JsonSerializer, ProxmoxHTTPApiTokenAuth, ProxmoxHTTPAuth, ProxmoxHttpSession
 from proxmoxer.core import ProxmoxResource, ResourceException
-from pydantic import SecretStr
 
 from labswitch.config import TLS, Proxmox
+from labswitch.config.secrets import plain
 from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, ProxmoxError, TLSVerificationFailed
 from labswitch.proxmox.pins import Pins
 from labswitch.tls import configure_session, requests_verify
@@ -136,12 +136,12 @@ class Client:
         try:
             if cfg.token is not None:
                 user, name = cfg.token.split("!", 1)
-                session.auth = ProxmoxHTTPApiTokenAuth(user, name, _plain(cfg.token_secret), verify_ssl=verify, timeout=cfg.timeout)
+                session.auth = ProxmoxHTTPApiTokenAuth(user, name, plain(cfg.token_secret), verify_ssl=verify, timeout=cfg.timeout)
                 session.get(base + "/version").raise_for_status()  # the token, checked now: one line if refused
             else:
                 login = requests.Session()  # a plain one for the ticket request; the same trust
                 configure_session(login, tls, f"Proxmox VE {url}")
-                session.auth = _TicketAuth(login, cfg.user, _plain(cfg.password), base, verify, cfg.timeout)
+                session.auth = _TicketAuth(login, cfg.user, plain(cfg.password), base, verify, cfg.timeout)
         except (requests.ConnectionError, requests.Timeout) as exc:
             if _untrusted(exc):
                 raise self._tls_error(url, exc) from exc
@@ -230,11 +230,6 @@ class _TicketAuth(ProxmoxHTTPAuth):  # type: ignore[misc]
         self.birth_time = time.monotonic()
         self.pve_auth_ticket = data["ticket"]
         self.csrf_prevention_token = data["CSRFPreventionToken"]
-
-
-def _plain(secret: object) -> str:
-    """A resolved secret's text (the config's secrets are resolved on load)."""
-    return secret.get_secret_value() if isinstance(secret, SecretStr) else ""
 
 
 def _base(url: str) -> str:

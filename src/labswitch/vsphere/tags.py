@@ -17,6 +17,7 @@ import requests
 
 from labswitch import tls
 from labswitch.config import VCenter
+from labswitch.config.secrets import plain
 from labswitch.errors import AuthenticationFailed, ConnectionFailed, EndpointError, TLSVerificationFailed, VSphereError
 
 SESSION_HEADER = "vmware-api-session-id"
@@ -109,7 +110,7 @@ class TagClient:
         return data["value"] if self.dialect == "rest" and isinstance(data, dict) and "value" in data else data
 
     def _login(self) -> None:
-        auth = (self.config.user, self.config.password.get_secret_value())  # type: ignore[union-attr]  # resolved on load
+        auth = (self.config.user, plain(self.config.password))
         response = self._request("POST", "/api/session", auth=auth, ok=(200, 201, 404))
         if response.status_code == 404:
             self.dialect = "rest"
