@@ -37,6 +37,7 @@ class Proxmox:
         assert config.proxmox is not None
         self.config = config
         self.client = client_for(config)
+        self._permissions: privileges.Permissions | None = None  # read once per session: its snapshot and its run's check
 
     def snapshot(self, tags_required: bool = False) -> Snapshot:
         """Nodes, guests (their tags from their configs), HA resources and Ceph: ``tags_required`` needs nothing more.
@@ -58,12 +59,14 @@ class Proxmox:
         return f"API token {pve.token}" if pve.token else f"user {pve.user}"
 
     def permissions(self) -> privileges.Permissions | None:
-        """The user's or token's effective privileges (GET /access/permissions); None when no node answers."""
-        try:
-            found = self.client.call("read its own permissions", lambda api: api.access.permissions.get())
-        except ConnectionFailed:
-            return None
-        return {str(path): dict(privs or {}) for path, privs in (found or {}).items()}
+        """The user's or token's effective privileges (GET /access/permissions), read once; None while no node answers."""
+        if self._permissions is None:
+            try:
+                found = self.client.call("read its own permissions", lambda api: api.access.permissions.get())
+            except ConnectionFailed:
+                return None
+            self._permissions = {str(path): dict(privs or {}) for path, privs in (found or {}).items()}
+        return self._permissions
 
     def refusals(self, plan: Plan) -> list[str]:
         """What the plan needs that the user or token may not do, before anything changes (none known while no node

@@ -22,7 +22,6 @@ from labswitch.proxmox.client import Client
 from labswitch.proxmox.inventory import NODE, fencing
 
 POLL = 1.0  # seconds between two reads of the cluster while waiting
-MANAGED_FLAGS = CEPH_DOWN_FLAGS  # the flags change_cluster_setting("ceph-flags") sets and clears; the others it leaves
 
 
 class ProxmoxPort:
@@ -168,7 +167,7 @@ class ProxmoxPort:
             return
         if setting == "ceph-flags":
             chosen = set(filter(None, value.split(",")))
-            flags = {name: int(name in chosen) for name in MANAGED_FLAGS}
+            flags = {name: int(name in chosen) for name in CEPH_DOWN_FLAGS}  # the flags a down sets; the others are left
             upid = self.client.call("set the Ceph flags", lambda api: api.cluster.ceph.flags.put(**flags))
             if isinstance(upid, str) and upid.startswith("UPID:"):
                 node = upid.split(":")[1]

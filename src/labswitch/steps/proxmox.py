@@ -10,7 +10,7 @@ import json
 import time
 
 from labswitch.plan import Intent, Status, Step
-from labswitch.proxmox.port import MANAGED_FLAGS
+from labswitch.plan.proxmox import CEPH_DOWN_FLAGS
 from labswitch.steps import Context, Report, attempt, settle
 
 POLL = 2.0  # seconds between two looks at Ceph's placement groups
@@ -97,14 +97,14 @@ def ceph_flags_set(steps: list[Step], ctx: Context, report: Report) -> None:
         cluster = step.moid or ""
         now = ctx.port.cluster_setting(cluster, "ceph-flags") or ""
         ctx.remember(step, "ceph-flags", now)
-        error = attempt(ctx.port.change_cluster_setting, cluster, "ceph-flags", ",".join(MANAGED_FLAGS), ctx.policy.maintenance_timeout)
+        error = attempt(ctx.port.change_cluster_setting, cluster, "ceph-flags", ",".join(CEPH_DOWN_FLAGS), ctx.policy.maintenance_timeout)
         settle(report, step, error, "Ceph: noout, norebalance, nobackfill, norecover set (up clears them)")
 
 
 def ceph_flags_clear(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
         previous = ctx.previous(step, "ceph-flags") or ""
-        kept = sorted(set(filter(None, previous.split(","))) & set(MANAGED_FLAGS))
+        kept = sorted(set(filter(None, previous.split(","))) & set(CEPH_DOWN_FLAGS))
         error = attempt(ctx.port.change_cluster_setting, step.moid or "", "ceph-flags", ",".join(kept), ctx.policy.maintenance_timeout)
         if error is not None:
             report(step, Status.FAILED, f"{error}; Ceph's flags are still set (labswitch status reports it)")
