@@ -24,6 +24,7 @@ from labswitch.usecases import lifecycle, power
 
 log = logging.getLogger("labswitch.serve")  # the service's activity: every run it starts, and how it ended
 START_TIMEOUT = 120.0  # planning reads vCenter and every BMC: the run id is known within this
+WORKER_TAIL = 10.0  # a run's worker after the run lock is released: its end told to the view, the log, listeners
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,10 @@ class Service:
 
         with self._mutex:
             if self._worker is not None and self._worker.is_alive():
-                raise RunInProgress("another run started by this service is in progress")
+                # The run lock is free: the last run ended and its worker only tells that (its view, its log line).
+                self._worker.join(WORKER_TAIL)
+                if self._worker.is_alive():
+                    raise RunInProgress("another run started by this service is in progress")
             self._cancel = cancel
             self._worker = threading.Thread(target=work, name=f"serve-{intent}", daemon=True)
             self._worker.start()
