@@ -1,6 +1,6 @@
 # Two commands that work on a fresh Debian/Ubuntu machine: `make demo` and `make test`.
 # They install what they need: Debian's Go and govmomi source (for labsim), ipmitool (the
-# IPMI cross-check), shellcheck and systemd-analyze (the deploy script and schedule units), NUT's
+# IPMI cross-check), OpenSSH's sshd (a plain server's SSH), shellcheck and systemd-analyze (the deploy script and schedule units), NUT's
 # upsd, dummy-ups and upsc (the UPS peer), mosquitto and its clients (the MQTT peer), chromium (the
 # page's browser tests, driven by Playwright without its own browser download), and the
 # Python package with its dev tools in a venv (.venv).
@@ -25,6 +25,7 @@ deps:
 	[ -d $(GOVMOMI)/simulator ] || missing="$$missing golang-github-vmware-govmomi-dev"; \
 	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
+	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	[ -x /lib/nut/dummy-ups ] || missing="$$missing nut-server"; \
 	command -v upsc >/dev/null || missing="$$missing nut-client"; \

@@ -71,6 +71,8 @@ type Lab struct {
 	thumbprint string
 	certPEM    []byte
 	servers    []*Server
+	storage    []*Server  // --storage: plain servers, no host in vCenter (storage.go)
+	storageOS  *storageOS // their OS
 	byHost     map[types.ManagedObjectReference]*Server
 	vms        map[types.ManagedObjectReference]*vmTraits // written at build; at run time only under vmsMu (vCLS agents come and go)
 	vmsMu      sync.RWMutex
@@ -210,6 +212,9 @@ func newLab(o options) (*Lab, error) {
 			return nil, err
 		}
 	}
+	if err := l.addStorage(tlsConf); err != nil {
+		return nil, err
+	}
 	if o.noVCenter { // no vCenter at all: its port refuses connections; the hosts' own APIs remain
 		l.vcGate.shut()
 	}
@@ -217,6 +222,9 @@ func newLab(o options) (*Lab, error) {
 }
 
 func (l *Lab) close() {
+	for _, s := range l.storage {
+		_ = s.bmc.srv.Close()
+	}
 	for _, s := range l.servers {
 		if s.bmc != nil {
 			_ = s.bmc.srv.Close()

@@ -42,6 +42,7 @@ type options struct {
 	esxiVersions                                                      string
 	vclsRetreat                                                       bool
 	idleCPUMHz, busyCPUMHz                                            int
+	storage                                                           int
 }
 
 func parseFlags() (options, pveOptions, bool) {
@@ -103,6 +104,7 @@ func parseFlags() (options, pveOptions, bool) {
 	flag.StringVar(&o.busyVMs, "busy-vms", "", "VMs that are busy while on (quickStats.overallCpuUsage --busy-cpu-mhz), NAME,...; POST /labsim/cpu?vm=NAME&mhz=N changes a load at run time")
 	flag.IntVar(&o.idleCPUMHz, "idle-cpu-mhz", 20, "the CPU load a powered-on VM reports when idle, in MHz")
 	flag.IntVar(&o.busyCPUMHz, "busy-cpu-mhz", 1500, "the CPU load of a --busy-vms VM, in MHz")
+	flag.IntVar(&o.storage, "storage", 0, "plain storage servers nas01... (group storage, which payload needs): a BMC each, an OS whose service port answers once booted; POST /labsim/os-shutdown?server=NAME is its own poweroff")
 	flag.BoolVar(&o.dnsVM, "dns-vm", false, "add VM 'dns01' beside vcsa: a VM vCenter needs (policy.vcenter_dependencies)")
 	flag.DurationVar(&o.latency, "latency", 0, "added to every SOAP call: a LAN round trip and vCenter's own work (e.g. 2ms)")
 	flag.Parse()

@@ -97,6 +97,9 @@ func (l *Lab) config() string {
 	fmt.Fprintf(&b, "[esxi]\nuser = \"root\"\npassword = { env = %q }\ntls = %s\n\n", envESXiPassword, tls)
 	fmt.Fprintf(&b, "[policy]\nstartup_tag = \"Lab/StartUp\"\n\n")
 	fmt.Fprintf(&b, "[groups.mgmt]\nalways_on = true\n\n[groups.payload]\nalways_on = false\n")
+	if len(l.storage) > 0 {
+		fmt.Fprintf(&b, "after = [\"storage\"]  # the datastores' NFS: up before payload, down after it\n\n[groups.storage]\n")
+	}
 	for _, s := range l.servers {
 		if l.opts.noVCenter { // no vCenter names the host: its address is its own API's
 			fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nesxi = %q\ngroup = %q\n", s.Name, strings.TrimPrefix(s.agent.URL, "https://"), s.Group)
@@ -116,6 +119,12 @@ func (l *Lab) config() string {
 		if s.meter != nil {
 			fmt.Fprintf(&b, "meter = { driver = \"shelly\", address = %q, user = \"admin\", password = { env = %q } }\n", s.meter.URL, envBMCPassword)
 		}
+	}
+	for _, s := range l.storage {
+		fmt.Fprintf(&b, "\n[[servers]]\nname = %q\nplatform = \"servers\"\naddress = %q\ngroup = %q\nready = [\"tcp:%s\"]\n", s.Name,
+			l.opts.listen, s.Group, l.storageOS.portOnly(s))
+		fmt.Fprintf(&b, "bmc = { driver = \"redfish\", address = %q, user = %q, password = { env = %q }, tls = %s }\n",
+			s.bmc.URL, l.opts.bmcUser, envBMCPassword, tls)
 	}
 	return b.String()
 }

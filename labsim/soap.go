@@ -78,6 +78,9 @@ func (i *interceptor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/labsim/cpu":
 		i.lab.cpu.ServeHTTP(w, r)
 		return
+	case r.URL.Path == "/labsim/os-shutdown" && i.lab.storageOS != nil:
+		i.lab.storageOS.ServeHTTP(w, r, i.lab.storage)
+		return
 	case r.URL.Path == "/labsim/wol" && i.lab.wol != nil:
 		i.lab.wol.ServeHTTP(w, r)
 		return

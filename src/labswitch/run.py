@@ -291,6 +291,7 @@ class Runner:
                 ports=hosts,
                 vcenter=self.config.vcenter,
                 unchanged=self._unchanged,
+                servers={s.name: s for s in self.config.servers},
             )
             servers = {s.server for s in plan.steps}
             workers = min(256, max(self.config.policy.max_parallel, 2 * len(servers) + 2))

@@ -14,6 +14,8 @@ from labswitch.errors import AuthenticationFailed, ConnectionFailed, TLSVerifica
 warnings.filterwarnings("ignore", message="DSA is deprecated", module="asyncssh")
 import asyncssh  # noqa: E402 - after the filter above
 
+SSHError = asyncssh.Error  # what an SSH session raises (a connection lost, a channel closed)
+
 
 def known_hosts(host_key: str | None, known_hosts_file: str | None, where: str, key_setting: str) -> object:
     """asyncssh's known_hosts argument: the pinned key, else an OpenSSH known_hosts file (never 'trust anything')."""
@@ -34,16 +36,26 @@ async def connect(
     timeout: float,
     where: str,
     settings: str,
+    key_file: str | None = None,
 ) -> Any:
-    """An open asyncssh connection; ``settings`` names the config keys to fix (e.g. "bmc.user and bmc.password")."""
+    """An open asyncssh connection, by password or by the private key in ``key_file``; ``settings`` names the
+    config keys to fix (e.g. "bmc.user and bmc.password")."""
+    keys: list[Any] | None = None
+    if key_file is not None:
+        path = Path(key_file).expanduser()
+        try:
+            keys = [asyncssh.read_private_key(str(path))]
+        except (OSError, asyncssh.KeyImportError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise AuthenticationFailed(f"{where}: cannot read the private key {path}: {reason}; check {settings}") from exc
     try:
         return await asyncssh.connect(
             host,
             port,
             username=user,
-            password=password,
+            password=password or None,
             known_hosts=trust,
-            client_keys=None,
+            client_keys=keys,
             agent_path=None,
             connect_timeout=timeout,
         )

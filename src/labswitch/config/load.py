@@ -66,6 +66,7 @@ def _resolve_secrets(config: models.Config, source: str, service: bool) -> model
             update={
                 "bmc": with_password(s.bmc, f"servers[{i}].bmc"),
                 "meter": with_password(s.meter, f"servers[{i}].meter"),
+                "ssh": with_password(s.ssh, f"servers[{i}].ssh"),
                 "esxi_password": secret(s.esxi_password, f"servers[{i}].esxi_password") if s.esxi_password is not None else None,
             }
         )

@@ -348,6 +348,42 @@ class Appliance(Strict):
         return parts.hostname or "", parts.port or 22
 
 
+class OSShutdown(Strict):
+    """A plain server's own shutdown over SSH (platform = "servers"): key or password login, host key checked."""
+
+    user: Annotated[str, Field(min_length=1)] = "root"
+    key_file: str | None = None  # an OpenSSH private key (e.g. ~/.ssh/id_ed25519); else password
+    password: Secret | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    command: Annotated[str, Field(min_length=1)] = "systemctl poweroff"
+    known_hosts: str | None = None  # an OpenSSH known_hosts file (default ~/.ssh/known_hosts)
+    host_key: str | None = None  # the pinned public key, "ssh-ed25519 AAAA..." (ssh-keyscan prints it)
+    timeout: PositiveSeconds = 20.0  # login and the command's start
+
+    _host_key = field_validator("host_key")(_openssh_key)
+
+    @model_validator(mode="after")
+    def _login(self) -> OSShutdown:
+        if (self.key_file is None) == (self.password is None):
+            raise ValueError("give key_file (an OpenSSH private key) or password, one of them")
+        return self
+
+
+_READY = re.compile(r"(tcp|http|https):(?:([^:/\s]+):)?(\d{1,5})")
+
+
+def _ready(value: Any) -> Any:
+    """ "tcp:2049", "https:443" or "tcp:nas2.lab:2049": what answers once a plain server is up."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        for item in value:
+            m = _READY.fullmatch(str(item).strip())
+            if m is None or not 0 < int(m.group(3)) < 65536:
+                raise ValueError(f'{item!r}: a check is "tcp:PORT", "http:PORT" or "https:PORT" (optionally "tcp:HOST:PORT")')
+    return value
+
+
 class Server(Strict):
     name: Annotated[str, Field(min_length=1)]
     esxi: Annotated[str, Field(min_length=1)]  # the host's name in vCenter (and its address); a Proxmox node's: its node name
@@ -361,14 +397,41 @@ class Server(Strict):
     esxi_user: Annotated[str, Field(min_length=1)] | None = None
     esxi_password: Secret | None = None
     esxi_tls: TLS | None = None
+    # A plain server (platform = "servers": a NAS, a storage box, a firewall), which no hypervisor API drives: down is
+    # its OS's own shutdown (ssh, else the BMC's ACPI button), confirmed off by its BMC; up is powered on, then ready.
+    platform: Literal["servers"] | None = None  # None: the lab's own platform ([vcenter], [esxi] or [proxmox])
+    address: Annotated[str, Field(min_length=1)] | None = None  # a plain server's address (SSH, ready checks)
+    ssh: OSShutdown | None = None
+    ready: Annotated[list[str], BeforeValidator(_ready)] = []  # "tcp:2049" (NFS), "tcp:3260" (iSCSI), "https:443"
 
     @model_validator(mode="before")
     @classmethod
     def _node_names_the_host(cls, data: Any) -> Any:
-        """A Proxmox VE server names its node (node = "pve1"); its host's name is the node's."""
+        """A Proxmox VE server names its node (node = "pve1"); its host's name is the node's. A plain server has no
+        host in any inventory: its name stands in."""
         if isinstance(data, dict) and "node" in data and "esxi" not in data:
             return {**data, "esxi": data["node"]}
+        if isinstance(data, dict) and data.get("platform") == "servers" and "esxi" not in data and "name" in data:
+            return {**data, "esxi": data["name"]}
         return data
+
+    @model_validator(mode="after")
+    def _plain(self) -> Server:
+        lab_keys = ("node", "proxmox_url", "esxi_url", "esxi_user", "esxi_password", "esxi_tls")
+        if self.plain:
+            given = [k for k in lab_keys if getattr(self, k) is not None]
+            if given or self.esxi != self.name:
+                raise ValueError(f'{", ".join(given) or "esxi"}: a plain server (platform = "servers") has no hypervisor; remove it')
+            if (self.ssh or self.ready) and self.address is None:
+                raise ValueError('a plain server with ssh or ready needs its address = "nas.lab" (or an IP)')
+        elif self.address is not None or self.ssh is not None or self.ready:
+            raise ValueError('address, ssh and ready are for a plain server: add platform = "servers"')
+        return self
+
+    @property
+    def plain(self) -> bool:
+        """A machine no hypervisor API drives (platform = "servers")."""
+        return self.platform == "servers"
 
     @property
     def woken_by_peer(self) -> bool:
@@ -481,7 +544,7 @@ class Config(Strict):
         for i, server in enumerate(self.servers):
             if server.woken_by_peer and self.proxmox is None:
                 raise ValueError(f'servers[{i}].bmc: via = "proxmox" wakes a node through a Proxmox VE cluster; add [proxmox]')
-            if self.proxmox is not None and server.node is None:
+            if self.proxmox is not None and server.node is None and not server.plain:
                 raise ValueError(f'servers[{i}]: a Proxmox VE server names its node: node = "{server.name}"')
             if self.proxmox is None and (server.node is not None or server.proxmox_url is not None):
                 raise ValueError(f"servers[{i}]: node and proxmox_url are for a Proxmox VE lab; add [proxmox] or remove them")
@@ -532,5 +595,10 @@ class Config(Strict):
             parts = urlsplit(self.vcenter.https_url)
             return f"vcenter {parts.scheme}://{parts.netloc.lower()}"
         if self.proxmox is not None:
-            return "proxmox " + ",".join(sorted((s.node or s.esxi).lower() for s in self.servers))
-        return "hosts " + ",".join(sorted(s.esxi.lower() for s in self.servers))
+            return "proxmox " + ",".join(sorted((s.node or s.esxi).lower() for s in self.lab_servers))
+        return "hosts " + ",".join(sorted(s.esxi.lower() for s in self.lab_servers))
+
+    @property
+    def lab_servers(self) -> list[Server]:
+        """The servers the lab's platform drives (its hosts or nodes), without the plain ones."""
+        return [s for s in self.servers if not s.plain]

@@ -24,6 +24,7 @@ from labswitch.bmc.grouped import grouped
 from labswitch.config import Config, Server
 from labswitch.errors import UnknownName, shown
 from labswitch.plan import clusters, proxmox
+from labswitch.plan import servers as plain
 from labswitch.plan.actions import REGISTRY, VM_ACTIONS, Effect, Spec, Subject, slow_after, spec
 from labswitch.plan.down import _down
 from labswitch.plan.model import VCENTER, Action, Facts, Intent, Plan, Status, Step, VCenterHost, bmc, direct, esxi
@@ -97,7 +98,8 @@ def make_plan(
     vcenter_host = None
     waves = tuple(config.startup.waves)
     refusals += _always_on(config, groups, intent)
-    servers = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
+    every = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
+    servers = [s for s in every if not s.plain]  # the plain ones: plan.servers
     hosts = {s.name: snap.host_by_name(s.esxi) for s in servers}
     for s in servers:
         if hosts[s.name] is None:
@@ -110,12 +112,13 @@ def make_plan(
         steps = _up(snap, config, facts, servers, hosts, cluster_barrier)
         if config.policy.startup_from_autostart:
             waves = autostart_waves(snap)
+    steps += plain.steps(config, facts, intent, [s for s in every if s.plain])
     if not pipeline:
         steps = _phase_barriers(steps)
     return Plan(
         intent=intent,
         groups=tuple(groups),
-        servers=tuple(s.name for s in servers),
+        servers=tuple(s.name for s in every),
         steps=tuple(steps),
         refusals=tuple(refusals),
         notes=tuple(notes),
@@ -137,8 +140,10 @@ def make_proxmox_plan(
     do not answer."""
     refusals = _always_on(config, groups, intent)
     notes: list[str] = []
-    servers = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
-    return proxmox.make_plan(snap, config, facts, intent, groups, servers, refusals, notes, tag)
+    every = _reachable(config, facts, groups, skip_unreachable, refusals, notes)
+    made = proxmox.make_plan(snap, config, facts, intent, groups, [s for s in every if not s.plain], refusals, notes, tag)
+    own = plain.steps(config, facts, intent, [s for s in every if s.plain])
+    return replace(made, servers=tuple(s.name for s in every), steps=made.steps + tuple(own)) if own else made
 
 
 def _always_on(config: Config, groups: Sequence[str], intent: Intent) -> list[str]:

@@ -94,6 +94,10 @@ REGISTRY: Mapping[Action, Spec] = {
     Action.BMC_FORCE_OFF: Spec("bmc.force_off", Subject.HOST, "forcing off (BMC)", "force off (BMC)", power=Effect.OFF),
     Action.CUT_POWER: Spec("bmc.cut_power", Subject.HOST, "cutting the plug's relay", "relay cut"),
     Action.BMC_POWER_ON: Spec("bmc.power_on", Subject.HOST, "powering on", "power on", power=Effect.ON),
+    Action.OS_SHUTDOWN: Spec("servers.os_shutdown", Subject.HOST, "shutting down (SSH)", "shut down (SSH)"),
+    Action.WAIT_READY: Spec(
+        "servers.wait_ready", Subject.HOST, "booting (waiting for its services)", "ready", timeout="host_connect_timeout"
+    ),
     Action.WAIT_CONNECTED: Spec(
         "hosts.wait_connected",
         Subject.HOST,

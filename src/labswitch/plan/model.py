@@ -37,6 +37,9 @@ class Action(enum.StrEnum):
     WAVE_READY = "wave-ready"
     SHUTDOWN_ORDER_ENDED = "order-ended"  # down: every shutdown of a startup-order group ended; the next group may go
     CUT_POWER = "cut-power"  # a smart plug's relay cut once the server is confirmed off (bmc.cut_after_shutdown)
+    # A plain server's (plan.servers: platform = "servers"):
+    OS_SHUTDOWN = "os-shutdown"  # its OS's own shutdown command over SSH (ssh.command, default systemctl poweroff)
+    WAIT_READY = "wait-ready"  # up: each of its ready checks answers (tcp:2049, https:443)
     # Cluster settings a whole cluster's cycle changes (journaled; up restores them):
     DISABLE_HA = "disable-ha"
     VCLS_RETREAT = "vcls-retreat"

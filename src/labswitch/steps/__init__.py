@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from labswitch.bmc import Driver
 from labswitch.cancel import Cancel
-from labswitch.config import Policy, VCenter
+from labswitch.config import Policy, Server, VCenter
 from labswitch.errors import EndpointError
 from labswitch.journal import Journal
 from labswitch.plan import REGISTRY, Action, Plan, Status, Step
@@ -45,6 +45,7 @@ class Context:
     began: float = field(default_factory=time.monotonic)  # when the run began (the clock its messages give)
     unknown: set[str] = field(default_factory=set)  # servers whose BMC stopped answering: state unknown, never forced off
     silent_since: dict[str, float] = field(default_factory=dict)  # server -> when its BMC's reads began to fail
+    servers: Mapping[str, Server] = field(default_factory=dict)  # the config's servers by name (plain servers' SSH, ready)
 
     def at(self, when: float | None = None) -> str:
         """A moment of the run as its clock shows it (mm:ss since the run began)."""

@@ -28,7 +28,13 @@ def power_on(steps: list[Step], ctx: Context, report: Report) -> None:
 
 def graceful_shutdown(steps: list[Step], ctx: Context, report: Report) -> None:
     for step in steps:
-        what = "BMC GracefulShutdown" if step.fallback_of else "host not connected; BMC GracefulShutdown"
+        entry = ctx.servers.get(step.server or step.target)
+        if step.fallback_of:
+            what = "BMC GracefulShutdown"
+        elif entry is not None and entry.plain:
+            what = "BMC GracefulShutdown (the ACPI power button: no ssh configured)"
+        else:
+            what = "host not connected; BMC GracefulShutdown"
         if _bmc(step, report, ctx.driver(step).graceful_shutdown, lambda _, what=what: what):  # type: ignore[misc]
             with ctx.lock:
                 ctx.graceful_sent.add(step.server or step.target)

@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, replace
 
 from labswitch import platform
 from labswitch.bmc import Driver, Power
-from labswitch.config import Config
+from labswitch.config import Config, Server
 from labswitch.errors import ConnectionFailed, LabswitchError
 from labswitch.journal import Journal
 from labswitch.plan import is_vcenter_vm
+from labswitch.platforms import servers as plain_servers
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc
 from labswitch.usecases.power import vcenter_addresses
@@ -135,6 +136,14 @@ def _vcenter_off(config: Config) -> Snapshot | None:
     return Snapshot((), (), notes=(note,))
 
 
+def _services(server: Server, power: Power) -> str | None:
+    """A plain server's connection column: whether its ready checks answer (while it is on)."""
+    if not server.ready or power is not Power.ON:
+        return None
+    waiting = plain_servers.not_answering(server)
+    return f"not ready: {', '.join(waiting)}" if waiting else "ready"
+
+
 def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | None = None) -> StatusReport:
     """With ``watts``, each server's draw is read beside its power, in the same pass (the page, the sampler).
     ``drivers``: every server's, kept open by the caller (serve's coordinator); else opened for this read."""
@@ -180,7 +189,10 @@ def status(config: Config, watts: bool = False, drivers: Mapping[str, Driver] | 
     notes = list(snap.notes)
     found = {h.name for h in snap.hosts}
     for s in servers:
-        if s.esxi not in found:
+        if s.plain:
+            state, error = power[s.name]
+            hosts.append(HostStatus(s.name, s.esxi, s.group, None, _services(s, state), None, str(state), error, draw.get(s.name)))
+        elif s.esxi not in found:
             state, error = power[s.name]
             hosts.append(HostStatus(s.name, s.esxi, s.group, None, None, None, str(state), error, draw.get(s.name)))
             if config.vcenter is not None and snap.hosts:  # otherwise the snapshot's notes say why no host is known
