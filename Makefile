@@ -26,6 +26,7 @@ deps:
 	command -v ipmitool >/dev/null || missing="$$missing ipmitool"; \
 	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	[ -x /usr/sbin/sshd ] || missing="$$missing openssh-server"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	[ -x /lib/nut/dummy-ups ] || missing="$$missing nut-server"; \
 	command -v upsc >/dev/null || missing="$$missing nut-client"; \

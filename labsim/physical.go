@@ -96,7 +96,7 @@ func (l *Lab) servePhysical(w http.ResponseWriter) {
 		ToolsSeconds:        l.opts.toolsDelay.Seconds(),
 		Hosts:               map[string]physicalHost{},
 	}
-	for _, s := range l.servers {
+	for _, s := range append(append([]*Server{}, l.servers...), l.storage...) {
 		h := physicalHost{Group: s.Group, Cluster: s.Cluster, BootSeconds: s.bootDelay.Seconds(), GuestSeconds: map[string]float64{}}
 		s.mu.Lock()
 		h.Power = s.power
