@@ -37,8 +37,9 @@ stop_lab() {
 trap stop_lab EXIT
 
 # vSphere 8.0 U3: embedded vCLS in every cluster, Cluster1 on vSAN, HA on everywhere; esx34 has no BMC (Wake-on-LAN),
-# esx33's iDRAC reports no watts (a Shelly plug measures it).
-start_lab "$demo" --vsphere 8.0.3 --vsan-clusters 1 --ha --wol-hosts esx34 --meter-hosts esx33 \
+# esx33's iDRAC reports no watts (a Shelly plug measures it). nas01 is a plain storage server (platform = "servers")
+# that payload needs: it goes down after every payload host, and comes up and answers on its NFS port before them.
+start_lab "$demo" --vsphere 8.0.3 --vsan-clusters 1 --ha --wol-hosts esx34 --meter-hosts esx33 --storage 1 \
   --clusters 3 --hosts-per-cluster 4 --vms-per-host 10 --mgmt-hosts 1 --vcenter-vm-on mgmt \
   --guest-shutdown-delay 2s --host-shutdown-delay 2s --host-boot-delay 4s \
   --cbt-fraction 0.05 --sgx-hosts esx11=enabled,esx12=disabledBIOS --vsgx-vms esx12-vm01=32

@@ -82,7 +82,7 @@ def show(report: StatusReport, vm_table: bool = True) -> None:
                 h.connection_state,
                 render.yes_no(h.in_maintenance),
                 h.bmc_power,
-                f"{vms_on[h.name]}/{vms_all[h.name]}",
+                f"{vms_on[h.name]}/{vms_all[h.name]}" if vms_all[h.name] or h.in_maintenance is not None else "",
             )
             for h in report.hosts
         ),
