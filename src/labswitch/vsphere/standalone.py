@@ -45,7 +45,7 @@ class Standalone:
         return self._all(audit=True)
 
     def _all(self, audit: bool) -> Snapshot:
-        servers = self.config.servers
+        servers = self.config.lab_servers
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(servers)))) as pool:
             parts = list(pool.map(lambda s: self._read(s, audit), servers))
         hosts = tuple(h for h, _, _ in parts if h is not None)
