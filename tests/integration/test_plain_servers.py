@@ -88,3 +88,17 @@ def test_a_refused_ssh_login_falls_back_to_the_bmcs_graceful_shutdown(
     said = [line for line in down.stderr.splitlines() if "os-shutdown nas01" in line]
     assert len(said) == 1 and "login refused" in said[0] and "GracefulShutdown (ACPI) instead" in said[0], down.stderr
     assert "bmc-graceful-shutdown nas01" in down.stderr and "confirm-off nas01: off (BMC)" in down.stderr
+
+
+def test_payload_is_not_powered_on_while_storage_does_not_answer(cli: Run, lab_factory: Callable[..., Lab], state_dir: Path) -> None:
+    lab = lab_factory(*FAST, "--storage", "1")
+    down = run(cli, lab, state_dir, configure(lab), "down", "--yes")
+    assert down.code == 0, down.stderr
+    with socket.socket() as closed:  # a port nothing listens on: storage's service never answers
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    short = ("host_connect_timeout = 10", "host_connect_timeout = 3")
+    config = configure(lab, replace=(short, (f'"tcp:{_port(lab)}"', f'"tcp:{port}"')))
+    up = run(cli, lab, state_dir, config, "up", "--yes")
+    assert up.code == 1 and f"wait-ready nas01: not ready after 3s: tcp:{port} on 127.0.0.1 does not answer" in up.stderr, up.stderr
+    assert bmc_power(lab, "nas01") == "On" and all(bmc_power(lab, s) == "Off" for s in PAYLOAD), "payload waits for storage"
