@@ -14,16 +14,10 @@ import (
 
 // powerOn answers false when the server is already on (an iDRAC's 409).
 func (l *Lab) powerOn(s *Server) bool {
-	s.mu.Lock()
-	if s.power == "On" {
-		s.mu.Unlock()
+	epoch, changed := s.switchPower("On")
+	if !changed {
 		return false
 	}
-	s.power = "On"
-	s.epoch++
-	s.changed = time.Now()
-	epoch := s.epoch
-	s.mu.Unlock()
 	time.AfterFunc(s.bootDelay*4/5, func() { // the host's own API answers a little before vCenter reconnects it
 		if s.stillAt(epoch) && s.agent != nil {
 			if err := s.agent.gate.open(); err != nil {
@@ -41,15 +35,9 @@ func (l *Lab) powerOn(s *Server) bool {
 
 // powerOff cuts the power at once; answers false when already off.
 func (l *Lab) powerOff(s *Server) bool {
-	s.mu.Lock()
-	if s.power == "Off" {
-		s.mu.Unlock()
+	if _, changed := s.switchPower("Off"); !changed {
 		return false
 	}
-	s.power = "Off"
-	s.epoch++
-	s.changed = time.Now()
-	s.mu.Unlock()
 	l.hostGone(s)
 	return true
 }
@@ -111,6 +99,19 @@ func (l *Lab) stuck(s *Server) bool {
 		}
 	}
 	return false
+}
+
+// switchPower sets the server's power; false when it was so already. The epoch it answers is the one a timer set
+// now checks (stillAt): every change bumps it.
+func (s *Server) switchPower(to string) (epoch int, changed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.power == to {
+		return s.epoch, false
+	}
+	s.power, s.changed = to, time.Now()
+	s.epoch++
+	return s.epoch, true
 }
 
 // stillAt: the server's power has not changed since epoch (a timer set then still applies).

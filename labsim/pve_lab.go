@@ -244,15 +244,10 @@ func (l *pveLab) quorate() bool {
 // -- power: what a BMC or the API does to a node --------------------------------------------
 
 func (l *pveLab) powerOn(s *Server) bool {
-	s.mu.Lock()
-	if s.power == "On" {
-		s.mu.Unlock()
+	epoch, changed := s.switchPower("On")
+	if !changed {
 		return false
 	}
-	s.power, s.changed = "On", time.Now()
-	s.epoch++
-	epoch := s.epoch
-	s.mu.Unlock()
 	time.AfterFunc(s.bootDelay, func() { // booted: corosync joins, the API answers (unless a host fault holds it back)
 		if s.stillAt(epoch) && l.faults.get("host:"+s.Name) != "stuck" {
 			l.joined(s)
@@ -274,14 +269,9 @@ func (l *pveLab) joined(s *Server) {
 }
 
 func (l *pveLab) powerOff(s *Server) bool {
-	s.mu.Lock()
-	if s.power == "Off" {
-		s.mu.Unlock()
+	if _, changed := s.switchPower("Off"); !changed {
 		return false
 	}
-	s.power, s.changed = "Off", time.Now()
-	s.epoch++
-	s.mu.Unlock()
 	n := l.nodeOf(s)
 	n.api.shut()
 	l.mu.Lock()

@@ -85,16 +85,10 @@ func (st *storageOS) port(s *Server) string {
 }
 
 func (st *storageOS) powerOn(s *Server) bool {
-	s.mu.Lock()
-	if s.power == "On" {
-		s.mu.Unlock()
+	epoch, changed := s.switchPower("On")
+	if !changed {
 		return false
 	}
-	s.power = "On"
-	s.epoch++
-	s.changed = time.Now()
-	epoch := s.epoch
-	s.mu.Unlock()
 	time.AfterFunc(s.bootDelay, func() { // booted: its service answers
 		if s.stillAt(epoch) {
 			if err := st.ready[s].open(); err != nil {
@@ -106,15 +100,9 @@ func (st *storageOS) powerOn(s *Server) bool {
 }
 
 func (st *storageOS) powerOff(s *Server) bool {
-	s.mu.Lock()
-	if s.power == "Off" {
-		s.mu.Unlock()
+	if _, changed := s.switchPower("Off"); !changed {
 		return false
 	}
-	s.power = "Off"
-	s.epoch++
-	s.changed = time.Now()
-	s.mu.Unlock()
 	st.ready[s].shut()
 	return true
 }

@@ -55,7 +55,7 @@ def sshd(workdir: Path, forced_command: str) -> Iterator[Sshd]:
     log = workdir / "sshd.log"
     proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
-        wait_until(lambda: _answers(port) or proc.poll() is not None, 10, "sshd listening")
+        wait_until(lambda: port_answers(port) or proc.poll() is not None, 10, "sshd listening")
         assert proc.poll() is None, f"sshd ended: {log.read_text()}"
         yield Sshd(port, getpass.getuser(), (workdir / "host.pub").read_text().strip(), workdir / "client", log)
     finally:
@@ -63,9 +63,10 @@ def sshd(workdir: Path, forced_command: str) -> Iterator[Sshd]:
         proc.wait(timeout=10)
 
 
-def _answers(port: int) -> bool:
+def port_answers(port: int) -> bool:
+    """A TCP connection to 127.0.0.1:port is accepted."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
             return True
     except OSError:
         return False

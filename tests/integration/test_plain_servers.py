@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import Result
 from tests.integration.test_down_up import FAST, configure, run
 from tests.labsim import Lab, bmc_power
-from tests.sshd import sshd
+from tests.sshd import port_answers, sshd
 
 pytestmark = pytest.mark.labsim
 Run = Callable[..., Result]
@@ -30,14 +30,6 @@ def _changed(lab: Lab) -> dict[str, float]:
 def _port(lab: Lab) -> int:
     nas = next(s for s in tomllib.loads(lab.config.read_text())["servers"] if s["name"] == "nas01")
     return int(nas["ready"][0].split(":")[-1])
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def _with_ssh(lab: Lab, port: int, host_key: str, key: Path, user: str, extra: tuple[tuple[str, str], ...] = ()) -> Path:
@@ -54,7 +46,7 @@ def test_storage_is_shut_down_over_ssh_after_payload_and_up_and_ready_before_it(
         config = _with_ssh(lab, server.port, server.host_key, server.client_key, server.user)
         alone = run(cli, lab, state_dir, config, "down", "--group", "storage", "--yes")
         assert alone.code == 3 and "group payload needs it and is on" in alone.stderr, alone.stderr
-        assert bmc_power(lab, "nas01") == "On" and _answers(_port(lab)), "a refusal changes nothing"
+        assert bmc_power(lab, "nas01") == "On" and port_answers(_port(lab)), "a refusal changes nothing"
         assert "Accepted publickey" not in server.said()
 
         down = run(cli, lab, state_dir, config, "down", "--group", "payload", "--group", "storage", "--yes")
@@ -63,13 +55,13 @@ def test_storage_is_shut_down_over_ssh_after_payload_and_up_and_ready_before_it(
         off = _changed(lab)
         assert off["nas01"] > max(off[p] for p in PAYLOAD), f"storage off only after payload: {off}"
         assert "Accepted publickey" in server.said(), "its OS was asked over SSH"
-        assert not _answers(_port(lab))
+        assert not port_answers(_port(lab))
 
     up = run(cli, lab, state_dir, config, "up", "--yes")
     assert up.code == 0, up.stderr
     on = _changed(lab)
     boot = float(lab.physical()["hosts"]["nas01"]["boot_seconds"])
-    assert all(bmc_power(lab, s) == "On" for s in (*PAYLOAD, "nas01")) and _answers(_port(lab))
+    assert all(bmc_power(lab, s) == "On" for s in (*PAYLOAD, "nas01")) and port_answers(_port(lab))
     # payload is powered on only once storage's port answers: at least its boot after storage's power-on
     assert min(on[p] for p in PAYLOAD) - on["nas01"] >= boot * 0.9, f"payload after storage is ready: {on}"
 
