@@ -68,7 +68,7 @@ class Proxmox:
             self._permissions = {str(path): dict(privs or {}) for path, privs in (found or {}).items()}
         return self._permissions
 
-    def refusals(self, plan: Plan) -> list[str]:
+    def refusals(self, plan: Plan, snap: Snapshot | None = None) -> list[str]:
         """What the plan needs that the user or token may not do, before anything changes (none known while no node
         answers: an up of a cluster that is off is checked again once it answers)."""
         perms = self.permissions()
@@ -80,6 +80,10 @@ class Proxmox:
 
     def port(self, cancel: Cancel) -> ProxmoxPort:
         return ProxmoxPort(self.client, cancel, self.config.policy.max_parallel)
+
+    def run_port(self, cancel: Cancel) -> ProxmoxPort:
+        """A run's steps go through the Proxmox port."""
+        return self.port(cancel)
 
     def lacking(self, needed: Any) -> set[tuple[str, str]]:
         """vCenter's privileges do not apply; the API says what the user or token may not do, call by call."""

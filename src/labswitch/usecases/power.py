@@ -15,14 +15,13 @@ from labswitch.cancel import Cancel
 from labswitch.config import Config, VCenter
 from labswitch.errors import ConfigError, ConnectionFailed, VSphereError
 from labswitch.journal import Journal, VMState, WholeLab, state_base
-from labswitch.plan import Action, Facts, Intent, Plan, clusters, make_plan, make_proxmox_plan, target_groups, through_hosts, whole_lab
+from labswitch.plan import Action, Facts, Intent, Plan, make_plan, make_proxmox_plan, target_groups, through_hosts, whole_lab
 from labswitch.plan import groups as group_order
 from labswitch.run import EventSink, Runner
 from labswitch.snapshot import Snapshot
 from labswitch.usecases import bmc, lifecycle
 from labswitch.usecases.lifecycle import Outcome
 from labswitch.vsphere import session as vsphere_session
-from labswitch.vsphere.port import LabPort
 
 
 @dataclass(frozen=True)
@@ -185,7 +184,7 @@ def _execute(
             journal,
             plan,
             confirm,
-            lambda run_id: Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel, port=_port_of(vc, cancel)),
+            lambda run_id: Runner(vc.actions(), config, drivers, journal, run_id, on_event, cancel, port=vc.run_port(cancel or Cancel())),
             on_event,
             held,
             request.reason,
@@ -250,19 +249,12 @@ def _session(config: Config, request: Request) -> Iterator[tuple[Plan, platform.
             if plan.vcenter_host is not None and config.esxi is not None and not plan.refusals:
                 _check_host_login(config, plan.vcenter_host.server)
             yield (
-                _privileges(plan, vc, snap, request.intent),
+                _privileges(plan, vc, snap),
                 vc,
                 drivers,
                 snap,
                 journal,
             )
-
-
-def _port_of(vc: platform.Lab, cancel: Cancel | None) -> LabPort | None:
-    """A Proxmox VE lab's run goes through its port; vSphere's Runner makes its own from vCenter's actions."""
-    from labswitch.proxmox import Proxmox
-
-    return vc.port(cancel or Cancel()) if isinstance(vc, Proxmox) else None
 
 
 def _check_host_login(config: Config, server_name: str) -> None:
@@ -274,28 +266,10 @@ def _check_host_login(config: Config, server_name: str) -> None:
     vsphere_session.close_session(vsphere_session.open_session(login), login.where)
 
 
-def _privileges(plan: Plan, vc: platform.Lab, snap: Snapshot, intent: Intent) -> Plan:
-    """A down whose cluster changes the vCenter user may not make is refused before it starts; on Proxmox VE, any run
-    whose steps the user or token may not make (the API's own permission checks, read back before the first change)."""
-    from labswitch.proxmox import Proxmox
-
-    if isinstance(vc, Proxmox):
-        return replace(plan, refusals=plan.refusals + tuple(vc.refusals(plan)))
-    if intent is not Intent.DOWN:
-        return plan
-    needed = clusters.privileges_needed(plan.steps)
-    if not needed:
-        return plan
-    lacking = vc.lacking({entity: set(privs) for entity, privs in needed.items()})
-    refusals = []
-    for entity, priv in sorted(lacking):
-        cluster = snap.cluster(entity)
-        where = "vCenter" if entity == "vcenter" else f"cluster {cluster.name if cluster else entity}"
-        steps = ", ".join(sorted(needed[entity][priv]))
-        refusals.append(
-            f"the vCenter user lacks privilege {priv} on {where} ({steps}); grant it to the user's role, or leave out the cluster"
-        )
-    return replace(plan, refusals=plan.refusals + tuple(refusals))
+def _privileges(plan: Plan, vc: platform.Lab, snap: Snapshot) -> Plan:
+    """What the run's steps need that the user or token may not do (vCenter's privileges for a down's cluster
+    changes; on Proxmox VE, the API's own permission checks), refused before the first change."""
+    return replace(plan, refusals=plan.refusals + tuple(vc.refusals(plan, snap)))
 
 
 CEPH_MONITORS = "ceph-monitors"

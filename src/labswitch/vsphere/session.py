@@ -42,6 +42,16 @@ class VSphere:
         """The power cycle's calls through this vCenter (a session it lost is logged in again: relogin)."""
         return Actions(self.si, self.content, self.config.timeout, relogin=self.relogin)
 
+    def run_port(self, cancel: Any) -> None:
+        """The Runner makes a run's port from actions() (and its hosts' own, for steps through them)."""
+        return None
+
+    def refusals(self, plan: Any, snap: Snapshot) -> list[str]:
+        """A down's cluster changes the vCenter user may not make (vsphere.privileges), before anything changes."""
+        from labswitch.vsphere import privileges
+
+        return privileges.refusals(self.lacking, plan, snap)
+
     def relogin(self) -> None:
         """vCenter no longer has this session (vpxd restarted): a new one on the same connection, so every object
         bound to it works again. Once, however many calls found it gone at the same moment."""

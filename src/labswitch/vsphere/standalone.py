@@ -34,6 +34,14 @@ class Standalone:
         """Privileges are vCenter's; a host's root has them all."""
         return set()
 
+    def run_port(self, cancel: Any) -> None:
+        """Every step goes through its host's own port, which the Runner opens."""
+        return None
+
+    def refusals(self, plan: Any, snap: Snapshot) -> list[str]:
+        """A host's root may do everything a run does."""
+        return []
+
     def snapshot(self, tags_required: bool = False) -> Snapshot:
         """Every server's host and VMs, read in parallel; a host that does not answer is left out, with a note.
         A wrong password or an untrusted certificate is an error (it would not change on its own). A host
